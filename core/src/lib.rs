@@ -1,1 +1,47 @@
-//! placeholder
+//! meshgate-core: the decision engine of the meshgate filter, with no proxy-wasm
+//! dependency. Time, keys, caches and I/O come in as arguments.
+//!
+//! The request path is [`authorize::decide`]: normalize the path, check public routes,
+//! extract and verify the token, build the principal, evaluate rules, return a
+//! [`decision::Decision`].
+
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests may panic"
+    )
+)]
+
+pub mod alg;
+pub mod authorize;
+pub mod cache;
+pub mod claims;
+pub mod config;
+pub mod decision;
+pub mod extract;
+pub mod headers;
+pub mod jwks;
+pub mod keystore;
+pub mod log;
+pub mod path;
+pub mod pattern;
+pub mod principal;
+pub mod provider;
+pub mod rules;
+pub mod token;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod corpus;
+
+pub use authorize::{decide, Request, Verdict};
+pub use cache::TokenCache;
+pub use config::{ConfigError, Mode, Policy};
+pub use decision::{AllowCode, Decision, DenyCode, Effect};
+pub use keystore::KeyStore;

@@ -1,0 +1,358 @@
+//! The request path: normalize → public routes → token → identity → rules → decision.
+//! Pure: time, keys and the cache come in as arguments.
+
+use std::sync::Arc;
+
+use crate::cache::{CachedIdentity, TokenCache};
+use crate::claims::{self, ClaimError};
+use crate::config::Policy;
+use crate::decision::{AllowCode, Decision, DenyCode, Effect};
+use crate::extract::{find_token, TokenSource};
+use crate::keystore::KeyStore;
+use crate::path;
+use crate::principal::Principal;
+use crate::rules::{normalize_host, Action, RequestFacts, Rule};
+use crate::token::{TokenError, UnverifiedToken};
+
+/// What the filter reads from a request. Header names are lowercase (as Envoy gives them).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'r> {
+    pub method: &'r str,
+    pub authority: &'r str,
+    /// The raw `:path`, query included.
+    pub path: &'r str,
+    pub headers: &'r [(String, String)],
+}
+
+/// A decision plus what the filter needs to apply it.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub decision: Decision,
+    /// The header the token came from, to remove before forwarding when the provider
+    /// doesn't `forward` it.
+    pub strip_token_header: Option<String>,
+}
+
+struct Denial {
+    code: DenyCode,
+    reason: String,
+}
+
+impl Denial {
+    fn new(code: DenyCode, reason: impl Into<String>) -> Denial {
+        Denial {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Decides one request.
+pub fn decide(
+    policy: &Policy,
+    keys: &KeyStore,
+    cache: &mut TokenCache,
+    req: &Request<'_>,
+    now: i64,
+) -> Verdict {
+    let normalized = match path::normalize(req.path, policy.path_options) {
+        Ok(p) => p,
+        Err(e) => {
+            return Verdict {
+                decision: deny(
+                    DenyCode::PathRejected,
+                    format!("path rejected: {e}"),
+                    None,
+                    None,
+                ),
+                strip_token_header: None,
+            }
+        }
+    };
+    let facts = RequestFacts {
+        host: &normalize_host(req.authority),
+        method: req.method,
+        path: &normalized,
+    };
+    let mut verdict = decide_normalized(policy, keys, cache, req, &facts, now);
+    verdict.decision.normalized_path = Some(normalized.clone());
+    verdict
+}
+
+fn decide_normalized(
+    policy: &Policy,
+    keys: &KeyStore,
+    cache: &mut TokenCache,
+    req: &Request<'_>,
+    facts: &RequestFacts<'_>,
+    now: i64,
+) -> Verdict {
+    let anonymous = |decision| Verdict {
+        decision,
+        strip_token_header: None,
+    };
+    // Deny rules that name no caller apply to everyone, before any token work.
+    if let Some(rule) = first_match(&policy.rules.deny, facts, None) {
+        return anonymous(rule_denied(rule, None));
+    }
+    if let Some(rule) = policy
+        .rules
+        .allow
+        .iter()
+        .find(|r| r.public && r.matches_request(facts))
+    {
+        return anonymous(Decision {
+            effect: Effect::Allow(AllowCode::PublicRoute),
+            reason: format!("public rule `{}` matched", rule.id),
+            rule_id: Some(rule.id.clone()),
+            provider: None,
+            principal: None,
+            normalized_path: None,
+        });
+    }
+
+    let found = match find_token(&policy.sources, req.headers, req.path) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return anonymous(deny(
+                DenyCode::TokenMissing,
+                "no token in the request",
+                None,
+                None,
+            ))
+        }
+        Err(e) => return anonymous(deny(DenyCode::TokenInvalid, e.to_string(), None, None)),
+    };
+    let identity = match identify(policy, keys, cache, found.token, found.source, now) {
+        Ok(identity) => identity,
+        Err((denial, provider)) => {
+            return anonymous(deny(denial.code, denial.reason, provider, None));
+        }
+    };
+    let provider = policy.providers.get(identity.provider);
+    let strip_token_header = match (provider, policy.sources.get(found.source)) {
+        (Some(p), Some(TokenSource::Header { name, .. })) if !p.forward => Some(name.clone()),
+        _ => None,
+    };
+    Verdict {
+        decision: evaluate(policy, facts, identity.principal),
+        strip_token_header,
+    }
+}
+
+/// Deny rules first, then allow rules, then the default action.
+fn evaluate(policy: &Policy, facts: &RequestFacts<'_>, principal: Arc<Principal>) -> Decision {
+    let denied_by = first_match(&policy.rules.deny, facts, Some(&principal));
+    let allowed_by = first_match(&policy.rules.allow, facts, Some(&principal));
+    let provider = Some(principal.provider.clone());
+    match (denied_by, allowed_by, policy.default_action) {
+        // A matching deny rule wins over everything, like RBAC DENY policies and cedar's forbid.
+        (Some(rule), _, _) => rule_denied(rule, Some(principal)),
+        // Otherwise the first matching allow rule, in configuration order.
+        (None, Some(rule), _) => Decision {
+            effect: Effect::Allow(AllowCode::RuleAllowed),
+            reason: format!("allow rule `{}` matched", rule.id),
+            rule_id: Some(rule.id.clone()),
+            provider,
+            principal: Some(principal),
+            normalized_path: None,
+        },
+        // No rule matched: deny by default...
+        (None, None, Action::Deny) => deny(
+            DenyCode::NoRuleMatched,
+            format!(
+                "no allow rule matched {} {}{}",
+                facts.method, facts.host, facts.path
+            ),
+            provider,
+            Some(principal),
+        ),
+        // ...unless the configuration says allow.
+        (None, None, Action::Allow) => Decision {
+            effect: Effect::Allow(AllowCode::DefaultAllow),
+            reason: String::from("no rule matched; default action is allow"),
+            rule_id: None,
+            provider,
+            principal: Some(principal),
+            normalized_path: None,
+        },
+    }
+}
+
+/// The first rule matching the request whose conditions hold. Without a principal, only
+/// rules without conditions can match.
+fn first_match<'p>(
+    rules: &'p [Rule],
+    facts: &RequestFacts<'_>,
+    principal: Option<&Principal>,
+) -> Option<&'p Rule> {
+    rules.iter().find(|rule| {
+        rule.matches_request(facts)
+            && match principal {
+                Some(p) => rule.when.hold_for(p),
+                None => rule.when.is_empty(),
+            }
+    })
+}
+
+fn rule_denied(rule: &Rule, principal: Option<Arc<Principal>>) -> Decision {
+    deny(
+        DenyCode::RuleDenied,
+        format!("deny rule `{}` matched", rule.id),
+        principal.as_ref().map(|p| p.provider.clone()),
+        principal,
+    )
+    .with_rule(&rule.id)
+}
+
+fn deny(
+    code: DenyCode,
+    reason: impl Into<String>,
+    provider: Option<String>,
+    principal: Option<Arc<Principal>>,
+) -> Decision {
+    Decision {
+        effect: Effect::Deny(code),
+        reason: reason.into(),
+        rule_id: None,
+        provider,
+        principal,
+        normalized_path: None,
+    }
+}
+
+impl Decision {
+    fn with_rule(mut self, id: &str) -> Decision {
+        self.rule_id = Some(id.to_owned());
+        self
+    }
+}
+
+type IdentifyError = (Denial, Option<String>);
+
+/// Token → verified identity, through the cache when possible.
+fn identify(
+    policy: &Policy,
+    keys: &KeyStore,
+    cache: &mut TokenCache,
+    token: &str,
+    source: usize,
+    now: i64,
+) -> Result<CachedIdentity, IdentifyError> {
+    if let Some(hit) = cache.get(token) {
+        let provider = policy.providers.get(hit.provider);
+        let name = provider.map(|p| p.name.clone());
+        let skew = provider.map_or(0, |p| p.clock_skew_s);
+        if !provider.is_some_and(|p| p.sources.contains(&source)) {
+            return Err((location_denial(), name));
+        }
+        hit.validity
+            .check(now, skew)
+            .map_err(|e| (claim_denial(e), name))?;
+        return Ok(hit.clone());
+    }
+    let identity = verify(policy, keys, token, source, now)?;
+    cache.insert(token, identity.clone(), now);
+    Ok(identity)
+}
+
+fn verify(
+    policy: &Policy,
+    keys: &KeyStore,
+    token: &str,
+    source: usize,
+    now: i64,
+) -> Result<CachedIdentity, IdentifyError> {
+    let parsed = UnverifiedToken::parse(token, policy.max_token_bytes)
+        .map_err(|e| (token_denial(&e), None))?;
+    let issuer = claims::string_claim(&parsed.claims, "iss")
+        .map_err(|e| (claim_denial(e), None))?
+        .ok_or_else(|| {
+            (
+                Denial::new(DenyCode::TokenInvalid, "token has no `iss` claim"),
+                None,
+            )
+        })?;
+    let (index, provider) = policy
+        .by_issuer
+        .get(issuer)
+        .and_then(|&i| policy.providers.get(i).map(|p| (i, p)))
+        .ok_or_else(|| {
+            let shown: String = issuer.chars().take(200).collect();
+            (
+                Denial::new(
+                    DenyCode::IssuerUnknown,
+                    format!("issuer `{shown}` is not configured"),
+                ),
+                None,
+            )
+        })?;
+    let name = Some(provider.name.clone());
+    if !provider.sources.contains(&source) {
+        return Err((location_denial(), name));
+    }
+    let Some(set) = keys.get(index) else {
+        return Err((
+            Denial::new(
+                DenyCode::JwksUnavailable,
+                format!("keys of provider `{}` are not loaded yet", provider.name),
+            ),
+            name,
+        ));
+    };
+    parsed
+        .verify(set)
+        .map_err(|e| (token_denial(&e), name.clone()))?;
+    let validity = provider
+        .check_claims(&parsed.claims, now)
+        .map_err(|e| (claim_denial(e), name.clone()))?;
+    let principal = provider
+        .principal(parsed.claims)
+        .map_err(|e| (claim_denial(e), name))?;
+    Ok(CachedIdentity {
+        provider: index,
+        source,
+        validity,
+        principal: Arc::new(principal),
+    })
+}
+
+fn location_denial() -> Denial {
+    Denial::new(
+        DenyCode::TokenLocationNotAllowed,
+        "the token's provider does not accept tokens from where this one was found",
+    )
+}
+
+fn token_denial(e: &TokenError) -> Denial {
+    let code = match e {
+        TokenError::TooLarge { .. }
+        | TokenError::NotCompactJws { .. }
+        | TokenError::BadBase64 { .. }
+        | TokenError::BadJson { .. }
+        | TokenError::UnknownCritical { .. } => DenyCode::TokenInvalid,
+        TokenError::AlgorithmNotAccepted { .. } | TokenError::AlgorithmNotPinned { .. } => {
+            DenyCode::AlgorithmNotAllowed
+        }
+        TokenError::UnknownKid { .. } | TokenError::NoKeyForAlgorithm { .. } => {
+            DenyCode::KeyUnknown
+        }
+        TokenError::BadSignature => DenyCode::SignatureInvalid,
+    };
+    Denial::new(code, e.to_string())
+}
+
+fn claim_denial(e: ClaimError) -> Denial {
+    let code = match e {
+        ClaimError::Expired { .. } => DenyCode::TokenExpired,
+        ClaimError::NotYetValid { .. } | ClaimError::IssuedInFuture { .. } => {
+            DenyCode::TokenNotYetValid
+        }
+        ClaimError::AudienceNotAccepted { .. } => DenyCode::AudienceMismatch,
+        ClaimError::Missing { .. }
+        | ClaimError::WrongType { .. }
+        | ClaimError::LifetimeTooLong { .. }
+        | ClaimError::TooManyGroups { .. } => DenyCode::TokenInvalid,
+    };
+    Denial::new(code, e.to_string())
+}

@@ -1,0 +1,191 @@
+//! The plugin configuration as users write it (JSON), field names following Envoy's
+//! `jwt_authn` and `rbac` where the concept is the same. Nothing here is trusted until
+//! `compile` has checked it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Providers by name; `BTreeMap` so compilation order (and errors) are deterministic.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub default_action: Option<ActionConfig>,
+    #[serde(default)]
+    pub mode: Option<ModeConfig>,
+    #[serde(default)]
+    pub path_normalization: Option<PathNormalizationConfig>,
+    /// Limit on a token's size in bytes (default 8192).
+    #[serde(default)]
+    pub max_token_bytes: Option<usize>,
+    /// Like jwt_authn's `jwt_cache_config`: verified tokens kept per worker.
+    #[serde(default)]
+    pub jwt_cache_config: Option<JwtCacheConfig>,
+    /// `realm` in `WWW-Authenticate` (default `meshgate`).
+    #[serde(default)]
+    pub realm: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionConfig {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeConfig {
+    Enforce,
+    Shadow,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathNormalizationConfig {
+    #[serde(default)]
+    pub allow_encoded_slash: bool,
+    #[serde(default)]
+    pub allow_backslash: bool,
+    #[serde(default)]
+    pub allow_semicolon: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtCacheConfig {
+    /// 0 turns the cache off.
+    pub jwt_cache_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub local_jwks: Option<LocalJwksConfig>,
+    #[serde(default)]
+    pub remote_jwks: Option<RemoteJwksConfig>,
+    #[serde(default)]
+    pub from_headers: Option<Vec<HeaderSourceConfig>>,
+    #[serde(default)]
+    pub from_params: Vec<String>,
+    #[serde(default)]
+    pub from_cookies: Vec<String>,
+    #[serde(default)]
+    pub forward: bool,
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    #[serde(default)]
+    pub email_claim: Option<String>,
+    #[serde(default)]
+    pub username_claim: Option<String>,
+    #[serde(default)]
+    pub clock_skew_s: Option<i64>,
+    #[serde(default)]
+    pub max_lifetime_s: Option<i64>,
+    #[serde(default)]
+    pub require_expiration: Option<bool>,
+    #[serde(default)]
+    pub max_groups: Option<usize>,
+    #[serde(default)]
+    pub claim_to_headers: Vec<ClaimToHeaderConfig>,
+}
+
+/// Envoy's `local_jwks` is a data source; `inline_string` holds the JWKS as a string.
+/// `inline` takes the same document as a JSON object, which reads better in JSON config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalJwksConfig {
+    #[serde(default)]
+    pub inline_string: Option<String>,
+    #[serde(default)]
+    pub inline: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteJwksConfig {
+    /// Envoy cluster the fetch goes through.
+    pub cluster: String,
+    pub uri: String,
+    #[serde(default)]
+    pub cache_duration_s: Option<u64>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSourceConfig {
+    pub name: String,
+    #[serde(default)]
+    pub value_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimToHeaderConfig {
+    pub header_name: String,
+    pub claim_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub id: String,
+    pub action: ActionConfig,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<PathConfig>,
+    #[serde(default)]
+    pub when: Option<WhenConfig>,
+}
+
+/// A bare string is a template (`/api/v1/dags/{dag_id}/dagRuns`, `/api/**`); objects
+/// spell Envoy's `exact` and `prefix` matchers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PathConfig {
+    Template(String),
+    Exact { exact: String },
+    Prefix { prefix: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenConfig {
+    #[serde(default)]
+    pub groups_any: Vec<String>,
+    #[serde(default)]
+    pub groups_all: Vec<String>,
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub providers: Vec<String>,
+    #[serde(default)]
+    pub claims: Vec<ClaimConditionConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimConditionConfig {
+    pub claim: String,
+    #[serde(default)]
+    pub equals: Option<Value>,
+    #[serde(default)]
+    pub contains: Option<Value>,
+}

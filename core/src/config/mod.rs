@@ -1,0 +1,545 @@
+//! Plugin configuration: JSON → `dto` → validated, compiled `Policy`. Either the whole
+//! configuration compiles or nothing of it is used.
+
+pub mod dto;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::claims::ClaimPath;
+use crate::extract::TokenSource;
+use crate::jwks::{KeyOrigin, KeySet};
+use crate::path::PathOptions;
+use crate::pattern::PathPattern;
+use crate::provider::{
+    ClaimToHeader, KeySource, Provider, RemoteJwks, DEFAULT_CLOCK_SKEW_S, DEFAULT_MAX_GROUPS,
+};
+use crate::rules::{Action, ClaimCondition, Conditions, HostPattern, Rule, RuleSet};
+use crate::token::DEFAULT_MAX_TOKEN_BYTES;
+
+use dto::{ActionConfig, ModeConfig, PathConfig, PluginConfig, ProviderConfig, RuleConfig};
+
+pub const DEFAULT_JWT_CACHE_SIZE: usize = 1024;
+pub const DEFAULT_CACHE_DURATION_S: u64 = 300;
+pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5_000;
+/// Every header meshgate injects starts with this; incoming ones are always removed.
+pub const IDENTITY_HEADER_PREFIX: &str = "x-meshgate-";
+
+/// A configuration error names the field (as a JSON path) and says what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{path}`: {reason}")]
+pub struct ConfigError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    /// Every request passes; the decision is logged and counted as if enforced.
+    Shadow,
+}
+
+/// A compiled, validated configuration. Immutable; shared by all requests.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub providers: Vec<Provider>,
+    pub by_issuer: HashMap<String, usize>,
+    /// Every place any provider reads tokens from, in lookup order.
+    pub sources: Vec<TokenSource>,
+    pub rules: RuleSet,
+    pub default_action: Action,
+    pub mode: Mode,
+    pub path_options: PathOptions,
+    pub max_token_bytes: usize,
+    pub jwt_cache_size: usize,
+    pub realm: String,
+    /// Lowercase header names meshgate sets; incoming copies are removed.
+    pub owned_headers: Vec<String>,
+}
+
+impl Policy {
+    /// Parses and compiles plugin configuration JSON.
+    pub fn from_json(json: &[u8]) -> Result<Policy, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let dto: PluginConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::new(
+                if path == "." {
+                    String::from("(root)")
+                } else {
+                    path
+                },
+                e.into_inner().to_string(),
+            )
+        })?;
+        Policy::try_from(dto)
+    }
+}
+
+impl TryFrom<PluginConfig> for Policy {
+    type Error = ConfigError;
+
+    fn try_from(dto: PluginConfig) -> Result<Policy, ConfigError> {
+        let mut sources: Vec<TokenSource> = Vec::new();
+        let mut providers = Vec::with_capacity(dto.providers.len());
+        let mut by_issuer = HashMap::new();
+        let mut owned_headers = Vec::new();
+        for (name, cfg) in &dto.providers {
+            let provider = compile_provider(name, cfg, &mut sources)?;
+            if let Some(other) = by_issuer.insert(provider.issuer.clone(), providers.len()) {
+                let other_name = providers
+                    .get(other)
+                    .map_or("?", |p: &Provider| p.name.as_str());
+                return Err(ConfigError::new(
+                    format!("providers.{name}.issuer"),
+                    format!(
+                        "issuer `{}` is also used by provider `{other_name}`",
+                        provider.issuer
+                    ),
+                ));
+            }
+            owned_headers.extend(
+                provider
+                    .claim_to_headers
+                    .iter()
+                    .map(|c| c.header_name.clone()),
+            );
+            providers.push(provider);
+        }
+        owned_headers.sort();
+        owned_headers.dedup();
+
+        let mut seen_ids = HashMap::new();
+        let mut rules = Vec::with_capacity(dto.rules.len());
+        for (index, rule) in dto.rules.iter().enumerate() {
+            let path = format!("rules[{index}]");
+            if let Some(previous) = seen_ids.insert(rule.id.clone(), index) {
+                return Err(ConfigError::new(
+                    format!("{path}.id"),
+                    format!("`{}` is already the id of rules[{previous}]", rule.id),
+                ));
+            }
+            rules.push(compile_rule(&path, rule, &dto.providers)?);
+        }
+
+        let normalization = dto.path_normalization.unwrap_or_default();
+        let max_token_bytes = dto.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+        if max_token_bytes == 0 {
+            return Err(ConfigError::new(
+                "max_token_bytes",
+                "must be greater than 0",
+            ));
+        }
+        let realm = dto.realm.unwrap_or_else(|| String::from("meshgate"));
+        if realm.is_empty()
+            || !realm
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ')
+        {
+            return Err(ConfigError::new(
+                "realm",
+                "must be non-empty printable ASCII without quotes or backslashes",
+            ));
+        }
+        Ok(Policy {
+            providers,
+            by_issuer,
+            sources,
+            rules: RuleSet::new(rules),
+            default_action: match dto.default_action {
+                Some(ActionConfig::Allow) => Action::Allow,
+                Some(ActionConfig::Deny) | None => Action::Deny,
+            },
+            mode: match dto.mode {
+                Some(ModeConfig::Shadow) => Mode::Shadow,
+                Some(ModeConfig::Enforce) | None => Mode::Enforce,
+            },
+            path_options: PathOptions {
+                allow_encoded_slash: normalization.allow_encoded_slash,
+                allow_backslash: normalization.allow_backslash,
+                allow_semicolon: normalization.allow_semicolon,
+            },
+            max_token_bytes,
+            jwt_cache_size: dto
+                .jwt_cache_config
+                .map_or(DEFAULT_JWT_CACHE_SIZE, |c| c.jwt_cache_size),
+            realm,
+            owned_headers,
+        })
+    }
+}
+
+fn compile_provider(
+    name: &str,
+    cfg: &ProviderConfig,
+    sources: &mut Vec<TokenSource>,
+) -> Result<Provider, ConfigError> {
+    let at = |field: &str| format!("providers.{name}.{field}");
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ConfigError::new(
+            format!("providers.{name}"),
+            "provider names use letters, digits, `-` and `_`",
+        ));
+    }
+    if cfg.issuer.is_empty() {
+        return Err(ConfigError::new(at("issuer"), "must not be empty"));
+    }
+    if cfg.audiences.iter().any(String::is_empty) {
+        return Err(ConfigError::new(
+            at("audiences"),
+            "audiences must not be empty strings",
+        ));
+    }
+    let keys = match (&cfg.local_jwks, &cfg.remote_jwks) {
+        (Some(local), None) => {
+            KeySource::Local(Arc::new(compile_local_jwks(&at("local_jwks"), local)?))
+        }
+        (None, Some(remote)) => KeySource::Remote(compile_remote_jwks(&at("remote_jwks"), remote)?),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                format!("providers.{name}"),
+                "set one of `local_jwks` and `remote_jwks`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                format!("providers.{name}"),
+                "needs `local_jwks` or `remote_jwks`",
+            ))
+        }
+    };
+
+    let mut own_sources = Vec::new();
+    let default_headers = [dto::HeaderSourceConfig {
+        name: String::from("authorization"),
+        value_prefix: String::from("Bearer "),
+    }];
+    let headers = cfg.from_headers.as_deref().unwrap_or(&default_headers);
+    for (i, header) in headers.iter().enumerate() {
+        let header_name = header.name.to_ascii_lowercase();
+        if !is_header_name(&header_name) {
+            return Err(ConfigError::new(
+                format!("{}[{i}].name", at("from_headers")),
+                format!("`{}` is not a valid header name", header.name),
+            ));
+        }
+        own_sources.push(TokenSource::Header {
+            name: header_name,
+            value_prefix: header.value_prefix.clone(),
+        });
+    }
+    for (i, param) in cfg.from_params.iter().enumerate() {
+        if param.is_empty() || param.contains(['&', '=', '?', '#']) {
+            return Err(ConfigError::new(
+                format!("{}[{i}]", at("from_params")),
+                "must be a plain query parameter name",
+            ));
+        }
+        own_sources.push(TokenSource::Param {
+            name: param.clone(),
+        });
+    }
+    for (i, cookie) in cfg.from_cookies.iter().enumerate() {
+        if cookie.is_empty() || cookie.contains([';', '=', ' ']) {
+            return Err(ConfigError::new(
+                format!("{}[{i}]", at("from_cookies")),
+                "must be a plain cookie name",
+            ));
+        }
+        own_sources.push(TokenSource::Cookie {
+            name: cookie.clone(),
+        });
+    }
+    let source_indices = own_sources
+        .into_iter()
+        .map(|source| match sources.iter().position(|s| *s == source) {
+            Some(index) => index,
+            None => {
+                sources.push(source);
+                sources.len().saturating_sub(1)
+            }
+        })
+        .collect();
+
+    let claim_path = |field: &str,
+                      value: &Option<String>,
+                      default: Option<&str>|
+     -> Result<Option<ClaimPath>, ConfigError> {
+        match value.as_deref().or(default) {
+            None | Some("") => Ok(None),
+            Some(path) => ClaimPath::new(path).map(Some).ok_or_else(|| {
+                ConfigError::new(
+                    at(field),
+                    format!("`{path}` is not a claim name or dotted path"),
+                )
+            }),
+        }
+    };
+    let clock_skew_s = cfg.clock_skew_s.unwrap_or(DEFAULT_CLOCK_SKEW_S);
+    if !(0..=3600).contains(&clock_skew_s) {
+        return Err(ConfigError::new(
+            at("clock_skew_s"),
+            "must be between 0 and 3600",
+        ));
+    }
+    if cfg.max_lifetime_s.is_some_and(|m| m <= 0) {
+        return Err(ConfigError::new(
+            at("max_lifetime_s"),
+            "must be greater than 0",
+        ));
+    }
+    let mut claim_to_headers = Vec::new();
+    for (i, mapping) in cfg.claim_to_headers.iter().enumerate() {
+        let header_name = mapping.header_name.to_ascii_lowercase();
+        if !is_header_name(&header_name) || header_name.starts_with(':') {
+            return Err(ConfigError::new(
+                format!("{}[{i}].header_name", at("claim_to_headers")),
+                format!("`{}` is not a valid header name", mapping.header_name),
+            ));
+        }
+        if matches!(
+            header_name.as_str(),
+            "authorization" | "host" | "cookie" | "content-length" | "transfer-encoding"
+        ) {
+            return Err(ConfigError::new(
+                format!("{}[{i}].header_name", at("claim_to_headers")),
+                format!("`{header_name}` can't carry a claim"),
+            ));
+        }
+        let claim = ClaimPath::new(&mapping.claim_name).ok_or_else(|| {
+            ConfigError::new(
+                format!("{}[{i}].claim_name", at("claim_to_headers")),
+                format!(
+                    "`{}` is not a claim name or dotted path",
+                    mapping.claim_name
+                ),
+            )
+        })?;
+        claim_to_headers.push(ClaimToHeader { header_name, claim });
+    }
+    Ok(Provider {
+        name: name.to_owned(),
+        issuer: cfg.issuer.clone(),
+        audiences: cfg.audiences.clone(),
+        keys,
+        sources: source_indices,
+        forward: cfg.forward,
+        groups_claim: claim_path("groups_claim", &cfg.groups_claim, Some("groups"))?,
+        email_claim: claim_path("email_claim", &cfg.email_claim, Some("email"))?,
+        username_claim: claim_path(
+            "username_claim",
+            &cfg.username_claim,
+            Some("preferred_username"),
+        )?,
+        clock_skew_s,
+        max_lifetime_s: cfg.max_lifetime_s,
+        require_expiration: cfg.require_expiration.unwrap_or(true),
+        max_groups: cfg.max_groups.unwrap_or(DEFAULT_MAX_GROUPS),
+        claim_to_headers,
+    })
+}
+
+fn compile_local_jwks(at: &str, cfg: &dto::LocalJwksConfig) -> Result<KeySet, ConfigError> {
+    let document = match (&cfg.inline_string, &cfg.inline) {
+        (Some(s), None) => s.as_bytes().to_vec(),
+        (None, Some(v)) => serde_json::to_vec(v)
+            .map_err(|e| ConfigError::new(format!("{at}.inline"), e.to_string()))?,
+        _ => {
+            return Err(ConfigError::new(
+                at,
+                "set exactly one of `inline_string` and `inline`",
+            ))
+        }
+    };
+    KeySet::parse(&document, KeyOrigin::Local).map_err(|e| ConfigError::new(at, e.to_string()))
+}
+
+fn compile_remote_jwks(at: &str, cfg: &dto::RemoteJwksConfig) -> Result<RemoteJwks, ConfigError> {
+    if cfg.cluster.is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.cluster"),
+            "must name an Envoy cluster",
+        ));
+    }
+    let (authority, path) = split_uri(&cfg.uri).ok_or_else(|| {
+        ConfigError::new(
+            format!("{at}.uri"),
+            format!("`{}` is not an absolute http(s) URI", cfg.uri),
+        )
+    })?;
+    let cache_duration_s = cfg.cache_duration_s.unwrap_or(DEFAULT_CACHE_DURATION_S);
+    if cache_duration_s == 0 {
+        return Err(ConfigError::new(
+            format!("{at}.cache_duration_s"),
+            "must be greater than 0",
+        ));
+    }
+    let timeout_ms = cfg.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::new(
+            format!("{at}.timeout_ms"),
+            "must be between 1 and 60000",
+        ));
+    }
+    Ok(RemoteJwks {
+        cluster: cfg.cluster.clone(),
+        uri: cfg.uri.clone(),
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+        cache_duration_s,
+        timeout_ms,
+    })
+}
+
+/// `http://host:port/path?q` → (`host:port`, `/path?q`).
+fn split_uri(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "/"),
+    };
+    (!authority.is_empty() && !authority.contains('@')).then_some((authority, path))
+}
+
+fn compile_rule(
+    at: &str,
+    rule: &RuleConfig,
+    providers: &std::collections::BTreeMap<String, ProviderConfig>,
+) -> Result<Rule, ConfigError> {
+    if rule.id.is_empty()
+        || rule.id.len() > 128
+        || !rule
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+    {
+        return Err(ConfigError::new(
+            format!("{at}.id"),
+            "rule ids are 1-128 characters of letters, digits and `-_.:/`",
+        ));
+    }
+    let mut hosts = Vec::with_capacity(rule.hosts.len());
+    for (i, host) in rule.hosts.iter().enumerate() {
+        hosts.push(HostPattern::parse(host).ok_or_else(|| {
+            ConfigError::new(
+                format!("{at}.hosts[{i}]"),
+                format!("`{host}` is not a host, `*.suffix` or `*`"),
+            )
+        })?);
+    }
+    let mut methods = Vec::with_capacity(rule.methods.len());
+    for (i, method) in rule.methods.iter().enumerate() {
+        if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(ConfigError::new(
+                format!("{at}.methods[{i}]"),
+                format!("`{method}` is not an HTTP method"),
+            ));
+        }
+        methods.push(method.to_ascii_uppercase());
+    }
+    let mut paths = Vec::with_capacity(rule.paths.len());
+    for (i, path) in rule.paths.iter().enumerate() {
+        let compiled = match path {
+            PathConfig::Template(t) => PathPattern::template(t),
+            PathConfig::Exact { exact } => PathPattern::exact(exact),
+            PathConfig::Prefix { prefix } => PathPattern::prefix(prefix),
+        };
+        paths.push(
+            compiled.map_err(|e| ConfigError::new(format!("{at}.paths[{i}]"), e.to_string()))?,
+        );
+    }
+    let when = match &rule.when {
+        None => Conditions::default(),
+        Some(w) => {
+            for (i, provider) in w.providers.iter().enumerate() {
+                if !providers.contains_key(provider) {
+                    return Err(ConfigError::new(
+                        format!("{at}.when.providers[{i}]"),
+                        format!("no provider is named `{provider}`"),
+                    ));
+                }
+            }
+            let mut claims = Vec::with_capacity(w.claims.len());
+            for (i, c) in w.claims.iter().enumerate() {
+                let cat = format!("{at}.when.claims[{i}]");
+                let claim = ClaimPath::new(&c.claim).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{cat}.claim"),
+                        format!("`{}` is not a claim name or dotted path", c.claim),
+                    )
+                })?;
+                claims.push(match (&c.equals, &c.contains) {
+                    (Some(value), None) => ClaimCondition::Equals {
+                        claim,
+                        value: value.clone(),
+                    },
+                    (None, Some(value)) => ClaimCondition::Contains {
+                        claim,
+                        value: value.clone(),
+                    },
+                    _ => {
+                        return Err(ConfigError::new(
+                            cat,
+                            "set exactly one of `equals` and `contains`",
+                        ))
+                    }
+                });
+            }
+            let mut groups_any = w.groups_any.clone();
+            groups_any.sort();
+            groups_any.dedup();
+            Conditions {
+                groups_any,
+                groups_all: w.groups_all.clone(),
+                subjects: w.subjects.clone(),
+                providers: w.providers.clone(),
+                claims,
+            }
+        }
+    };
+    let action = match rule.action {
+        ActionConfig::Allow => Action::Allow,
+        ActionConfig::Deny => Action::Deny,
+    };
+    if rule.public && (action != Action::Allow || !when.is_empty()) {
+        return Err(ConfigError::new(
+            format!("{at}.public"),
+            "a public rule must be an `allow` rule without `when`",
+        ));
+    }
+    Ok(Rule {
+        id: rule.id.clone(),
+        action,
+        public: rule.public,
+        hosts,
+        methods,
+        paths,
+        when,
+    })
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_!#$%&'*+.^`|~".contains(c))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! The answer to one request: a value, so the filter, the CLI and tests read it the same way.
+
+use std::fmt;
+
+use crate::principal::Principal;
+
+/// Why a request was denied. Each code has a stable snake_case name used in logs,
+/// metrics and response bodies: never renumber or rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyCode {
+    /// No token was presented on a route that needs one.
+    TokenMissing,
+    /// The token is not a well-formed JWS, or a claim has the wrong type.
+    TokenInvalid,
+    /// `exp` is in the past (beyond the clock skew).
+    TokenExpired,
+    /// `nbf` or `iat` is in the future (beyond the clock skew).
+    TokenNotYetValid,
+    /// No configured audience is in `aud`.
+    AudienceMismatch,
+    /// `iss` names no configured provider.
+    IssuerUnknown,
+    /// The token's `kid` (or, without `kid`, its algorithm) matches no key of the provider.
+    KeyUnknown,
+    /// The algorithm is not the one the key is pinned to (`none`, HS/RS confusion, ...).
+    AlgorithmNotAllowed,
+    /// The signature does not verify with any candidate key.
+    SignatureInvalid,
+    /// The provider's key set has not been fetched yet.
+    JwksUnavailable,
+    /// The token came from a place its provider does not read tokens from.
+    TokenLocationNotAllowed,
+    /// The request path is ambiguous or malformed (encoded slash, backslash, ...).
+    PathRejected,
+    /// A deny rule matched.
+    RuleDenied,
+    /// No allow rule matched and the default action is deny.
+    NoRuleMatched,
+}
+
+impl DenyCode {
+    pub const ALL: [DenyCode; 14] = [
+        DenyCode::TokenMissing,
+        DenyCode::TokenInvalid,
+        DenyCode::TokenExpired,
+        DenyCode::TokenNotYetValid,
+        DenyCode::AudienceMismatch,
+        DenyCode::IssuerUnknown,
+        DenyCode::KeyUnknown,
+        DenyCode::AlgorithmNotAllowed,
+        DenyCode::SignatureInvalid,
+        DenyCode::JwksUnavailable,
+        DenyCode::TokenLocationNotAllowed,
+        DenyCode::PathRejected,
+        DenyCode::RuleDenied,
+        DenyCode::NoRuleMatched,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyCode::TokenMissing => "token_missing",
+            DenyCode::TokenInvalid => "token_invalid",
+            DenyCode::TokenExpired => "token_expired",
+            DenyCode::TokenNotYetValid => "token_not_yet_valid",
+            DenyCode::AudienceMismatch => "audience_mismatch",
+            DenyCode::IssuerUnknown => "issuer_unknown",
+            DenyCode::KeyUnknown => "key_unknown",
+            DenyCode::AlgorithmNotAllowed => "algorithm_not_allowed",
+            DenyCode::SignatureInvalid => "signature_invalid",
+            DenyCode::JwksUnavailable => "jwks_unavailable",
+            DenyCode::TokenLocationNotAllowed => "token_location_not_allowed",
+            DenyCode::PathRejected => "path_rejected",
+            DenyCode::RuleDenied => "rule_denied",
+            DenyCode::NoRuleMatched => "no_rule_matched",
+        }
+    }
+
+    /// The one place that maps a denial to an HTTP status.
+    /// Authentication failures are 401 (the caller can fix them with a good token);
+    /// authorization failures are 403; a path we refuse to interpret is 400.
+    /// A wrong audience is 401 like Istio (Envoy's jwt_authn answers 403): the token
+    /// is not a credential for this service, so another token may succeed.
+    pub fn http_status(self) -> u16 {
+        match self {
+            DenyCode::PathRejected => 400,
+            DenyCode::RuleDenied | DenyCode::NoRuleMatched => 403,
+            DenyCode::TokenMissing
+            | DenyCode::TokenInvalid
+            | DenyCode::TokenExpired
+            | DenyCode::TokenNotYetValid
+            | DenyCode::AudienceMismatch
+            | DenyCode::IssuerUnknown
+            | DenyCode::KeyUnknown
+            | DenyCode::AlgorithmNotAllowed
+            | DenyCode::SignatureInvalid
+            | DenyCode::JwksUnavailable
+            | DenyCode::TokenLocationNotAllowed => 401,
+        }
+    }
+
+    /// True when the caller presented a token that failed verification; used for the
+    /// RFC 6750 `error="invalid_token"` attribute (absent when no token was sent).
+    pub fn is_invalid_token(self) -> bool {
+        self.http_status() == 401 && self != DenyCode::TokenMissing
+    }
+}
+
+impl fmt::Display for DenyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request was allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AllowCode {
+    /// An allow rule matched.
+    RuleAllowed,
+    /// A public rule matched: no token needed.
+    PublicRoute,
+    /// No rule matched and the default action is allow.
+    DefaultAllow,
+}
+
+impl AllowCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllowCode::RuleAllowed => "rule_allowed",
+            AllowCode::PublicRoute => "public_route",
+            AllowCode::DefaultAllow => "default_allow",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Allow(AllowCode),
+    Deny(DenyCode),
+}
+
+/// The decision for one request, with everything needed to explain it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub effect: Effect,
+    /// Human-readable reason; never contains the token or secrets.
+    pub reason: String,
+    /// The rule that decided, if one did.
+    pub rule_id: Option<String>,
+    /// The provider that verified the token, if one did.
+    pub provider: Option<String>,
+    /// The verified caller, when verification succeeded.
+    pub principal: Option<std::sync::Arc<Principal>>,
+    /// The normalized path the rules saw (absent when the path was rejected).
+    pub normalized_path: Option<String>,
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self.effect, Effect::Allow(_))
+    }
+
+    pub fn code_str(&self) -> &'static str {
+        match self.effect {
+            Effect::Allow(code) => code.as_str(),
+            Effect::Deny(code) => code.as_str(),
+        }
+    }
+
+    pub fn deny_code(&self) -> Option<DenyCode> {
+        match self.effect {
+            Effect::Deny(code) => Some(code),
+            Effect::Allow(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_snake_case() {
+        let names: HashSet<&str> = DenyCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), DenyCode::ALL.len());
+        for name in names {
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_mapping() {
+        let cases = [
+            (DenyCode::TokenMissing, 401, false),
+            (DenyCode::TokenExpired, 401, true),
+            (DenyCode::AudienceMismatch, 401, true),
+            (DenyCode::RuleDenied, 403, false),
+            (DenyCode::NoRuleMatched, 403, false),
+            (DenyCode::PathRejected, 400, false),
+        ];
+        for (code, status, invalid) in cases {
+            assert_eq!(code.http_status(), status, "{code}");
+            assert_eq!(code.is_invalid_token(), invalid, "{code}");
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The current key set of every provider: local ones from config, remote ones as the
+//! filter fetches them. Verification reads it; only the fetch path writes it.
+
+use std::sync::Arc;
+
+use crate::config::Policy;
+use crate::jwks::KeySet;
+use crate::provider::KeySource;
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyStore {
+    sets: Vec<Option<Arc<KeySet>>>,
+}
+
+impl KeyStore {
+    pub fn new(policy: &Policy) -> KeyStore {
+        KeyStore {
+            sets: policy
+                .providers
+                .iter()
+                .map(|p| match &p.keys {
+                    KeySource::Local(set) => Some(Arc::clone(set)),
+                    KeySource::Remote(_) => None,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, provider: usize) -> Option<&KeySet> {
+        self.sets.get(provider).and_then(|s| s.as_deref())
+    }
+
+    /// Replaces a provider's keys. Callers only pass sets that parsed with at least one
+    /// usable key, so a bad fetch never replaces good keys.
+    pub fn set(&mut self, provider: usize, keys: Arc<KeySet>) {
+        if let Some(slot) = self.sets.get_mut(provider) {
+            *slot = Some(keys);
+        }
+    }
+
+    pub fn has_keys(&self, provider: usize) -> bool {
+        self.get(provider).is_some()
+    }
+}

@@ -1,0 +1,33 @@
+//! The decision log line: one JSON object per decision, never the token or secrets.
+
+use serde_json::{json, Value};
+
+use crate::authorize::Request;
+use crate::config::Mode;
+use crate::decision::{Decision, Effect};
+
+/// Builds the decision log record. `request_id` is Envoy's `x-request-id`.
+pub fn decision_record(
+    decision: &Decision,
+    req: &Request<'_>,
+    mode: Mode,
+    request_id: Option<&str>,
+    now: i64,
+) -> Value {
+    let principal = decision.principal.as_deref();
+    json!({
+        "ts": now,
+        "request_id": request_id,
+        "decision": match decision.effect { Effect::Allow(_) => "allow", Effect::Deny(_) => "deny" },
+        "code": decision.code_str(),
+        "reason": decision.reason,
+        "rule_id": decision.rule_id,
+        "mode": match mode { Mode::Enforce => "enforce", Mode::Shadow => "shadow" },
+        "method": req.method,
+        "host": req.authority,
+        "path": decision.normalized_path,
+        "provider": decision.provider,
+        "subject": principal.and_then(|p| p.subject.as_deref()),
+        "groups": principal.map(|p| p.groups.as_slice()),
+    })
+}

@@ -1,0 +1,183 @@
+//! An identity provider (issuer): its keys, where its tokens are read from, and the
+//! claim checks and identity mapping applied after the signature verifies.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::claims::{self, ClaimError, ClaimPath};
+use crate::jwks::KeySet;
+use crate::principal::Principal;
+
+pub const DEFAULT_CLOCK_SKEW_S: i64 = 60;
+pub const DEFAULT_MAX_GROUPS: usize = 1024;
+
+/// Where a provider's keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Local(Arc<KeySet>),
+    Remote(RemoteJwks),
+}
+
+/// A JWKS fetched over HTTP through an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub uri: String,
+    /// `:authority` for the fetch, from the URI.
+    pub authority: String,
+    /// `:path` for the fetch, from the URI.
+    pub path: String,
+    pub cache_duration_s: u64,
+    pub timeout_ms: u64,
+}
+
+/// Copies a claim into a request header for the upstream (jwt_authn's `claim_to_headers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToHeader {
+    pub header_name: String,
+    pub claim: ClaimPath,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    /// Any-of; empty means `aud` is not checked.
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    /// Indices into the policy's token source list that this provider accepts.
+    pub sources: Vec<usize>,
+    /// Keep the token header for the upstream (default: remove it).
+    pub forward: bool,
+    pub groups_claim: Option<ClaimPath>,
+    pub email_claim: Option<ClaimPath>,
+    pub username_claim: Option<ClaimPath>,
+    pub clock_skew_s: i64,
+    pub max_lifetime_s: Option<i64>,
+    pub require_expiration: bool,
+    pub max_groups: usize,
+    pub claim_to_headers: Vec<ClaimToHeader>,
+}
+
+/// The validity window of a verified token, skew included: valid while
+/// `not_before <= now < expires`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub expires: i64,
+}
+
+impl Validity {
+    pub fn check(&self, now: i64, skew_s: i64) -> Result<(), ClaimError> {
+        if now >= self.expires {
+            return Err(ClaimError::Expired {
+                exp: self.expires.saturating_sub(skew_s),
+                now,
+                skew_s,
+            });
+        }
+        if now < self.not_before {
+            return Err(ClaimError::NotYetValid {
+                nbf: self.not_before.saturating_add(skew_s),
+                now,
+                skew_s,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Provider {
+    /// Checks `exp`, `nbf`, `iat`, lifetime and audience. Returns the validity window so
+    /// a cached token can be re-checked without its claims.
+    pub fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: i64,
+    ) -> Result<Validity, ClaimError> {
+        let skew = self.clock_skew_s;
+        let exp = claims::numeric_date(claims, "exp")?;
+        let nbf = claims::numeric_date(claims, "nbf")?;
+        let iat = claims::numeric_date(claims, "iat")?;
+        if exp.is_none() && self.require_expiration {
+            return Err(ClaimError::Missing { claim: "exp" });
+        }
+        if let Some(iat) = iat {
+            if iat > now.saturating_add(skew) {
+                return Err(ClaimError::IssuedInFuture {
+                    iat,
+                    now,
+                    skew_s: skew,
+                });
+            }
+        }
+        if let (Some(max), Some(exp)) = (self.max_lifetime_s, exp) {
+            let start = iat.or(nbf).unwrap_or(now);
+            let lifetime_s = exp.saturating_sub(start);
+            if lifetime_s > max {
+                return Err(ClaimError::LifetimeTooLong {
+                    lifetime_s,
+                    max_s: max,
+                });
+            }
+        }
+        let validity = Validity {
+            not_before: nbf.map_or(i64::MIN, |nbf| nbf.saturating_sub(skew)),
+            expires: exp.map_or(i64::MAX, |exp| exp.saturating_add(skew)),
+        };
+        validity.check(now, skew)?;
+        self.check_audience(claims)?;
+        Ok(validity)
+    }
+
+    fn check_audience(&self, claims: &Map<String, Value>) -> Result<(), ClaimError> {
+        if self.audiences.is_empty() {
+            return Ok(());
+        }
+        let found = claims::audiences(claims)?;
+        if found
+            .iter()
+            .any(|aud| self.audiences.iter().any(|a| a == aud))
+        {
+            return Ok(());
+        }
+        let shown: Vec<String> = found
+            .iter()
+            .take(5)
+            .map(|a| format!("`{}`", a.chars().take(100).collect::<String>()))
+            .collect();
+        Err(ClaimError::AudienceNotAccepted {
+            found: if shown.is_empty() {
+                String::from("(none)")
+            } else {
+                shown.join(", ")
+            },
+        })
+    }
+
+    /// Maps verified claims to the caller's identity.
+    pub fn principal(&self, claims: Map<String, Value>) -> Result<Principal, ClaimError> {
+        let subject = claims::string_claim(&claims, "sub")?.map(str::to_owned);
+        let lookup_string = |path: &Option<ClaimPath>| {
+            path.as_ref()
+                .and_then(|p| p.lookup(&claims))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let email = lookup_string(&self.email_claim);
+        let username = lookup_string(&self.username_claim);
+        let groups = match &self.groups_claim {
+            Some(path) => claims::string_list(&claims, path, self.max_groups)?,
+            None => Vec::new(),
+        };
+        Ok(Principal {
+            provider: self.name.clone(),
+            subject,
+            email,
+            username,
+            groups,
+            claims,
+        })
+    }
+}

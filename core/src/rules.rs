@@ -1,0 +1,216 @@
+//! Compiled RBAC rules: what a request must look like (host, method, path) and who the
+//! caller must be (`when`). Evaluation order lives in `authorize`.
+
+use serde_json::Value;
+
+use crate::claims::ClaimPath;
+use crate::pattern::PathPattern;
+use crate::principal::Principal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// Host patterns compare against the request authority lowercased, without port and
+/// trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Any,
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: matches any subdomain, not the apex.
+    Suffix(String),
+}
+
+impl HostPattern {
+    pub fn parse(pattern: &str) -> Option<HostPattern> {
+        if pattern == "*" {
+            return Some(HostPattern::Any);
+        }
+        let lower = pattern
+            .strip_suffix('.')
+            .unwrap_or(pattern)
+            .to_ascii_lowercase();
+        if let Some(rest) = lower.strip_prefix("*.") {
+            if rest.is_empty() || rest.contains(['*', '/', ':']) || rest.ends_with('.') {
+                return None;
+            }
+            return Some(HostPattern::Suffix(format!(".{rest}")));
+        }
+        if lower.is_empty() || lower.contains(['*', '/', ':']) || lower.ends_with('.') {
+            return None;
+        }
+        Some(HostPattern::Exact(lower))
+    }
+
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Any => true,
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+        }
+    }
+}
+
+/// The request authority as rules compare it: lowercase, no port, no trailing dot.
+pub fn normalize_host(authority: &str) -> String {
+    let without_port = if authority.starts_with('[') {
+        // IPv6 literal: keep up to the closing bracket.
+        authority.split_inclusive(']').next().unwrap_or(authority)
+    } else {
+        authority.split(':').next().unwrap_or(authority)
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimCondition {
+    /// The claim equals this JSON value exactly.
+    Equals { claim: ClaimPath, value: Value },
+    /// The claim is an array holding this value, or a space-separated string holding it
+    /// as one word (OAuth `scope`).
+    Contains { claim: ClaimPath, value: Value },
+}
+
+impl ClaimCondition {
+    fn holds(&self, principal: &Principal) -> bool {
+        match self {
+            ClaimCondition::Equals { claim, value } => {
+                claim.lookup(&principal.claims) == Some(value)
+            }
+            ClaimCondition::Contains { claim, value } => match claim.lookup(&principal.claims) {
+                Some(Value::Array(items)) => items.contains(value),
+                Some(Value::String(s)) => value
+                    .as_str()
+                    .is_some_and(|v| s.split_ascii_whitespace().any(|w| w == v)),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// Conditions on the caller. Every non-empty field must hold; lists are any-of, except
+/// `groups_all`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conditions {
+    pub groups_any: Vec<String>,
+    pub groups_all: Vec<String>,
+    pub subjects: Vec<String>,
+    pub providers: Vec<String>,
+    pub claims: Vec<ClaimCondition>,
+}
+
+impl Conditions {
+    pub fn is_empty(&self) -> bool {
+        self.groups_any.is_empty()
+            && self.groups_all.is_empty()
+            && self.subjects.is_empty()
+            && self.providers.is_empty()
+            && self.claims.is_empty()
+    }
+
+    pub fn hold_for(&self, p: &Principal) -> bool {
+        (self.groups_any.is_empty() || self.groups_any.iter().any(|g| p.in_group(g)))
+            && self.groups_all.iter().all(|g| p.in_group(g))
+            && (self.subjects.is_empty()
+                || p.subject
+                    .as_ref()
+                    .is_some_and(|s| self.subjects.contains(s)))
+            && (self.providers.is_empty() || self.providers.contains(&p.provider))
+            && self.claims.iter().all(|c| c.holds(p))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub action: Action,
+    /// Public rules allow without a token (health checks); they carry no conditions.
+    pub public: bool,
+    /// Empty means any host.
+    pub hosts: Vec<HostPattern>,
+    /// Uppercase; empty means any method.
+    pub methods: Vec<String>,
+    /// Empty means any path.
+    pub paths: Vec<PathPattern>,
+    pub when: Conditions,
+}
+
+/// What rules see of a request, already normalized.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'r> {
+    pub host: &'r str,
+    pub method: &'r str,
+    pub path: &'r str,
+}
+
+impl Rule {
+    pub fn matches_request(&self, req: &RequestFacts<'_>) -> bool {
+        (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(req.host)))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == req.method))
+            && (self.paths.is_empty() || self.paths.iter().any(|p| p.is_match(req.path)))
+    }
+}
+
+/// Rules split by action, each list in configuration order.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub deny: Vec<Rule>,
+    pub allow: Vec<Rule>,
+}
+
+impl RuleSet {
+    pub fn new(rules: Vec<Rule>) -> RuleSet {
+        let (deny, allow) = rules.into_iter().partition(|r| r.action == Action::Deny);
+        RuleSet { deny, allow }
+    }
+
+    pub fn len(&self) -> usize {
+        self.deny.len().saturating_add(self.allow.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        let cases = [
+            ("airflow.internal", "airflow.internal", true),
+            ("airflow.internal", "airbyte.internal", false),
+            ("*.internal", "airflow.internal", true),
+            ("*.internal", "a.b.internal", true),
+            ("*.internal", "internal", false),
+            ("*.internal", "evilinternal", false),
+            ("*", "anything", true),
+            ("Airflow.Internal.", "airflow.internal", true),
+        ];
+        for (pattern, host, expected) in cases {
+            let p = HostPattern::parse(pattern).unwrap();
+            assert_eq!(p.matches(host), expected, "{pattern} vs {host}");
+        }
+        for bad in ["", "a*.b", "*.", "*.a*", "a/b"] {
+            assert!(HostPattern::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn authority_normalization() {
+        let cases = [
+            ("Airflow.Internal:10000", "airflow.internal"),
+            ("airflow.internal.", "airflow.internal"),
+            ("airflow.internal.:443", "airflow.internal"),
+            ("[::1]:8080", "[::1]"),
+            ("127.0.0.1", "127.0.0.1"),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(normalize_host(raw), expected, "{raw}");
+        }
+    }
+}
