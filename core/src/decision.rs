@@ -98,6 +98,31 @@ impl DenyCode {
         }
     }
 
+    /// What the caller is told. Fixed text per code: the detailed reason (which may quote
+    /// token contents) goes only to the decision log.
+    pub fn public_message(self) -> &'static str {
+        match self {
+            DenyCode::TokenMissing => "a bearer token is required",
+            DenyCode::TokenInvalid => "the token is malformed or has invalid claims",
+            DenyCode::TokenExpired => "the token has expired",
+            DenyCode::TokenNotYetValid => "the token is not valid yet",
+            DenyCode::AudienceMismatch => "the token is not meant for this service",
+            DenyCode::IssuerUnknown => "the token issuer is not trusted here",
+            DenyCode::KeyUnknown => "the token was signed with an unknown key",
+            DenyCode::AlgorithmNotAllowed => {
+                "the token signing algorithm is not allowed for its key"
+            }
+            DenyCode::SignatureInvalid => "the token signature is invalid",
+            DenyCode::JwksUnavailable => "the issuer keys are not available yet",
+            DenyCode::TokenLocationNotAllowed => {
+                "the token was sent where its issuer is not accepted"
+            }
+            DenyCode::PathRejected => "the request path is ambiguous or malformed",
+            DenyCode::RuleDenied => "access denied by policy",
+            DenyCode::NoRuleMatched => "access denied: no rule allows this request",
+        }
+    }
+
     /// True when the caller presented a token that failed verification; used for the
     /// RFC 6750 `error="invalid_token"` attribute (absent when no token was sent).
     pub fn is_invalid_token(self) -> bool {
@@ -187,6 +212,14 @@ mod tests {
             assert!(
                 name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
                 "{name}"
+            );
+        }
+        // Messages go into a quoted WWW-Authenticate attribute and a JSON body.
+        for code in DenyCode::ALL {
+            let message = code.public_message();
+            assert!(
+                message.is_ascii() && !message.contains(['"', '\\']),
+                "{code}"
             );
         }
     }

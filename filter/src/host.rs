@@ -1,0 +1,78 @@
+//! Everything the filter needs from Envoy, behind one trait: the real implementation calls
+//! proxy-wasm hostcalls (`wasm.rs`), the fake one records what happened (`fake.rs`).
+
+use std::time::Duration;
+
+use meshgate_core::DenyCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Counters meshgate exports through Envoy stats. Names are stable: dashboards use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    Allowed,
+    Denied,
+    DeniedBy(DenyCode),
+    ShadowWouldDeny,
+    JwksFetchOk,
+    JwksFetchFailed,
+}
+
+impl Metric {
+    pub fn name(self) -> String {
+        match self {
+            Metric::Allowed => String::from("meshgate.allowed"),
+            Metric::Denied => String::from("meshgate.denied"),
+            Metric::DeniedBy(code) => format!("meshgate.denied.{}", code.as_str()),
+            Metric::ShadowWouldDeny => String::from("meshgate.shadow.would_deny"),
+            Metric::JwksFetchOk => String::from("meshgate.jwks.fetch_ok"),
+            Metric::JwksFetchFailed => String::from("meshgate.jwks.fetch_failed"),
+        }
+    }
+}
+
+/// A failed host call, with the operation that failed (for the log).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("host call `{operation}` failed: {status}")]
+pub struct HostError {
+    pub operation: &'static str,
+    pub status: String,
+}
+
+/// An outgoing HTTP GET through an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout<'a> {
+    pub cluster: &'a str,
+    pub authority: &'a str,
+    pub path: &'a str,
+    pub timeout: Duration,
+}
+
+pub trait Host {
+    /// Unix time in seconds.
+    fn now_unix(&self) -> i64;
+    /// Unix time in milliseconds (for scheduling).
+    fn now_millis(&self) -> i64;
+    fn log(&self, level: LogLevel, message: &str);
+    fn increment(&mut self, metric: Metric);
+
+    /// All request headers, pseudo-headers (`:path`, ...) included, lowercase names.
+    fn request_headers(&self) -> Result<Vec<(String, String)>, HostError>;
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    fn send_local_reply(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError>;
+
+    /// Starts a GET; returns the token its response will carry.
+    fn dispatch_get(&mut self, callout: &Callout<'_>) -> Result<u32, HostError>;
+}

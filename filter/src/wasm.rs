@@ -1,0 +1,249 @@
+//! The proxy-wasm side: contexts and the real `Host` over `proxy_wasm::hostcalls`.
+//! Only compiled for wasm32; everything it calls is tested natively over `FakeHost`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+
+use meshgate_core::Policy;
+
+use crate::filter::{Filter, Next};
+use crate::host::{Callout, Host, HostError, LogLevel, Metric};
+
+const TICK: Duration = Duration::from_millis(500);
+
+proxy_wasm::main! {{
+    // First, so a panic anywhere after this is logged before the VM dies.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = hostcalls::log(proxy_wasm::types::LogLevel::Critical, &format!("meshgate panicked: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| Box::new(Root::default()));
+}}
+
+/// Metric ids are per VM; define each once.
+#[derive(Default)]
+struct Metrics {
+    ids: HashMap<Metric, u32>,
+}
+
+impl Metrics {
+    fn increment(&mut self, metric: Metric) {
+        let id = match self.ids.get(&metric) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Counter, &metric.name()) {
+                Ok(id) => {
+                    self.ids.insert(metric, id);
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// The real host. Stateless apart from metric ids, shared by root and HTTP contexts.
+#[derive(Clone, Default)]
+struct EnvoyHost {
+    metrics: Rc<RefCell<Metrics>>,
+}
+
+fn host_error(operation: &'static str) -> impl Fn(proxy_wasm::types::Status) -> HostError {
+    move |status| HostError {
+        operation,
+        status: format!("{status:?}"),
+    }
+}
+
+impl Host for EnvoyHost {
+    fn now_unix(&self) -> i64 {
+        self.now_millis() / 1000
+    }
+
+    fn now_millis(&self) -> i64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+            .unwrap_or(0)
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Debug => proxy_wasm::types::LogLevel::Debug,
+            LogLevel::Info => proxy_wasm::types::LogLevel::Info,
+            LogLevel::Warn => proxy_wasm::types::LogLevel::Warn,
+            LogLevel::Error => proxy_wasm::types::LogLevel::Error,
+        };
+        let _ = hostcalls::log(level, message);
+    }
+
+    fn increment(&mut self, metric: Metric) {
+        self.metrics.borrow_mut().increment(metric);
+    }
+
+    fn request_headers(&self) -> Result<Vec<(String, String)>, HostError> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).map_err(host_error("get request headers"))
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
+            .map_err(host_error("remove request header"))
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+            .map_err(host_error("set request header"))
+    }
+
+    fn send_local_reply(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body))
+            .map_err(host_error("send local reply"))
+    }
+
+    fn dispatch_get(&mut self, callout: &Callout<'_>) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(
+            callout.cluster,
+            vec![
+                (":method", "GET"),
+                (":path", callout.path),
+                (":authority", callout.authority),
+                ("accept", "application/json"),
+            ],
+            None,
+            vec![],
+            callout.timeout,
+        )
+        .map_err(host_error("dispatch_http_call"))
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    host: EnvoyHost,
+    filter: Option<Rc<RefCell<Filter>>>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(filter) = &self.filter else { return };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten();
+        let mut filter = filter.borrow_mut();
+        let Filter { jwks, keys, .. } = &mut *filter;
+        jwks.on_response(&mut self.host, keys, token_id, status, body.as_deref());
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        self.host.log(
+            LogLevel::Info,
+            &format!(
+                "meshgate {} ({}) started",
+                env!("CARGO_PKG_VERSION"),
+                env!("MESHGATE_GIT_SHA")
+            ),
+        );
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                self.host.log(
+                    LogLevel::Error,
+                    &format!(
+                        "meshgate: configuration rejected: cannot read plugin configuration: {e:?}"
+                    ),
+                );
+                return false;
+            }
+        };
+        match Policy::from_json(&raw) {
+            Ok(policy) => {
+                let filter = Filter::new(policy);
+                let remote = !filter.jwks.is_empty();
+                self.host.log(
+                    LogLevel::Info,
+                    &format!(
+                        "meshgate: configuration accepted: {} providers, {} rules",
+                        filter.policy.providers.len(),
+                        filter.policy.rules.len()
+                    ),
+                );
+                self.filter = Some(Rc::new(RefCell::new(filter)));
+                if remote {
+                    let _ = hostcalls::set_tick_period(TICK);
+                }
+                true
+            }
+            Err(e) => {
+                // One line naming the field; the previous configuration (if any) stays.
+                self.host.log(
+                    LogLevel::Error,
+                    &format!("meshgate: configuration rejected: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(filter) = &self.filter {
+            filter.borrow_mut().jwks.tick(&mut self.host);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.filter.as_ref().map(|filter| {
+            Box::new(Http {
+                host: self.host.clone(),
+                filter: Rc::clone(filter),
+            }) as Box<dyn HttpContext>
+        })
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    host: EnvoyHost,
+    filter: Rc<RefCell<Filter>>,
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.filter.borrow_mut().on_request_headers(&mut self.host) {
+            Next::Continue => Action::Continue,
+            Next::Stop => Action::Pause,
+        }
+    }
+}
