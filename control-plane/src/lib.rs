@@ -1,1 +1,4 @@
-//! placeholder
+//! meshgate control plane: the demo issuer and the `meshgate` command line.
+
+pub mod cli;
+pub mod issuer;

@@ -1,0 +1,57 @@
+//! Errors of the `meshgate` command line.
+
+use std::path::PathBuf;
+
+use crate::issuer::{KeySetError, MintError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("unknown command `{command}`")]
+    UnknownCommand { command: String },
+    #[error("unknown option `{flag}`")]
+    UnknownFlag { flag: String },
+    #[error("option `{flag}` needs a value")]
+    MissingValue { flag: String },
+    #[error("option `{flag}` takes no value")]
+    UnexpectedValue { flag: String },
+    #[error("option `{flag}` is required")]
+    MissingFlag { flag: &'static str },
+    #[error("unexpected argument `{arg}`")]
+    UnexpectedArgument { arg: String },
+    #[error("option `{flag}` needs a whole number of seconds, got `{value}`")]
+    InvalidNumber {
+        flag: String,
+        value: String,
+        source: std::num::ParseIntError,
+    },
+    #[error("claim `{arg}` is not of the form NAME=VALUE")]
+    InvalidClaim { arg: String },
+    #[error("key file `{}` not found; start the demo first (`./build.sh demo`) or create it with `meshgate keys init`", .path.display())]
+    KeysMissing { path: PathBuf },
+    #[error(transparent)]
+    Keys(#[from] KeySetError),
+    #[error(transparent)]
+    Mint(#[from] MintError),
+    #[error("cannot write output")]
+    Output { source: std::io::Error },
+}
+
+impl CliError {
+    /// 2 for a command line that cannot be understood, 1 for a command that failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::UnknownCommand { .. }
+            | CliError::UnknownFlag { .. }
+            | CliError::MissingValue { .. }
+            | CliError::UnexpectedValue { .. }
+            | CliError::MissingFlag { .. }
+            | CliError::UnexpectedArgument { .. }
+            | CliError::InvalidNumber { .. }
+            | CliError::InvalidClaim { .. } => 2,
+            CliError::KeysMissing { .. }
+            | CliError::Keys(_)
+            | CliError::Mint(_)
+            | CliError::Output { .. } => 1,
+        }
+    }
+}
