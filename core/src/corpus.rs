@@ -156,11 +156,17 @@ fn mint(spec: &TokenSpec, now: i64) -> String {
 }
 
 fn request_headers(spec: &RequestSpec, token: Option<&str>) -> Vec<(String, String)> {
-    let mut headers: Vec<(String, String)> = spec
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
+    // As Envoy presents them: pseudo-headers first.
+    let mut headers: Vec<(String, String)> = vec![
+        (":method".into(), spec.method.clone()),
+        (":authority".into(), spec.host.clone()),
+        (":path".into(), spec.path.clone()),
+    ];
+    headers.extend(
+        spec.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())),
+    );
     if let Some(token) = token {
         match spec.token_in.as_deref().unwrap_or("authorization") {
             "none" => {}

@@ -54,6 +54,11 @@ pub fn plan(policy: &Policy, verdict: &Verdict, incoming: &[(String, String)]) -
             plan.remove.push(name.clone());
         }
     }
+    if policy.forward_normalized_path {
+        if let Some(path) = normalized_request_path(verdict, incoming) {
+            plan.set.push((String::from(":path"), path));
+        }
+    }
     let Some(principal) = verdict.decision.principal.as_deref() else {
         return plan;
     };
@@ -85,6 +90,24 @@ pub fn plan(policy: &Policy, verdict: &Verdict, incoming: &[(String, String)]) -
         }
     }
     plan
+}
+
+/// The `:path` to forward when normalization changed it: the upstream must receive the
+/// path meshgate authorized, not a spelling it may resolve differently. The query is kept.
+fn normalized_request_path(verdict: &Verdict, incoming: &[(String, String)]) -> Option<String> {
+    let normalized = verdict.decision.normalized_path.as_deref()?;
+    let raw = incoming
+        .iter()
+        .find(|(k, _)| k == ":path")
+        .map(|(_, v)| v.as_str())?;
+    let cut = raw.find(['?', '#']).unwrap_or(raw.len());
+    let (raw_path, rest) = raw.split_at(cut);
+    if raw_path == normalized {
+        return None;
+    }
+    // The fragment never goes upstream; the query does.
+    let query = rest.split('#').next().unwrap_or_default();
+    Some(format!("{normalized}{query}"))
 }
 
 fn claim_header_value(

@@ -1,7 +1,20 @@
 //! End-to-end harness for meshgate: a mock OIDC issuer, tool-shaped upstream stubs,
-//! and supervision of a real Envoy process loading the built filter.
+//! supervision of a real Envoy process loading the built filter, and a raw HTTP client.
+
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests may panic"
+    )
+)]
 
 pub mod envoy;
+pub mod http_client;
 pub mod issuer_server;
 pub mod ports;
+pub mod stack;
 pub mod upstream;

@@ -55,6 +55,10 @@ pub struct PathNormalizationConfig {
     pub allow_backslash: bool,
     #[serde(default)]
     pub allow_semicolon: bool,
+    /// Forward the normalized path (default true), so the upstream gets the path that
+    /// was authorized even when Envoy's own `normalize_path` is off.
+    #[serde(default)]
+    pub forward_normalized_path: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -65,6 +65,8 @@ pub struct Policy {
     pub realm: String,
     /// Lowercase header names meshgate sets; incoming copies are removed.
     pub owned_headers: Vec<String>,
+    /// Rewrite `:path` to the normalized path on allowed requests.
+    pub forward_normalized_path: bool,
 }
 
 impl Policy {
@@ -175,6 +177,7 @@ impl TryFrom<PluginConfig> for Policy {
                 .map_or(DEFAULT_JWT_CACHE_SIZE, |c| c.jwt_cache_size),
             realm,
             owned_headers,
+            forward_normalized_path: normalization.forward_normalized_path.unwrap_or(true),
         })
     }
 }
