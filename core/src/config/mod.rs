@@ -75,8 +75,9 @@ impl Policy {
         let mut de = serde_json::Deserializer::from_slice(json);
         let dto: PluginConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
+            // serde_path_to_error says `.` for the root and `?` before any field was read.
             ConfigError::new(
-                if path == "." {
+                if path == "." || path == "?" {
                     String::from("(root)")
                 } else {
                     path

@@ -1,1 +1,224 @@
+use serde_json::{json, Value};
 
+use super::*;
+use crate::testing::{public_jwk, rsa_private};
+
+fn base() -> Value {
+    json!({
+        "providers": {
+            "okta": {
+                "issuer": "https://example.okta.com/oauth2/default",
+                "audiences": ["api://tools"],
+                "local_jwks": {"inline": {"keys": [public_jwk(&rsa_private(), "k1", Some("RS256"))]}}
+            },
+            "entra": {
+                "issuer": "https://login.microsoftonline.com/tenant/v2.0",
+                "remote_jwks": {"cluster": "entra", "uri": "https://login.microsoftonline.com/tenant/discovery/v2.0/keys"}
+            }
+        },
+        "rules": [{"id": "r1", "action": "allow", "hosts": ["airflow.internal"], "paths": ["/api/v1/dags/{dag_id}/dagRuns"]}]
+    })
+}
+
+fn compile(config: &Value) -> Result<Policy, ConfigError> {
+    Policy::from_json(config.to_string().as_bytes())
+}
+
+#[test]
+fn valid_config_compiles_with_defaults() {
+    let policy = compile(&base()).unwrap();
+    assert_eq!(policy.providers.len(), 2);
+    assert_eq!(policy.default_action, Action::Deny);
+    assert_eq!(policy.mode, Mode::Enforce);
+    assert_eq!(policy.max_token_bytes, DEFAULT_MAX_TOKEN_BYTES);
+    assert!(policy.forward_normalized_path);
+    // Both providers read `Authorization: Bearer` by default: one shared source.
+    assert_eq!(policy.sources.len(), 1);
+    let entra = policy.providers.iter().find(|p| p.name == "entra").unwrap();
+    match &entra.keys {
+        KeySource::Remote(r) => {
+            assert_eq!(r.authority, "login.microsoftonline.com");
+            assert_eq!(r.path, "/tenant/discovery/v2.0/keys");
+            assert_eq!(r.cache_duration_s, DEFAULT_CACHE_DURATION_S);
+        }
+        KeySource::Local(_) => panic!("entra should be remote"),
+    }
+    assert_eq!(entra.clock_skew_s, 60);
+    assert!(entra.require_expiration);
+}
+
+/// Each bad configuration names the offending field as a JSON path.
+#[test]
+fn errors_name_the_field() {
+    type Edit = fn(&mut Value);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "unknown top-level field",
+            |c| c["rulez"] = json!([]),
+            "rulez",
+        ),
+        (
+            "unknown provider field",
+            |c| c["providers"]["okta"]["audience"] = json!("x"),
+            "providers.okta.audience",
+        ),
+        (
+            "wrong type",
+            |c| c["providers"]["okta"]["audiences"] = json!("x"),
+            "providers.okta.audiences",
+        ),
+        (
+            "empty issuer",
+            |c| c["providers"]["okta"]["issuer"] = json!(""),
+            "providers.okta.issuer",
+        ),
+        (
+            "duplicate issuer",
+            |c| c["providers"]["entra"]["issuer"] = c["providers"]["okta"]["issuer"].clone(),
+            "providers.okta.issuer",
+        ),
+        (
+            "no keys",
+            |c| {
+                c["providers"]["okta"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("local_jwks");
+            },
+            "providers.okta",
+        ),
+        (
+            "both key sources",
+            |c| {
+                c["providers"]["okta"]["remote_jwks"] = json!({"cluster": "c", "uri": "http://x/k"})
+            },
+            "providers.okta",
+        ),
+        (
+            "unusable local jwks",
+            |c| c["providers"]["okta"]["local_jwks"] = json!({"inline": {"keys": []}}),
+            "providers.okta.local_jwks",
+        ),
+        (
+            "relative jwks uri",
+            |c| c["providers"]["entra"]["remote_jwks"]["uri"] = json!("/keys"),
+            "providers.entra.remote_jwks.uri",
+        ),
+        (
+            "zero cache duration",
+            |c| c["providers"]["entra"]["remote_jwks"]["cache_duration_s"] = json!(0),
+            "providers.entra.remote_jwks.cache_duration_s",
+        ),
+        (
+            "skew too large",
+            |c| c["providers"]["okta"]["clock_skew_s"] = json!(86400),
+            "providers.okta.clock_skew_s",
+        ),
+        (
+            "bad header source",
+            |c| c["providers"]["okta"]["from_headers"] = json!([{"name": "bad header"}]),
+            "providers.okta.from_headers[0].name",
+        ),
+        (
+            "claim header onto authorization",
+            |c| {
+                c["providers"]["okta"]["claim_to_headers"] =
+                    json!([{"header_name": "Authorization", "claim_name": "sub"}])
+            },
+            "providers.okta.claim_to_headers[0].header_name",
+        ),
+        (
+            "bad groups claim path",
+            |c| c["providers"]["okta"]["groups_claim"] = json!("a..b"),
+            "providers.okta.groups_claim",
+        ),
+        (
+            "duplicate rule id",
+            |c| c["rules"] = json!([{"id": "a", "action": "allow"}, {"id": "a", "action": "deny"}]),
+            "rules[1].id",
+        ),
+        (
+            "bad action",
+            |c| c["rules"][0]["action"] = json!("permit"),
+            "rules[0].action",
+        ),
+        (
+            "bad host",
+            |c| c["rules"][0]["hosts"] = json!(["a*.b"]),
+            "rules[0].hosts[0]",
+        ),
+        (
+            "bad method",
+            |c| c["rules"][0]["methods"] = json!(["GET /"]),
+            "rules[0].methods[0]",
+        ),
+        (
+            "bad template",
+            |c| c["rules"][0]["paths"] = json!(["/a/{x"]),
+            "rules[0].paths[0]",
+        ),
+        (
+            "bad exact path",
+            |c| c["rules"][0]["paths"] = json!([{"exact": "relative"}]),
+            "rules[0].paths[0]",
+        ),
+        (
+            "unknown provider in when",
+            |c| c["rules"][0]["when"] = json!({"providers": ["google"]}),
+            "rules[0].when.providers[0]",
+        ),
+        (
+            "claim condition with both",
+            |c| {
+                c["rules"][0]["when"] =
+                    json!({"claims": [{"claim": "a", "equals": 1, "contains": 2}]})
+            },
+            "rules[0].when.claims[0]",
+        ),
+        (
+            "unknown when field",
+            |c| c["rules"][0]["when"] = json!({"group": ["x"]}),
+            "rules[0].when.group",
+        ),
+        (
+            "public deny",
+            |c| c["rules"] = json!([{"id": "p", "action": "deny", "public": true}]),
+            "rules[0].public",
+        ),
+        (
+            "public with conditions",
+            |c| c["rules"] = json!([{"id": "p", "action": "allow", "public": true, "when": {"groups_any": ["x"]}}]),
+            "rules[0].public",
+        ),
+        ("bad mode", |c| c["mode"] = json!("dry-run"), "mode"),
+        ("bad realm", |c| c["realm"] = json!("a\"b"), "realm"),
+    ];
+    for (name, edit, field) in cases {
+        let mut config = base();
+        edit(&mut config);
+        let err = compile(&config)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted"));
+        assert!(
+            err.path == field || err.path.starts_with(&format!("{field}.")),
+            "{name}: error names `{}`, expected `{field}`: {err}",
+            err.path
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!("`{}`: ", err.path)),
+            "{name}: {shown}"
+        );
+    }
+    // The public rule cases above fail for their action and conditions; a proper one compiles.
+    let mut config = base();
+    config["rules"] = json!([{"id": "p", "action": "allow", "public": true, "paths": ["/health"]}]);
+    compile(&config).unwrap();
+}
+
+#[test]
+fn not_json_is_an_error_at_the_root() {
+    let err = Policy::from_json(b"{not json").unwrap_err();
+    assert_eq!(err.path, "(root)");
+    assert!(Policy::from_json(b"").is_err());
+}
