@@ -61,7 +61,17 @@ run_tests() {
   build_filter
   validate_envoy_configs
   log "cargo test (unit, corpus, glue, end-to-end through Envoy)"
-  cargo test --workspace --exclude meshgate-ceiling-filter
+  mkdir -p target
+  set +e
+  cargo test --workspace --exclude meshgate-ceiling-filter 2>&1 | tee target/test-output.log
+  local status=${PIPESTATUS[0]}
+  set -e
+  # One closing line for the whole run: cargo's own last line is a doc-test binary's.
+  local passed failed
+  passed=$(grep -Eo '^test result: .* ([0-9]+) passed' target/test-output.log | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+  failed=$(grep -Eo '^test result: .* ([0-9]+) failed' target/test-output.log | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+  echo "tests: $passed passed, $failed failed"
+  return "$status"
 }
 
 case "${1:-build}" in

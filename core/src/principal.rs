@@ -15,10 +15,15 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// All verified claims, for claim conditions and `claim_to_headers`.
     pub claims: Map<String, Value>,
+    /// Compare group names ignoring ASCII case (the provider's `groups_case_insensitive`).
+    pub groups_case_insensitive: bool,
 }
 
 impl Principal {
     pub fn in_group(&self, group: &str) -> bool {
+        if self.groups_case_insensitive {
+            return self.groups.iter().any(|g| g.eq_ignore_ascii_case(group));
+        }
         self.groups
             .binary_search_by(|g| g.as_str().cmp(group))
             .is_ok()

@@ -57,6 +57,8 @@ pub struct Provider {
     pub max_lifetime_s: Option<i64>,
     pub require_expiration: bool,
     pub max_groups: usize,
+    /// Some IdPs change the case of group names; off by default (exact comparison).
+    pub groups_case_insensitive: bool,
     pub claim_to_headers: Vec<ClaimToHeader>,
 }
 
@@ -178,6 +180,7 @@ impl Provider {
             username,
             groups,
             claims,
+            groups_case_insensitive: self.groups_case_insensitive,
         })
     }
 }

@@ -101,6 +101,8 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub max_groups: Option<usize>,
     #[serde(default)]
+    pub groups_case_insensitive: bool,
+    #[serde(default)]
     pub claim_to_headers: Vec<ClaimToHeaderConfig>,
 }
 

@@ -353,6 +353,7 @@ fn compile_provider(
         max_lifetime_s: cfg.max_lifetime_s,
         require_expiration: cfg.require_expiration.unwrap_or(true),
         max_groups: cfg.max_groups.unwrap_or(DEFAULT_MAX_GROUPS),
+        groups_case_insensitive: cfg.groups_case_insensitive,
         claim_to_headers,
     })
 }
