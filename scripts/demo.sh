@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# The local meshgate stack, in the foreground, until Ctrl-C:
+#
+#   mock OIDC issuer   127.0.0.1:18080  (discovery, /jwks, /admin/rotate ...)   meshgate-harness
+#   tool stubs         127.0.0.1:18081  (Airflow, Airbyte, Buildkite, FastAPI)  meshgate-harness
+#   Envoy + meshgate   127.0.0.1:10000, admin 127.0.0.1:9901                    envoy/meshgate-demo.yaml
+#
+# Run through `./build.sh demo`, which builds dist/meshgate.wasm, target/release/meshgate and
+# target/release/meshgate-harness first. Logs and the issuer's key file go to .meshgate/demo/
+# (or $MESHGATE_DEMO_DIR, which `meshgate token` and `meshgate-harness` also follow).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DEMO_DIR="${MESHGATE_DEMO_DIR:-.meshgate/demo}"
+KEYS="$DEMO_DIR/issuer-keys.json"
+HARNESS_LOG="$DEMO_DIR/harness.log"
+ENVOY_LOG="$DEMO_DIR/envoy.log"
+CONFIG=envoy/meshgate-demo.yaml
+MESHGATE=target/release/meshgate
+HARNESS=target/release/meshgate-harness
+
+EDGE_PORT=10000
+ADMIN_PORT=9901
+ISSUER_PORT=18080
+UPSTREAM_PORT=18081
+EDGE="http://127.0.0.1:$EDGE_PORT"
+ISSUER="http://127.0.0.1:$ISSUER_PORT"
+
+say() { echo "demo: $*"; }
+die() {
+  echo "demo: error: $*" >&2
+  exit 1
+}
+
+# --- preconditions ----------------------------------------------------------------------
+
+for file in dist/meshgate.wasm "$MESHGATE" "$HARNESS"; do
+  [[ -f "$file" ]] || die "$file is missing; run ./build.sh demo (it builds everything first)"
+done
+command -v curl >/dev/null 2>&1 || die "curl is needed; run scripts/setup.sh"
+ENVOY="$(scripts/envoy-path.sh)" || die "no Envoy found; run scripts/setup.sh"
+
+# A port is taken when something listens on it (any address) or answers on 127.0.0.1.
+port_taken() {
+  local port="$1"
+  if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
+    return 0
+  fi
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+}
+
+describe_port() {
+  local port="$1" what="$2" owner=""
+  if command -v ss >/dev/null 2>&1; then
+    owner="$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:(([^)]*' | head -n1 | sed 's/users:((//')"
+  fi
+  echo "  127.0.0.1:$port ($what) is in use${owner:+ by $owner}"
+}
+
+taken=()
+for entry in "$EDGE_PORT:Envoy listener" "$ADMIN_PORT:Envoy admin" \
+  "$ISSUER_PORT:mock issuer" "$UPSTREAM_PORT:tool stubs"; do
+  port_taken "${entry%%:*}" && taken+=("$(describe_port "${entry%%:*}" "${entry#*:}")")
+done
+if ((${#taken[@]} > 0)); then
+  echo "demo: error: the demo needs ports $EDGE_PORT, $ADMIN_PORT, $ISSUER_PORT and $UPSTREAM_PORT free:" >&2
+  printf '%s\n' "${taken[@]}" >&2
+  echo "demo: stop whatever holds them (another demo still running?) and try again" >&2
+  exit 1
+fi
+
+# --- process supervision ----------------------------------------------------------------
+
+harness_pid=""
+envoy_pid=""
+
+# Stops one child: SIGTERM, up to 5 s, then SIGKILL; always reaped.
+stop_pid() {
+  local pid="$1" name="$2" i
+  [[ -n "$pid" ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "$name (pid $pid) did not stop on SIGTERM; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM HUP
+  if [[ -n "$envoy_pid$harness_pid" ]]; then
+    echo
+    say "stopping Envoy and the harness"
+  fi
+  stop_pid "$envoy_pid" envoy
+  envoy_pid=""
+  stop_pid "$harness_pid" meshgate-harness
+  harness_pid=""
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+log_tail() {
+  local file="$1"
+  echo "---- last lines of $file ----" >&2
+  tail -n 30 "$file" >&2 || true
+  echo "----" >&2
+}
+
+# Polls `check` every 0.1 s for up to `seconds`; fails early when `pid` exits.
+wait_for() {
+  local seconds="$1" pid="$2"
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  while ((SECONDS < deadline)); do
+    "$@" && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  "$@"
+}
+
+# --- mock issuer and tool stubs ----------------------------------------------------------
+
+mkdir -p "$DEMO_DIR"
+say "starting the mock issuer ($ISSUER) and tool stubs (http://127.0.0.1:$UPSTREAM_PORT); log: $HARNESS_LOG"
+"$HARNESS" serve --issuer-port "$ISSUER_PORT" --upstream-port "$UPSTREAM_PORT" --keys "$KEYS" \
+  >"$HARNESS_LOG" 2>&1 &
+harness_pid=$!
+
+issuer_up() { curl -fsS -o /dev/null --max-time 1 "$ISSUER/.well-known/openid-configuration" 2>/dev/null; }
+if ! wait_for 10 "$harness_pid" issuer_up; then
+  log_tail "$HARNESS_LOG"
+  die "the mock issuer did not answer $ISSUER/.well-known/openid-configuration within 10 s"
+fi
+discovery="$(curl -fsS --max-time 1 "$ISSUER/.well-known/openid-configuration")"
+if [[ "$discovery" != *"\"$ISSUER\""* ]]; then
+  say "warning: the issuer in $KEYS is not $ISSUER (the issuer $CONFIG trusts); tokens will be rejected."
+  say "         remove $KEYS to let the harness create a fresh one"
+fi
+
+# --- Envoy ---------------------------------------------------------------------------------
+
+say "starting Envoy ($EDGE, admin http://127.0.0.1:$ADMIN_PORT) with $CONFIG; log: $ENVOY_LOG"
+# stderr to a file rather than --log-path: --log-path is flushed only every 10 s.
+"$ENVOY" -c "$CONFIG" --concurrency 2 --disable-hot-restart -l info >"$ENVOY_LOG" 2>&1 &
+envoy_pid=$!
+
+envoy_live() { [[ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready" 2>/dev/null)" == LIVE* ]]; }
+if ! wait_for 20 "$envoy_pid" envoy_live; then
+  log_tail "$ENVOY_LOG"
+  if kill -0 "$envoy_pid" 2>/dev/null; then
+    die "Envoy did not report LIVE on http://127.0.0.1:$ADMIN_PORT/ready within 20 s"
+  fi
+  die "Envoy exited during startup"
+fi
+
+# --- self-check ------------------------------------------------------------------------------
+
+mint() { "$MESHGATE" token --keys "$KEYS" "$@"; }
+status_of() {
+  # status_of TOKEN|"" PATH -> HTTP status of a request to airflow.internal
+  local token="$1" path="$2" auth=()
+  [[ -n "$token" ]] && auth=(-H "Authorization: Bearer $token")
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H 'Host: airflow.internal' \
+    "${auth[@]}" "$EDGE$path" || true
+}
+
+checks_failed=0
+check() {
+  # check DESCRIPTION WANT GOT
+  if [[ "$3" == "$2" ]]; then
+    echo "  ✓ $1 → $3"
+  else
+    echo "  ✗ $1 → $3 (expected $2)"
+    checks_failed=1
+  fi
+}
+
+alice="$(mint --sub alice --groups data-eng --email alice@example.com)" ||
+  die "could not mint a token with $MESHGATE token --keys $KEYS"
+bob="$(mint --sub bob --groups finance --email bob@example.com)"
+
+say "self-check (the filter fetches the JWKS on its first tick)"
+got=""
+deadline=$((SECONDS + 10))
+while ((SECONDS < deadline)); do
+  got="$(status_of "$alice" /api/v1/dags)"
+  [[ "$got" == 200 ]] && break
+  kill -0 "$envoy_pid" 2>/dev/null || break
+  sleep 0.25
+done
+check "alice (data-eng) GET airflow.internal/api/v1/dags" 200 "$got"
+check "no token GET airflow.internal/api/v1/dags" 401 "$(status_of "" /api/v1/dags)"
+check "bob (finance) GET airflow.internal/api/v1/dags" 403 "$(status_of "$bob" /api/v1/dags)"
+if ((checks_failed)); then
+  say "warning: the self-check failed; the stack stays up so you can look:"
+  say "  $ENVOY_LOG, $HARNESS_LOG, curl -s 127.0.0.1:$ADMIN_PORT/stats | grep meshgate"
+fi
+
+# --- what to try -------------------------------------------------------------------------------
+
+JQ=""
+command -v jq >/dev/null 2>&1 && JQ=" | jq ."
+JQH=""
+command -v jq >/dev/null 2>&1 && JQH=" | jq .headers"
+
+cat <<EOF
+
+meshgate demo is running: Envoy $EDGE → meshgate → tool stubs. Ctrl-C stops everything.
+
+Every tool is the same echo server behind Envoy; the Host header picks the tool, and the
+answer echoes the method, path and headers the upstream received.
+
+# A token from the demo issuer (1 h, RS256, audience meshgate-demo):
+TOKEN=\$($MESHGATE token --sub alice --groups data-eng --email alice@example.com)
+
+# Allowed: Airflow DAG list. In .headers, the x-meshgate-* headers (subject, groups, email,
+# provider, rule) and x-user-email were set by meshgate from the verified token.
+curl -s -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" $EDGE/api/v1/dags$JQ
+
+# Allowed: trigger a DAG run (POST needs data-eng).
+curl -s -X POST -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"conf": {}}' $EDGE/api/v1/dags/example_etl/dagRuns$JQ
+
+# 401: no token, then an expired one (WWW-Authenticate says why).
+curl -si -H 'Host: airflow.internal' $EDGE/api/v1/dags
+EXPIRED=\$($MESHGATE token --sub alice --groups data-eng --exp-offset -120)
+curl -si -H 'Host: airflow.internal' -H "Authorization: Bearer \$EXPIRED" $EDGE/api/v1/dags
+
+# 403: a group with no rule for Airflow, then /admin/** (denied for everyone).
+FINANCE=\$($MESHGATE token --sub bob --groups finance)
+curl -si -H 'Host: airflow.internal' -H "Authorization: Bearer \$FINANCE" $EDGE/api/v1/dags
+curl -si -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" $EDGE/admin/users
+
+# Airbyte sync needs both data-eng and airbyte-operators: alice gets 403, carol 200.
+curl -si -X POST -H 'Host: airbyte.internal' -H "Authorization: Bearer \$TOKEN" $EDGE/api/v1/connections/sync
+OPS=\$($MESHGATE token --sub carol --groups data-eng,airbyte-operators)
+curl -s -X POST -H 'Host: airbyte.internal' -H "Authorization: Bearer \$OPS" $EDGE/api/v1/connections/sync$JQ
+
+# Public route: /health needs no token.
+curl -s -H 'Host: items.svc.internal' $EDGE/health$JQ
+
+# A spoofed identity header is replaced: the upstream sees alice, not root.
+curl -s -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" -H 'x-meshgate-subject: root' $EDGE/api/v1/dags$JQH
+
+# Path tricks do not reach /admin: an encoded slash is refused (400 path_rejected),
+# a double slash is merged and then denied by the block-admin rule (403).
+curl -si --path-as-is -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" '$EDGE/api/v1/dags/..%2Fadmin'
+curl -si --path-as-is -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" '$EDGE//admin/users'
+
+# Key rotation: the issuer adds a new signing key to its JWKS and signs new tokens with it.
+# Tokens signed before keep working; a token signed with the new key gets 401 key_unknown
+# until meshgate's next JWKS refresh (cache_duration_s: 300 in $CONFIG), then 200.
+curl -s -X POST '$ISSUER/admin/rotate?alg=RS256'$JQ
+NEW=\$($MESHGATE token --sub alice --groups data-eng)
+curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: airflow.internal' -H "Authorization: Bearer \$NEW" $EDGE/api/v1/dags
+curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" $EDGE/api/v1/dags
+
+# Decision log: one JSON line per denial (allows are logged at debug level), and counters:
+grep 'meshgate decision' $ENVOY_LOG
+curl -s 127.0.0.1:$ADMIN_PORT/stats | grep meshgate
+
+EOF
+
+# --- foreground --------------------------------------------------------------------------------
+
+# Returns when either child exits or a signal arrives (the traps above then clean up).
+set +e
+wait -n "$envoy_pid" "$harness_pid"
+set -e
+if ! kill -0 "$envoy_pid" 2>/dev/null; then
+  log_tail "$ENVOY_LOG"
+  die "Envoy exited unexpectedly"
+fi
+log_tail "$HARNESS_LOG"
+die "meshgate-harness exited unexpectedly"
