@@ -41,6 +41,8 @@ declare -A ADMIN_PORT=([none]=9910 [ceiling]=9911 [meshgate]=9912)
 declare -A ENVOY_PID=()
 
 say() { echo "bench: $*"; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 die() {
   echo "bench: error: $*" >&2
   exit 1
@@ -57,13 +59,6 @@ done
 ENVOY="$(scripts/envoy-path.sh)" || die "no Envoy found; run scripts/setup.sh"
 ENVOY_VERSION="$("$ENVOY" --version | sed -n 's/^.*version: //p')"
 
-port_taken() {
-  local port="$1"
-  if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
-    return 0
-  fi
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
-}
 taken=()
 for port in "$ISSUER_PORT" "$UPSTREAM_PORT" "${LISTEN_PORT[@]}" "${ADMIN_PORT[@]}"; do
   port_taken "$port" && taken+=("$port")
@@ -84,21 +79,6 @@ fi
 
 harness_pid=""
 
-stop_pid() {
-  local pid="$1" i
-  [[ -n "$pid" ]] || return 0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local status=$? scenario
@@ -116,18 +96,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-wait_for() {
-  # wait_for SECONDS PID COMMAND...: polls COMMAND every 0.1 s; fails early when PID exits.
-  local seconds="$1" pid="$2"
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  while ((SECONDS < deadline)); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  "$@"
-}
 
 # --- Envoy configurations -------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ EDGE="http://127.0.0.1:$EDGE_PORT"
 ISSUER="http://127.0.0.1:$ISSUER_PORT"
 
 say() { echo "demo: $*"; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 die() {
   echo "demo: error: $*" >&2
   exit 1
@@ -40,14 +42,6 @@ done
 command -v curl >/dev/null 2>&1 || die "curl is needed; run scripts/setup.sh"
 ENVOY="$(scripts/envoy-path.sh)" || die "no Envoy found; run scripts/setup.sh"
 
-# A port is taken when something listens on it (any address) or answers on 127.0.0.1.
-port_taken() {
-  local port="$1"
-  if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
-    return 0
-  fi
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
-}
 
 describe_port() {
   local port="$1" what="$2" owner=""
@@ -74,23 +68,6 @@ fi
 harness_pid=""
 envoy_pid=""
 
-# Stops one child: SIGTERM, up to 5 s, then SIGKILL; always reaped.
-stop_pid() {
-  local pid="$1" name="$2" i
-  [[ -n "$pid" ]] || return 0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      say "$name (pid $pid) did not stop on SIGTERM; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local status=$?
@@ -117,18 +94,6 @@ log_tail() {
   echo "----" >&2
 }
 
-# Polls `check` every 0.1 s for up to `seconds`; fails early when `pid` exits.
-wait_for() {
-  local seconds="$1" pid="$2"
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  while ((SECONDS < deadline)); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  "$@"
-}
 
 # --- mock issuer and tool stubs ----------------------------------------------------------
 
