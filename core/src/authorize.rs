@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::cache::{CachedIdentity, TokenCache};
 use crate::claims::{self, ClaimError};
-use crate::config::Policy;
+use crate::config::{FailureMode, Policy};
 use crate::decision::{AllowCode, Decision, DenyCode, Effect};
 use crate::extract::{find_token, TokenSource};
 use crate::keystore::KeyStore;
@@ -125,6 +125,9 @@ fn decide_normalized(
     };
     let identity = match identify(policy, keys, cache, found.token, found.source, now) {
         Ok(identity) => identity,
+        Err((denial, provider)) if denial.code == DenyCode::JwksUnavailable => {
+            return anonymous(keys_unavailable(policy, facts, denial, provider));
+        }
         Err((denial, provider)) => {
             return anonymous(deny(denial.code, denial.reason, provider, None));
         }
@@ -137,6 +140,37 @@ fn decide_normalized(
     Verdict {
         decision: evaluate(policy, facts, identity.principal),
         strip_token_header,
+    }
+}
+
+/// The provider's keys never loaded: deny, unless `failure_mode` is open globally or on an
+/// allow rule matching this request. Fail-open requests carry no identity.
+fn keys_unavailable(
+    policy: &Policy,
+    facts: &RequestFacts<'_>,
+    denial: Denial,
+    provider: Option<String>,
+) -> Decision {
+    let route = policy
+        .rules
+        .allow
+        .iter()
+        .find(|r| r.fail_open && r.matches_request(facts));
+    let open = match (policy.failure_mode, route) {
+        (FailureMode::Open, _) => Some(None),
+        (FailureMode::Closed, Some(rule)) => Some(Some(rule.id.clone())),
+        (FailureMode::Closed, None) => None,
+    };
+    match open {
+        Some(rule_id) => Decision {
+            effect: Effect::Allow(AllowCode::FailOpen),
+            reason: format!("{}; failure_mode is open", denial.reason),
+            rule_id,
+            provider,
+            principal: None,
+            normalized_path: None,
+        },
+        None => deny(denial.code, denial.reason, provider, None),
     }
 }
 
@@ -355,4 +389,98 @@ fn claim_denial(e: ClaimError) -> Denial {
         | ClaimError::TooManyGroups { .. } => DenyCode::TokenInvalid,
     };
     Denial::new(code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{rsa_private, sign};
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn policy(extra: serde_json::Value) -> Policy {
+        let mut config = json!({
+            "providers": {"idp": {"issuer": "https://idp", "remote_jwks": {"cluster": "idp", "uri": "https://idp/keys"}}},
+            "rules": [
+                {"id": "status", "action": "allow", "paths": ["/status"], "failure_mode": "open"},
+                {"id": "api", "action": "allow", "paths": ["/api/**"]}
+            ]
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        Policy::from_json(config.to_string().as_bytes()).unwrap()
+    }
+
+    fn run(policy: &Policy, path: &str) -> Decision {
+        let token = sign(
+            "RS256",
+            &rsa_private(),
+            &json!({"alg": "RS256", "kid": "k"}),
+            &json!({"iss": "https://idp", "sub": "a", "exp": NOW + 60}),
+        );
+        let headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+        let req = Request {
+            method: "GET",
+            authority: "h",
+            path,
+            headers: &headers,
+        };
+        // Remote keys never loaded: the store is empty.
+        decide(
+            policy,
+            &KeyStore::new(policy),
+            &mut TokenCache::new(0),
+            &req,
+            NOW,
+        )
+        .decision
+    }
+
+    #[test]
+    fn keys_unavailable_follows_failure_mode() {
+        let closed = policy(json!({}));
+        let cases = [
+            (
+                &closed,
+                "/api/x",
+                Effect::Deny(DenyCode::JwksUnavailable),
+                None,
+            ),
+            (
+                &closed,
+                "/status",
+                Effect::Allow(AllowCode::FailOpen),
+                Some("status"),
+            ),
+        ];
+        for (policy, path, effect, rule) in cases {
+            let d = run(policy, path);
+            assert_eq!(d.effect, effect, "{path}");
+            assert_eq!(d.rule_id.as_deref(), rule, "{path}");
+            assert!(d.principal.is_none(), "fail-open carries no identity");
+        }
+        let open = policy(json!({"failure_mode": "open"}));
+        assert_eq!(
+            run(&open, "/api/x").effect,
+            Effect::Allow(AllowCode::FailOpen)
+        );
+        assert_eq!(
+            run(&open, "/anything").effect,
+            Effect::Allow(AllowCode::FailOpen)
+        );
+    }
+
+    #[test]
+    fn only_allow_rules_override_failure_mode() {
+        let err = Policy::from_json(
+            json!({"rules": [{"id": "d", "action": "deny", "failure_mode": "open"}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "rules[0].failure_mode");
+    }
 }

@@ -145,6 +145,8 @@ pub enum AllowCode {
     PublicRoute,
     /// No rule matched and the default action is allow.
     DefaultAllow,
+    /// The provider's keys are unavailable and `failure_mode` is `open` for this request.
+    FailOpen,
 }
 
 impl AllowCode {
@@ -153,6 +155,7 @@ impl AllowCode {
             AllowCode::RuleAllowed => "rule_allowed",
             AllowCode::PublicRoute => "public_route",
             AllowCode::DefaultAllow => "default_allow",
+            AllowCode::FailOpen => "fail_open",
         }
     }
 }

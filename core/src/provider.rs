@@ -30,6 +30,19 @@ pub struct RemoteJwks {
     pub path: String,
     pub cache_duration_s: u64,
     pub timeout_ms: u64,
+    pub on_unknown_kid: UnknownKid,
+    pub refetch_min_interval_s: u64,
+}
+
+/// What to do about a token signed with a key the current set doesn't have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownKid {
+    /// Refetch now and hold the request until the keys land (bounded by the fetch timeout).
+    Wait,
+    /// Refetch now; deny this request.
+    Background,
+    /// Deny; keys refresh on their schedule only.
+    Off,
 }
 
 /// Copies a claim into a request header for the upstream (jwt_authn's `claim_to_headers`).

@@ -135,6 +135,9 @@ pub struct Rule {
     /// Empty means any path.
     pub paths: Vec<PathPattern>,
     pub when: Conditions,
+    /// When a provider's keys have never loaded, requests matching this rule's host,
+    /// method and path pass without identity (`failure_mode: open` on the rule).
+    pub fail_open: bool,
 }
 
 /// What rules see of a request, already normalized.

@@ -1,5 +1,6 @@
-//! Test fixtures: the RFC 7515 / RFC 8037 example keys (public data from the RFCs) and a
-//! signer that builds tokens with any header, so tests can forge exactly what they need.
+//! Test fixtures: the RFC 7515 / RFC 8037 example keys (public data from the RFCs, kept as
+//! private JWKs in `testdata/keys/` so every runner signs with the same ones) and a signer
+//! that builds tokens with any header, so tests can forge exactly what they need.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -8,19 +9,9 @@ use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use serde_json::{json, Value};
 
-/// RFC 7515 Appendix A.2.1: a 2048-bit RSA key.
+/// RFC 7515 Appendix A.2.1: a 2048-bit RSA key (`testdata/keys/rsa.json`).
 pub fn rsa_private() -> Value {
-    json!({
-        "kty": "RSA",
-        "n": "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ",
-        "e": "AQAB",
-        "d": "Eq5xpGnNCivDflJsRQBXHx1hdR1k6Ulwe2JZD50LpXyWPEAeP88vLNO97IjlA7_GQ5sLKMgvfTeXZx9SE-7YwVol2NXOoAJe46sui395IW_GO-pWJ1O0BkTGoVEn2bKVRUCgu-GjBVaYLU6f3l9kJfFNS3E0QbVdxzubSu3Mkqzjkn439X0M_V51gfpRLI9JYanrC4D4qAdGcopV_0ZHHzQlBjudU2QvXt4ehNYTCBr6XCLQUShb1juUO1ZdiYoFaFQT5Tw8bGUl_x_jTj3ccPDVZFD9pIuhLhBOneufuBiB4cS98l2SR_RQyGWSeWjnczT0QU91p1DhOVRuOopznQ",
-        "p": "4BzEEOtIpmVdVEZNCqS7baC4crd0pqnRH_5IB3jw3bcxGn6QLvnEtfdUdiYrqBdss1l58BQ3KhooKeQTa9AB0Hw_Py5PJdTJNPY8cQn7ouZ2KKDcmnPGBY5t7yLc1QlQ5xHdwW1VhvKn-nXqhJTBgIPgtldC-KDV5z-y2XDwGUc",
-        "q": "uQPEfgmVtjL0Uyyx88GZFF1fOunH3-7cepKmtH4pxhtCoHqpWmT8YAmZxaewHgHAjLYsp1ZSe7zFYHj7C6ul7TjeLQeZD_YwD66t62wDmpe_HlB-TnBA-njbglfIsRLtXlnDzQkv5dTltRJ11BKBBypeeF6689rjcJIDEz9RWdc",
-        "dp": "BwKfV3Akq5_MFZDFZCnW-wzl-CCo83WoZvnLQwCTeDv8uzluRSnm71I3QCLdhrqE2e9YkxvuxdBfpT_PI7Yz-FOKnu1R6HsJeDCjn12Sk3vmAktV2zb34MCdy7cpdTh_YVr7tss2u6vneTwrA86rZtu5Mbr1C1XsmvkxHQAdYo0",
-        "dq": "h_96-mK1R_7glhsum81dZxjTnYynPbZpHziZjeeHcXYsXaaMwkOlODsWa7I9xXDoRwbKgB719rrmI2oKr6N3Do9U0ajaHF-NKJnwgjMd2w9cjz3_-kyNlxAr2v4IKhGNpmM5iIgOS1VZnOZ68m6_pbLBSp3nssTdlqvd0tIiTHU",
-        "qi": "IYd7DHOhrWvxkwPQsRM2tOgrjbcrfvtQJipd-DlcxyVuuM9sQLdgjVk2oy26F0EmpScGLq2MowX7fhd_QJQ3ydy5cY7YIBi87w93IKLEdfnbJtoOPLUW0ITrJReOgo1cq9SbsxYawBgfp_gh6A5603k2-ZQwVK0JKSHuLFkuQ3U"
-    })
+    key_file(include_str!("../../testdata/keys/rsa.json"))
 }
 
 /// RFC 7517 Appendix A.1: another 2048-bit RSA public key (no private part needed).
@@ -32,30 +23,15 @@ pub fn other_rsa_public() -> Value {
     })
 }
 
-/// RFC 7515 Appendix A.3.1: a P-256 key.
+/// RFC 7515 Appendix A.3.1: a P-256 key (`testdata/keys/ec.json`).
 pub fn ec_private() -> Value {
-    json!({
-        "kty": "EC",
-        "crv": "P-256",
-        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
-        "d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"
-    })
+    key_file(include_str!("../../testdata/keys/ec.json"))
 }
 
-/// RFC 8037 Appendix A.1: an Ed25519 key.
+/// RFC 8037 Appendix A.1: an Ed25519 key (`testdata/keys/ed25519.json`).
 pub fn ed25519_private() -> Value {
-    json!({
-        "kty": "OKP",
-        "crv": "Ed25519",
-        "d": "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
-        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
-    })
+    key_file(include_str!("../../testdata/keys/ed25519.json"))
 }
-
-/// RFC 7515 Appendix A.1.1: a 64-byte HMAC key.
-pub const HS_KEY_B64: &str =
-    "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
 
 /// The public half of a private JWK, with `kid` and (optionally) `alg` added.
 pub fn public_jwk(private: &Value, kid: &str, alg: Option<&str>) -> Value {
@@ -127,6 +103,17 @@ pub fn sign_bytes(alg: &str, key: &Value, message: &[u8]) -> Vec<u8> {
     }
 }
 
+/// RFC 7515 Appendix A.1.1: the 64-byte HMAC key (`testdata/keys/hs.json`), with `alg`
+/// and `kid: "hs"` added.
 pub fn hs_key_jwk(alg: &str) -> Value {
-    json!({"kty": "oct", "k": HS_KEY_B64, "alg": alg, "kid": "hs"})
+    let mut jwk = key_file(include_str!("../../testdata/keys/hs.json"));
+    let obj = jwk.as_object_mut().unwrap();
+    obj.insert("alg".into(), json!(alg));
+    obj.insert("kid".into(), json!("hs"));
+    jwk
+}
+
+/// A private JWK from `testdata/keys/`, shared with the Envoy runners in `test-harness`.
+fn key_file(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
 }

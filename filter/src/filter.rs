@@ -1,12 +1,20 @@
 //! Per-VM state and the request path: read attributes → `core` decides → apply.
 
-use meshgate_core::authorize::{decide, Request};
-use meshgate_core::decision::Effect;
-use meshgate_core::{headers, log as decision_log, KeyStore, Mode, Policy, TokenCache};
+use meshgate_core::authorize::{decide, Request, Verdict};
+use meshgate_core::decision::{AllowCode, Effect};
+use meshgate_core::{headers, log as decision_log, DenyCode, KeyStore, Mode, Policy, TokenCache};
 
 use crate::host::{Host, LogLevel, Metric};
-use crate::jwks_refresh::JwksRefresh;
+use crate::jwks_refresh::{JwksRefresh, UnknownKidAction};
 use crate::reply;
+
+/// A request paused until its provider's keys are refetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Waiter {
+    context_id: u32,
+    provider: usize,
+    deadline_ms: i64,
+}
 
 /// What one Wasm VM holds: the compiled policy and what it learns at run time.
 #[derive(Debug)]
@@ -15,6 +23,7 @@ pub struct Filter {
     pub keys: KeyStore,
     pub cache: TokenCache,
     pub jwks: JwksRefresh,
+    waiters: Vec<Waiter>,
 }
 
 /// What the host should do with the request after the filter ran.
@@ -23,6 +32,8 @@ pub enum Next {
     Continue,
     /// A local reply was sent; stop processing.
     Stop,
+    /// Hold the request: the filter resumes or answers it later.
+    Pause,
 }
 
 impl Filter {
@@ -31,17 +42,79 @@ impl Filter {
             keys: KeyStore::new(&policy),
             cache: TokenCache::new(policy.jwt_cache_size),
             jwks: JwksRefresh::new(&policy),
+            waiters: Vec::new(),
             policy,
         }
     }
 
-    pub fn on_request_headers<H: Host>(&mut self, host: &mut H) -> Next {
+    /// A new request's headers (`context_id` identifies it if it must wait).
+    pub fn on_request_headers<H: Host>(&mut self, host: &mut H, context_id: u32) -> Next {
+        self.handle(host, Some(context_id))
+    }
+
+    /// The root context's timer: load published keys, fetch what is due, settle waiters.
+    pub fn on_tick<H: Host>(&mut self, host: &mut H) {
+        self.jwks.tick(host, &mut self.keys);
+        self.settle_waiters(host);
+    }
+
+    /// A callout answered, in whichever context dispatched it.
+    pub fn on_http_call_response<H: Host>(
+        &mut self,
+        host: &mut H,
+        token: u32,
+        status: Option<u16>,
+        body: Option<&[u8]>,
+    ) {
+        self.jwks
+            .on_response(host, &mut self.keys, token, status, body);
+        self.settle_waiters(host);
+    }
+
+    /// The request ended (client gone) while it may have been waiting.
+    pub fn forget(&mut self, context_id: u32) {
+        self.waiters.retain(|w| w.context_id != context_id);
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Decides again every waiter whose provider settled or whose deadline passed. Each
+    /// gets a final answer: decisions made here never wait again.
+    fn settle_waiters<H: Host>(&mut self, host: &mut H) {
+        let settled = self.jwks.take_settled();
+        let now = host.now_millis();
+        let (ready, still): (Vec<Waiter>, Vec<Waiter>) = self
+            .waiters
+            .drain(..)
+            .partition(|w| settled.contains(&w.provider) || now >= w.deadline_ms);
+        self.waiters = still;
+        for waiter in ready {
+            if let Err(e) = host.set_effective_context(waiter.context_id) {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("meshgate: waiting request is gone: {e}"),
+                );
+                continue;
+            }
+            if self.handle(host, None) == Next::Continue {
+                if let Err(e) = host.resume_request() {
+                    host.log(LogLevel::Warn, &format!("meshgate: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Decides and applies. With `context_id`, a token with an unknown `kid` may wait for
+    /// a refetch; without, the decision is final.
+    fn handle<H: Host>(&mut self, host: &mut H, context_id: Option<u32>) -> Next {
         let headers = match host.request_headers() {
             Ok(headers) => headers,
             Err(e) => {
                 // Without headers there is nothing to decide on: fail closed.
                 host.log(LogLevel::Error, &format!("meshgate: {e}"));
-                return self.reply(host, meshgate_core::DenyCode::TokenMissing);
+                return self.reply(host, DenyCode::TokenMissing);
             }
         };
         let pseudo = |name: &str| {
@@ -61,29 +134,65 @@ impl Filter {
             headers: &headers,
         };
         let now = host.now_unix();
-        let verdict = decide(&self.policy, &self.keys, &mut self.cache, &req, now);
-        let decision = &verdict.decision;
+        let mut verdict = decide(&self.policy, &self.keys, &mut self.cache, &req, now);
+        if let (Some(context_id), Some(provider)) =
+            (context_id, self.unknown_kid_provider(&verdict))
+        {
+            match self.jwks.on_unknown_kid(host, &mut self.keys, provider) {
+                UnknownKidAction::Retry => {
+                    verdict = decide(&self.policy, &self.keys, &mut self.cache, &req, now);
+                }
+                UnknownKidAction::Wait { deadline_ms } => {
+                    self.waiters.push(Waiter {
+                        context_id,
+                        provider,
+                        deadline_ms,
+                    });
+                    return Next::Pause;
+                }
+                UnknownKidAction::Deny => {}
+            }
+        }
+        self.finish(host, &req, &headers, &verdict, now)
+    }
 
-        let record = decision_log::decision_record(
-            decision,
-            &req,
-            self.policy.mode,
-            headers
-                .iter()
-                .find(|(k, _)| k == "x-request-id")
-                .map(|(_, v)| v.as_str()),
-            now,
-        );
-        let level = if decision.is_allowed() {
-            LogLevel::Debug
-        } else {
-            LogLevel::Info
+    /// The provider (index) of a `key_unknown` denial, if its keys are remote.
+    fn unknown_kid_provider(&self, verdict: &Verdict) -> Option<usize> {
+        if verdict.decision.deny_code() != Some(DenyCode::KeyUnknown) {
+            return None;
+        }
+        let name = verdict.decision.provider.as_deref()?;
+        self.policy.providers.iter().position(|p| p.name == name)
+    }
+
+    fn finish<H: Host>(
+        &self,
+        host: &mut H,
+        req: &Request<'_>,
+        headers: &[(String, String)],
+        verdict: &Verdict,
+        now: i64,
+    ) -> Next {
+        let decision = &verdict.decision;
+        let request_id = headers
+            .iter()
+            .find(|(k, _)| k == "x-request-id")
+            .map(|(_, v)| v.as_str());
+        let record =
+            decision_log::decision_record(decision, req, self.policy.mode, request_id, now);
+        let level = match decision.effect {
+            Effect::Allow(AllowCode::FailOpen) => LogLevel::Warn,
+            Effect::Allow(_) => LogLevel::Debug,
+            Effect::Deny(_) => LogLevel::Info,
         };
         host.log(level, &format!("meshgate decision {record}"));
 
         let code = match decision.effect {
-            Effect::Allow(_) => {
+            Effect::Allow(allow) => {
                 host.increment(Metric::Allowed);
+                if allow == AllowCode::FailOpen {
+                    host.increment(Metric::FailOpen);
+                }
                 None
             }
             Effect::Deny(code) => {
@@ -96,9 +205,9 @@ impl Filter {
             (Some(code), Mode::Enforce) => self.reply(host, code),
             (Some(_), Mode::Shadow) => {
                 host.increment(Metric::ShadowWouldDeny);
-                self.apply_headers(host, &headers, &verdict)
+                self.apply_headers(host, headers, verdict)
             }
-            (None, _) => self.apply_headers(host, &headers, &verdict),
+            (None, _) => self.apply_headers(host, headers, verdict),
         }
     }
 
@@ -106,7 +215,7 @@ impl Filter {
         &self,
         host: &mut H,
         incoming: &[(String, String)],
-        verdict: &meshgate_core::Verdict,
+        verdict: &Verdict,
     ) -> Next {
         let plan = headers::plan(&self.policy, verdict, incoming);
         let mut failed = None;
@@ -128,28 +237,21 @@ impl Filter {
                     LogLevel::Error,
                     &format!("meshgate: could not rewrite identity headers: {e}"),
                 );
-                host.increment(Metric::Denied);
-                let reply =
-                    reply::denial(meshgate_core::DenyCode::TokenInvalid, &self.policy.realm);
-                send(host, &reply);
-                Next::Stop
+                self.reply(host, DenyCode::TokenInvalid)
             }
         }
     }
 
-    fn reply<H: Host>(&self, host: &mut H, code: meshgate_core::DenyCode) -> Next {
-        send(host, &reply::denial(code, &self.policy.realm));
+    fn reply<H: Host>(&self, host: &mut H, code: DenyCode) -> Next {
+        let reply = reply::denial(code, &self.policy.realm);
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        if let Err(e) = host.send_local_reply(reply.status, &headers, &reply.body) {
+            host.log(LogLevel::Error, &format!("meshgate: {e}"));
+        }
         Next::Stop
-    }
-}
-
-fn send<H: Host>(host: &mut H, reply: &reply::LocalReply) {
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
-    if let Err(e) = host.send_local_reply(reply.status, &headers, &reply.body) {
-        host.log(LogLevel::Error, &format!("meshgate: {e}"));
     }
 }

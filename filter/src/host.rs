@@ -13,26 +13,35 @@ pub enum LogLevel {
     Error,
 }
 
-/// Counters meshgate exports through Envoy stats. Names are stable: dashboards use them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Metrics meshgate exports through Envoy stats. Names are stable: dashboards use them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Metric {
     Allowed,
     Denied,
     DeniedBy(DenyCode),
     ShadowWouldDeny,
+    /// Requests let through because keys never loaded and `failure_mode` is open.
+    FailOpen,
     JwksFetchOk,
     JwksFetchFailed,
+    /// Refetches triggered by a token with an unknown `kid`.
+    JwksRefetchUnknownKid,
+    /// Gauge: seconds since the provider's current keys were fetched.
+    JwksAgeSeconds(String),
 }
 
 impl Metric {
-    pub fn name(self) -> String {
+    pub fn name(&self) -> String {
         match self {
             Metric::Allowed => String::from("meshgate.allowed"),
             Metric::Denied => String::from("meshgate.denied"),
             Metric::DeniedBy(code) => format!("meshgate.denied.{}", code.as_str()),
             Metric::ShadowWouldDeny => String::from("meshgate.shadow.would_deny"),
+            Metric::FailOpen => String::from("meshgate.fail_open"),
             Metric::JwksFetchOk => String::from("meshgate.jwks.fetch_ok"),
             Metric::JwksFetchFailed => String::from("meshgate.jwks.fetch_failed"),
+            Metric::JwksRefetchUnknownKid => String::from("meshgate.jwks.refetch_unknown_kid"),
+            Metric::JwksAgeSeconds(provider) => format!("meshgate.jwks.{provider}.age_s"),
         }
     }
 }
@@ -61,6 +70,7 @@ pub trait Host {
     fn now_millis(&self) -> i64;
     fn log(&self, level: LogLevel, message: &str);
     fn increment(&mut self, metric: Metric);
+    fn set_gauge(&mut self, metric: Metric, value: u64);
 
     /// All request headers, pseudo-headers (`:path`, ...) included, lowercase names.
     fn request_headers(&self) -> Result<Vec<(String, String)>, HostError>;
@@ -75,4 +85,16 @@ pub trait Host {
 
     /// Starts a GET; returns the token its response will carry.
     fn dispatch_get(&mut self, callout: &Callout<'_>) -> Result<u32, HostError>;
+    /// Makes later request calls (headers, reply, resume) apply to this request; used
+    /// to answer requests that waited for keys, from another context's callback.
+    fn set_effective_context(&mut self, context_id: u32) -> Result<(), HostError>;
+    /// Resumes a request paused while keys were refetched.
+    fn resume_request(&mut self) -> Result<(), HostError>;
+
+    /// Envoy shared data: one store for all worker VMs of this plugin's `vm_id`.
+    /// Returns the value and its version for compare-and-swap.
+    fn get_shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError>;
+    /// Writes `value`; with `cas`, only if the version is unchanged. `Ok(false)` when
+    /// another worker wrote first.
+    fn set_shared(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError>;
 }

@@ -1,13 +1,18 @@
-//! Keeps remote JWKS fresh, off the request path: the root context asks what is due on
-//! each tick, dispatches it, and hands responses back. A failed or garbage fetch never
-//! replaces keys that work.
+//! Keeps remote JWKS fresh, off the request path, with one fetch for all worker VMs.
+//!
+//! Envoy runs one Wasm VM per worker thread. Fetched key sets are published in Envoy
+//! shared data, so a fetch by one worker serves all of them: on every tick each worker
+//! loads a newer published set if there is one, and when a refresh is due the workers
+//! race for a short lease; only the winner fetches. A token with an unknown `kid` can
+//! trigger an early refetch, rate limited by a second shared lease. A failed or garbage
+//! fetch never replaces keys that work.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshgate_core::config::Policy;
 use meshgate_core::jwks::{KeyOrigin, KeySet};
-use meshgate_core::provider::{KeySource, RemoteJwks};
+use meshgate_core::provider::{KeySource, RemoteJwks, UnknownKid};
 use meshgate_core::KeyStore;
 
 use crate::host::{Callout, Host, LogLevel, Metric};
@@ -15,6 +20,10 @@ use crate::host::{Callout, Host, LogLevel, Metric};
 /// Longest wait between retries after failures.
 const MAX_BACKOFF_MS: i64 = 60_000;
 const FIRST_RETRY_MS: i64 = 1_000;
+/// How long a worker waits before re-checking when another worker holds the fetch lease.
+const LEASE_RECHECK_MS: i64 = 1_000;
+/// Version prefix of shared-data keys, so a future format can't be misread.
+const SHARED_PREFIX: &str = "meshgate.v1";
 
 #[derive(Debug)]
 struct Entry {
@@ -24,6 +33,9 @@ struct Entry {
     next_due_ms: i64,
     in_flight: Option<InFlight>,
     consecutive_failures: u32,
+    /// Shared-data version of the key set this worker loaded, and when it was fetched.
+    loaded_version: Option<u32>,
+    loaded_fetched_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -32,9 +44,25 @@ struct InFlight {
     deadline_ms: i64,
 }
 
+/// What to do with a request whose token names a key the current set doesn't have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownKidAction {
+    /// Newer keys were already published by another worker and are now loaded: decide again.
+    Retry,
+    /// A refetch is under way (here or in another worker): hold the request until keys
+    /// load or this deadline (Unix ms) passes.
+    Wait { deadline_ms: i64 },
+    /// Deny now (refetch off or in the background, or the last refetch is done and the
+    /// key still isn't there).
+    Deny,
+}
+
 #[derive(Debug, Default)]
 pub struct JwksRefresh {
     entries: Vec<Entry>,
+    /// Providers whose keys loaded or whose fetch failed since the last `take_settled`,
+    /// so requests waiting on them can be decided again.
+    settled: Vec<usize>,
 }
 
 impl JwksRefresh {
@@ -51,21 +79,33 @@ impl JwksRefresh {
                     next_due_ms: 0,
                     in_flight: None,
                     consecutive_failures: 0,
+                    loaded_version: None,
+                    loaded_fetched_at_ms: None,
                 }),
                 KeySource::Local(_) => None,
             })
             .collect();
-        JwksRefresh { entries }
+        JwksRefresh {
+            entries,
+            settled: Vec::new(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// Dispatches every fetch that is due.
-    pub fn tick<H: Host>(&mut self, host: &mut H) {
+    /// Loads key sets other workers published, then fetches whatever is due.
+    pub fn tick<H: Host>(&mut self, host: &mut H, keys: &mut KeyStore) {
         let now = host.now_millis();
         for entry in &mut self.entries {
+            if sync_from_shared(entry, host, keys) {
+                self.settled.push(entry.provider);
+            }
+            if let Some(fetched_at) = entry.loaded_fetched_at_ms {
+                let age_s = u64::try_from(now.saturating_sub(fetched_at) / 1000).unwrap_or(0);
+                host.set_gauge(Metric::JwksAgeSeconds(entry.provider_name.clone()), age_s);
+            }
             if let Some(in_flight) = entry.in_flight {
                 if now < in_flight.deadline_ms {
                     continue;
@@ -73,29 +113,93 @@ impl JwksRefresh {
                 // The host never answered: count it and try again.
                 entry.in_flight = None;
                 record_failure(entry, host, now, "no response before the deadline");
+                self.settled.push(entry.provider);
             }
             if now < entry.next_due_ms {
                 continue;
             }
-            let timeout_ms = entry.remote.timeout_ms;
-            let callout = Callout {
-                cluster: &entry.remote.cluster,
-                authority: &entry.remote.authority,
-                path: &entry.remote.path,
-                timeout: Duration::from_millis(timeout_ms),
-            };
-            match host.dispatch_get(&callout) {
-                Ok(token) => {
-                    entry.in_flight = Some(InFlight {
-                        token,
-                        deadline_ms: now
-                            .saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX))
-                            .saturating_add(1_000),
-                    });
-                }
-                Err(e) => record_failure(entry, host, now, &e.to_string()),
+            if !claim(
+                host,
+                &lease_key(&entry.remote),
+                now,
+                fetch_hold_ms(&entry.remote),
+            ) {
+                // Another worker is fetching; its result arrives through shared data.
+                entry.next_due_ms = now.saturating_add(LEASE_RECHECK_MS);
+                continue;
             }
+            dispatch(entry, host, now);
         }
+    }
+
+    /// A token named a key this worker doesn't have (provider index `provider`).
+    pub fn on_unknown_kid<H: Host>(
+        &mut self,
+        host: &mut H,
+        keys: &mut KeyStore,
+        provider: usize,
+    ) -> UnknownKidAction {
+        let now = host.now_millis();
+        let Some(entry) = self.entries.iter_mut().find(|e| e.provider == provider) else {
+            return UnknownKidAction::Deny;
+        };
+        if sync_from_shared(entry, host, keys) {
+            return UnknownKidAction::Retry;
+        }
+        let mode = entry.remote.on_unknown_kid;
+        if mode == UnknownKid::Off {
+            return UnknownKidAction::Deny;
+        }
+        let hold_ms = fetch_hold_ms(&entry.remote);
+        let wait = UnknownKidAction::Wait {
+            deadline_ms: now.saturating_add(hold_ms),
+        };
+        if entry.in_flight.is_some() {
+            // This worker is already fetching: wait for that answer.
+            return if mode == UnknownKid::Wait {
+                wait
+            } else {
+                UnknownKidAction::Deny
+            };
+        }
+        let interval_ms = i64::try_from(entry.remote.refetch_min_interval_s.saturating_mul(1_000))
+            .unwrap_or(i64::MAX);
+        let key = refetch_key(&entry.remote);
+        // One refetch per interval across all workers: an attacker sending random kids
+        // gets at most that many fetches to the IdP.
+        if claim(host, &key, now, interval_ms) {
+            host.increment(Metric::JwksRefetchUnknownKid);
+            host.log(
+                LogLevel::Info,
+                &format!(
+                    "meshgate: provider `{}`: unknown key id, refetching {}",
+                    entry.provider_name, entry.remote.uri
+                ),
+            );
+            return match (mode, dispatch(entry, host, now)) {
+                (UnknownKid::Wait, Some(_)) => wait,
+                // Background: the answer still loads the keys, this request is denied.
+                _ => UnknownKidAction::Deny,
+            };
+        }
+        // Rate limited. If the refetch that holds the limit started moments ago (maybe in
+        // another worker), its answer is still coming: wait for it. Otherwise it is done
+        // and the key still isn't there.
+        let claimed_at = host
+            .get_shared(&key)
+            .ok()
+            .and_then(|(value, _)| value.as_deref().and_then(decode_millis))
+            .map(|until| until.saturating_sub(interval_ms));
+        match claimed_at {
+            Some(at) if mode == UnknownKid::Wait && now.saturating_sub(at) < hold_ms => wait,
+            _ => UnknownKidAction::Deny,
+        }
+    }
+
+    /// Provider indices whose fetch settled (keys loaded, or a fetch failed) since the
+    /// last call.
+    pub fn take_settled(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.settled)
     }
 
     /// Handles a callout response. Returns false when the token isn't one of ours.
@@ -126,36 +230,167 @@ impl JwksRefresh {
                 "no response status (timeout or connection failure)",
             )),
         };
-        match parsed {
-            Ok(set) => {
-                for skipped in &set.skipped {
-                    host.log(
-                        LogLevel::Warn,
-                        &format!(
-                            "meshgate: provider `{}`: skipped {skipped}",
-                            entry.provider_name
-                        ),
-                    );
-                }
-                host.log(
-                    LogLevel::Info,
-                    &format!(
-                        "meshgate: provider `{}`: loaded {} keys from {}",
-                        entry.provider_name,
-                        set.keys.len(),
-                        entry.remote.uri
-                    ),
-                );
-                keys.set(entry.provider, Arc::new(set));
-                entry.consecutive_failures = 0;
-                let refresh_ms = i64::try_from(entry.remote.cache_duration_s.saturating_mul(1_000))
-                    .unwrap_or(i64::MAX);
-                entry.next_due_ms = now.saturating_add(refresh_ms);
+        match (parsed, body) {
+            (Ok(set), Some(body)) => {
+                publish(entry, host, now, body);
+                load(entry, host, keys, set, now);
                 host.increment(Metric::JwksFetchOk);
             }
-            Err(reason) => record_failure(entry, host, now, &reason),
+            (Err(reason), _) => record_failure(entry, host, now, &reason),
+            (Ok(_), None) => record_failure(entry, host, now, "empty body"),
         }
+        // Hand the lease back. After a failure it stays taken until the retry time, so
+        // the other workers back off with this one instead of each hitting the IdP.
+        let until = if entry.consecutive_failures > 0 {
+            entry.next_due_ms
+        } else {
+            now
+        };
+        let _ = host.set_shared(&lease_key(&entry.remote), &encode_millis(until), None);
+        self.settled.push(entry.provider);
         true
+    }
+}
+
+fn shared_key(kind: &str, remote: &RemoteJwks) -> String {
+    // Keyed by cluster and URI: two providers with the same JWKS share one fetch.
+    format!("{SHARED_PREFIX}.{kind}.{}.{}", remote.cluster, remote.uri)
+}
+
+fn doc_key(remote: &RemoteJwks) -> String {
+    shared_key("jwks", remote)
+}
+
+fn lease_key(remote: &RemoteJwks) -> String {
+    shared_key("jwks_lease", remote)
+}
+
+fn refetch_key(remote: &RemoteJwks) -> String {
+    shared_key("jwks_refetch", remote)
+}
+
+fn fetch_hold_ms(remote: &RemoteJwks) -> i64 {
+    i64::try_from(remote.timeout_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_add(1_000)
+}
+
+fn encode_millis(ms: i64) -> [u8; 8] {
+    ms.to_be_bytes()
+}
+
+fn decode_millis(bytes: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+/// Takes a shared lease until `now + hold_ms` if nobody holds one. Lost races and host
+/// errors count as "held": skipping a fetch is safe, fetching twice is only wasteful.
+fn claim<H: Host>(host: &mut H, key: &str, now: i64, hold_ms: i64) -> bool {
+    let Ok((value, cas)) = host.get_shared(key) else {
+        return false;
+    };
+    if value
+        .as_deref()
+        .and_then(decode_millis)
+        .is_some_and(|until| until > now)
+    {
+        return false;
+    }
+    let until = now.saturating_add(hold_ms);
+    matches!(host.set_shared(key, &encode_millis(until), cas), Ok(true))
+}
+
+/// Loads the published key set if it is newer than this worker's. True when it loaded one.
+fn sync_from_shared<H: Host>(entry: &mut Entry, host: &mut H, keys: &mut KeyStore) -> bool {
+    let Ok((Some(value), Some(version))) = host.get_shared(&doc_key(&entry.remote)) else {
+        return false;
+    };
+    if entry.loaded_version == Some(version) {
+        return false;
+    }
+    entry.loaded_version = Some(version);
+    let (Some(fetched_at), Some(body)) = (decode_millis(&value), value.get(8..)) else {
+        return false;
+    };
+    match KeySet::parse(body, KeyOrigin::Remote) {
+        Ok(set) => {
+            load(entry, host, keys, set, fetched_at);
+            true
+        }
+        // Only sets that parsed are published; refuse anyway rather than trust that.
+        Err(_) => false,
+    }
+}
+
+fn load<H: Host>(
+    entry: &mut Entry,
+    host: &mut H,
+    keys: &mut KeyStore,
+    set: KeySet,
+    fetched_at: i64,
+) {
+    for skipped in &set.skipped {
+        host.log(
+            LogLevel::Warn,
+            &format!(
+                "meshgate: provider `{}`: skipped {skipped}",
+                entry.provider_name
+            ),
+        );
+    }
+    host.log(
+        LogLevel::Info,
+        &format!(
+            "meshgate: provider `{}`: loaded {} keys from {}",
+            entry.provider_name,
+            set.keys.len(),
+            entry.remote.uri
+        ),
+    );
+    keys.set(entry.provider, Arc::new(set));
+    entry.consecutive_failures = 0;
+    entry.loaded_fetched_at_ms = Some(fetched_at);
+    let refresh_ms =
+        i64::try_from(entry.remote.cache_duration_s.saturating_mul(1_000)).unwrap_or(i64::MAX);
+    entry.next_due_ms = fetched_at.saturating_add(refresh_ms);
+}
+
+/// Publishes a fetched key set for the other workers.
+fn publish<H: Host>(entry: &mut Entry, host: &mut H, now: i64, body: &[u8]) {
+    let key = doc_key(&entry.remote);
+    let mut value = Vec::with_capacity(body.len().saturating_add(8));
+    value.extend_from_slice(&encode_millis(now));
+    value.extend_from_slice(body);
+    if let Err(e) = host.set_shared(&key, &value, None) {
+        host.log(
+            LogLevel::Warn,
+            &format!("meshgate: could not share keys with other workers: {e}"),
+        );
+        return;
+    }
+    // Remember the version we wrote, so our own next sync doesn't parse it again.
+    entry.loaded_version = host.get_shared(&key).ok().and_then(|(_, version)| version);
+}
+
+fn dispatch<H: Host>(entry: &mut Entry, host: &mut H, now: i64) -> Option<u32> {
+    let callout = Callout {
+        cluster: &entry.remote.cluster,
+        authority: &entry.remote.authority,
+        path: &entry.remote.path,
+        timeout: Duration::from_millis(entry.remote.timeout_ms),
+    };
+    match host.dispatch_get(&callout) {
+        Ok(token) => {
+            entry.in_flight = Some(InFlight {
+                token,
+                deadline_ms: now.saturating_add(fetch_hold_ms(&entry.remote)),
+            });
+            Some(token)
+        }
+        Err(e) => {
+            record_failure(entry, host, now, &e.to_string());
+            None
+        }
     }
 }
 
@@ -165,6 +400,8 @@ fn record_failure<H: Host>(entry: &mut Entry, host: &mut H, now: i64, reason: &s
     let backoff = FIRST_RETRY_MS
         .saturating_mul(1_i64 << exponent)
         .min(MAX_BACKOFF_MS);
+    // Jitter (50-100% of the backoff) so workers and proxies don't retry in lockstep.
+    let backoff = backoff / 2 + jitter(now, entry.provider, backoff / 2);
     entry.next_due_ms = now.saturating_add(backoff);
     host.increment(Metric::JwksFetchFailed);
     host.log(
@@ -174,4 +411,14 @@ fn record_failure<H: Host>(entry: &mut Entry, host: &mut H, now: i64, reason: &s
             entry.provider_name, entry.remote.uri, backoff
         ),
     );
+}
+
+/// A number in `0..=range` that differs between moments and providers. Not for secrets.
+fn jitter(now: i64, provider: usize, range: i64) -> i64 {
+    if range <= 0 {
+        return 0;
+    }
+    let mixed = (now as u64 ^ (provider as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    i64::try_from((mixed >> 33) % (range as u64 + 1)).unwrap_or(0)
 }

@@ -15,20 +15,29 @@ const NOW: i64 = 1_700_000_000;
 const ISSUER: &str = "https://idp.test";
 
 struct Keys {
+    kid: &'static str,
     secret: <Ed25519 as Algorithm>::SigningKey,
     public_jwk: Value,
 }
 
 fn keys() -> Keys {
+    keys_with_kid("k1")
+}
+
+fn keys_with_kid(kid: &'static str) -> Keys {
     let (secret, public) = Ed25519::generate(&mut rand::thread_rng());
     let mut public_jwk = serde_json::to_value(JsonWebKey::from(&public)).unwrap();
-    public_jwk["kid"] = json!("k1");
+    public_jwk["kid"] = json!(kid);
     public_jwk["alg"] = json!("EdDSA");
-    Keys { secret, public_jwk }
+    Keys {
+        kid,
+        secret,
+        public_jwk,
+    }
 }
 
 fn token(keys: &Keys, claims: Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": "k1"}).to_string());
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": keys.kid}).to_string());
     let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     let input = format!("{header}.{payload}");
     let sig = Ed25519.sign(&keys.secret, input.as_bytes());
@@ -73,7 +82,7 @@ fn allowed_request_gets_trusted_identity_only() {
         .with_header("x-meshgate-subject", "root")
         .with_header("x-meshgate-admin", "true")
         .with_header("x-request-id", "req-1");
-    assert_eq!(f.on_request_headers(&mut host), Next::Continue);
+    assert_eq!(f.on_request_headers(&mut host, 1), Next::Continue);
     assert_eq!(host.reply, None);
     assert_eq!(host.header("x-meshgate-subject"), Some("alice"));
     assert_eq!(host.header("x-meshgate-groups"), Some("data-eng"));
@@ -98,7 +107,7 @@ fn forward_keeps_the_token() {
     let mut host = FakeHost::at(NOW)
         .with_request("GET", "a", "/api/v1/dags")
         .with_header("authorization", &bearer);
-    assert_eq!(f.on_request_headers(&mut host), Next::Continue);
+    assert_eq!(f.on_request_headers(&mut host, 1), Next::Continue);
     assert_eq!(host.header("authorization"), Some(bearer.as_str()));
 }
 
@@ -154,7 +163,7 @@ fn denials_reply_with_status_challenge_and_code() {
         if let Some(token) = &token {
             host = host.with_header("authorization", &format!("Bearer {token}"));
         }
-        assert_eq!(f.on_request_headers(&mut host), Next::Stop, "{name}");
+        assert_eq!(f.on_request_headers(&mut host, 1), Next::Stop, "{name}");
         let reply = host.reply.clone().unwrap();
         assert_eq!(reply.status, status, "{name}");
         let body: Value = serde_json::from_str(&reply.body).unwrap();
@@ -203,7 +212,7 @@ fn shadow_mode_forwards_what_it_would_deny_without_identity() {
             &format!("Bearer {}", alice(&keys, &["finance"])),
         )
         .with_header("x-meshgate-groups", "data-eng");
-    assert_eq!(f.on_request_headers(&mut host), Next::Continue);
+    assert_eq!(f.on_request_headers(&mut host, 1), Next::Continue);
     assert_eq!(host.reply, None);
     assert_eq!(
         host.header("x-meshgate-groups"),
@@ -236,7 +245,7 @@ fn remote_jwks_is_fetched_kept_and_retried() {
                 "authorization",
                 &format!("Bearer {}", alice(&keys, &["data-eng"])),
             );
-        f.on_request_headers(&mut host);
+        f.on_request_headers(&mut host, 1);
         host.reply.map_or(200, |r| r.status)
     };
 
@@ -244,7 +253,7 @@ fn remote_jwks_is_fetched_kept_and_retried() {
     assert_eq!(request(&mut f, NOW), 401);
 
     let mut host = FakeHost::at(NOW);
-    f.jwks.tick(&mut host);
+    f.on_tick(&mut host);
     assert_eq!(host.dispatched.len(), 1);
     let call = host.dispatched[0].clone();
     assert_eq!(
@@ -256,7 +265,7 @@ fn remote_jwks_is_fetched_kept_and_retried() {
         ("idp_cluster", "idp.test:8080", "/keys?v=1")
     );
     // While in flight, no second fetch.
-    f.jwks.tick(&mut host);
+    f.on_tick(&mut host);
     assert_eq!(host.dispatched.len(), 1);
     // A response for someone else's callout is not ours.
     assert!(!f
@@ -276,10 +285,10 @@ fn remote_jwks_is_fetched_kept_and_retried() {
 
     // Not due again until cache_duration_s has passed.
     host.now_ms += 59_000;
-    f.jwks.tick(&mut host);
+    f.on_tick(&mut host);
     assert_eq!(host.dispatched.len(), 1);
     host.now_ms += 2_000;
-    f.jwks.tick(&mut host);
+    f.on_tick(&mut host);
     assert_eq!(host.dispatched.len(), 2);
 
     // Failed and garbage refreshes keep the good keys and back off.
@@ -289,10 +298,10 @@ fn remote_jwks_is_fetched_kept_and_retried() {
         .on_response(&mut host, &mut f.keys, token, Some(503), Some(b"down")));
     assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 1);
     assert_eq!(request(&mut f, NOW + 61), 200);
-    f.jwks.tick(&mut host);
+    f.on_tick(&mut host);
     assert_eq!(host.dispatched.len(), 2, "retry waits for the backoff");
     host.now_ms += 1_000;
-    f.jwks.tick(&mut host);
+    f.on_tick(&mut host);
     assert_eq!(host.dispatched.len(), 3);
     let token = host.dispatched[2].token;
     assert!(f.jwks.on_response(
@@ -309,7 +318,7 @@ fn remote_jwks_is_fetched_kept_and_retried() {
     // A dispatch the host refuses is a failure too, and is retried.
     host.fail_dispatch = true;
     host.now_ms += 10_000;
-    f.jwks.tick(&mut host);
+    f.on_tick(&mut host);
     assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 3);
 }
 
@@ -320,7 +329,223 @@ fn public_route_needs_no_token_and_strips_spoofing() {
     let mut host = FakeHost::at(NOW)
         .with_request("GET", "a", "/health")
         .with_header("x-meshgate-subject", "root");
-    assert_eq!(f.on_request_headers(&mut host), Next::Continue);
+    assert_eq!(f.on_request_headers(&mut host, 1), Next::Continue);
     assert_eq!(host.header("x-meshgate-subject"), None);
     assert_eq!(host.counter("meshgate.allowed"), 1);
+}
+
+fn remote_config(mode: &str) -> Value {
+    let mut cfg = config(Value::Null, json!({}));
+    cfg["providers"]["idp"]
+        .as_object_mut()
+        .unwrap()
+        .remove("local_jwks");
+    cfg["providers"]["idp"]["remote_jwks"] = json!({
+        "cluster": "idp", "uri": "http://idp.test/keys", "cache_duration_s": 300,
+        "timeout_ms": 2000, "refetch_on_unknown_kid": mode, "refetch_min_interval_s": 30
+    });
+    cfg
+}
+
+fn jwks_of(keys: &[&Keys]) -> String {
+    json!({"keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()}).to_string()
+}
+
+fn request_headers(token: &str) -> Vec<(String, String)> {
+    vec![
+        (":method".into(), "GET".into()),
+        (":authority".into(), "a".into()),
+        (":path".into(), "/api/v1/dags".into()),
+        ("authorization".into(), format!("Bearer {token}")),
+    ]
+}
+
+/// A worker whose remote keys hold `initial`, loaded through its first fetch.
+fn loaded_worker(
+    mode: &str,
+    initial: &[&Keys],
+    shared: &crate::fake::SharedData,
+) -> (Filter, FakeHost) {
+    let mut f = filter(remote_config(mode));
+    let mut host = FakeHost::at(NOW).sharing(shared);
+    f.on_tick(&mut host);
+    let token = host.dispatched.last().unwrap().token;
+    f.on_http_call_response(
+        &mut host,
+        token,
+        Some(200),
+        Some(jwks_of(initial).as_bytes()),
+    );
+    assert_eq!(host.counter("meshgate.jwks.fetch_ok"), 1);
+    (f, host)
+}
+
+#[test]
+fn unknown_kid_waits_for_one_refetch_and_all_waiters_pass() {
+    let (old, new) = (keys_with_kid("old"), keys_with_kid("new"));
+    let shared = crate::fake::SharedData::default();
+    let (mut f, mut host) = loaded_worker("wait", &[&old], &shared);
+
+    // Two requests with the rotated-in key: both wait, one fetch goes out.
+    let token = alice(&new, &["data-eng"]);
+    host.new_request(10, request_headers(&token));
+    assert_eq!(f.on_request_headers(&mut host, 10), Next::Pause);
+    host.new_request(11, request_headers(&token));
+    assert_eq!(f.on_request_headers(&mut host, 11), Next::Pause);
+    assert_eq!(host.dispatched.len(), 2, "one refetch for both requests");
+    assert_eq!(f.waiting(), 2);
+    assert_eq!(host.counter("meshgate.jwks.refetch_unknown_kid"), 1);
+
+    // The IdP now publishes both keys: both requests go through, with identity.
+    let refetch = host.dispatched[1].token;
+    f.on_http_call_response(
+        &mut host,
+        refetch,
+        Some(200),
+        Some(jwks_of(&[&old, &new]).as_bytes()),
+    );
+    assert_eq!(f.waiting(), 0);
+    for id in [10, 11] {
+        let req = host.request(id);
+        assert!(req.resumed, "request {id} not resumed");
+        assert_eq!(req.reply, None);
+        assert!(req
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-meshgate-subject" && v == "alice"));
+    }
+    assert_eq!(host.counter("meshgate.denied"), 0);
+}
+
+#[test]
+fn a_kid_still_unknown_after_the_refetch_is_denied_and_rate_limited() {
+    let (old, rogue) = (keys_with_kid("old"), keys_with_kid("rogue"));
+    let shared = crate::fake::SharedData::default();
+    let (mut f, mut host) = loaded_worker("wait", &[&old], &shared);
+    let token = alice(&rogue, &["data-eng"]);
+    host.new_request(10, request_headers(&token));
+    assert_eq!(f.on_request_headers(&mut host, 10), Next::Pause);
+    let refetch = host.dispatched[1].token;
+    f.on_http_call_response(
+        &mut host,
+        refetch,
+        Some(200),
+        Some(jwks_of(&[&old]).as_bytes()),
+    );
+    let req = host.request(10);
+    assert_eq!(req.reply.as_ref().map(|r| r.status), Some(401));
+    assert!(req.reply.unwrap().body.contains("key_unknown"));
+
+    // Within refetch_min_interval_s, unknown kids are denied at once: no fetch storm.
+    host.now_ms += 5_000;
+    for id in 20..30 {
+        host.new_request(id, request_headers(&token));
+        assert_eq!(f.on_request_headers(&mut host, id), Next::Stop);
+    }
+    assert_eq!(host.dispatched.len(), 2);
+    assert_eq!(host.counter("meshgate.jwks.refetch_unknown_kid"), 1);
+    // After the interval, one more refetch is allowed.
+    host.now_ms += 30_000;
+    host.new_request(40, request_headers(&token));
+    assert_eq!(f.on_request_headers(&mut host, 40), Next::Pause);
+    assert_eq!(host.dispatched.len(), 3);
+}
+
+#[test]
+fn workers_share_one_fetch_and_waiters_elsewhere_wake_on_tick() {
+    let (old, new) = (keys_with_kid("old"), keys_with_kid("new"));
+    let shared = crate::fake::SharedData::default();
+    let (mut w1, mut h1) = loaded_worker("wait", &[&old], &shared);
+
+    // Worker 2 starts later: it takes worker 1's published keys, without fetching.
+    let mut w2 = filter(remote_config("wait"));
+    let mut h2 = FakeHost::at(NOW).sharing(&shared);
+    w2.on_tick(&mut h2);
+    assert_eq!(
+        h2.dispatched.len(),
+        0,
+        "worker 2 fetched although keys were published"
+    );
+    h2.new_request(5, request_headers(&alice(&old, &["data-eng"])));
+    assert_eq!(w2.on_request_headers(&mut h2, 5), Next::Continue);
+
+    // A rotated key seen first on worker 1 triggers the refetch there; a request on worker 2
+    // meanwhile waits for it instead of being denied by the rate limit.
+    let token = alice(&new, &["data-eng"]);
+    h1.new_request(10, request_headers(&token));
+    assert_eq!(w1.on_request_headers(&mut h1, 10), Next::Pause);
+    h2.new_request(6, request_headers(&token));
+    assert_eq!(w2.on_request_headers(&mut h2, 6), Next::Pause);
+    assert_eq!(h2.dispatched.len(), 0);
+
+    let refetch = h1.dispatched.last().unwrap().token;
+    w1.on_http_call_response(
+        &mut h1,
+        refetch,
+        Some(200),
+        Some(jwks_of(&[&old, &new]).as_bytes()),
+    );
+    assert!(h1.request(10).resumed);
+    // Worker 2 picks the new keys up on its next tick and lets its waiter through.
+    h2.now_ms += 500;
+    w2.on_tick(&mut h2);
+    assert!(h2.request(6).resumed, "worker 2's waiter not resumed");
+    assert_eq!(h2.dispatched.len(), 0);
+
+    // When the refresh is due, only one worker fetches.
+    h1.now_ms += 301_000;
+    h2.now_ms += 301_000;
+    w1.on_tick(&mut h1);
+    w2.on_tick(&mut h2);
+    assert_eq!(
+        h1.dispatched.len() + h2.dispatched.len(),
+        3,
+        "both workers fetched"
+    );
+}
+
+#[test]
+fn waiters_are_denied_when_the_refetch_never_answers() {
+    let (old, new) = (keys_with_kid("old"), keys_with_kid("new"));
+    let shared = crate::fake::SharedData::default();
+    let (mut f, mut host) = loaded_worker("wait", &[&old], &shared);
+    host.new_request(10, request_headers(&alice(&new, &["data-eng"])));
+    assert_eq!(f.on_request_headers(&mut host, 10), Next::Pause);
+    host.now_ms += 3_100; // timeout_ms 2000 + 1 s grace
+    f.on_tick(&mut host);
+    assert_eq!(f.waiting(), 0);
+    assert_eq!(host.request(10).reply.map(|r| r.status), Some(401));
+    assert!(host.counter("meshgate.jwks.fetch_failed") >= 1);
+}
+
+#[test]
+fn background_and_off_modes_deny_at_once() {
+    let (old, new) = (keys_with_kid("old"), keys_with_kid("new"));
+    for (mode, fetches) in [("background", 2), ("off", 1)] {
+        let shared = crate::fake::SharedData::default();
+        let (mut f, mut host) = loaded_worker(mode, &[&old], &shared);
+        host.new_request(10, request_headers(&alice(&new, &["data-eng"])));
+        assert_eq!(f.on_request_headers(&mut host, 10), Next::Stop, "{mode}");
+        f.on_tick(&mut host);
+        assert_eq!(host.dispatched.len(), fetches, "{mode}");
+    }
+}
+
+#[test]
+fn fail_open_route_passes_without_identity_and_is_counted() {
+    let keys = keys();
+    let mut cfg = remote_config("wait");
+    cfg["rules"][1]["failure_mode"] = json!("open");
+    let mut f = filter(cfg);
+    let mut host = FakeHost::at(NOW)
+        .with_request("GET", "a", "/api/v1/dags")
+        .with_header(
+            "authorization",
+            &format!("Bearer {}", alice(&keys, &["data-eng"])),
+        )
+        .with_header("x-meshgate-subject", "root");
+    assert_eq!(f.on_request_headers(&mut host, 1), Next::Continue);
+    assert_eq!(host.header("x-meshgate-subject"), None);
+    assert_eq!(host.counter("meshgate.fail_open"), 1);
+    assert!(host.logged("\"code\":\"fail_open\""));
 }

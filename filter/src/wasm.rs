@@ -32,18 +32,26 @@ struct Metrics {
 }
 
 impl Metrics {
+    fn id(&mut self, metric: Metric, kind: MetricType) -> Option<u32> {
+        if let Some(id) = self.ids.get(&metric) {
+            return Some(*id);
+        }
+        let name = metric.name();
+        let id = hostcalls::define_metric(kind, &name).ok()?;
+        self.ids.insert(metric, id);
+        Some(id)
+    }
+
     fn increment(&mut self, metric: Metric) {
-        let id = match self.ids.get(&metric) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, &metric.name()) {
-                Ok(id) => {
-                    self.ids.insert(metric, id);
-                    id
-                }
-                Err(_) => return,
-            },
-        };
-        let _ = hostcalls::increment_metric(id, 1);
+        if let Some(id) = self.id(metric, MetricType::Counter) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn set_gauge(&mut self, metric: Metric, value: u64) {
+        if let Some(id) = self.id(metric, MetricType::Gauge) {
+            let _ = hostcalls::record_metric(id, value);
+        }
     }
 }
 
@@ -87,6 +95,10 @@ impl Host for EnvoyHost {
         self.metrics.borrow_mut().increment(metric);
     }
 
+    fn set_gauge(&mut self, metric: Metric, value: u64) {
+        self.metrics.borrow_mut().set_gauge(metric, value);
+    }
+
     fn request_headers(&self) -> Result<Vec<(String, String)>, HostError> {
         hostcalls::get_map(MapType::HttpRequestHeaders).map_err(host_error("get request headers"))
     }
@@ -126,6 +138,38 @@ impl Host for EnvoyHost {
         )
         .map_err(host_error("dispatch_http_call"))
     }
+
+    fn set_effective_context(&mut self, context_id: u32) -> Result<(), HostError> {
+        hostcalls::set_effective_context(context_id).map_err(host_error("set_effective_context"))
+    }
+
+    fn resume_request(&mut self) -> Result<(), HostError> {
+        hostcalls::resume_http_request().map_err(host_error("resume_http_request"))
+    }
+
+    fn get_shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        hostcalls::get_shared_data(key).map_err(host_error("get_shared_data"))
+    }
+
+    fn set_shared(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(true),
+            Err(proxy_wasm::types::Status::CasMismatch) => Ok(false),
+            Err(status) => Err(host_error("set_shared_data")(status)),
+        }
+    }
+}
+
+/// Reads a callout's status and body (in whichever context receives it).
+fn call_response(body_size: usize) -> (Option<u16>, Option<Vec<u8>>) {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse::<u16>().ok());
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        .ok()
+        .flatten();
+    (status, body)
 }
 
 #[derive(Default)]
@@ -143,16 +187,10 @@ impl Context for Root {
         _num_trailers: usize,
     ) {
         let Some(filter) = &self.filter else { return };
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u16>().ok());
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten();
-        let mut filter = filter.borrow_mut();
-        let Filter { jwks, keys, .. } = &mut *filter;
-        jwks.on_response(&mut self.host, keys, token_id, status, body.as_deref());
+        let (status, body) = call_response(body_size);
+        if let Ok(mut filter) = filter.try_borrow_mut() {
+            filter.on_http_call_response(&mut self.host, token_id, status, body.as_deref());
+        }
     }
 }
 
@@ -213,14 +251,15 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Some(filter) = &self.filter {
-            filter.borrow_mut().jwks.tick(&mut self.host);
+        if let Some(Ok(mut filter)) = self.filter.as_ref().map(|f| f.try_borrow_mut()) {
+            filter.on_tick(&mut self.host);
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         self.filter.as_ref().map(|filter| {
             Box::new(Http {
+                context_id,
                 host: self.host.clone(),
                 filter: Rc::clone(filter),
             }) as Box<dyn HttpContext>
@@ -233,17 +272,46 @@ impl RootContext for Root {
 }
 
 struct Http {
+    context_id: u32,
     host: EnvoyHost,
     filter: Rc<RefCell<Filter>>,
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let (status, body) = call_response(body_size);
+        if let Ok(mut filter) = self.filter.try_borrow_mut() {
+            filter.on_http_call_response(&mut self.host, token_id, status, body.as_deref());
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        // Envoy may end a stream synchronously while the filter answers it from another
+        // context's callback (the filter is then borrowed): that request is no longer
+        // waiting anyway, so nothing is lost by skipping.
+        if let Ok(mut filter) = self.filter.try_borrow_mut() {
+            filter.forget(self.context_id);
+        }
+        true
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        match self.filter.borrow_mut().on_request_headers(&mut self.host) {
+        let Ok(mut filter) = self.filter.try_borrow_mut() else {
+            // Re-entered while the filter is busy: never a reason to let a request through.
+            let _ = self.host.send_local_reply(503, &[], b"");
+            return Action::Pause;
+        };
+        match filter.on_request_headers(&mut self.host, self.context_id) {
             Next::Continue => Action::Continue,
-            Next::Stop => Action::Pause,
+            Next::Stop | Next::Pause => Action::Pause,
         }
     }
 }

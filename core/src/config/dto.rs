@@ -30,6 +30,17 @@ pub struct PluginConfig {
     /// `realm` in `WWW-Authenticate` (default `meshgate`).
     #[serde(default)]
     pub realm: Option<String>,
+    /// What happens when a provider's keys have never loaded (IdP down since start):
+    /// `closed` (default) denies, `open` lets requests through without identity.
+    #[serde(default)]
+    pub failure_mode: Option<FailureModeConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureModeConfig {
+    Closed,
+    Open,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -127,6 +138,22 @@ pub struct RemoteJwksConfig {
     pub cache_duration_s: Option<u64>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// On a token whose `kid` is not in the key set: `wait` (default) refetches the JWKS
+    /// and holds the request until it lands, `background` refetches and denies this
+    /// request, `off` only denies. Refetches are rate limited per key set.
+    #[serde(default)]
+    pub refetch_on_unknown_kid: Option<UnknownKidConfig>,
+    /// Least time between two refetches caused by unknown `kid`s (default 30).
+    #[serde(default)]
+    pub refetch_min_interval_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownKidConfig {
+    Wait,
+    Background,
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +186,9 @@ pub struct RuleConfig {
     pub paths: Vec<PathConfig>,
     #[serde(default)]
     pub when: Option<WhenConfig>,
+    /// Per-route override of the global `failure_mode` (allow rules only).
+    #[serde(default)]
+    pub failure_mode: Option<FailureModeConfig>,
 }
 
 /// A bare string is a template (`/api/v1/dags/{dag_id}/dagRuns`, `/api/**`); objects

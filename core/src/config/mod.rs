@@ -12,16 +12,21 @@ use crate::jwks::{KeyOrigin, KeySet};
 use crate::path::PathOptions;
 use crate::pattern::PathPattern;
 use crate::provider::{
-    ClaimToHeader, KeySource, Provider, RemoteJwks, DEFAULT_CLOCK_SKEW_S, DEFAULT_MAX_GROUPS,
+    ClaimToHeader, KeySource, Provider, RemoteJwks, UnknownKid, DEFAULT_CLOCK_SKEW_S,
+    DEFAULT_MAX_GROUPS,
 };
 use crate::rules::{Action, ClaimCondition, Conditions, HostPattern, Rule, RuleSet};
 use crate::token::DEFAULT_MAX_TOKEN_BYTES;
 
-use dto::{ActionConfig, ModeConfig, PathConfig, PluginConfig, ProviderConfig, RuleConfig};
+use dto::{
+    ActionConfig, FailureModeConfig, ModeConfig, PathConfig, PluginConfig, ProviderConfig,
+    RuleConfig, UnknownKidConfig,
+};
 
 pub const DEFAULT_JWT_CACHE_SIZE: usize = 1024;
 pub const DEFAULT_CACHE_DURATION_S: u64 = 300;
 pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_REFETCH_MIN_INTERVAL_S: u64 = 30;
 /// Every header meshgate injects starts with this; incoming ones are always removed.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-meshgate-";
 
@@ -40,6 +45,14 @@ impl ConfigError {
             reason: reason.into(),
         }
     }
+}
+
+/// What to do when a provider's keys have never loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    Closed,
+    /// Let the request through without identity, and count it.
+    Open,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +80,7 @@ pub struct Policy {
     pub owned_headers: Vec<String>,
     /// Rewrite `:path` to the normalized path on allowed requests.
     pub forward_normalized_path: bool,
+    pub failure_mode: FailureMode,
 }
 
 impl Policy {
@@ -179,7 +193,15 @@ impl TryFrom<PluginConfig> for Policy {
             realm,
             owned_headers,
             forward_normalized_path: normalization.forward_normalized_path.unwrap_or(true),
+            failure_mode: failure_mode(dto.failure_mode),
         })
+    }
+}
+
+fn failure_mode(dto: Option<FailureModeConfig>) -> FailureMode {
+    match dto {
+        Some(FailureModeConfig::Open) => FailureMode::Open,
+        Some(FailureModeConfig::Closed) | None => FailureMode::Closed,
     }
 }
 
@@ -400,6 +422,15 @@ fn compile_remote_jwks(at: &str, cfg: &dto::RemoteJwksConfig) -> Result<RemoteJw
             "must be between 1 and 60000",
         ));
     }
+    let refetch_min_interval_s = cfg
+        .refetch_min_interval_s
+        .unwrap_or(DEFAULT_REFETCH_MIN_INTERVAL_S);
+    if !(1..=3600).contains(&refetch_min_interval_s) {
+        return Err(ConfigError::new(
+            format!("{at}.refetch_min_interval_s"),
+            "must be between 1 and 3600",
+        ));
+    }
     Ok(RemoteJwks {
         cluster: cfg.cluster.clone(),
         uri: cfg.uri.clone(),
@@ -407,6 +438,12 @@ fn compile_remote_jwks(at: &str, cfg: &dto::RemoteJwksConfig) -> Result<RemoteJw
         path: path.to_owned(),
         cache_duration_s,
         timeout_ms,
+        on_unknown_kid: match cfg.refetch_on_unknown_kid {
+            Some(UnknownKidConfig::Wait) | None => UnknownKid::Wait,
+            Some(UnknownKidConfig::Background) => UnknownKid::Background,
+            Some(UnknownKidConfig::Off) => UnknownKid::Off,
+        },
+        refetch_min_interval_s,
     })
 }
 
@@ -528,6 +565,12 @@ fn compile_rule(
             "a public rule must be an `allow` rule without `when`",
         ));
     }
+    if rule.failure_mode.is_some() && action != Action::Allow {
+        return Err(ConfigError::new(
+            format!("{at}.failure_mode"),
+            "only `allow` rules can override the failure mode",
+        ));
+    }
     Ok(Rule {
         id: rule.id.clone(),
         action,
@@ -536,6 +579,7 @@ fn compile_rule(
         methods,
         paths,
         when,
+        fail_open: rule.failure_mode == Some(FailureModeConfig::Open),
     })
 }
 
