@@ -47,6 +47,9 @@ pub struct StackOptions {
     pub raw_paths: bool,
     /// Text replacements applied to the YAML after the ports: (find, replace).
     pub edits: Vec<(String, String)>,
+    /// The issuer's JWKS answers 503 from the start (IdP down before the first load);
+    /// `start` then doesn't wait for keys.
+    pub jwks_down_at_start: bool,
 }
 
 pub struct Stack {
@@ -136,6 +139,9 @@ impl Stack {
     pub fn start(opts: &StackOptions) -> Result<Stack, StackError> {
         let dir = run_dir()?;
         let issuer = IssuerServer::start("127.0.0.1:0", dir.join("issuer-keys.json"), None)?;
+        if opts.jwks_down_at_start {
+            issuer.set_jwks_failure(Some(503));
+        }
         let upstream = UpstreamServer::start("127.0.0.1:0")?;
         let (listen, admin) = (free_port()?, free_port()?);
         let yaml = apply_edits(
@@ -149,7 +155,9 @@ impl Stack {
             envoy,
             listen_port: listen,
         };
-        stack.wait_for_keys(Duration::from_secs(15))?;
+        if !opts.jwks_down_at_start {
+            stack.wait_for_keys(Duration::from_secs(15))?;
+        }
         Ok(stack)
     }
 
