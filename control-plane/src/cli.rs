@@ -2,6 +2,7 @@
 //! here so that it can be tested without spawning processes.
 
 mod args;
+mod check;
 mod err;
 mod keys;
 mod token;
@@ -25,6 +26,11 @@ usage:
   meshgate token --sub SUBJECT [options]    mint a token with the demo issuer's keys
   meshgate keys init [--keys PATH] [--issuer URL]
                                             create the demo issuer key file if absent
+  meshgate check --config FILE --url URL [options]
+                                            the decision for one request, explained
+  meshgate validate FILE...                 compile every meshgate configuration in
+                                            plugin JSON, Istio manifests (--istio) or
+                                            Envoy bootstraps, naming any bad field
   meshgate help                             show this text
 
 token options:
@@ -47,6 +53,17 @@ token options:
   --claim NAME=VALUE   extra claim, replacing any claim of that name; VALUE is JSON,
                        or a plain string when it is not valid JSON; repeatable
   --hs-secret SECRET   shared secret for HS256, HS384, HS512
+
+check options (exit 0 allow, 1 deny):
+  --config FILE        plugin configuration (JSON), or a YAML file holding one
+  --url URL            request URL; its host is the :authority
+  --method METHOD      default GET
+  --token JWT|@FILE    token, verified with the config's local_jwks (and --jwks)
+  --claims JSON|@FILE  claims taken as verified instead of a token (preview)
+  --header NAME:VALUE  extra request header; repeatable
+  --jwks PROVIDER=FILE keys for a provider that uses remote_jwks
+  --now UNIX_SECONDS   clock (default: now)
+  --json               the explanation as JSON
 
 keys options:
   --keys PATH          as for token
@@ -90,6 +107,8 @@ fn dispatch(args: &[String], env: &CliEnv, out: &mut dyn Write) -> Result<u8, Cl
     };
     match (command, rest.split_first()) {
         ("token", _) => token::run(rest, env, out).map(|()| 0),
+        ("check", _) => check::check(rest, env.now, out),
+        ("validate", _) => check::validate(rest, out),
         ("keys", Some((sub, keys_args))) if sub == "init" => {
             keys::init(keys_args, env, out).map(|()| 0)
         }

@@ -11,8 +11,10 @@ use crate::extract::{find_token, TokenSource};
 use crate::keystore::KeyStore;
 use crate::path;
 use crate::principal::Principal;
+use crate::provider::Provider;
 use crate::rules::{normalize_host, Action, RequestFacts, Rule};
 use crate::token::{TokenError, UnverifiedToken};
+use serde_json::{Map, Value};
 
 /// What the filter reads from a request. Header names are lowercase (as Envoy gives them).
 #[derive(Debug, Clone, Copy)]
@@ -47,11 +49,44 @@ impl Denial {
     }
 }
 
+/// Where the caller's identity comes from.
+enum Credential<'c> {
+    /// The token in the request, verified with these keys (through the cache).
+    Token {
+        keys: &'c KeyStore,
+        cache: &'c mut TokenCache,
+    },
+    /// Claims taken as verified, for previews ("what would happen if..."): everything
+    /// but the signature is checked exactly as for a real token.
+    Claims(Map<String, Value>),
+}
+
 /// Decides one request.
 pub fn decide(
     policy: &Policy,
     keys: &KeyStore,
     cache: &mut TokenCache,
+    req: &Request<'_>,
+    now: i64,
+) -> Verdict {
+    decide_with(policy, Credential::Token { keys, cache }, req, now)
+}
+
+/// Decides a request as if it carried a valid token with these claims (the signature is
+/// not checked; `iss` still selects the provider and every other check applies). For
+/// previews and explanations, never for traffic.
+pub fn decide_claims(
+    policy: &Policy,
+    claims: Map<String, Value>,
+    req: &Request<'_>,
+    now: i64,
+) -> Verdict {
+    decide_with(policy, Credential::Claims(claims), req, now)
+}
+
+fn decide_with(
+    policy: &Policy,
+    credential: Credential<'_>,
     req: &Request<'_>,
     now: i64,
 ) -> Verdict {
@@ -74,15 +109,14 @@ pub fn decide(
         method: req.method,
         path: &normalized,
     };
-    let mut verdict = decide_normalized(policy, keys, cache, req, &facts, now);
+    let mut verdict = decide_normalized(policy, credential, req, &facts, now);
     verdict.decision.normalized_path = Some(normalized.clone());
     verdict
 }
 
 fn decide_normalized(
     policy: &Policy,
-    keys: &KeyStore,
-    cache: &mut TokenCache,
+    credential: Credential<'_>,
     req: &Request<'_>,
     facts: &RequestFacts<'_>,
     now: i64,
@@ -111,19 +145,36 @@ fn decide_normalized(
         });
     }
 
-    let found = match find_token(&policy.sources, req.headers, req.path) {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return anonymous(deny(
-                DenyCode::TokenMissing,
-                "no token in the request",
-                None,
-                None,
-            ))
+    let (identity, source) = match credential {
+        Credential::Token { keys, cache } => {
+            let found = match find_token(&policy.sources, req.headers, req.path) {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    return anonymous(deny(
+                        DenyCode::TokenMissing,
+                        "no token in the request",
+                        None,
+                        None,
+                    ))
+                }
+                Err(e) => {
+                    return anonymous(deny(DenyCode::TokenInvalid, e.to_string(), None, None))
+                }
+            };
+            (
+                identify(policy, keys, cache, found.token, found.source, now),
+                Some(found.source),
+            )
         }
-        Err(e) => return anonymous(deny(DenyCode::TokenInvalid, e.to_string(), None, None)),
+        Credential::Claims(claims) => (
+            provider_for(policy, &claims).and_then(|(index, provider)| {
+                let source = provider.sources.first().copied().unwrap_or_default();
+                accept(index, provider, claims, source, now)
+            }),
+            None,
+        ),
     };
-    let identity = match identify(policy, keys, cache, found.token, found.source, now) {
+    let identity = match identity {
         Ok(identity) => identity,
         Err((denial, provider)) if denial.code == DenyCode::JwksUnavailable => {
             return anonymous(keys_unavailable(policy, facts, denial, provider));
@@ -133,7 +184,8 @@ fn decide_normalized(
         }
     };
     let provider = policy.providers.get(identity.provider);
-    let strip_token_header = match (provider, policy.sources.get(found.source)) {
+    let token_source = source.and_then(|s| policy.sources.get(s));
+    let strip_token_header = match (provider, token_source) {
         (Some(p), Some(TokenSource::Header { name, .. })) if !p.forward => Some(name.clone()),
         _ => None,
     };
@@ -299,28 +351,7 @@ fn verify(
 ) -> Result<CachedIdentity, IdentifyError> {
     let parsed = UnverifiedToken::parse(token, policy.max_token_bytes)
         .map_err(|e| (token_denial(&e), None))?;
-    let issuer = claims::string_claim(&parsed.claims, "iss")
-        .map_err(|e| (claim_denial(e), None))?
-        .ok_or_else(|| {
-            (
-                Denial::new(DenyCode::TokenInvalid, "token has no `iss` claim"),
-                None,
-            )
-        })?;
-    let (index, provider) = policy
-        .by_issuer
-        .get(issuer)
-        .and_then(|&i| policy.providers.get(i).map(|p| (i, p)))
-        .ok_or_else(|| {
-            let shown: String = issuer.chars().take(200).collect();
-            (
-                Denial::new(
-                    DenyCode::IssuerUnknown,
-                    format!("issuer `{shown}` is not configured"),
-                ),
-                None,
-            )
-        })?;
+    let (index, provider) = provider_for(policy, &parsed.claims)?;
     let name = Some(provider.name.clone());
     if !provider.sources.contains(&source) {
         return Err((location_denial(), name));
@@ -337,11 +368,53 @@ fn verify(
     parsed
         .verify(set)
         .map_err(|e| (token_denial(&e), name.clone()))?;
+    accept(index, provider, parsed.claims, source, now)
+}
+
+/// The provider named by the token's `iss`.
+fn provider_for<'p>(
+    policy: &'p Policy,
+    claims: &Map<String, Value>,
+) -> Result<(usize, &'p Provider), IdentifyError> {
+    let issuer = claims::string_claim(claims, "iss")
+        .map_err(|e| (claim_denial(e), None))?
+        .ok_or_else(|| {
+            (
+                Denial::new(DenyCode::TokenInvalid, "token has no `iss` claim"),
+                None,
+            )
+        })?;
+    policy
+        .by_issuer
+        .get(issuer)
+        .and_then(|&i| policy.providers.get(i).map(|p| (i, p)))
+        .ok_or_else(|| {
+            let shown: String = issuer.chars().take(200).collect();
+            (
+                Denial::new(
+                    DenyCode::IssuerUnknown,
+                    format!("issuer `{shown}` is not configured"),
+                ),
+                None,
+            )
+        })
+}
+
+/// Claims of a token whose signature checked out (or that a preview takes as given):
+/// time and audience checks, then the principal.
+fn accept(
+    index: usize,
+    provider: &Provider,
+    claims: Map<String, Value>,
+    source: usize,
+    now: i64,
+) -> Result<CachedIdentity, IdentifyError> {
+    let name = Some(provider.name.clone());
     let validity = provider
-        .check_claims(&parsed.claims, now)
+        .check_claims(&claims, now)
         .map_err(|e| (claim_denial(e), name.clone()))?;
     let principal = provider
-        .principal(parsed.claims)
+        .principal(claims)
         .map_err(|e| (claim_denial(e), name))?;
     Ok(CachedIdentity {
         provider: index,

@@ -22,6 +22,7 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod decision;
+pub mod explain;
 pub mod extract;
 pub mod headers;
 pub mod jwks;
@@ -40,7 +41,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod corpus;
 
-pub use authorize::{decide, Request, Verdict};
+pub use authorize::{decide, decide_claims, Request, Verdict};
 pub use cache::TokenCache;
 pub use config::{ConfigError, Mode, Policy};
 pub use decision::{AllowCode, Decision, DenyCode, Effect};

@@ -34,6 +34,21 @@ pub enum CliError {
     Mint(#[from] MintError),
     #[error("cannot write output")]
     Output { source: std::io::Error },
+    #[error("{what}: {detail}")]
+    Invalid { what: String, detail: String },
+    #[error("cannot read `{path}`")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("`{path}`, {location}: {error}")]
+    Config {
+        path: String,
+        location: String,
+        error: meshgate_core::ConfigError,
+    },
+    #[error(transparent)]
+    Validate(#[from] crate::validate::ValidateError),
 }
 
 impl CliError {
@@ -47,11 +62,15 @@ impl CliError {
             | CliError::MissingFlag { .. }
             | CliError::UnexpectedArgument { .. }
             | CliError::InvalidNumber { .. }
-            | CliError::InvalidClaim { .. } => 2,
+            | CliError::InvalidClaim { .. }
+            | CliError::Invalid { .. } => 2,
             CliError::KeysMissing { .. }
             | CliError::Keys(_)
             | CliError::Mint(_)
-            | CliError::Output { .. } => 1,
+            | CliError::Output { .. }
+            | CliError::Read { .. }
+            | CliError::Config { .. }
+            | CliError::Validate(_) => 1,
         }
     }
 }

@@ -1,0 +1,338 @@
+//! `meshgate check`: the decision and its explanation for one request, offline, with the
+//! same `meshgate_core` code the filter runs. `meshgate validate`: compile configurations.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use meshgate_core::authorize::{decide, decide_claims, Request};
+use meshgate_core::explain::explain;
+use meshgate_core::jwks::{KeyOrigin, KeySet};
+use meshgate_core::provider::KeySource;
+use meshgate_core::{KeyStore, Policy, TokenCache};
+
+use super::args::Flags;
+use super::err::CliError;
+use super::write_out;
+use crate::validate::validate_file;
+
+enum Credential {
+    None,
+    Token(String),
+    Claims(serde_json::Map<String, serde_json::Value>),
+}
+
+pub(super) fn check(args: &[String], now: i64, out: &mut dyn Write) -> Result<u8, CliError> {
+    let mut flags = Flags::new(args);
+    let (mut config, mut url, mut method) = (None, None, String::from("GET"));
+    let mut credential = Credential::None;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut jwks: BTreeMap<String, String> = BTreeMap::new();
+    let (mut json, mut now) = (false, now);
+    while let Some(flag) = flags.next_flag()? {
+        match flag.name {
+            "--config" => config = Some(flags.value(&flag)?.to_owned()),
+            "--url" => url = Some(flags.value(&flag)?.to_owned()),
+            "--method" => method = flags.value(&flag)?.to_ascii_uppercase(),
+            "--token" => {
+                let value = flags.value(&flag)?;
+                let token = match value.strip_prefix('@') {
+                    Some(file) => read(file)?.trim().to_owned(),
+                    None => value.trim().to_owned(),
+                };
+                credential = Credential::Token(token);
+            }
+            "--claims" => {
+                let value = flags.value(&flag)?;
+                let text = match value.strip_prefix('@') {
+                    Some(file) => read(file)?,
+                    None => value.to_owned(),
+                };
+                let claims = serde_json::from_str(&text).map_err(|e| CliError::Invalid {
+                    what: String::from("--claims"),
+                    detail: format!("not a JSON object: {e}"),
+                })?;
+                credential = Credential::Claims(claims);
+            }
+            "--header" => {
+                let value = flags.value(&flag)?;
+                let (name, v) = value.split_once(':').ok_or_else(|| CliError::Invalid {
+                    what: String::from("--header"),
+                    detail: format!("`{value}` is not NAME:VALUE"),
+                })?;
+                headers.push((name.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+            "--jwks" => {
+                let value = flags.value(&flag)?;
+                let (provider, file) = value.split_once('=').ok_or_else(|| CliError::Invalid {
+                    what: String::from("--jwks"),
+                    detail: format!("`{value}` is not PROVIDER=FILE"),
+                })?;
+                jwks.insert(provider.to_owned(), read(file)?);
+            }
+            "--now" => now = flags.seconds(&flag)?,
+            "--json" => json = flags.switch(&flag)?,
+            _ => {
+                return Err(CliError::UnknownFlag {
+                    flag: flag.name.to_owned(),
+                })
+            }
+        }
+    }
+    let config = config.ok_or(CliError::MissingFlag { flag: "--config" })?;
+    let url = url.ok_or(CliError::MissingFlag { flag: "--url" })?;
+    let policy = load_policy(&config)?;
+    let (authority, path) = split_url(&url).ok_or_else(|| CliError::Invalid {
+        what: String::from("--url"),
+        detail: format!("`{url}` is not an absolute http(s) URL"),
+    })?;
+    headers.splice(
+        0..0,
+        [
+            (String::from(":method"), method.clone()),
+            (String::from(":authority"), authority.to_owned()),
+            (String::from(":path"), path.to_owned()),
+        ],
+    );
+    if let Credential::Token(token) = &credential {
+        if !headers.iter().any(|(k, _)| k == "authorization") {
+            headers.push((String::from("authorization"), format!("Bearer {token}")));
+        }
+    }
+    let req = Request {
+        method: &method,
+        authority,
+        path,
+        headers: &headers,
+    };
+    let verdict = match credential {
+        Credential::Claims(claims) => decide_claims(&policy, claims, &req, now),
+        Credential::None | Credential::Token(_) => {
+            let keys = key_store(&policy, &jwks)?;
+            decide(&policy, &keys, &mut TokenCache::new(0), &req, now)
+        }
+    };
+    let explanation = explain(&policy, &req, verdict);
+    let text = if json {
+        format!("{:#}\n", explanation.to_json())
+    } else {
+        explanation.to_text()
+    };
+    write_out(out, &text)?;
+    Ok(if explanation.verdict.decision.is_allowed() {
+        0
+    } else {
+        1
+    })
+}
+
+/// A plugin configuration from JSON, or the one meshgate configuration in a YAML file.
+fn load_policy(path: &str) -> Result<Policy, CliError> {
+    let found = validate_file(Path::new(path))?;
+    let mut found = found.into_iter();
+    match (found.next(), found.next()) {
+        (Some(only), None) => only.result.map_err(|error| CliError::Config {
+            path: path.to_owned(),
+            location: only.location,
+            error,
+        }),
+        _ => Err(CliError::Invalid {
+            what: String::from("--config"),
+            detail: format!("`{path}` holds several meshgate configurations; pass a file with one"),
+        }),
+    }
+}
+
+/// Local key sets come from the config; remote ones must be given with `--jwks`.
+fn key_store(policy: &Policy, jwks: &BTreeMap<String, String>) -> Result<KeyStore, CliError> {
+    let mut keys = KeyStore::new(policy);
+    for (index, provider) in policy.providers.iter().enumerate() {
+        match (&provider.keys, jwks.get(&provider.name)) {
+            (KeySource::Remote(_), Some(document)) => {
+                let set = KeySet::parse(document.as_bytes(), KeyOrigin::Remote).map_err(|e| {
+                    CliError::Invalid {
+                        what: format!("--jwks {}", provider.name),
+                        detail: e.to_string(),
+                    }
+                })?;
+                keys.set(index, Arc::new(set));
+            }
+            (KeySource::Local(_), Some(_)) => {
+                return Err(CliError::Invalid {
+                    what: format!("--jwks {}", provider.name),
+                    detail: String::from("this provider has local_jwks in the config"),
+                })
+            }
+            _ => {}
+        }
+    }
+    if let Some(unknown) = jwks
+        .keys()
+        .find(|n| !policy.providers.iter().any(|p| &p.name == *n))
+    {
+        return Err(CliError::Invalid {
+            what: format!("--jwks {unknown}"),
+            detail: String::from("no provider has that name"),
+        });
+    }
+    Ok(keys)
+}
+
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    match rest.find('/') {
+        Some(i) => Some((rest.get(..i)?, rest.get(i..)?)),
+        None => Some((rest, "/")),
+    }
+}
+
+fn read(path: &str) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `meshgate validate FILE...`: every configuration found, ok or the error with its field.
+pub(super) fn validate(args: &[String], out: &mut dyn Write) -> Result<u8, CliError> {
+    let files: Vec<&String> = args
+        .iter()
+        .filter(|a| *a != "--istio" && *a != "--envoy")
+        .collect();
+    if files.is_empty() {
+        return Err(CliError::MissingFlag { flag: "FILE" });
+    }
+    let mut failed = false;
+    let mut report = String::new();
+    for file in files {
+        match validate_file(Path::new(file)) {
+            Ok(found) => {
+                for f in found {
+                    match f.result {
+                        Ok(policy) => report.push_str(&format!(
+                            "ok    {file}: {}: {} providers, {} rules\n",
+                            f.location,
+                            policy.providers.len(),
+                            policy.rules.len()
+                        )),
+                        Err(e) => {
+                            failed = true;
+                            report.push_str(&format!("error {file}: {}: {e}\n", f.location));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failed = true;
+                report.push_str(&format!("error {e}\n"));
+            }
+        }
+    }
+    write_out(out, &report)?;
+    Ok(u8::from(failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::cli::tests::{env, run_args};
+    use crate::issuer::test_keys::{shared_keyset, temp_dir, TEST_ISSUER};
+    use crate::issuer::MintRequest;
+
+    fn setup() -> (std::path::PathBuf, String, String) {
+        let keys = shared_keyset();
+        let dir = temp_dir("check");
+        let config = json!({
+            "providers": {"demo": {"issuer": TEST_ISSUER, "audiences": ["tools"], "local_jwks": {"inline": keys.public_jwks()}}},
+            "rules": [
+                {"id": "dags", "action": "allow", "hosts": ["airflow.internal"], "methods": ["GET"], "paths": ["/api/v1/dags"], "when": {"groups_any": ["data-eng"]}}
+            ]
+        });
+        let path = dir.join("plugin.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let mint = |groups: &[&str]| {
+            let mut req = MintRequest::new("alice", env().now);
+            req.audiences = vec!["tools".into()];
+            req.groups = groups.iter().map(|g| g.to_string()).collect();
+            keys.mint(&req).unwrap()
+        };
+        (path, mint(&["data-eng"]), mint(&["finance"]))
+    }
+
+    #[test]
+    fn check_explains_allow_and_deny_with_exit_codes() {
+        let (config, good, finance) = setup();
+        let config = config.to_str().unwrap();
+        let url = "https://airflow.internal/api/v1/dags";
+        let (code, out, err) = run_args(
+            &["check", "--config", config, "--url", url, "--token", &good],
+            &env(),
+        );
+        assert_eq!((code, err.as_str()), (0, ""), "{out}");
+        assert!(out.starts_with("ALLOW 200 (rule_allowed)"), "{out}");
+        assert!(out.contains("=> allow dags"), "{out}");
+
+        let (code, out, _) = run_args(
+            &[
+                "check", "--config", config, "--url", url, "--token", &finance,
+            ],
+            &env(),
+        );
+        assert_eq!(code, 1);
+        assert!(out.starts_with("DENY 403 (no_rule_matched)"), "{out}");
+        assert!(
+            out.contains("caller is in none of groups_any [`data-eng`]"),
+            "{out}"
+        );
+
+        let (code, out, _) = run_args(
+            &["check", "--config", config, "--url", url, "--json"],
+            &env(),
+        );
+        assert_eq!(code, 1);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["code"], "token_missing");
+        assert_eq!(json["rules"][0]["outcome"], "needs_caller");
+
+        // Claims preview: no signature, same checks otherwise (here: expired).
+        let claims = json!({"iss": TEST_ISSUER, "aud": "tools", "exp": env().now - 3600, "groups": ["data-eng"]}).to_string();
+        let (code, out, _) = run_args(
+            &[
+                "check", "--config", config, "--url", url, "--claims", &claims,
+            ],
+            &env(),
+        );
+        assert_eq!(code, 1);
+        assert!(out.starts_with("DENY 401 (token_expired)"), "{out}");
+    }
+
+    #[test]
+    fn check_and_validate_report_bad_input() {
+        let dir = temp_dir("validate");
+        let bad = dir.join("bad.json");
+        std::fs::write(
+            &bad,
+            r#"{"rules": [{"id": "a", "action": "allow", "paths": ["/x/{y"]}]}"#,
+        )
+        .unwrap();
+        let bad = bad.to_str().unwrap();
+        let (code, out, _) = run_args(&["validate", bad], &env());
+        assert_eq!(code, 1);
+        assert!(out.contains("`rules[0].paths[0]`"), "{out}");
+        let (code, _, err) = run_args(&["check", "--config", bad, "--url", "http://a/"], &env());
+        assert_eq!(code, 1);
+        assert!(err.contains("`rules[0].paths[0]`"), "{err}");
+        let (code, _, err) = run_args(&["check", "--config", bad], &env());
+        assert_eq!(code, 2);
+        assert!(err.contains("`--url` is required"), "{err}");
+        let (code, out, _) = run_args(
+            &["validate", "--istio", "../envoy/meshgate-demo.yaml"],
+            &env(),
+        );
+        assert_eq!(code, 0, "{out}");
+    }
+}
