@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::cache::{CachedIdentity, TokenCache};
 use crate::claims::{self, ClaimError};
-use crate::config::{FailureMode, Policy};
+use crate::config::{FailureMode, Mode, Policy};
+use crate::decision::ShadowOutcome;
 use crate::decision::{AllowCode, Decision, DenyCode, Effect};
 use crate::extract::{find_token, TokenSource};
 use crate::keystore::KeyStore;
@@ -110,6 +111,10 @@ fn decide_with(
         path: &normalized,
     };
     let mut verdict = decide_normalized(policy, credential, req, &facts, now);
+    verdict.decision.mode = policy.mode_for(&facts);
+    if policy.has_shadow_rules {
+        verdict.decision.shadow = shadow_outcome(policy, &facts, &verdict.decision);
+    }
     verdict.decision.normalized_path = Some(normalized.clone());
     verdict
 }
@@ -126,14 +131,14 @@ fn decide_normalized(
         strip_token_header: None,
     };
     // Deny rules that name no caller apply to everyone, before any token work.
-    if let Some(rule) = first_match(&policy.rules.deny, facts, None) {
+    if let Some(rule) = first_match(&policy.rules.deny, facts, None, false) {
         return anonymous(rule_denied(rule, None));
     }
     if let Some(rule) = policy
         .rules
         .allow
         .iter()
-        .find(|r| r.public && r.matches_request(facts))
+        .find(|r| r.public && !r.shadow && r.matches_request(facts))
     {
         return anonymous(Decision {
             effect: Effect::Allow(AllowCode::PublicRoute),
@@ -142,6 +147,8 @@ fn decide_normalized(
             provider: None,
             principal: None,
             normalized_path: None,
+            mode: Mode::Enforce,
+            shadow: None,
         });
     }
 
@@ -190,9 +197,51 @@ fn decide_normalized(
         _ => None,
     };
     Verdict {
-        decision: evaluate(policy, facts, identity.principal),
+        decision: evaluate(policy, facts, identity.principal, false),
         strip_token_header,
     }
+}
+
+/// What the decision would be with shadow rules enforced too, if that is different.
+/// Token outcomes don't change: shadow rules only weigh in where rules are consulted.
+fn shadow_outcome(
+    policy: &Policy,
+    facts: &RequestFacts<'_>,
+    enforced: &Decision,
+) -> Option<ShadowOutcome> {
+    let would = match &enforced.principal {
+        Some(principal) => evaluate(policy, facts, Arc::clone(principal), true),
+        None => {
+            if let Some(rule) = first_match(&policy.rules.deny, facts, None, true) {
+                rule_denied(rule, None)
+            } else if let Some(rule) = first_match(&policy.rules.allow, facts, None, true)
+                .filter(|r| r.public || r.when.is_empty())
+            {
+                // A shadow rule without `when` would let an anonymous request through.
+                Decision {
+                    effect: Effect::Allow(if rule.public {
+                        AllowCode::PublicRoute
+                    } else {
+                        AllowCode::RuleAllowed
+                    }),
+                    reason: String::new(),
+                    rule_id: Some(rule.id.clone()),
+                    provider: None,
+                    principal: None,
+                    normalized_path: None,
+                    mode: Mode::Enforce,
+                    shadow: None,
+                }
+            } else {
+                return None;
+            }
+        }
+    };
+    let differs = would.effect != enforced.effect || would.rule_id != enforced.rule_id;
+    differs.then_some(ShadowOutcome {
+        effect: would.effect,
+        rule_id: would.rule_id,
+    })
 }
 
 /// The provider's keys never loaded: deny, unless `failure_mode` is open globally or on an
@@ -221,15 +270,22 @@ fn keys_unavailable(
             provider,
             principal: None,
             normalized_path: None,
+            mode: Mode::Enforce,
+            shadow: None,
         },
         None => deny(denial.code, denial.reason, provider, None),
     }
 }
 
 /// Deny rules first, then allow rules, then the default action.
-fn evaluate(policy: &Policy, facts: &RequestFacts<'_>, principal: Arc<Principal>) -> Decision {
-    let denied_by = first_match(&policy.rules.deny, facts, Some(&principal));
-    let allowed_by = first_match(&policy.rules.allow, facts, Some(&principal));
+fn evaluate(
+    policy: &Policy,
+    facts: &RequestFacts<'_>,
+    principal: Arc<Principal>,
+    with_shadow: bool,
+) -> Decision {
+    let denied_by = first_match(&policy.rules.deny, facts, Some(&principal), with_shadow);
+    let allowed_by = first_match(&policy.rules.allow, facts, Some(&principal), with_shadow);
     let provider = Some(principal.provider.clone());
     match (denied_by, allowed_by, policy.default_action) {
         // A matching deny rule wins over everything, like RBAC DENY policies and cedar's forbid.
@@ -242,6 +298,8 @@ fn evaluate(policy: &Policy, facts: &RequestFacts<'_>, principal: Arc<Principal>
             provider,
             principal: Some(principal),
             normalized_path: None,
+            mode: Mode::Enforce,
+            shadow: None,
         },
         // No rule matched: deny by default...
         (None, None, Action::Deny) => deny(
@@ -261,6 +319,8 @@ fn evaluate(policy: &Policy, facts: &RequestFacts<'_>, principal: Arc<Principal>
             provider,
             principal: Some(principal),
             normalized_path: None,
+            mode: Mode::Enforce,
+            shadow: None,
         },
     }
 }
@@ -271,9 +331,11 @@ fn first_match<'p>(
     rules: &'p [Rule],
     facts: &RequestFacts<'_>,
     principal: Option<&Principal>,
+    with_shadow: bool,
 ) -> Option<&'p Rule> {
     rules.iter().find(|rule| {
-        rule.matches_request(facts)
+        (with_shadow || !rule.shadow)
+            && rule.matches_request(facts)
             && match principal {
                 Some(p) => rule.when.hold_for(p),
                 None => rule.when.is_empty(),
@@ -304,6 +366,8 @@ fn deny(
         provider,
         principal,
         normalized_path: None,
+        mode: Mode::Enforce,
+        shadow: None,
     }
 }
 

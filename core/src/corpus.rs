@@ -72,6 +72,12 @@ struct Expect {
     removed: Vec<String>,
     #[serde(default)]
     kept: Vec<String>,
+    /// `"enforce"` or `"shadow"`: the mode this request is in.
+    #[serde(default)]
+    mode: Option<String>,
+    /// What shadow rules would have decided: `{"decision", "rule_id"}`, or null for none.
+    #[serde(default)]
+    shadow: Option<Value>,
 }
 
 fn test_jwks() -> Value {
@@ -224,7 +230,11 @@ fn corpus() {
                 let verdict = decide(&policy, &keys, &mut cache, &req, corpus.now);
                 let d = &verdict.decision;
                 let plan = headers::plan(&policy, &verdict, &headers);
-                let status = d.deny_code().map_or(200, |c| c.http_status());
+                // The status the client sees: in shadow mode every request passes.
+                let status = match (d.deny_code(), d.mode) {
+                    (Some(code), crate::config::Mode::Enforce) => code.http_status(),
+                    _ => 200,
+                };
                 let mut problems = Vec::new();
                 let decision = if d.is_allowed() { "allow" } else { "deny" };
                 if decision != case.expect.decision || d.code_str() != case.expect.code {
@@ -249,6 +259,26 @@ fn corpus() {
                 for name in &case.expect.removed {
                     if !plan.remove.contains(name) {
                         problems.push(format!("{name} not removed (remove: {:?})", plan.remove));
+                    }
+                }
+                if let Some(mode) = &case.expect.mode {
+                    let got = match d.mode {
+                        crate::config::Mode::Enforce => "enforce",
+                        crate::config::Mode::Shadow => "shadow",
+                    };
+                    if got != mode {
+                        problems.push(format!("mode {got}"));
+                    }
+                }
+                if let Some(expected) = &case.expect.shadow {
+                    let got = d.shadow.as_ref().map_or(Value::Null, |s| {
+                        json!({
+                            "decision": if matches!(s.effect, crate::decision::Effect::Allow(_)) { "allow" } else { "deny" },
+                            "rule_id": s.rule_id,
+                        })
+                    });
+                    if &got != expected {
+                        problems.push(format!("shadow {got}"));
                     }
                 }
                 for name in &case.expect.kept {

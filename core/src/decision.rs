@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::config::Mode;
 use crate::principal::Principal;
 
 /// Why a request was denied. Each code has a stable snake_case name used in logs,
@@ -180,6 +181,17 @@ pub struct Decision {
     pub principal: Option<std::sync::Arc<Principal>>,
     /// The normalized path the rules saw (absent when the path was rejected).
     pub normalized_path: Option<String>,
+    /// The mode this request is in (global `mode`, or a `mode_overrides` entry).
+    pub mode: Mode,
+    /// What shadow rules would have decided, when that differs from `effect`.
+    pub shadow: Option<ShadowOutcome>,
+}
+
+/// The decision shadow rules would have made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowOutcome {
+    pub effect: Effect,
+    pub rule_id: Option<String>,
 }
 
 impl Decision {

@@ -132,21 +132,21 @@ fn mismatch(
     facts: &RequestFacts<'_>,
     principal: Option<&Principal>,
 ) -> Option<Mismatch> {
-    if !rule.hosts.is_empty() && !rule.hosts.iter().any(|h| h.matches(facts.host)) {
+    if !rule.route.hosts.is_empty() && !rule.route.hosts.iter().any(|h| h.matches(facts.host)) {
         return Some(Mismatch::Request(format!(
             "host `{}` is not one of the rule's hosts",
             facts.host
         )));
     }
-    if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m == facts.method) {
+    if !rule.route.methods.is_empty() && !rule.route.methods.iter().any(|m| m == facts.method) {
         return Some(Mismatch::Request(format!(
             "method `{}` is not one of {}",
             facts.method,
-            list(&rule.methods)
+            list(&rule.route.methods)
         )));
     }
-    if !rule.paths.is_empty() && !rule.paths.iter().any(|p| p.is_match(facts.path)) {
-        let patterns: Vec<String> = rule.paths.iter().map(describe_path).collect();
+    if !rule.route.paths.is_empty() && !rule.route.paths.iter().any(|p| p.is_match(facts.path)) {
+        let patterns: Vec<String> = rule.route.paths.iter().map(describe_path).collect();
         return Some(Mismatch::Request(format!(
             "path `{}` matches none of {}",
             facts.path,

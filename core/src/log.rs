@@ -10,7 +10,6 @@ use crate::decision::{Decision, Effect};
 pub fn decision_record(
     decision: &Decision,
     req: &Request<'_>,
-    mode: Mode,
     request_id: Option<&str>,
     now: i64,
 ) -> Value {
@@ -22,7 +21,12 @@ pub fn decision_record(
         "code": decision.code_str(),
         "reason": decision.reason,
         "rule_id": decision.rule_id,
-        "mode": match mode { Mode::Enforce => "enforce", Mode::Shadow => "shadow" },
+        "mode": match decision.mode { Mode::Enforce => "enforce", Mode::Shadow => "shadow" },
+        "shadow": decision.shadow.as_ref().map(|s| json!({
+            "decision": match s.effect { Effect::Allow(_) => "allow", Effect::Deny(_) => "deny" },
+            "code": match s.effect { Effect::Allow(c) => c.as_str(), Effect::Deny(c) => c.as_str() },
+            "rule_id": s.rule_id,
+        })),
         "method": req.method,
         "host": req.authority,
         "path": decision.normalized_path,

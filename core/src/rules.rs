@@ -122,19 +122,35 @@ impl Conditions {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub id: String,
-    pub action: Action,
-    /// Public rules allow without a token (health checks); they carry no conditions.
-    pub public: bool,
+/// What part of the traffic a rule (or a mode override) is about.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMatch {
     /// Empty means any host.
     pub hosts: Vec<HostPattern>,
     /// Uppercase; empty means any method.
     pub methods: Vec<String>,
     /// Empty means any path.
     pub paths: Vec<PathPattern>,
+}
+
+impl RouteMatch {
+    pub fn matches(&self, req: &RequestFacts<'_>) -> bool {
+        (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(req.host)))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == req.method))
+            && (self.paths.is_empty() || self.paths.iter().any(|p| p.is_match(req.path)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub action: Action,
+    /// Public rules allow without a token (health checks); they carry no conditions.
+    pub public: bool,
+    pub route: RouteMatch,
     pub when: Conditions,
+    /// A shadow rule never decides; the decision records what it would have done.
+    pub shadow: bool,
     /// When a provider's keys have never loaded, requests matching this rule's host,
     /// method and path pass without identity (`failure_mode: open` on the rule).
     pub fail_open: bool,
@@ -150,9 +166,7 @@ pub struct RequestFacts<'r> {
 
 impl Rule {
     pub fn matches_request(&self, req: &RequestFacts<'_>) -> bool {
-        (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(req.host)))
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == req.method))
-            && (self.paths.is_empty() || self.paths.iter().any(|p| p.is_match(req.path)))
+        self.route.matches(req)
     }
 }
 
@@ -167,6 +181,10 @@ impl RuleSet {
     pub fn new(rules: Vec<Rule>) -> RuleSet {
         let (deny, allow) = rules.into_iter().partition(|r| r.action == Action::Deny);
         RuleSet { deny, allow }
+    }
+
+    pub fn has_shadow_rules(&self) -> bool {
+        self.deny.iter().chain(self.allow.iter()).any(|r| r.shadow)
     }
 
     pub fn len(&self) -> usize {

@@ -178,8 +178,7 @@ impl Filter {
             .iter()
             .find(|(k, _)| k == "x-request-id")
             .map(|(_, v)| v.as_str());
-        let record =
-            decision_log::decision_record(decision, req, self.policy.mode, request_id, now);
+        let record = decision_log::decision_record(decision, req, request_id, now);
         let level = match decision.effect {
             Effect::Allow(AllowCode::FailOpen) => LogLevel::Warn,
             Effect::Allow(_) => LogLevel::Debug,
@@ -201,7 +200,14 @@ impl Filter {
                 Some(code)
             }
         };
-        match (code, self.policy.mode) {
+        match &decision.shadow {
+            Some(shadow) if matches!(shadow.effect, Effect::Deny(_)) => {
+                host.increment(Metric::ShadowWouldDeny)
+            }
+            Some(_) => host.increment(Metric::ShadowWouldAllow),
+            None => {}
+        }
+        match (code, decision.mode) {
             (Some(code), Mode::Enforce) => self.reply(host, code),
             (Some(_), Mode::Shadow) => {
                 host.increment(Metric::ShadowWouldDeny);

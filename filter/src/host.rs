@@ -20,6 +20,8 @@ pub enum Metric {
     Denied,
     DeniedBy(DenyCode),
     ShadowWouldDeny,
+    /// Shadow rules would have allowed a request that was denied.
+    ShadowWouldAllow,
     /// Requests let through because keys never loaded and `failure_mode` is open.
     FailOpen,
     JwksFetchOk,
@@ -37,6 +39,7 @@ impl Metric {
             Metric::Denied => String::from("meshgate.denied"),
             Metric::DeniedBy(code) => format!("meshgate.denied.{}", code.as_str()),
             Metric::ShadowWouldDeny => String::from("meshgate.shadow.would_deny"),
+            Metric::ShadowWouldAllow => String::from("meshgate.shadow.would_allow"),
             Metric::FailOpen => String::from("meshgate.fail_open"),
             Metric::JwksFetchOk => String::from("meshgate.jwks.fetch_ok"),
             Metric::JwksFetchFailed => String::from("meshgate.jwks.fetch_failed"),

@@ -20,6 +20,8 @@ pub struct PluginConfig {
     #[serde(default)]
     pub mode: Option<ModeConfig>,
     #[serde(default)]
+    pub mode_overrides: Vec<ModeOverrideConfig>,
+    #[serde(default)]
     pub path_normalization: Option<PathNormalizationConfig>,
     /// Limit on a token's size in bytes (default 8192).
     #[serde(default)]
@@ -189,6 +191,23 @@ pub struct RuleConfig {
     /// Per-route override of the global `failure_mode` (allow rules only).
     #[serde(default)]
     pub failure_mode: Option<FailureModeConfig>,
+    /// `shadow`: the rule never decides; decisions record what it would have done
+    /// (like Envoy RBAC's `shadow_rules`).
+    #[serde(default)]
+    pub mode: Option<ModeConfig>,
+}
+
+/// The mode for part of the traffic, overriding the global `mode` (first match wins).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeOverrideConfig {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<PathConfig>,
+    pub mode: ModeConfig,
 }
 
 /// A bare string is a template (`/api/v1/dags/{dag_id}/dagRuns`, `/api/**`); objects

@@ -15,7 +15,7 @@ use crate::provider::{
     ClaimToHeader, KeySource, Provider, RemoteJwks, UnknownKid, DEFAULT_CLOCK_SKEW_S,
     DEFAULT_MAX_GROUPS,
 };
-use crate::rules::{Action, ClaimCondition, Conditions, HostPattern, Rule, RuleSet};
+use crate::rules::{Action, ClaimCondition, Conditions, HostPattern, RouteMatch, Rule, RuleSet};
 use crate::token::DEFAULT_MAX_TOKEN_BYTES;
 
 use dto::{
@@ -72,6 +72,10 @@ pub struct Policy {
     pub rules: RuleSet,
     pub default_action: Action,
     pub mode: Mode,
+    /// Per-route modes, first match wins; otherwise `mode`.
+    pub mode_overrides: Vec<(RouteMatch, Mode)>,
+    /// Whether any rule is a shadow rule (so decisions compute shadow outcomes).
+    pub has_shadow_rules: bool,
     pub path_options: PathOptions,
     pub max_token_bytes: usize,
     pub jwt_cache_size: usize,
@@ -84,6 +88,14 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The mode for this request: the first matching override, else the global mode.
+    pub fn mode_for(&self, facts: &crate::rules::RequestFacts<'_>) -> Mode {
+        self.mode_overrides
+            .iter()
+            .find(|(route, _)| route.matches(facts))
+            .map_or(self.mode, |(_, mode)| *mode)
+    }
+
     /// Parses and compiles plugin configuration JSON.
     pub fn from_json(json: &[u8]) -> Result<Policy, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(json);
@@ -149,6 +161,16 @@ impl TryFrom<PluginConfig> for Policy {
             rules.push(compile_rule(&path, rule, &dto.providers)?);
         }
 
+        let mut mode_overrides = Vec::with_capacity(dto.mode_overrides.len());
+        for (i, o) in dto.mode_overrides.iter().enumerate() {
+            let route = compile_route(
+                &format!("mode_overrides[{i}]"),
+                &o.hosts,
+                &o.methods,
+                &o.paths,
+            )?;
+            mode_overrides.push((route, mode(Some(o.mode))));
+        }
         let normalization = dto.path_normalization.unwrap_or_default();
         let max_token_bytes = dto.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
         if max_token_bytes == 0 {
@@ -168,19 +190,19 @@ impl TryFrom<PluginConfig> for Policy {
                 "must be non-empty printable ASCII without quotes or backslashes",
             ));
         }
+        let rules = RuleSet::new(rules);
         Ok(Policy {
+            has_shadow_rules: rules.has_shadow_rules(),
             providers,
             by_issuer,
             sources,
-            rules: RuleSet::new(rules),
+            rules,
             default_action: match dto.default_action {
                 Some(ActionConfig::Allow) => Action::Allow,
                 Some(ActionConfig::Deny) | None => Action::Deny,
             },
-            mode: match dto.mode {
-                Some(ModeConfig::Shadow) => Mode::Shadow,
-                Some(ModeConfig::Enforce) | None => Mode::Enforce,
-            },
+            mode: mode(dto.mode),
+            mode_overrides,
             path_options: PathOptions {
                 allow_encoded_slash: normalization.allow_encoded_slash,
                 allow_backslash: normalization.allow_backslash,
@@ -195,6 +217,13 @@ impl TryFrom<PluginConfig> for Policy {
             forward_normalized_path: normalization.forward_normalized_path.unwrap_or(true),
             failure_mode: failure_mode(dto.failure_mode),
         })
+    }
+}
+
+fn mode(dto: Option<ModeConfig>) -> Mode {
+    match dto {
+        Some(ModeConfig::Shadow) => Mode::Shadow,
+        Some(ModeConfig::Enforce) | None => Mode::Enforce,
     }
 }
 
@@ -476,36 +505,7 @@ fn compile_rule(
             "rule ids are 1-128 characters of letters, digits and `-_.:/`",
         ));
     }
-    let mut hosts = Vec::with_capacity(rule.hosts.len());
-    for (i, host) in rule.hosts.iter().enumerate() {
-        hosts.push(HostPattern::parse(host).ok_or_else(|| {
-            ConfigError::new(
-                format!("{at}.hosts[{i}]"),
-                format!("`{host}` is not a host, `*.suffix` or `*`"),
-            )
-        })?);
-    }
-    let mut methods = Vec::with_capacity(rule.methods.len());
-    for (i, method) in rule.methods.iter().enumerate() {
-        if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(ConfigError::new(
-                format!("{at}.methods[{i}]"),
-                format!("`{method}` is not an HTTP method"),
-            ));
-        }
-        methods.push(method.to_ascii_uppercase());
-    }
-    let mut paths = Vec::with_capacity(rule.paths.len());
-    for (i, path) in rule.paths.iter().enumerate() {
-        let compiled = match path {
-            PathConfig::Template(t) => PathPattern::template(t),
-            PathConfig::Exact { exact } => PathPattern::exact(exact),
-            PathConfig::Prefix { prefix } => PathPattern::prefix(prefix),
-        };
-        paths.push(
-            compiled.map_err(|e| ConfigError::new(format!("{at}.paths[{i}]"), e.to_string()))?,
-        );
-    }
+    let route = compile_route(at, &rule.hosts, &rule.methods, &rule.paths)?;
     let when = match &rule.when {
         None => Conditions::default(),
         Some(w) => {
@@ -571,16 +571,60 @@ fn compile_rule(
             "only `allow` rules can override the failure mode",
         ));
     }
+    let shadow = rule.mode == Some(ModeConfig::Shadow);
+    if shadow && rule.public {
+        return Err(ConfigError::new(
+            format!("{at}.mode"),
+            "a public rule can't be a shadow rule",
+        ));
+    }
     Ok(Rule {
         id: rule.id.clone(),
         action,
         public: rule.public,
-        hosts,
-        methods,
-        paths,
+        route,
         when,
         fail_open: rule.failure_mode == Some(FailureModeConfig::Open),
+        shadow,
     })
+}
+
+/// Hosts, methods and paths, with errors naming `{at}.hosts[i]` etc.
+fn compile_route(
+    at: &str,
+    hosts: &[String],
+    methods: &[String],
+    paths: &[PathConfig],
+) -> Result<RouteMatch, ConfigError> {
+    let mut route = RouteMatch::default();
+    for (i, host) in hosts.iter().enumerate() {
+        route.hosts.push(HostPattern::parse(host).ok_or_else(|| {
+            ConfigError::new(
+                format!("{at}.hosts[{i}]"),
+                format!("`{host}` is not a host, `*.suffix` or `*`"),
+            )
+        })?);
+    }
+    for (i, method) in methods.iter().enumerate() {
+        if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(ConfigError::new(
+                format!("{at}.methods[{i}]"),
+                format!("`{method}` is not an HTTP method"),
+            ));
+        }
+        route.methods.push(method.to_ascii_uppercase());
+    }
+    for (i, path) in paths.iter().enumerate() {
+        let compiled = match path {
+            PathConfig::Template(t) => PathPattern::template(t),
+            PathConfig::Exact { exact } => PathPattern::exact(exact),
+            PathConfig::Prefix { prefix } => PathPattern::prefix(prefix),
+        };
+        route.paths.push(
+            compiled.map_err(|e| ConfigError::new(format!("{at}.paths[{i}]"), e.to_string()))?,
+        );
+    }
+    Ok(route)
 }
 
 fn is_header_name(name: &str) -> bool {
