@@ -34,6 +34,8 @@ pub struct Verdict {
     /// The header the token came from, to remove before forwarding when the provider
     /// doesn't `forward` it.
     pub strip_token_header: Option<String>,
+    /// Whether the verified-token cache answered (`None`: no token was looked up).
+    pub cache_hit: Option<bool>,
 }
 
 struct Denial {
@@ -102,6 +104,7 @@ fn decide_with(
                     None,
                 ),
                 strip_token_header: None,
+                cache_hit: None,
             }
         }
     };
@@ -129,6 +132,7 @@ fn decide_normalized(
     let anonymous = |decision| Verdict {
         decision,
         strip_token_header: None,
+        cache_hit: None,
     };
     // Deny rules that name no caller apply to everyone, before any token work.
     if let Some(rule) = first_match(&policy.rules.deny, facts, None, false) {
@@ -152,6 +156,7 @@ fn decide_normalized(
         });
     }
 
+    let mut cache_hit = None;
     let (identity, source) = match credential {
         Credential::Token { keys, cache } => {
             let found = match find_token(&policy.sources, req.headers, req.path) {
@@ -169,7 +174,15 @@ fn decide_normalized(
                 }
             };
             (
-                identify(policy, keys, cache, found.token, found.source, now),
+                identify(
+                    policy,
+                    keys,
+                    cache,
+                    found.token,
+                    found.source,
+                    now,
+                    &mut cache_hit,
+                ),
                 Some(found.source),
             )
         }
@@ -199,6 +212,7 @@ fn decide_normalized(
     Verdict {
         decision: evaluate(policy, facts, identity.principal, false),
         strip_token_header,
+        cache_hit,
     }
 }
 
@@ -388,8 +402,11 @@ fn identify(
     token: &str,
     source: usize,
     now: i64,
+    cache_hit: &mut Option<bool>,
 ) -> Result<CachedIdentity, IdentifyError> {
-    if let Some(hit) = cache.get(token) {
+    let cached = cache.get(token);
+    *cache_hit = Some(cached.is_some());
+    if let Some(hit) = cached {
         let provider = policy.providers.get(hit.provider);
         let name = provider.map(|p| p.name.clone());
         let skew = provider.map_or(0, |p| p.clock_skew_s);

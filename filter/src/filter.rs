@@ -4,7 +4,7 @@ use meshgate_core::authorize::{decide, Request, Verdict};
 use meshgate_core::decision::{AllowCode, Effect};
 use meshgate_core::{headers, log as decision_log, DenyCode, KeyStore, Mode, Policy, TokenCache};
 
-use crate::host::{Host, LogLevel, Metric};
+use crate::host::{Host, LogLevel, Metric, MAX_RULE_METRICS};
 use crate::jwks_refresh::{JwksRefresh, UnknownKidAction};
 use crate::reply;
 
@@ -186,6 +186,19 @@ impl Filter {
         };
         host.log(level, &format!("meshgate decision {record}"));
 
+        match verdict.cache_hit {
+            Some(true) => host.increment(Metric::TokenCacheHit),
+            Some(false) => host.increment(Metric::TokenCacheMiss),
+            None => {}
+        }
+        if let Some(id) = &decision.rule_id {
+            if self.policy.rules.len() <= MAX_RULE_METRICS {
+                host.increment(Metric::Rule {
+                    id: id.clone(),
+                    allowed: decision.is_allowed(),
+                });
+            }
+        }
         let code = match decision.effect {
             Effect::Allow(allow) => {
                 host.increment(Metric::Allowed);

@@ -30,7 +30,19 @@ pub enum Metric {
     JwksRefetchUnknownKid,
     /// Gauge: seconds since the provider's current keys were fetched.
     JwksAgeSeconds(String),
+    /// A token found in the verified-token cache, or not.
+    TokenCacheHit,
+    TokenCacheMiss,
+    /// Decisions per deciding rule: `meshgate.rule.<id>.allowed|denied`. Bounded: only
+    /// configurations with at most `MAX_RULE_METRICS` rules get them.
+    Rule {
+        id: String,
+        allowed: bool,
+    },
 }
+
+/// Above this many rules, per-rule counters are off (stat cardinality stays bounded).
+pub const MAX_RULE_METRICS: usize = 256;
 
 impl Metric {
     pub fn name(&self) -> String {
@@ -45,6 +57,12 @@ impl Metric {
             Metric::JwksFetchFailed => String::from("meshgate.jwks.fetch_failed"),
             Metric::JwksRefetchUnknownKid => String::from("meshgate.jwks.refetch_unknown_kid"),
             Metric::JwksAgeSeconds(provider) => format!("meshgate.jwks.{provider}.age_s"),
+            Metric::TokenCacheHit => String::from("meshgate.token_cache.hit"),
+            Metric::TokenCacheMiss => String::from("meshgate.token_cache.miss"),
+            Metric::Rule { id, allowed } => format!(
+                "meshgate.rule.{id}.{}",
+                if *allowed { "allowed" } else { "denied" }
+            ),
         }
     }
 }

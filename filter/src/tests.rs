@@ -95,6 +95,22 @@ fn allowed_request_gets_trusted_identity_only() {
     );
     assert_eq!(host.counter("meshgate.allowed"), 1);
     assert_eq!(host.counter("meshgate.denied"), 0);
+    assert_eq!(host.counter("meshgate.rule.dags.allowed"), 1);
+    assert_eq!(host.counter("meshgate.token_cache.miss"), 1);
+
+    // One token, twice: the second request is served from the verified-token cache.
+    let bearer = format!("Bearer {}", alice(&keys, &["data-eng"]));
+    let request = || {
+        FakeHost::at(NOW)
+            .with_request("GET", "airflow.internal", "/api/v1/dags")
+            .with_header("authorization", &bearer)
+    };
+    let (mut first, mut second) = (request(), request());
+    assert_eq!(f.on_request_headers(&mut first, 2), Next::Continue);
+    assert_eq!(f.on_request_headers(&mut second, 3), Next::Continue);
+    assert_eq!(first.counter("meshgate.token_cache.miss"), 1);
+    assert_eq!(second.counter("meshgate.token_cache.hit"), 1);
+    assert_eq!(second.header("x-meshgate-subject"), Some("alice"));
 }
 
 #[test]
