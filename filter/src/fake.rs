@@ -49,6 +49,7 @@ pub struct FakeHost {
     pub dispatched: Vec<Dispatched>,
     pub fail_dispatch: bool,
     pub shared: SharedData,
+    pub filter_state: HashMap<String, String>,
     next_token: u32,
 }
 
@@ -210,6 +211,12 @@ impl Host for FakeHost {
         self.headers = next.headers;
         self.reply = next.reply;
         self.resumed = next.resumed;
+        Ok(())
+    }
+
+    fn set_filter_state(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        self.filter_state
+            .insert(key.to_owned(), String::from_utf8_lossy(value).into_owned());
         Ok(())
     }
 

@@ -16,6 +16,9 @@ struct Waiter {
     deadline_ms: i64,
 }
 
+/// Filter-state key of the decision record (Envoy exposes it as `wasm.meshgate_decision`).
+pub const DECISION_FILTER_STATE: &str = "meshgate_decision";
+
 /// What one Wasm VM holds: the compiled policy and what it learns at run time.
 #[derive(Debug)]
 pub struct Filter {
@@ -24,6 +27,15 @@ pub struct Filter {
     pub cache: TokenCache,
     pub jwks: JwksRefresh,
     waiters: Vec<Waiter>,
+    /// Sampling key for requests without `x-request-id`.
+    unkeyed: std::cell::Cell<u64>,
+}
+
+/// FNV-1a: a cheap, stable hash of the request id for sampling (not for security).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// What the host should do with the request after the filter ran.
@@ -43,6 +55,7 @@ impl Filter {
             cache: TokenCache::new(policy.jwt_cache_size),
             jwks: JwksRefresh::new(&policy),
             waiters: Vec::new(),
+            unkeyed: std::cell::Cell::new(0),
             policy,
         }
     }
@@ -179,12 +192,32 @@ impl Filter {
             .find(|(k, _)| k == "x-request-id")
             .map(|(_, v)| v.as_str());
         let record = decision_log::decision_record(decision, req, request_id, now);
-        let level = match decision.effect {
-            Effect::Allow(AllowCode::FailOpen) => LogLevel::Warn,
-            Effect::Allow(_) => LogLevel::Debug,
-            Effect::Deny(_) => LogLevel::Info,
+        let log = self.policy.decision_log;
+        let sample_key = match request_id {
+            Some(id) => fnv1a(id.as_bytes()),
+            None => {
+                let n = self.unkeyed.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+                self.unkeyed.set(n);
+                n
+            }
         };
-        host.log(level, &format!("meshgate decision {record}"));
+        match decision.effect {
+            // Letting a request through without keys is always worth a line.
+            Effect::Allow(AllowCode::FailOpen) => {
+                host.log(LogLevel::Warn, &format!("meshgate decision {record}"))
+            }
+            _ if log.sampled(decision.is_allowed(), sample_key) => {
+                host.log(LogLevel::Info, &format!("meshgate decision {record}"))
+            }
+            _ => {}
+        }
+        if log.filter_state {
+            if let Err(e) =
+                host.set_filter_state(DECISION_FILTER_STATE, record.to_string().as_bytes())
+            {
+                host.log(LogLevel::Debug, &format!("meshgate: {e}"));
+            }
+        }
 
         match verdict.cache_hit {
             Some(true) => host.increment(Metric::TokenCacheHit),

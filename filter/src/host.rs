@@ -109,6 +109,8 @@ pub trait Host {
     /// Makes later request calls (headers, reply, resume) apply to this request; used
     /// to answer requests that waited for keys, from another context's callback.
     fn set_effective_context(&mut self, context_id: u32) -> Result<(), HostError>;
+    /// Stores a value in the request's Envoy filter state (`wasm.<key>`), for access logs.
+    fn set_filter_state(&mut self, key: &str, value: &[u8]) -> Result<(), HostError>;
     /// Resumes a request paused while keys were refetched.
     fn resume_request(&mut self) -> Result<(), HostError>;
 

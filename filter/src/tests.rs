@@ -565,3 +565,64 @@ fn fail_open_route_passes_without_identity_and_is_counted() {
     assert_eq!(host.counter("meshgate.fail_open"), 1);
     assert!(host.logged("\"code\":\"fail_open\""));
 }
+
+#[test]
+fn decision_log_sampling_and_filter_state() {
+    let keys = keys();
+    let bearer = format!("Bearer {}", alice(&keys, &["data-eng"]));
+    let run = |log: Value, id: &str, token: Option<&str>| {
+        let mut f = filter(config(
+            keys.public_jwk.clone(),
+            json!({"decision_log": log}),
+        ));
+        let mut host = FakeHost::at(NOW)
+            .with_request("GET", "a", "/api/v1/dags")
+            .with_header("x-request-id", id);
+        if let Some(t) = token {
+            host = host.with_header("authorization", t);
+        }
+        f.on_request_headers(&mut host, 1);
+        host
+    };
+    // Defaults: every denial, no allow.
+    assert!(run(json!({}), "r1", None).logged("meshgate decision"));
+    assert!(!run(json!({}), "r1", Some(&bearer)).logged("meshgate decision"));
+    // All allows; no denials.
+    let all = json!({"allow_sample_rate": 1.0, "deny_sample_rate": 0.0});
+    assert!(run(all.clone(), "r1", Some(&bearer)).logged("\"decision\":\"allow\""));
+    assert!(!run(all, "r1", None).logged("meshgate decision"));
+    // Half of the allows, chosen by request id: the same id always gets the same answer,
+    // and over many ids about half are logged.
+    let half = json!({"allow_sample_rate": 0.5});
+    let logged = (0..400)
+        .filter(|i| {
+            run(half.clone(), &format!("req-{i}"), Some(&bearer)).logged("meshgate decision")
+        })
+        .count();
+    assert!(
+        (120..=280).contains(&logged),
+        "{logged} of 400 logged at 0.5"
+    );
+    let once = run(half.clone(), "req-7", Some(&bearer)).logged("meshgate decision");
+    assert_eq!(
+        run(half, "req-7", Some(&bearer)).logged("meshgate decision"),
+        once
+    );
+    // Filter state for access logs, whatever the sampling.
+    let host = run(
+        json!({"filter_state": true, "deny_sample_rate": 0.0}),
+        "r9",
+        None,
+    );
+    let state: Value = serde_json::from_str(&host.filter_state["meshgate_decision"]).unwrap();
+    assert_eq!(state["code"], "token_missing");
+    assert_eq!(state["request_id"], "r9");
+    // Bad rates are configuration errors.
+    let bad = Policy::from_json(
+        json!({"decision_log": {"allow_sample_rate": 2.0}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(bad.path, "decision_log.allow_sample_rate");
+}

@@ -143,6 +143,10 @@ impl Host for EnvoyHost {
         hostcalls::set_effective_context(context_id).map_err(host_error("set_effective_context"))
     }
 
+    fn set_filter_state(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_property(vec![key], Some(value)).map_err(host_error("set_property"))
+    }
+
     fn resume_request(&mut self) -> Result<(), HostError> {
         hostcalls::resume_http_request().map_err(host_error("resume_http_request"))
     }

@@ -507,3 +507,53 @@ fn bad_plugin_config_is_refused_with_the_field_named() {
         );
     }
 }
+
+/// With `decision_log.filter_state`, Envoy's access log can carry the decision record.
+#[test]
+fn decision_reaches_the_access_log_through_filter_state() {
+    let log_path = meshgate_test_harness::envoy::repo_root()
+        .join(format!("target/e2e/access-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log_path);
+    let access_log = format!(
+        "stat_prefix: edge\n                access_log:\n                  - name: envoy.access_loggers.file\n                    typed_config:\n                      \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n                      path: {}\n                      log_format:\n                        text_format_source:\n                          inline_string: \"%RESPONSE_CODE% %FILTER_STATE(wasm.meshgate_decision:PLAIN)%\\n\"",
+        log_path.display()
+    );
+    let opts = StackOptions {
+        edits: vec![
+            ("stat_prefix: edge".into(), access_log),
+            (
+                r#""rules": ["#.into(),
+                r#""decision_log": {"filter_state": true}, "rules": ["#.into(),
+            ),
+        ],
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(&opts).unwrap();
+    let r = stack
+        .send(
+            "GET",
+            "airflow.internal",
+            "/api/v1/dags",
+            &[("x-request-id", "access-log-probe")],
+        )
+        .unwrap();
+    assert_eq!(r.status, 401);
+    // The file sink flushes on its own schedule; wait for our line.
+    let started = std::time::Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("access-log-probe")) {
+            break line.to_owned();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "no access log line; log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (status, record) = line.split_once(' ').unwrap();
+    assert_eq!(status, "401");
+    let record: Value = serde_json::from_str(record).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(record["code"], "token_missing");
+    assert_eq!(record["request_id"], "access-log-probe");
+}

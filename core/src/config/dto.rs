@@ -22,6 +22,8 @@ pub struct PluginConfig {
     #[serde(default)]
     pub mode_overrides: Vec<ModeOverrideConfig>,
     #[serde(default)]
+    pub decision_log: Option<DecisionLogConfig>,
+    #[serde(default)]
     pub path_normalization: Option<PathNormalizationConfig>,
     /// Limit on a token's size in bytes (default 8192).
     #[serde(default)]
@@ -36,6 +38,22 @@ pub struct PluginConfig {
     /// `closed` (default) denies, `open` lets requests through without identity.
     #[serde(default)]
     pub failure_mode: Option<FailureModeConfig>,
+}
+
+/// Which decisions are logged, and whether they are exposed to Envoy's access log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogConfig {
+    /// Share of allowed requests logged, 0.0-1.0 (default 0).
+    #[serde(default)]
+    pub allow_sample_rate: Option<f64>,
+    /// Share of denied requests logged, 0.0-1.0 (default 1).
+    #[serde(default)]
+    pub deny_sample_rate: Option<f64>,
+    /// Also store each decision in Envoy filter state as `wasm.meshgate_decision`, for
+    /// access-log formatters (`%FILTER_STATE(wasm.meshgate_decision:PLAIN)%`).
+    #[serde(default)]
+    pub filter_state: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

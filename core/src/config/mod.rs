@@ -47,6 +47,31 @@ impl ConfigError {
     }
 }
 
+/// Which decisions are logged: shares in parts per million, so sampling is integer math.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionLog {
+    pub allow_ppm: u32,
+    pub deny_ppm: u32,
+    pub filter_state: bool,
+}
+
+impl DecisionLog {
+    /// Whether to log this decision. Keyed by the request id when there is one, so every
+    /// proxy on a request's path makes the same choice.
+    pub fn sampled(&self, allowed: bool, key: u64) -> bool {
+        let ppm = if allowed {
+            self.allow_ppm
+        } else {
+            self.deny_ppm
+        };
+        match ppm {
+            0 => false,
+            1_000_000.. => true,
+            share => (key % 1_000_000) < u64::from(share),
+        }
+    }
+}
+
 /// What to do when a provider's keys have never loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureMode {
@@ -76,6 +101,7 @@ pub struct Policy {
     pub mode_overrides: Vec<(RouteMatch, Mode)>,
     /// Whether any rule is a shadow rule (so decisions compute shadow outcomes).
     pub has_shadow_rules: bool,
+    pub decision_log: DecisionLog,
     pub path_options: PathOptions,
     pub max_token_bytes: usize,
     pub jwt_cache_size: usize,
@@ -161,6 +187,12 @@ impl TryFrom<PluginConfig> for Policy {
             rules.push(compile_rule(&path, rule, &dto.providers)?);
         }
 
+        let log = dto.decision_log.unwrap_or_default();
+        let decision_log = DecisionLog {
+            allow_ppm: share_ppm("decision_log.allow_sample_rate", log.allow_sample_rate, 0.0)?,
+            deny_ppm: share_ppm("decision_log.deny_sample_rate", log.deny_sample_rate, 1.0)?,
+            filter_state: log.filter_state,
+        };
         let mut mode_overrides = Vec::with_capacity(dto.mode_overrides.len());
         for (i, o) in dto.mode_overrides.iter().enumerate() {
             let route = compile_route(
@@ -192,6 +224,7 @@ impl TryFrom<PluginConfig> for Policy {
         }
         let rules = RuleSet::new(rules);
         Ok(Policy {
+            decision_log,
             has_shadow_rules: rules.has_shadow_rules(),
             providers,
             by_issuer,
@@ -218,6 +251,20 @@ impl TryFrom<PluginConfig> for Policy {
             failure_mode: failure_mode(dto.failure_mode),
         })
     }
+}
+
+fn share_ppm(path: &str, value: Option<f64>, default: f64) -> Result<u32, ConfigError> {
+    let share = value.unwrap_or(default);
+    if !(0.0..=1.0).contains(&share) {
+        return Err(ConfigError::new(path, "must be between 0.0 and 1.0"));
+    }
+    // In range by the check above, so the cast can't truncate meaningfully.
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "0.0..=1.0 checked"
+    )]
+    Ok((share * 1_000_000.0).round() as u32)
 }
 
 fn mode(dto: Option<ModeConfig>) -> Mode {
