@@ -12,6 +12,7 @@
     )
 )]
 
+pub mod corpus;
 pub mod envoy;
 pub mod http_client;
 pub mod issuer_server;
