@@ -65,9 +65,43 @@ pub fn send(
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).map_err(io)?;
+    // Read until the response is complete rather than until Envoy closes: after a local
+    // reply Envoy waits `delayed_close_timeout` (1 s) for the client to close first.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(io)?;
+    let mut buf = [0_u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if is_complete(&raw) {
+            break;
+        }
+    }
     parse(&raw)
+}
+
+/// Whether `raw` holds a whole response: headers plus `content-length` bytes, or a
+/// chunked body up to its last chunk. Without either, only the close ends it.
+fn is_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(raw.get(..split).unwrap_or_default()).to_ascii_lowercase();
+    let body = raw.get(split.saturating_add(4)..).unwrap_or_default();
+    for line in head.split("\r\n") {
+        if let Some(len) = line.strip_prefix("content-length:") {
+            return len
+                .trim()
+                .parse::<usize>()
+                .is_ok_and(|len| body.len() >= len);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return body.ends_with(b"0\r\n\r\n");
+        }
+    }
+    false
 }
 
 fn parse(raw: &[u8]) -> Result<Response, HttpError> {
