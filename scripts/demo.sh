@@ -215,6 +215,14 @@ curl -s -X POST -H 'Host: airbyte.internal' -H "Authorization: Bearer \$OPS" $ED
 # Public route: /health needs no token.
 curl -s -H 'Host: items.svc.internal' $EDGE/health$JQ
 
+# Shadow route: new-tool.internal is in shadow mode (mode_overrides). bob would be denied,
+# so the request passes without identity and the decision log says what would have happened.
+curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: new-tool.internal' -H "Authorization: Bearer \$FINANCE" $EDGE/items/1
+grep 'meshgate decision' .meshgate/demo/envoy.log | grep new-tool | tail -1
+
+# Why would it deny? The same core code, offline (exit status 1 = deny):
+$MESHGATE check --config envoy/meshgate-demo.yaml --url http://new-tool.internal/items/1 --token "\$FINANCE" --jwks demo=<(curl -s $ISSUER/jwks)
+
 # A spoofed identity header is replaced: the upstream sees alice, not root.
 curl -s -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" -H 'x-meshgate-subject: root' $EDGE/api/v1/dags$JQH
 
