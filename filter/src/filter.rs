@@ -191,7 +191,6 @@ impl Filter {
             .iter()
             .find(|(k, _)| k == "x-request-id")
             .map(|(_, v)| v.as_str());
-        let record = decision_log::decision_record(decision, req, request_id, now);
         let log = self.policy.decision_log;
         let sample_key = match request_id {
             Some(id) => fnv1a(id.as_bytes()),
@@ -201,24 +200,29 @@ impl Filter {
                 n
             }
         };
-        match decision.effect {
-            // Letting a request through without keys is always worth a line.
-            Effect::Allow(AllowCode::FailOpen) => {
-                host.log(LogLevel::Warn, &format!("meshgate decision {record}"))
+        // Letting a request through without keys is always worth a line.
+        let fail_open = decision.effect == Effect::Allow(AllowCode::FailOpen);
+        let sampled = fail_open || log.sampled(decision.is_allowed(), sample_key);
+        // The record is built only when something reads it: it is the costliest part of
+        // an allowed request's path.
+        if sampled || log.filter_state {
+            let record = decision_log::decision_record(decision, req, request_id, now);
+            if sampled {
+                let level = if fail_open {
+                    LogLevel::Warn
+                } else {
+                    LogLevel::Info
+                };
+                host.log(level, &format!("meshgate decision {record}"));
             }
-            _ if log.sampled(decision.is_allowed(), sample_key) => {
-                host.log(LogLevel::Info, &format!("meshgate decision {record}"))
+            if log.filter_state {
+                if let Err(e) =
+                    host.set_filter_state(DECISION_FILTER_STATE, record.to_string().as_bytes())
+                {
+                    host.log(LogLevel::Debug, &format!("meshgate: {e}"));
+                }
             }
-            _ => {}
         }
-        if log.filter_state {
-            if let Err(e) =
-                host.set_filter_state(DECISION_FILTER_STATE, record.to_string().as_bytes())
-            {
-                host.log(LogLevel::Debug, &format!("meshgate: {e}"));
-            }
-        }
-
         match verdict.cache_hit {
             Some(true) => host.increment(Metric::TokenCacheHit),
             Some(false) => host.increment(Metric::TokenCacheMiss),
