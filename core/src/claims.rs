@@ -203,6 +203,27 @@ mod tests {
     }
 
     #[test]
+    fn ten_thousand_groups_are_refused_not_truncated() {
+        let groups: Vec<String> = (0..10_000).map(|i| format!("group-{i}")).collect();
+        let claims = map(json!({ "groups": groups }));
+        let path = ClaimPath::new("groups").unwrap();
+        assert_eq!(
+            string_list(&claims, &path, 1024),
+            Err(ClaimError::TooManyGroups {
+                claim: "groups".into(),
+                count: 10_000,
+                max: 1024
+            })
+        );
+        // The same list as one space-separated string is counted after splitting.
+        let joined = map(json!({ "groups": groups.join(" ") }));
+        assert!(matches!(
+            string_list(&joined, &path, 1024),
+            Err(ClaimError::TooManyGroups { count: 10_000, .. })
+        ));
+    }
+
+    #[test]
     fn numeric_dates() {
         let claims = map(json!({"a": 10, "b": 10.9, "c": "10", "d": 1e300, "e": -5}));
         assert_eq!(numeric_date(&claims, "a"), Ok(Some(10)));

@@ -429,3 +429,21 @@ fn every_algorithm_round_trips_and_stays_in_its_family() {
         .verify(&keys)
         .unwrap();
 }
+
+#[test]
+fn a_one_megabyte_token_is_refused_before_any_decoding() {
+    let huge = format!(
+        "{}.{}.{}",
+        "e".repeat(400_000),
+        "e".repeat(400_000),
+        "e".repeat(248_576)
+    );
+    assert_eq!(huge.len(), 1_048_578);
+    assert_eq!(
+        UnverifiedToken::parse(&huge, DEFAULT_MAX_TOKEN_BYTES).unwrap_err(),
+        TokenError::TooLarge {
+            len: 1_048_578,
+            max: DEFAULT_MAX_TOKEN_BYTES
+        }
+    );
+}
