@@ -12,10 +12,12 @@ pub fn decision_record(
     req: &Request<'_>,
     request_id: Option<&str>,
     now: i64,
+    latency_us: Option<i64>,
 ) -> Value {
     let principal = decision.principal.as_deref();
     json!({
         "ts": now,
+        "latency_us": latency_us,
         "request_id": request_id,
         "decision": match decision.effect { Effect::Allow(_) => "allow", Effect::Deny(_) => "deny" },
         "code": decision.code_str(),

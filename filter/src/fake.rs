@@ -133,6 +133,10 @@ impl Host for FakeHost {
         self.now_ms
     }
 
+    fn now_micros(&self) -> i64 {
+        self.now_ms * 1000
+    }
+
     fn log(&self, level: LogLevel, message: &str) {
         self.logs.borrow_mut().push((level, message.to_owned()));
     }

@@ -146,7 +146,8 @@ impl Filter {
             path: pseudo(":path"),
             headers: &headers,
         };
-        let now = host.now_unix();
+        let started_us = host.now_micros();
+        let now = started_us / 1_000_000;
         let mut verdict = decide(&self.policy, &self.keys, &mut self.cache, &req, now);
         if let (Some(context_id), Some(provider)) =
             (context_id, self.unknown_kid_provider(&verdict))
@@ -166,7 +167,7 @@ impl Filter {
                 UnknownKidAction::Deny => {}
             }
         }
-        self.finish(host, &req, &headers, &verdict, now)
+        self.finish(host, &req, &headers, &verdict, started_us)
     }
 
     /// The provider (index) of a `key_unknown` denial, if its keys are remote.
@@ -184,7 +185,7 @@ impl Filter {
         req: &Request<'_>,
         headers: &[(String, String)],
         verdict: &Verdict,
-        now: i64,
+        started_us: i64,
     ) -> Next {
         let decision = &verdict.decision;
         let request_id = headers
@@ -206,7 +207,10 @@ impl Filter {
         // The record is built only when something reads it: it is the costliest part of
         // an allowed request's path.
         if sampled || log.filter_state {
-            let record = decision_log::decision_record(decision, req, request_id, now);
+            let latency_us = host.now_micros().saturating_sub(started_us);
+            let now = started_us / 1_000_000;
+            let record =
+                decision_log::decision_record(decision, req, request_id, now, Some(latency_us));
             if sampled {
                 let level = if fail_open {
                     LogLevel::Warn

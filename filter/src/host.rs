@@ -89,6 +89,8 @@ pub trait Host {
     fn now_unix(&self) -> i64;
     /// Unix time in milliseconds (for scheduling).
     fn now_millis(&self) -> i64;
+    /// Unix time in microseconds (for timing decisions).
+    fn now_micros(&self) -> i64;
     fn log(&self, level: LogLevel, message: &str);
     fn increment(&mut self, metric: Metric);
     fn set_gauge(&mut self, metric: Metric, value: u64);

@@ -74,10 +74,16 @@ impl Host for EnvoyHost {
     }
 
     fn now_millis(&self) -> i64 {
+        self.now_micros() / 1000
+    }
+
+    fn now_micros(&self) -> i64 {
+        // Envoy reads the system clock for this call (not a per-event-loop cached time), so
+        // two reads around a decision time it.
         hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
+            .and_then(|d| i64::try_from(d.as_micros()).ok())
             .unwrap_or(0)
     }
 
