@@ -73,6 +73,11 @@ run_tests() {
   passed=$(grep -Eo '^test result: .* ([0-9]+) passed' target/test-output.log | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
   failed=$(grep -Eo '^test result: .* ([0-9]+) failed' target/test-output.log | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
   if [[ "$status" -eq 0 ]]; then
+    # The @meshgate/policy package (core compiled with wasm-bindgen), under Node's test runner.
+    log "JS package: build and node --test"
+    bash scripts/js.sh test || status=$?
+  fi
+  if [[ "$status" -eq 0 ]]; then
     # Bounded here; ./build.sh fuzz runs longer. Any crash or broken invariant fails the run.
     log "fuzz (${MESHGATE_TEST_FUZZ_SECONDS:-5} s per target)"
     bash scripts/fuzz.sh "${MESHGATE_TEST_FUZZ_SECONDS:-5}" || status=$?
