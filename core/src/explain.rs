@@ -249,6 +249,11 @@ impl Explanation {
             "status": self.status(),
             "reason": d.reason,
             "rule_id": d.rule_id,
+            "mode": match d.mode { crate::Mode::Enforce => "enforce", crate::Mode::Shadow => "shadow" },
+            "shadow": d.shadow.as_ref().map(|s| json!({
+                "decision": match s.effect { Effect::Allow(_) => "allow", Effect::Deny(_) => "deny" },
+                "rule_id": s.rule_id,
+            })),
             "request": {"method": self.method, "host": self.host, "path": d.normalized_path},
             "principal": principal,
             "rules": self.rules.iter().map(|r| json!({
@@ -386,6 +391,7 @@ mod tests {
         assert!(text.starts_with("DENY 403 (rule_denied)"), "{text}");
         assert!(text.contains("=> deny "), "{text}");
         assert_eq!(e.to_json()["rules"][0]["outcome"], "decided");
+        assert_eq!(e.to_json()["mode"], "enforce");
     }
 
     #[test]
