@@ -4,6 +4,7 @@
 mod args;
 mod check;
 mod err;
+mod keygen;
 mod keys;
 mod token;
 
@@ -31,6 +32,9 @@ usage:
   meshgate validate FILE...                 compile every meshgate configuration in
                                             plugin JSON, Istio manifests (--istio) or
                                             Envoy bootstraps, naming any bad field
+  meshgate keygen --out FILE [--kid KID]    create a snapshot signing key (mode 0600, never
+                                            replaced) and print its public key as one
+                                            JSON line for the filter config
   meshgate help                             show this text
 
 token options:
@@ -109,6 +113,7 @@ fn dispatch(args: &[String], env: &CliEnv, out: &mut dyn Write) -> Result<u8, Cl
         ("token", _) => token::run(rest, env, out).map(|()| 0),
         ("check", _) => check::check(rest, env.now, out),
         ("validate", _) => check::validate(rest, out),
+        ("keygen", _) => keygen::run(rest, out).map(|()| 0),
         ("keys", Some((sub, keys_args))) if sub == "init" => {
             keys::init(keys_args, env, out).map(|()| 0)
         }

@@ -1,5 +1,7 @@
 //! meshgate control plane: the demo issuer and the `meshgate` command line.
 
+pub mod catalog;
 pub mod cli;
 pub mod issuer;
+pub mod snapshot;
 pub mod validate;

@@ -33,6 +33,7 @@ pub mod pattern;
 pub mod principal;
 pub mod provider;
 pub mod rules;
+pub mod snapshot;
 pub mod token;
 
 #[cfg(test)]

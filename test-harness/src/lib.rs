@@ -12,6 +12,7 @@
     )
 )]
 
+pub mod backstage;
 pub mod corpus;
 pub mod envoy;
 pub mod http_client;

@@ -1,0 +1,174 @@
+//! All entities of one catalog read, keyed by reference, with relations in both directions.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
+use super::model::{Entity, EntityRef, Relation};
+use super::warning::CatalogWarning;
+
+/// One consistent read of a catalog. Built from entities in any order; the result does not
+/// depend on that order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogIndex {
+    entities: BTreeMap<EntityRef, Entity>,
+    /// Problems found while reading the source and building the index.
+    warnings: Vec<CatalogWarning>,
+}
+
+impl CatalogIndex {
+    /// Indexes `entities`, keeping `warnings` from reading them.
+    ///
+    /// Entities with the same reference: identical copies collapse silently (a paged API read
+    /// can return one twice); differing ones keep the smallest and warn. Every relation whose
+    /// target is in the index is mirrored onto the target (`memberOf` ↔ `hasMember`, `childOf`
+    /// ↔ `parentOf`, `ownedBy` ↔ `ownerOf`), as Backstage's processors emit both directions,
+    /// so a user listed only in `Group.spec.members` is still `memberOf` that group. Relations
+    /// are then sorted and deduplicated.
+    pub fn new(
+        entities: impl IntoIterator<Item = Entity>,
+        warnings: Vec<CatalogWarning>,
+    ) -> CatalogIndex {
+        let mut warnings = warnings;
+        let mut by_ref: BTreeMap<EntityRef, Entity> = BTreeMap::new();
+        for entity in entities {
+            match by_ref.entry(entity.entity_ref.clone()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(entity);
+                }
+                Entry::Occupied(mut slot) => {
+                    if *slot.get() != entity {
+                        warnings.push(CatalogWarning::DuplicateEntity {
+                            entity: entity.entity_ref.to_string(),
+                        });
+                        if entity < *slot.get() {
+                            slot.insert(entity);
+                        }
+                    }
+                }
+            }
+        }
+        let mirrored: Vec<(EntityRef, Relation)> = by_ref
+            .values()
+            .flat_map(|entity| {
+                entity.relations.iter().map(|relation| {
+                    (
+                        relation.target.clone(),
+                        Relation {
+                            relation: relation.relation.inverse(),
+                            target: entity.entity_ref.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        for (source, relation) in mirrored {
+            if let Some(entity) = by_ref.get_mut(&source) {
+                entity.relations.push(relation);
+            }
+        }
+        for entity in by_ref.values_mut() {
+            entity.relations.sort();
+            entity.relations.dedup();
+        }
+        warnings.sort();
+        warnings.dedup();
+        CatalogIndex {
+            entities: by_ref,
+            warnings,
+        }
+    }
+
+    pub fn get(&self, entity_ref: &EntityRef) -> Option<&Entity> {
+        self.entities.get(entity_ref)
+    }
+
+    pub fn contains(&self, entity_ref: &EntityRef) -> bool {
+        self.entities.contains_key(entity_ref)
+    }
+
+    /// Every entity, in reference order.
+    pub fn entities(&self) -> impl Iterator<Item = &Entity> {
+        self.entities.values()
+    }
+
+    /// Entities of `kind` (lowercase), in reference order.
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Entity> + 'a {
+        self.entities
+            .values()
+            .filter(move |entity| entity.entity_ref.kind() == kind)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+
+    /// Problems found while reading the source and indexing it, sorted.
+    pub fn warnings(&self) -> &[CatalogWarning] {
+        &self.warnings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::RelationType;
+    use super::*;
+
+    fn entity(reference: &str, relations: &[(RelationType, &str)]) -> Entity {
+        Entity {
+            entity_ref: EntityRef::parse(reference, None, "default").unwrap(),
+            email: None,
+            annotations: BTreeMap::new(),
+            relations: relations
+                .iter()
+                .map(|(relation, target)| Relation {
+                    relation: *relation,
+                    target: EntityRef::parse(target, None, "default").unwrap(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn relations_are_mirrored_onto_held_targets() {
+        let index = CatalogIndex::new(
+            [
+                entity("group:analytics", &[(RelationType::HasMember, "user:bob")]),
+                entity("user:bob", &[]),
+                entity("user:alice", &[(RelationType::MemberOf, "group:ghost")]),
+            ],
+            Vec::new(),
+        );
+        let bob = index.get(&EntityRef::parse("user:bob", None, "default").unwrap());
+        assert_eq!(
+            bob.unwrap().relations,
+            vec![Relation {
+                relation: RelationType::MemberOf,
+                target: EntityRef::parse("group:analytics", None, "default").unwrap()
+            }]
+        );
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.of_kind("user").count(), 2);
+    }
+
+    #[test]
+    fn duplicates_keep_one_whatever_the_order() {
+        let a = entity("Group:X", &[(RelationType::ChildOf, "group:a")]);
+        let b = entity("group:default/x", &[(RelationType::ChildOf, "group:b")]);
+        let one = CatalogIndex::new([a.clone(), b.clone()], Vec::new());
+        let two = CatalogIndex::new([b, a.clone()], Vec::new());
+        assert_eq!(one, two);
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            one.warnings(),
+            [CatalogWarning::DuplicateEntity {
+                entity: "group:default/x".into()
+            }]
+        );
+        let same = CatalogIndex::new([a.clone(), a], Vec::new());
+        assert!(same.warnings().is_empty());
+    }
+}

@@ -1,0 +1,33 @@
+//! The Backstage catalog as the control plane reads it: who is in which group (closed under
+//! nesting) and which group owns which tool resource, turned into [`SnapshotInput`].
+//!
+//! Sources: a directory of catalog YAML files ([`load_dir`], relations derived from `spec`) or
+//! a Backstage backend's REST API ([`RestSource`], relations read from `relations`). Both give a
+//! [`CatalogIndex`]; [`to_snapshot_input`] turns it into sorted, deduplicated snapshot input
+//! plus [`CatalogWarning`]s about what it had to leave out. A source that cannot be read at all
+//! is a [`CatalogError`]; the caller keeps its last good snapshot.
+//!
+//! Ownership annotations are listed in [`ownership`]; identity mapping (Backstage sign-in
+//! resolvers) is in [`identity`].
+
+pub mod closure;
+pub mod error;
+pub mod identity;
+pub mod index;
+pub mod model;
+pub mod ownership;
+pub mod rest;
+pub mod snapshot_input;
+pub mod warning;
+pub mod yaml_dir;
+
+pub use closure::{close_membership, Membership};
+pub use error::CatalogError;
+pub use identity::{IdentityMapping, ResolveBy, ResolveError, UserDirectory};
+pub use index::CatalogIndex;
+pub use model::{Entity, EntityRef, RefError, Relation, RelationSource, RelationType};
+pub use ownership::{ResourceAnnotation, RESOURCE_ANNOTATIONS};
+pub use rest::RestSource;
+pub use snapshot_input::{to_snapshot_input, OwnedInput, SnapshotInput, UserInput};
+pub use warning::CatalogWarning;
+pub use yaml_dir::{load_dir, parse_documents, yaml_documents};

@@ -1,0 +1,202 @@
+//! The catalog turned into what a snapshot carries: users with closed group memberships, and
+//! owned tool resources.
+
+use std::collections::BTreeMap;
+
+use super::closure::close_membership;
+use super::index::CatalogIndex;
+use super::ownership::owned_resources;
+use super::warning::CatalogWarning;
+
+pub use meshgate_core::snapshot::{OwnedInput, SnapshotInput, UserInput};
+
+/// The email as stored and compared: trimmed, ASCII-lowercased, `None` when empty.
+pub fn normalize_email(email: &str) -> Option<String> {
+    let email = email.trim();
+    (!email.is_empty()).then(|| email.to_ascii_lowercase())
+}
+
+/// Builds snapshot input from `index`: every user with their closed groups, every resource
+/// named by an ownership annotation with its owners. Every list is sorted by string and
+/// deduplicated, and so are the warnings (the index's own plus those found here), so replicas
+/// reading the same catalog in any order produce identical values.
+pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWarning>) {
+    let mut warnings: Vec<CatalogWarning> = index.warnings().to_vec();
+    let (membership, mut found) = close_membership(index);
+    warnings.append(&mut found);
+
+    let mut users: Vec<UserInput> = index
+        .of_kind("user")
+        .map(|user| {
+            let mut groups: Vec<String> = membership
+                .users
+                .get(&user.entity_ref)
+                .into_iter()
+                .flatten()
+                .map(ToString::to_string)
+                .collect();
+            groups.sort();
+            groups.dedup();
+            UserInput {
+                entity_ref: user.entity_ref.to_string(),
+                email: user.email.as_deref().and_then(normalize_email),
+                groups,
+            }
+        })
+        .collect();
+    users.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
+
+    let mut by_email: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for user in &users {
+        if let Some(email) = &user.email {
+            by_email
+                .entry(email)
+                .or_default()
+                .push(user.entity_ref.clone());
+        }
+    }
+    for (email, holders) in by_email {
+        if holders.len() > 1 {
+            warnings.push(CatalogWarning::DuplicateEmail {
+                email: email.to_owned(),
+                users: holders,
+            });
+        }
+    }
+
+    let (mut owned, mut found) = owned_resources(index);
+    warnings.append(&mut found);
+    owned.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+
+    warnings.sort();
+    warnings.dedup();
+    (SnapshotInput { users, owned }, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::seq::SliceRandom as _;
+    use rand::SeedableRng as _;
+    use serde_json::json;
+
+    use super::super::model::{Entity, RelationSource};
+    use super::super::ownership::AIRFLOW_DAG_ANNOTATION;
+    use super::*;
+
+    fn catalog() -> Vec<serde_json::Value> {
+        let mut values = vec![
+            json!({"kind": "Group", "metadata": {"name": "data-eng"}, "spec": {"children": []}}),
+            json!({"kind": "Group", "metadata": {"name": "Analytics"},
+                   "spec": {"parent": "Data-Eng", "members": ["User:Bob"]}}),
+            json!({"kind": "Group", "metadata": {"name": "loop-a"}, "spec": {"parent": "loop-b"}}),
+            json!({"kind": "Group", "metadata": {"name": "loop-b"}, "spec": {"parent": "loop-a"}}),
+            json!({"kind": "User", "metadata": {"name": "alice"},
+                   "spec": {"profile": {"email": "Alice@Example.COM"}, "memberOf": ["data-eng", "loop-a"]}}),
+            json!({"kind": "User", "metadata": {"name": "bob"},
+                   "spec": {"profile": {"email": "bob@example.com"}, "memberOf": []}}),
+            json!({"kind": "User", "metadata": {"name": "twin"},
+                   "spec": {"profile": {"email": "BOB@example.com"}, "memberOf": ["ghost"]}}),
+            json!({"kind": "Component", "metadata": {"name": "etl",
+                   "annotations": {AIRFLOW_DAG_ANNOTATION: "etl_daily"}}, "spec": {"owner": "DATA-ENG"}}),
+            json!({"kind": "Resource", "metadata": {"name": "report",
+                   "annotations": {AIRFLOW_DAG_ANNOTATION: "marketing_report"}}, "spec": {"owner": "analytics"}}),
+        ];
+        for n in 0..20 {
+            values.push(
+                json!({"kind": "User", "metadata": {"name": format!("user{n}")},
+                "spec": {"memberOf": [format!("team{}", n % 4)]}}),
+            );
+            values.push(
+                json!({"kind": "Group", "metadata": {"name": format!("team{}", n % 5)},
+                "spec": {"parent": "analytics"}}),
+            );
+        }
+        values
+    }
+
+    fn build(values: &[serde_json::Value]) -> (SnapshotInput, Vec<CatalogWarning>) {
+        let mut entities = Vec::new();
+        let mut warnings = Vec::new();
+        for value in values {
+            let (entity, mut found) = Entity::from_value(value, "t", RelationSource::Spec);
+            entities.extend(entity);
+            warnings.append(&mut found);
+        }
+        to_snapshot_input(&CatalogIndex::new(entities, warnings))
+    }
+
+    #[test]
+    fn users_owned_and_warnings_from_a_small_catalog() {
+        let (input, warnings) = build(&catalog());
+        let bob = input
+            .users
+            .iter()
+            .find(|u| u.entity_ref == "user:default/bob")
+            .unwrap();
+        assert_eq!(
+            bob.groups,
+            ["group:default/analytics", "group:default/data-eng"]
+        );
+        let alice = &input.users[0];
+        assert_eq!(alice.entity_ref, "user:default/alice");
+        assert_eq!(alice.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(
+            alice.groups,
+            [
+                "group:default/data-eng",
+                "group:default/loop-a",
+                "group:default/loop-b"
+            ]
+        );
+        let user7 = input
+            .users
+            .iter()
+            .find(|u| u.entity_ref == "user:default/user7")
+            .unwrap();
+        assert_eq!(
+            user7.groups,
+            [
+                "group:default/analytics",
+                "group:default/data-eng",
+                "group:default/team3"
+            ]
+        );
+        assert_eq!(input.owned.len(), 2);
+        assert_eq!(input.owned[0].id, "etl_daily");
+        assert_eq!(input.owned[0].owners, ["group:default/data-eng"]);
+        assert_eq!(input.owned[1].owners, ["group:default/analytics"]);
+        assert_eq!(
+            warnings,
+            [
+                CatalogWarning::DanglingRef {
+                    entity: "user:default/twin".into(),
+                    relation: "memberOf".into(),
+                    target: "group:default/ghost".into()
+                },
+                CatalogWarning::GroupCycle {
+                    groups: vec!["group:default/loop-a".into(), "group:default/loop-b".into()]
+                },
+                CatalogWarning::DuplicateEmail {
+                    email: "bob@example.com".into(),
+                    users: vec!["user:default/bob".into(), "user:default/twin".into()]
+                },
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn shuffled_input_gives_identical_output() {
+        let values = catalog();
+        let reference = build(&values);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..25 {
+            let mut shuffled = values.clone();
+            shuffled.shuffle(&mut rng);
+            assert_eq!(build(&shuffled), reference);
+        }
+    }
+}

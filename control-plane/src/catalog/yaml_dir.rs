@@ -1,0 +1,152 @@
+//! Catalog source: a directory of Backstage descriptor files (`catalog-info.yaml` format,
+//! several documents per file), for users without a running Backstage and for tests.
+//!
+//! Every `*.yaml` / `*.yml` file under the directory is read, in sorted path order, and
+//! relations are derived from `spec` as Backstage's processors do (see
+//! [`RelationSource::Spec`]). `Location` entities are read like any other and do not pull in
+//! further files: the directory is the catalog.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize as _;
+use serde_json::Value;
+
+use super::error::CatalogError;
+use super::index::CatalogIndex;
+use super::model::{Entity, RelationSource};
+use super::warning::CatalogWarning;
+
+/// How deep directories may nest below the catalog directory.
+const MAX_DEPTH: usize = 32;
+
+/// Reads every catalog file under `dir` into an index.
+pub fn load_dir(dir: &Path) -> Result<CatalogIndex, CatalogError> {
+    let mut files = Vec::new();
+    collect_files(dir, 0, &mut files)?;
+    files.sort();
+    let mut entities = Vec::new();
+    let mut warnings = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::ReadFile {
+            path: file.clone(),
+            source,
+        })?;
+        // Locations relative to the directory, so replicas mounting it elsewhere agree.
+        let relative = file.strip_prefix(dir).unwrap_or(&file);
+        let location = relative.to_string_lossy().replace('\\', "/");
+        let (mut found, mut problems) =
+            parse_documents(&text, &location).map_err(|source| CatalogError::Yaml {
+                path: file.clone(),
+                source,
+            })?;
+        entities.append(&mut found);
+        warnings.append(&mut problems);
+    }
+    Ok(CatalogIndex::new(entities, warnings))
+}
+
+/// The entities in one multi-document YAML text; `location` names it in warnings
+/// (`location#<document index>`). Empty documents are skipped.
+pub fn parse_documents(
+    text: &str,
+    location: &str,
+) -> Result<(Vec<Entity>, Vec<CatalogWarning>), serde_norway::Error> {
+    let mut entities = Vec::new();
+    let mut warnings = Vec::new();
+    for (position, value) in yaml_documents(text)? {
+        let here = format!("{location}#{position}");
+        let (entity, mut problems) = Entity::from_value(&value, &here, RelationSource::Spec);
+        entities.extend(entity);
+        warnings.append(&mut problems);
+    }
+    Ok((entities, warnings))
+}
+
+/// The non-empty documents of a multi-document YAML text as JSON values, each with its
+/// position among all documents.
+pub fn yaml_documents(text: &str) -> Result<Vec<(usize, Value)>, serde_norway::Error> {
+    let mut documents = Vec::new();
+    for (position, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let value = Value::deserialize(document)?;
+        if !value.is_null() {
+            documents.push((position, value));
+        }
+    }
+    Ok(documents)
+}
+
+fn collect_files(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), CatalogError> {
+    if depth > MAX_DEPTH {
+        return Err(CatalogError::TooDeep {
+            path: dir.to_owned(),
+            max: MAX_DEPTH,
+        });
+    }
+    let read_dir = |source| CatalogError::ReadDir {
+        path: dir.to_owned(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(read_dir)? {
+        let entry = entry.map_err(read_dir)?;
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        // Follows symlinks to files; a symlinked directory is not entered (no loops).
+        let file_type = entry.file_type().map_err(read_dir)?;
+        if hidden {
+            continue;
+        }
+        if file_type.is_dir() {
+            collect_files(&path, depth + 1, files)?;
+        } else if path.is_file()
+            && path
+                .extension()
+                .is_some_and(|extension| extension == "yaml" || extension == "yml")
+        {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(label: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("meshgate-catalog-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn multi_document_files_in_nested_directories() {
+        let dir = scratch("dir");
+        std::fs::create_dir_all(dir.join("teams/data")).unwrap();
+        std::fs::write(
+            dir.join("teams/data/catalog-info.yaml"),
+            "---\napiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata:\n  name: data-eng\nspec:\n  type: team\n  children: []\n---\n---\nkind: User\nmetadata:\n  name: alice\nspec:\n  memberOf: [data-eng]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("broken.yml"), "kind: User\nmetadata: {}\n").unwrap();
+        std::fs::write(dir.join("notes.txt"), "not: [yaml").unwrap();
+        std::fs::write(dir.join(".hidden.yaml"), "not: [yaml").unwrap();
+        let index = load_dir(&dir).unwrap();
+        assert_eq!(index.len(), 2);
+        assert_eq!(
+            index.warnings(),
+            [CatalogWarning::InvalidEntity {
+                location: "broken.yml#0".into(),
+                reason: "no string `metadata.name`".into()
+            }]
+        );
+        std::fs::write(dir.join("bad.yaml"), "kind: [unclosed\n").unwrap();
+        assert!(matches!(load_dir(&dir), Err(CatalogError::Yaml { .. })));
+        assert!(matches!(
+            load_dir(&dir.join("missing")),
+            Err(CatalogError::ReadDir { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,213 @@
+//! Encoding and signing. Everything is sorted before it is written, so the bytes depend only
+//! on the input's content, never on its order: control-plane replicas reading the same catalog
+//! publish identical snapshots (same content hash, same signature, same ETag).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sha2::{Digest as _, Sha256};
+
+use super::envelope::{FORMAT_VERSION, HEADER_BYTES, MAGIC};
+use super::err::EncodeError;
+use super::keys::{SigningKey, SIGNATURE_BYTES};
+use super::model::SnapshotInput;
+use super::wire::Writer;
+use super::{MAX_STRING_BYTES, TAG_GROUPS, TAG_OWNED, TAG_USERS};
+
+/// Encodes and signs a snapshot.
+///
+/// Normalization: group lists and owner lists are sets (duplicates dropped); entries for the
+/// same (kind, id) are merged; emails are lowercased (ASCII) and an empty email is none. A user
+/// listed twice is an error, as are empty refs, kinds or ids and strings longer than
+/// [`MAX_STRING_BYTES`].
+pub fn encode(
+    input: &SnapshotInput,
+    version: u64,
+    generated_at: i64,
+    key: &SigningKey,
+) -> Result<Vec<u8>, EncodeError> {
+    let content = encode_content(input)?;
+    let content_len = u32::try_from(content.len()).map_err(|_| EncodeError::TooMany {
+        what: "content byte",
+        count: content.len(),
+        max: u32::MAX as usize,
+    })?;
+    let kid = key.kid().as_bytes();
+    let mut out =
+        Vec::with_capacity(HEADER_BYTES + content.len() + 1 + kid.len() + SIGNATURE_BYTES);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&generated_at.to_le_bytes());
+    out.extend_from_slice(&content_len.to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(&content));
+    out.extend_from_slice(&content);
+    let signature = key.sign(&out);
+    // `SigningKey` guarantees a key id of 1 to 64 bytes.
+    out.push(u8::try_from(kid.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(kid);
+    out.extend_from_slice(&signature);
+    Ok(out)
+}
+
+/// The sorted, interned content: three tagged sections.
+fn encode_content(input: &SnapshotInput) -> Result<Vec<u8>, EncodeError> {
+    // Group table: every group named anywhere, sorted, referenced by position.
+    let mut group_set = BTreeSet::new();
+    for user in &input.users {
+        for group in &user.groups {
+            group_set.insert(checked(group, "group ref")?);
+        }
+    }
+    for owned in &input.owned {
+        for group in &owned.owners {
+            group_set.insert(checked(group, "group ref")?);
+        }
+    }
+    let groups: Vec<&str> = group_set.into_iter().collect();
+    if u32::try_from(groups.len()).is_err() {
+        return Err(EncodeError::TooMany {
+            what: "group",
+            count: groups.len(),
+            max: u32::MAX as usize,
+        });
+    }
+    let index: HashMap<&str, u32> = groups.iter().copied().zip(0..).collect();
+    // Every name was inserted above, so no lookup misses.
+    let indices = |names: &[String]| -> Vec<u32> {
+        let set: BTreeSet<u32> = names
+            .iter()
+            .filter_map(|name| index.get(name.as_str()).copied())
+            .collect();
+        set.into_iter().collect()
+    };
+
+    let mut users = Vec::with_capacity(input.users.len());
+    for user in &input.users {
+        let entity_ref = checked(&user.entity_ref, "user ref")?;
+        let email = match user.email.as_deref() {
+            None | Some("") => None,
+            Some(email) => Some(checked(email, "email")?.to_ascii_lowercase()),
+        };
+        users.push((entity_ref, email, indices(&user.groups)));
+    }
+    users.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if let Some(pair) = users.windows(2).find(|pair| match pair {
+        [a, b] => a.0 == b.0,
+        _ => false,
+    }) {
+        let entity_ref = pair.first().map(|user| user.0).unwrap_or_default();
+        return Err(EncodeError::DuplicateUser {
+            entity_ref: entity_ref.to_owned(),
+        });
+    }
+
+    let mut owned: BTreeMap<&str, BTreeMap<&str, BTreeSet<u32>>> = BTreeMap::new();
+    for entry in &input.owned {
+        let kind = checked(&entry.kind, "resource kind")?;
+        let id = checked(&entry.id, "resource id")?;
+        owned
+            .entry(kind)
+            .or_default()
+            .entry(id)
+            .or_default()
+            .extend(indices(&entry.owners));
+    }
+
+    let mut section = Writer::default();
+    section.len(groups.len());
+    let mut previous = "";
+    for group in &groups {
+        section.front_coded(previous.as_bytes(), group.as_bytes());
+        previous = group;
+    }
+    let mut content = Writer::default();
+    content.section(TAG_GROUPS, &section.buf);
+
+    // Emails: the domain is interned, the local part is front-coded against the user's own
+    // name, which it usually equals (`user:default/alice` → `alice@example.com`).
+    let domains: Vec<&str> = users
+        .iter()
+        .filter_map(|(_, email, _)| split_email(email.as_deref()?))
+        .map(|(_, domain)| domain)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let domain_index: HashMap<&str, usize> = domains.iter().copied().zip(0..).collect();
+    let mut section = Writer::default();
+    section.len(domains.len());
+    let mut previous = "";
+    for domain in &domains {
+        section.front_coded(previous.as_bytes(), domain.as_bytes());
+        previous = domain;
+    }
+    section.len(users.len());
+    let mut previous = "";
+    for (entity_ref, email, groups) in &users {
+        section.front_coded(previous.as_bytes(), entity_ref.as_bytes());
+        previous = entity_ref;
+        // 0: no email; 1: an email kept whole; 2 + i: local part at domain i.
+        let (code, local) = match email.as_deref() {
+            None => (0, ""),
+            Some(email) => match split_email(email) {
+                Some((local, domain)) => (
+                    domain_index.get(domain).map_or(1, |&index| index + 2),
+                    local,
+                ),
+                None => (1, email),
+            },
+        };
+        section.len(code);
+        if code != 0 {
+            section.front_coded(user_name(entity_ref).as_bytes(), local.as_bytes());
+        }
+        section.indices(groups);
+    }
+    content.section(TAG_USERS, &section.buf);
+
+    let mut section = Writer::default();
+    section.len(owned.len());
+    let mut previous_kind = "";
+    for (kind, entries) in &owned {
+        section.front_coded(previous_kind.as_bytes(), kind.as_bytes());
+        previous_kind = kind;
+        section.len(entries.len());
+        let mut previous_id = "";
+        for (id, owners) in entries {
+            section.front_coded(previous_id.as_bytes(), id.as_bytes());
+            previous_id = id;
+            let owners: Vec<u32> = owners.iter().copied().collect();
+            section.indices(&owners);
+        }
+    }
+    content.section(TAG_OWNED, &section.buf);
+    Ok(content.buf)
+}
+
+/// `local@domain` when both parts are non-empty, split at the last `@`.
+fn split_email(email: &str) -> Option<(&str, &str)> {
+    email
+        .rsplit_once('@')
+        .filter(|(local, domain)| !local.is_empty() && !domain.is_empty())
+}
+
+/// The name part of an entity ref: what follows the last `/`.
+pub(crate) fn user_name(entity_ref: &str) -> &str {
+    entity_ref
+        .rsplit_once('/')
+        .map_or(entity_ref, |(_, name)| name)
+}
+
+fn checked<'a>(value: &'a str, what: &'static str) -> Result<&'a str, EncodeError> {
+    if value.is_empty() {
+        return Err(EncodeError::EmptyString { what });
+    }
+    if value.len() > MAX_STRING_BYTES {
+        return Err(EncodeError::StringTooLong {
+            what,
+            prefix: value.chars().take(40).collect(),
+            len: value.len(),
+            max: MAX_STRING_BYTES,
+        });
+    }
+    Ok(value)
+}

@@ -1,0 +1,120 @@
+//! Errors of snapshot encoding, decoding and key handling.
+
+/// A snapshot was refused. Nothing of a refused snapshot is used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot is {len} bytes, more than the {max} allowed")]
+    TooLarge { len: usize, max: usize },
+    #[error("not a meshgate snapshot (bad magic)")]
+    NotASnapshot,
+    #[error("snapshot format {found} is not supported (this build reads format {supported})")]
+    UnsupportedFormat { found: u16, supported: u16 },
+    #[error("snapshot is truncated: {what} needs {needed} more bytes")]
+    Truncated { what: &'static str, needed: usize },
+    #[error("snapshot has {extra} bytes after its signature")]
+    TrailingBytes { extra: usize },
+    #[error("snapshot key id is empty, longer than {max} bytes or not printable ASCII")]
+    InvalidKeyId { max: usize },
+    #[error("snapshot is signed with key `{kid}`, which is not trusted")]
+    UnknownKey { kid: String },
+    #[error("snapshot signature does not verify with trusted key `{kid}`")]
+    BadSignature { kid: String },
+    #[error("snapshot content does not match its content hash")]
+    HashMismatch,
+    #[error("snapshot content is malformed at byte {offset}: {violation}")]
+    Malformed {
+        /// Offset from the start of the content section.
+        offset: usize,
+        violation: Violation,
+    },
+}
+
+/// How a signed snapshot's content breaks the format. Only a buggy (trusted) encoder produces
+/// these, since the signature is checked first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("{what} runs past the end of its section")]
+    Truncated { what: &'static str },
+    #[error("{what} is not a valid variable-length integer")]
+    BadVarint { what: &'static str },
+    #[error("{what} is {value}, more than the {max} allowed")]
+    TooMany {
+        what: &'static str,
+        value: u64,
+        max: u64,
+    },
+    #[error("{what} is {len} bytes, more than the {max} allowed")]
+    StringTooLong {
+        what: &'static str,
+        len: u64,
+        max: usize,
+    },
+    #[error("{what} is empty")]
+    EmptyString { what: &'static str },
+    #[error("{what} is not valid UTF-8")]
+    InvalidUtf8 { what: &'static str },
+    #[error("{what} shares {shared} bytes with the previous one, which has only {previous}")]
+    BadSharedPrefix {
+        what: &'static str,
+        shared: u64,
+        previous: usize,
+    },
+    #[error("{what} `{value}` appears twice")]
+    Duplicate { what: &'static str, value: String },
+    #[error("{what} `{value}` is out of order")]
+    OutOfOrder { what: &'static str, value: String },
+    #[error("{what} index {index} is out of range ({len} entries)")]
+    IndexOutOfRange {
+        what: &'static str,
+        index: u64,
+        len: usize,
+    },
+    #[error("section {tag} follows section {previous}; sections must be in increasing order")]
+    SectionOrder { tag: u64, previous: u64 },
+    #[error("section {tag} is unknown and not marked optional")]
+    UnknownSection { tag: u64 },
+    #[error("section {tag} has {extra} unread bytes")]
+    SectionNotConsumed { tag: u64, extra: usize },
+    #[error("required section {tag} ({name}) is missing")]
+    MissingSection { tag: u64, name: &'static str },
+}
+
+/// The control plane's input cannot be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("user `{entity_ref}` is listed twice")]
+    DuplicateUser { entity_ref: String },
+    #[error("{what} is empty")]
+    EmptyString { what: &'static str },
+    #[error("{what} `{prefix}…` is {len} bytes, more than the {max} allowed")]
+    StringTooLong {
+        what: &'static str,
+        /// The first characters, to find the culprit.
+        prefix: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("{what} count {count} is more than the {max} the format holds")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+}
+
+/// A signing or public key is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("key id `{kid}` must be 1 to {max} printable ASCII characters without spaces")]
+    InvalidKeyId { kid: String, max: usize },
+    #[error("{what} is not base64url without padding")]
+    Base64 { what: &'static str },
+    #[error("{what} is {len} bytes; an Ed25519 {what} is {expected} bytes")]
+    Length {
+        what: &'static str,
+        len: usize,
+        expected: usize,
+    },
+    #[error("{what} is not a valid Ed25519 key")]
+    Invalid { what: &'static str },
+}

@@ -1,0 +1,47 @@
+//! Snapshots: what the control plane computed from the catalog (users with their closed group
+//! memberships, resources with their owning groups), in a compact, deterministic, signed
+//! binary form that the filter verifies and loads off the request path.
+//!
+//! - [`encode`] sorts and interns the input, hashes the content (SHA-256) and signs the whole
+//!   body with Ed25519. The same input in any order gives the same bytes.
+//! - [`Snapshot::decode`] checks the size, the format, the signature against trusted keys, the
+//!   content hash, and then every count, string, order and index, and builds the lookup tables.
+//! - [`Snapshot`] answers the request path: a user's groups, a user by email, a resource's
+//!   owners.
+//!
+//! The byte layout is documented in `docs/snapshot.md`.
+
+mod decode;
+mod encode;
+mod envelope;
+mod err;
+mod keys;
+mod lookup;
+mod model;
+mod table;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use decode::DecodeLimits;
+pub use encode::encode;
+pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC};
+pub use err::{EncodeError, KeyError, SnapshotError, Violation};
+pub use keys::{
+    PublicKeySpec, SigningKey, TrustedKey, MAX_KEY_ID_BYTES, PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+};
+pub use lookup::{GroupSet, Snapshot, UserView};
+pub use model::{OwnedInput, SnapshotInput, UserInput};
+
+/// Longest string the encoder writes, and the decoder's default bound.
+pub const MAX_STRING_BYTES: usize = 1024;
+
+/// Content section tags. Tags below [`OPTIONAL_TAGS`] must be understood; a reader skips
+/// unknown tags from [`OPTIONAL_TAGS`] up, so later revisions can add data older filters may
+/// ignore.
+const TAG_GROUPS: u64 = 1;
+const TAG_USERS: u64 = 2;
+const TAG_OWNED: u64 = 3;
+const OPTIONAL_TAGS: u64 = 128;

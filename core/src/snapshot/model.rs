@@ -1,0 +1,39 @@
+//! What the control plane hands to the encoder: users with their closed group memberships and
+//! the catalog resources whose ownership the filter can check.
+
+/// What the control plane computed from the catalog, before encoding.
+///
+/// The order of every list is irrelevant: the encoder sorts everything, so the same catalog
+/// read in any order gives byte-identical snapshots on every control-plane replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotInput {
+    /// Users with their transitively closed group refs (`group:default/data-eng`), email optional.
+    pub users: Vec<UserInput>,
+    /// Catalog resources the filter can check ownership of, by (kind, id), e.g.
+    /// (`airflow.dag`, `etl_daily`), (`buildkite.pipeline`, `acme/deploy`), with owning group
+    /// refs. Owners are groups and are not closed upward: membership closure is on the user
+    /// side.
+    pub owned: Vec<OwnedInput>,
+}
+
+/// One catalog user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInput {
+    /// Normalized entity ref, `user:default/alice`.
+    pub entity_ref: String,
+    /// `spec.profile.email`; stored lowercased.
+    pub email: Option<String>,
+    /// Every group the user belongs to, directly or through nesting. Duplicates are ignored.
+    pub groups: Vec<String>,
+}
+
+/// One resource a tool exposes, and the groups that own it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedInput {
+    /// Resource kind, `airflow.dag`.
+    pub kind: String,
+    /// Resource id within the kind, `etl_daily`.
+    pub id: String,
+    /// Owning group refs. Entries for the same (kind, id) are merged.
+    pub owners: Vec<String>,
+}
