@@ -65,7 +65,7 @@ run_tests() {
   log "cargo test (unit, corpus, glue, end-to-end through Envoy)"
   mkdir -p target
   set +e
-  cargo test --workspace --exclude meshgate-ceiling-filter 2>&1 | tee target/test-output.log
+  cargo test --no-fail-fast --workspace --exclude meshgate-ceiling-filter 2>&1 | tee target/test-output.log
   local status=${PIPESTATUS[0]}
   set -e
   # One closing line for the whole run: cargo's own last line is a doc-test binary's.

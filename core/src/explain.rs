@@ -250,10 +250,7 @@ impl Explanation {
             "reason": d.reason,
             "rule_id": d.rule_id,
             "mode": match d.mode { crate::Mode::Enforce => "enforce", crate::Mode::Shadow => "shadow" },
-            "shadow": d.shadow.as_ref().map(|s| json!({
-                "decision": match s.effect { Effect::Allow(_) => "allow", Effect::Deny(_) => "deny" },
-                "rule_id": s.rule_id,
-            })),
+            "shadow": d.shadow.as_ref().map(crate::log::shadow_json),
             "request": {"method": self.method, "host": self.host, "path": d.normalized_path},
             "principal": principal,
             "rules": self.rules.iter().map(|r| json!({

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::authorize::Request;
 use crate::config::Mode;
-use crate::decision::{Decision, Effect};
+use crate::decision::{Decision, Effect, ShadowOutcome};
 
 /// Builds the decision log record. `request_id` is Envoy's `x-request-id`.
 pub fn decision_record(
@@ -24,11 +24,7 @@ pub fn decision_record(
         "reason": decision.reason,
         "rule_id": decision.rule_id,
         "mode": match decision.mode { Mode::Enforce => "enforce", Mode::Shadow => "shadow" },
-        "shadow": decision.shadow.as_ref().map(|s| json!({
-            "decision": match s.effect { Effect::Allow(_) => "allow", Effect::Deny(_) => "deny" },
-            "code": match s.effect { Effect::Allow(c) => c.as_str(), Effect::Deny(c) => c.as_str() },
-            "rule_id": s.rule_id,
-        })),
+        "shadow": decision.shadow.as_ref().map(shadow_json),
         "method": req.method,
         "host": req.authority,
         "path": decision.normalized_path,
@@ -36,4 +32,13 @@ pub fn decision_record(
         "subject": principal.and_then(|p| p.subject.as_deref()),
         "groups": principal.map(|p| p.groups.as_slice()),
     })
+}
+
+/// A shadow outcome as it appears in the decision log and in explanations.
+pub fn shadow_json(shadow: &ShadowOutcome) -> Value {
+    let (decision, code) = match shadow.effect {
+        Effect::Allow(c) => ("allow", c.as_str()),
+        Effect::Deny(c) => ("deny", c.as_str()),
+    };
+    json!({"decision": decision, "code": code, "rule_id": shadow.rule_id})
 }
