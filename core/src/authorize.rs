@@ -144,16 +144,7 @@ fn decide_normalized(
         .iter()
         .find(|r| r.public && !r.shadow && r.matches_request(facts))
     {
-        return anonymous(Decision {
-            effect: Effect::Allow(AllowCode::PublicRoute),
-            reason: format!("public rule `{}` matched", rule.id),
-            rule_id: Some(rule.id.clone()),
-            provider: None,
-            principal: None,
-            normalized_path: None,
-            mode: Mode::Enforce,
-            shadow: None,
-        });
+        return anonymous(allowed_without_caller(rule));
     }
 
     let mut cache_hit = None;
@@ -232,20 +223,7 @@ fn shadow_outcome(
                 .filter(|r| r.public || r.when.is_empty())
             {
                 // A shadow rule without `when` would let an anonymous request through.
-                Decision {
-                    effect: Effect::Allow(if rule.public {
-                        AllowCode::PublicRoute
-                    } else {
-                        AllowCode::RuleAllowed
-                    }),
-                    reason: String::new(),
-                    rule_id: Some(rule.id.clone()),
-                    provider: None,
-                    principal: None,
-                    normalized_path: None,
-                    mode: Mode::Enforce,
-                    shadow: None,
-                }
+                allowed_without_caller(rule)
             } else {
                 return None;
             }
@@ -355,6 +333,25 @@ fn first_match<'p>(
                 None => rule.when.is_empty(),
             }
     })
+}
+
+/// An allow rule that needs no caller (public, or without `when`) matched an anonymous request.
+fn allowed_without_caller(rule: &Rule) -> Decision {
+    let (code, kind) = if rule.public {
+        (AllowCode::PublicRoute, "public")
+    } else {
+        (AllowCode::RuleAllowed, "allow")
+    };
+    Decision {
+        effect: Effect::Allow(code),
+        reason: format!("{kind} rule `{}` matched", rule.id),
+        rule_id: Some(rule.id.clone()),
+        provider: None,
+        principal: None,
+        normalized_path: None,
+        mode: Mode::Enforce,
+        shadow: None,
+    }
 }
 
 fn rule_denied(rule: &Rule, principal: Option<Arc<Principal>>) -> Decision {

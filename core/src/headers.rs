@@ -27,12 +27,19 @@ pub fn spoofable<'h>(
     policy: &'h Policy,
     incoming: &'h [(String, String)],
 ) -> impl Iterator<Item = String> + 'h {
+    // Only names that match are copied: this runs on every request.
     let mut names: Vec<String> = incoming
         .iter()
-        .map(|(name, _)| name.to_ascii_lowercase())
+        .map(|(name, _)| name.as_str())
         .filter(|name| {
-            name.starts_with(IDENTITY_HEADER_PREFIX) || policy.owned_headers.contains(name)
+            name.get(..IDENTITY_HEADER_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(IDENTITY_HEADER_PREFIX))
+                || policy
+                    .owned_headers
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(name))
         })
+        .map(str::to_ascii_lowercase)
         .collect();
     names.sort();
     names.dedup();

@@ -83,10 +83,11 @@ pub(super) fn check(args: &[String], now: i64, out: &mut dyn Write) -> Result<u8
     let config = config.ok_or(CliError::MissingFlag { flag: "--config" })?;
     let url = url.ok_or(CliError::MissingFlag { flag: "--url" })?;
     let policy = load_policy(&config)?;
-    let (authority, path) = split_url(&url).ok_or_else(|| CliError::Invalid {
-        what: String::from("--url"),
-        detail: format!("`{url}` is not an absolute http(s) URL"),
-    })?;
+    let (authority, path) =
+        meshgate_core::config::split_uri(&url).ok_or_else(|| CliError::Invalid {
+            what: String::from("--url"),
+            detail: format!("`{url}` is not an absolute http(s) URL"),
+        })?;
     headers.splice(
         0..0,
         [
@@ -177,16 +178,6 @@ fn key_store(policy: &Policy, jwks: &BTreeMap<String, String>) -> Result<KeyStor
         });
     }
     Ok(keys)
-}
-
-fn split_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
-    match rest.find('/') {
-        Some(i) => Some((rest.get(..i)?, rest.get(i..)?)),
-        None => Some((rest, "/")),
-    }
 }
 
 fn read(path: &str) -> Result<String, CliError> {

@@ -524,7 +524,7 @@ fn compile_remote_jwks(at: &str, cfg: &dto::RemoteJwksConfig) -> Result<RemoteJw
 }
 
 /// `http://host:port/path?q` → (`host:port`, `/path?q`).
-fn split_uri(uri: &str) -> Option<(&str, &str)> {
+pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
     let rest = uri
         .strip_prefix("https://")
         .or_else(|| uri.strip_prefix("http://"))?;
