@@ -149,6 +149,13 @@ impl Filter {
         let started_us = host.now_micros();
         let now = started_us / 1_000_000;
         let mut verdict = decide(&self.policy, &self.keys, &mut self.cache, &req, now);
+        // Keys may have been published by another worker since this one's last tick:
+        // one shared-data read beats denying until the next tick.
+        if let Some(provider) = self.keys_unavailable_provider(&verdict) {
+            if self.jwks.load_published(host, &mut self.keys, provider) {
+                verdict = decide(&self.policy, &self.keys, &mut self.cache, &req, now);
+            }
+        }
         if let (Some(context_id), Some(provider)) =
             (context_id, self.unknown_kid_provider(&verdict))
         {
@@ -168,6 +175,19 @@ impl Filter {
             }
         }
         self.finish(host, &req, &headers, &verdict, started_us)
+    }
+
+    /// The provider (index) whose keys never loaded, when that decided the request
+    /// (denied, or let through by `failure_mode: open`).
+    fn keys_unavailable_provider(&self, verdict: &Verdict) -> Option<usize> {
+        let decision = &verdict.decision;
+        let unavailable = decision.deny_code() == Some(DenyCode::JwksUnavailable)
+            || decision.effect == Effect::Allow(AllowCode::FailOpen);
+        if !unavailable {
+            return None;
+        }
+        let name = decision.provider.as_deref()?;
+        self.policy.providers.iter().position(|p| p.name == name)
     }
 
     /// The provider (index) of a `key_unknown` denial, if its keys are remote.

@@ -132,6 +132,20 @@ impl JwksRefresh {
         }
     }
 
+    /// This worker has no keys for `provider` yet; another worker may have published
+    /// some since this one's last tick. True when a set loaded (decide again).
+    pub fn load_published<H: Host>(
+        &mut self,
+        host: &mut H,
+        keys: &mut KeyStore,
+        provider: usize,
+    ) -> bool {
+        self.entries
+            .iter_mut()
+            .find(|e| e.provider == provider)
+            .is_some_and(|entry| sync_from_shared(entry, host, keys))
+    }
+
     /// A token named a key this worker doesn't have (provider index `provider`).
     pub fn on_unknown_kid<H: Host>(
         &mut self,

@@ -521,6 +521,38 @@ fn workers_share_one_fetch_and_waiters_elsewhere_wake_on_tick() {
 }
 
 #[test]
+fn a_worker_that_has_not_ticked_yet_uses_keys_another_worker_published() {
+    let old = keys_with_kid("old");
+    let shared = crate::fake::SharedData::default();
+    let _worker1 = loaded_worker("off", &[&old], &shared);
+
+    // Worker 2's first tick hasn't come yet: its first request must not be denied with
+    // `jwks_unavailable` while worker 1's keys sit in shared data.
+    let mut w2 = filter(remote_config("off"));
+    let mut h2 = FakeHost::at(NOW).sharing(&shared);
+    h2.new_request(5, request_headers(&alice(&old, &["data-eng"])));
+    assert_eq!(w2.on_request_headers(&mut h2, 5), Next::Continue);
+    assert_eq!(h2.request(5).reply, None);
+    assert_eq!(
+        h2.dispatched.len(),
+        0,
+        "worker 2 fetched on the request path"
+    );
+
+    // With nothing published anywhere, the same request on a fresh worker fails closed.
+    let mut lonely = filter(remote_config("off"));
+    let mut h3 = FakeHost::at(NOW);
+    h3.new_request(7, request_headers(&alice(&old, &["data-eng"])));
+    assert_eq!(lonely.on_request_headers(&mut h3, 7), Next::Stop);
+    assert!(h3
+        .request(7)
+        .reply
+        .unwrap()
+        .body
+        .contains("jwks_unavailable"));
+}
+
+#[test]
 fn waiters_are_denied_when_the_refetch_never_answers() {
     let (old, new) = (keys_with_kid("old"), keys_with_kid("new"));
     let shared = crate::fake::SharedData::default();
