@@ -169,6 +169,7 @@ mod tests {
                 id: "etl_daily".into(),
                 owners: vec!["group:default/data-eng".into()],
             }],
+            ..SnapshotInput::default()
         }
     }
 

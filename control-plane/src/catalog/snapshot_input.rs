@@ -70,7 +70,14 @@ pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWar
 
     warnings.sort();
     warnings.dedup();
-    (SnapshotInput { users, owned }, warnings)
+    (
+        SnapshotInput {
+            users,
+            owned,
+            ..SnapshotInput::default()
+        },
+        warnings,
+    )
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ use super::keys::TrustedKey;
 use super::lookup::{EmailRecord, OwnedRecord, Snapshot, UserRecord, AMBIGUOUS};
 use super::table::{text_at, PositionTable, Span, TableFull};
 use super::wire::Reader;
-use super::{MAX_STRING_BYTES, OPTIONAL_TAGS, TAG_GROUPS, TAG_OWNED, TAG_USERS};
+use super::{
+    MAX_STRING_BYTES, OPTIONAL_TAGS, TAG_ANCESTORS, TAG_GROUPS, TAG_OWNED, TAG_RULES, TAG_USERS,
+};
 
 /// Bounds on what a decoder accepts, against a trusted but faulty control plane and to cap
 /// the memory a snapshot can take.
@@ -30,6 +32,8 @@ pub struct DecodeLimits {
     pub max_owned: usize,
     /// All strings together once decoded (front coding makes them larger than encoded).
     pub max_text_bytes: usize,
+    /// The rules JSON text.
+    pub max_rules_bytes: usize,
 }
 
 impl Default for DecodeLimits {
@@ -41,6 +45,7 @@ impl Default for DecodeLimits {
             max_groups: 1_000_000,
             max_owned: 5_000_000,
             max_text_bytes: 512 * 1024 * 1024,
+            max_rules_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -96,6 +101,9 @@ struct Content<'l> {
     ambiguous_emails: usize,
     kinds: Vec<Span>,
     owned: Vec<OwnedRecord>,
+    /// Per group index, its ancestors in `members` (empty when it has none).
+    ancestors: Vec<Span>,
+    rules: Option<Box<str>>,
 }
 
 impl<'l> Content<'l> {
@@ -112,6 +120,8 @@ impl<'l> Content<'l> {
             ambiguous_emails: 0,
             kinds: Vec::new(),
             owned: Vec::new(),
+            ancestors: Vec::new(),
+            rules: None,
             hasher,
         };
         let mut reader = Reader::new(content, 0);
@@ -131,6 +141,8 @@ impl<'l> Content<'l> {
                 TAG_GROUPS => parsed.groups(&mut section)?,
                 TAG_USERS => parsed.users(&mut section)?,
                 TAG_OWNED => parsed.owned(&mut section)?,
+                TAG_ANCESTORS => parsed.ancestors(&mut section)?,
+                TAG_RULES => parsed.rules(&mut section)?,
                 // Sections from a later format revision that older readers may ignore.
                 tag if tag >= OPTIONAL_TAGS => continue,
                 tag => return Err(section.fail(Violation::UnknownSection { tag })),
@@ -189,6 +201,8 @@ impl<'l> Content<'l> {
             kinds: self.kinds.into_boxed_slice(),
             owned: self.owned.into_boxed_slice(),
             owned_table,
+            ancestors: self.ancestors.into_boxed_slice(),
+            rules: self.rules,
         }
     }
 
@@ -377,6 +391,56 @@ impl<'l> Content<'l> {
                 });
             }
         }
+        Ok(())
+    }
+}
+
+impl Content<'_> {
+    /// Each group's closed ancestors, by strictly increasing group index.
+    fn ancestors(&mut self, r: &mut Reader<'_>) -> Result<(), SnapshotError> {
+        let groups = self.groups.len();
+        let count = r.bounded("ancestor entry count", groups)?;
+        self.ancestors = vec![Span::default(); groups];
+        let mut previous: Option<u64> = None;
+        for _ in 0..count {
+            let group = r.varint("ancestor group")?;
+            if previous.is_some_and(|p| p >= group) {
+                return Err(r.fail(Violation::OutOfOrder {
+                    what: "ancestor group",
+                    value: group.to_string(),
+                }));
+            }
+            previous = Some(group);
+            let span = self.push_members(r, "ancestor")?;
+            match usize::try_from(group)
+                .ok()
+                .and_then(|g| self.ancestors.get_mut(g))
+            {
+                Some(slot) => *slot = span,
+                None => {
+                    return Err(r.fail(Violation::IndexOutOfRange {
+                        what: "ancestor group",
+                        index: group,
+                        len: groups,
+                    }))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules as UTF-8 JSON text; compiled by whoever loads the snapshot.
+    fn rules(&mut self, r: &mut Reader<'_>) -> Result<(), SnapshotError> {
+        let len = r.remaining();
+        if len > self.limits.max_rules_bytes {
+            return Err(r.fail(Violation::StringTooLong {
+                what: "rules",
+                len: len as u64,
+                max: self.limits.max_rules_bytes,
+            }));
+        }
+        let bytes = r.take(len as u64, "rules")?;
+        self.rules = Some(Box::from(r.utf8(bytes, "rules")?));
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use super::err::EncodeError;
 use super::keys::{SigningKey, SIGNATURE_BYTES};
 use super::model::SnapshotInput;
 use super::wire::Writer;
-use super::{MAX_STRING_BYTES, TAG_GROUPS, TAG_OWNED, TAG_USERS};
+use super::{MAX_STRING_BYTES, TAG_ANCESTORS, TAG_GROUPS, TAG_OWNED, TAG_RULES, TAG_USERS};
 
 /// Encodes and signs a snapshot.
 ///
@@ -61,6 +61,12 @@ fn encode_content(input: &SnapshotInput) -> Result<Vec<u8>, EncodeError> {
     for owned in &input.owned {
         for group in &owned.owners {
             group_set.insert(checked(group, "group ref")?);
+        }
+    }
+    for group in &input.groups {
+        group_set.insert(checked(&group.entity_ref, "group ref")?);
+        for ancestor in &group.ancestors {
+            group_set.insert(checked(ancestor, "group ref")?);
         }
     }
     let groups: Vec<&str> = group_set.into_iter().collect();
@@ -180,6 +186,34 @@ fn encode_content(input: &SnapshotInput) -> Result<Vec<u8>, EncodeError> {
         }
     }
     content.section(TAG_OWNED, &section.buf);
+
+    // Ancestors: only groups that have any, by group index; entries for one group merge.
+    let mut ancestors: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    for group in &input.groups {
+        let Some(&own) = index.get(group.entity_ref.as_str()) else {
+            continue;
+        };
+        let above: BTreeSet<u32> = indices(&group.ancestors)
+            .into_iter()
+            .filter(|&i| i != own)
+            .collect();
+        if !above.is_empty() {
+            ancestors.entry(own).or_default().extend(above);
+        }
+    }
+    if !ancestors.is_empty() {
+        let mut section = Writer::default();
+        section.len(ancestors.len());
+        for (group, above) in &ancestors {
+            section.len(*group as usize);
+            let above: Vec<u32> = above.iter().copied().collect();
+            section.indices(&above);
+        }
+        content.section(TAG_ANCESTORS, &section.buf);
+    }
+    if let Some(rules) = &input.rules {
+        content.section(TAG_RULES, rules.as_bytes());
+    }
     Ok(content.buf)
 }
 

@@ -32,6 +32,10 @@ pub struct Snapshot {
     /// Sorted by (kind, id).
     pub(crate) owned: Box<[OwnedRecord]>,
     pub(crate) owned_table: PositionTable,
+    /// Per group index, its closed ancestors in `members`; empty when the snapshot has none.
+    pub(crate) ancestors: Box<[Span]>,
+    /// Rules JSON, compiled by the loader.
+    pub(crate) rules: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -205,6 +209,24 @@ impl Snapshot {
             + self.user_table.heap_bytes()
             + self.email_table.heap_bytes()
             + self.owned_table.heap_bytes()
+            + size_of_val(&*self.ancestors)
+            + self.rules.as_deref().map_or(0, str::len)
+    }
+
+    /// Every group above the group at `index` (empty when none, or when the snapshot
+    /// carries no hierarchy).
+    pub fn ancestors_of(&self, index: u32) -> GroupSet<'_> {
+        let span = self
+            .ancestors
+            .get(index as usize)
+            .copied()
+            .unwrap_or_default();
+        self.set(span)
+    }
+
+    /// The rules the control plane published, as JSON text.
+    pub fn rules_json(&self) -> Option<&str> {
+        self.rules.as_deref()
     }
 
     fn text(&self, span: Span) -> &str {

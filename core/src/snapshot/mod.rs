@@ -33,7 +33,7 @@ pub use keys::{
     SIGNATURE_BYTES,
 };
 pub use lookup::{GroupSet, Snapshot, UserView};
-pub use model::{OwnedInput, SnapshotInput, UserInput};
+pub use model::{GroupInput, OwnedInput, SnapshotInput, UserInput};
 
 /// Longest string the encoder writes, and the decoder's default bound.
 pub const MAX_STRING_BYTES: usize = 1024;
@@ -45,3 +45,7 @@ const TAG_GROUPS: u64 = 1;
 const TAG_USERS: u64 = 2;
 const TAG_OWNED: u64 = 3;
 const OPTIONAL_TAGS: u64 = 128;
+/// Optional: each group's closed ancestors.
+const TAG_ANCESTORS: u64 = 128;
+/// Optional: rules as JSON text.
+const TAG_RULES: u64 = 129;

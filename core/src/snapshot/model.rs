@@ -14,6 +14,22 @@ pub struct SnapshotInput {
     /// refs. Owners are groups and are not closed upward: membership closure is on the user
     /// side.
     pub owned: Vec<OwnedInput>,
+    /// Groups with their transitively closed parents, so the filter can close the group
+    /// claims a token carries (a token naming `analytics` also counts for `data-eng` when
+    /// `analytics` is nested in it). Groups without parents may be left out.
+    pub groups: Vec<GroupInput>,
+    /// Rules in the filter's rule language, as a JSON array (the same objects as the plugin
+    /// configuration's `rules`). The filter compiles them when it loads the snapshot.
+    pub rules: Option<String>,
+}
+
+/// One catalog group and every group above it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupInput {
+    /// Normalized entity ref, `group:default/analytics`.
+    pub entity_ref: String,
+    /// Every parent, grandparent and so on. The group itself and duplicates are ignored.
+    pub ancestors: Vec<String>,
 }
 
 /// One catalog user.

@@ -68,6 +68,7 @@ fn input() -> SnapshotInput {
             ),
             owned("airbyte.connection", "3f2a", &["group:default/owners-only"]),
         ],
+        ..SnapshotInput::default()
     }
 }
 
@@ -209,7 +210,7 @@ fn unusual_emails_round_trip() {
             .enumerate()
             .map(|(i, email)| user(&format!("user:default/u{i}"), Some(email), &[]))
             .collect(),
-        owned: vec![],
+        ..SnapshotInput::default()
     };
     let snap = decode(&encoded(&input)).unwrap();
     for (i, email) in emails.iter().enumerate() {
@@ -922,7 +923,11 @@ fn synthetic(
                 .collect(),
         })
         .collect();
-    SnapshotInput { users, owned }
+    SnapshotInput {
+        users,
+        owned,
+        ..SnapshotInput::default()
+    }
 }
 
 fn word(rng: &mut StdRng, min: usize, max: usize) -> String {
@@ -944,4 +949,159 @@ fn memory_kib() -> Option<usize> {
         let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
     }
+}
+
+fn group(entity_ref: &str, ancestors: &[&str]) -> GroupInput {
+    GroupInput {
+        entity_ref: entity_ref.into(),
+        ancestors: ancestors.iter().map(|a| (*a).into()).collect(),
+    }
+}
+
+#[test]
+fn hierarchy_and_rules_round_trip() {
+    let rules = r#"[{"id":"r1","action":"allow","hosts":["a"]}]"#;
+    let mut with = input();
+    with.groups = vec![
+        group(
+            "group:default/analytics",
+            &["group:default/data-eng", "group:default/engineering"],
+        ),
+        // The group itself and duplicates are dropped; entries merge.
+        group(
+            "group:default/analytics",
+            &["group:default/analytics", "group:default/data-eng"],
+        ),
+        group("group:default/data-eng", &["group:default/engineering"]),
+        group("group:default/engineering", &[]),
+    ];
+    with.rules = Some(rules.into());
+    let snap = decode(&encoded(&with)).unwrap();
+    let ancestors = |g: &str| names(snap.ancestors_of(snap.group_index(g).unwrap()));
+    assert_eq!(
+        ancestors("group:default/analytics"),
+        ["group:default/data-eng", "group:default/engineering"]
+    );
+    assert_eq!(
+        ancestors("group:default/data-eng"),
+        ["group:default/engineering"]
+    );
+    assert!(ancestors("group:default/engineering").is_empty());
+    assert!(ancestors("group:default/ci-admins").is_empty());
+    assert!(snap.ancestors_of(u32::MAX).is_empty());
+    assert_eq!(snap.rules_json(), Some(rules));
+
+    // Without them the snapshot is what it was: no hierarchy, no rules, same bytes.
+    let plain = decode(&encoded(&input())).unwrap();
+    assert!(plain.rules_json().is_none());
+    assert!(plain
+        .ancestors_of(plain.group_index("group:default/analytics").unwrap())
+        .is_empty());
+    let mut empty_groups = input();
+    empty_groups.groups = vec![group("group:default/analytics", &[])];
+    assert_eq!(encoded(&empty_groups), encoded(&input()));
+}
+
+#[test]
+fn malformed_hierarchy_and_rules_are_rejected() {
+    let k = key();
+    let groups = front_coded_table(&["group:default/a", "group:default/b"]);
+    let users = {
+        let mut w = Writer::default();
+        w.len(0);
+        w.len(0);
+        w.buf
+    };
+    let owned_none = users[..1].to_vec();
+    let entries = |list: &[(usize, &[u32])]| {
+        let mut w = Writer::default();
+        w.len(list.len());
+        for (group, above) in list {
+            w.len(*group);
+            w.indices(above);
+        }
+        w.buf
+    };
+    let with = |ancestors: &[u8], rules: &[u8]| {
+        signed(
+            &sections(&[
+                (1, &groups),
+                (2, &users),
+                (3, &owned_none),
+                (128, ancestors),
+                (129, rules),
+            ]),
+            &k,
+        )
+    };
+    let good = with(&entries(&[(0, &[1])]), b"[]");
+    let snap = decode(&good).unwrap();
+    assert_eq!(names(snap.ancestors_of(0)), ["group:default/b"]);
+
+    let cases: [(&str, Vec<u8>, &dyn Fn(&Violation) -> bool); 5] = [
+        (
+            "group index out of range",
+            with(&entries(&[(2, &[0])]), b"[]"),
+            &|v| {
+                matches!(
+                    v,
+                    Violation::IndexOutOfRange {
+                        what: "ancestor group",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "ancestor index out of range",
+            with(&entries(&[(0, &[5])]), b"[]"),
+            &|v| {
+                matches!(
+                    v,
+                    Violation::IndexOutOfRange {
+                        what: "ancestor",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "groups out of order",
+            with(&entries(&[(1, &[0]), (0, &[1])]), b"[]"),
+            &|v| {
+                matches!(
+                    v,
+                    Violation::OutOfOrder {
+                        what: "ancestor group",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "more entries than groups",
+            with(&entries(&[(0, &[1]), (1, &[0]), (1, &[0])]), b"[]"),
+            &|v| matches!(v, Violation::TooMany { .. } | Violation::OutOfOrder { .. }),
+        ),
+        (
+            "rules not UTF-8",
+            with(&entries(&[]), &[0xff, 0xfe]),
+            &|v| matches!(v, Violation::InvalidUtf8 { what: "rules" }),
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let violation = malformed(&bytes);
+        assert!(expected(&violation), "{name}: got {violation:?}");
+    }
+    let limits = DecodeLimits {
+        max_rules_bytes: 1,
+        ..DecodeLimits::default()
+    };
+    assert!(matches!(
+        Snapshot::decode(&good, &[k.trusted_key()], &limits),
+        Err(SnapshotError::Malformed {
+            violation: Violation::StringTooLong { what: "rules", .. },
+            ..
+        })
+    ));
 }
