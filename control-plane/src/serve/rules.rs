@@ -1,0 +1,105 @@
+//! The rules file: a YAML list of rules in the filter's rule language (the same objects as the
+//! filter configuration's `rules`), compiled with the filter's own compiler and published in
+//! the snapshot as JSON text. A file that does not compile is never published.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::err::RulesError;
+
+/// Reads `path` and returns its rules as compact JSON text (object keys sorted, so replicas
+/// publish the same bytes) once the filter's rule compiler accepts them. An empty list is
+/// allowed.
+pub fn load_rules(path: &Path) -> Result<String, RulesError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value: Value = serde_norway::from_str(&text).map_err(|source| RulesError::Yaml {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !value.is_array() {
+        return Err(RulesError::NotAList {
+            path: path.to_owned(),
+        });
+    }
+    let json = value.to_string();
+    compile(&json).map_err(|source| RulesError::Compile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(json)
+}
+
+/// The filter's rule compiler.
+///
+/// TODO(issue 4): switch to `meshgate_core::config::compile_rules_json` once it is on `main`.
+/// Until then the rules are compiled as a plugin configuration without providers, which checks
+/// the same rule fields but refuses `when.providers`.
+fn compile(json: &str) -> Result<(), meshgate_core::ConfigError> {
+    let config = format!(r#"{{"providers": {{}}, "rules": {json}}}"#);
+    meshgate_core::Policy::from_json(config.as_bytes()).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message with its causes.
+    fn message(error: &RulesError) -> String {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn rules_files_compile_or_say_where_they_fail() {
+        let dir = crate::issuer::test_keys::temp_dir("serve-rules");
+        let path = dir.join("rules.yaml");
+        let ok = [
+            ("[]\n", "[]"),
+            (
+                "- id: dag-owners\n  action: allow\n  hosts: [airflow.internal]\n  when: {groups_any: [group:default/data-eng]}\n",
+                r#"[{"action":"allow","hosts":["airflow.internal"],"id":"dag-owners","when":{"groups_any":["group:default/data-eng"]}}]"#,
+            ),
+        ];
+        for (yaml, json) in ok {
+            std::fs::write(&path, yaml).unwrap();
+            assert_eq!(load_rules(&path).unwrap(), json, "{yaml}");
+        }
+        let bad = [
+            (
+                "- id: a\n  action: maybe\n",
+                "does not compile: `rules[0].action`",
+            ),
+            (
+                "- {id: a, action: allow}\n- {id: b, action: allow, when: {groups_any: 3}}\n",
+                "does not compile: `rules[1].when.groups_any`",
+            ),
+            (
+                "- {id: a, action: allow}\n- {id: a, action: deny}\n",
+                "`rules[1].id`",
+            ),
+            ("rules: []\n", "must hold a list of rules"),
+            ("", "must hold a list of rules"),
+            ("- [unclosed\n", "is not valid YAML"),
+        ];
+        for (yaml, expected) in bad {
+            std::fs::write(&path, yaml).unwrap();
+            let text = message(&load_rules(&path).unwrap_err());
+            assert!(
+                text.contains(expected) && text.contains("rules.yaml"),
+                "{yaml}\n→ {text}"
+            );
+        }
+        let text = message(&load_rules(&dir.join("missing.yaml")).unwrap_err());
+        assert!(text.contains("cannot read rules file"), "{text}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
