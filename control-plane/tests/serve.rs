@@ -416,3 +416,69 @@ fn answers_while_a_sync_hangs_and_stops_cleanly() {
     assert_eq!(logged.last().map(String::as_str), Some("stopped"));
     drop(silent);
 }
+
+/// The `meshgate serve` process: logs written from the sync thread must reach stderr while
+/// the main thread waits (a stderr lock held by the main thread once blocked the first sync
+/// forever), and the snapshot is served.
+#[test]
+fn the_meshgate_binary_serves_and_logs_from_its_threads() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+
+    let scratch = Scratch::new("binary");
+    let config = scratch.dir.join("cp.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ncatalog: {{directory: catalog}}\nsigning_key_file: {}\n",
+            scratch.key_file.display()
+        ),
+    )
+    .unwrap();
+    /// Ends the server even when an assertion fails first.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Child)
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || lines_rx.recv_timeout(READY).unwrap();
+    let first = next();
+    let url = first
+        .strip_prefix("meshgate: serving snapshot `default` at ")
+        .and_then(|rest| rest.split_once("/v1/snapshots/default"))
+        .map(|(url, _)| url.to_owned())
+        .unwrap_or_else(|| panic!("{first}"));
+    let synced = next();
+    assert!(
+        synced.starts_with("meshgate: sync updated: snapshot `default` version "),
+        "{synced}"
+    );
+    let reply = request("GET", &format!("{url}/v1/snapshots/default"), None);
+    assert_eq!(reply.status, 200);
+    let snapshot =
+        Snapshot::decode(&reply.body, &[scratch.trusted()], &DecodeLimits::default()).unwrap();
+    assert_eq!(snapshot.user_count(), 5);
+    drop(child);
+    reader.join().unwrap();
+}

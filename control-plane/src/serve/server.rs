@@ -72,6 +72,14 @@ impl Server {
             trusted,
             log: Arc::clone(&log),
         };
+        // Before any thread starts, so this is always the first line.
+        log(&format!(
+            "serving snapshot `{}` at {}{SNAPSHOTS_PREFIX}{}, resync every {} s",
+            config.snapshot_name,
+            running.url(),
+            config.snapshot_name,
+            config.resync_interval.as_secs()
+        ));
         let sync_thread = {
             let shared = Arc::clone(&shared);
             let interval = config.resync_interval;
@@ -92,13 +100,6 @@ impl Server {
             })?;
             running.workers.push(handle);
         }
-        log(&format!(
-            "serving snapshot `{}` at {}{SNAPSHOTS_PREFIX}{}, resync every {} s",
-            config.snapshot_name,
-            running.url(),
-            config.snapshot_name,
-            config.resync_interval.as_secs()
-        ));
         Ok(running)
     }
 }
