@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::cache::{CachedIdentity, TokenCache};
+use crate::catalog::{Caller, Catalog, CatalogState};
 use crate::claims::{self, ClaimError};
 use crate::config::{FailureMode, Mode, Policy};
 use crate::decision::ShadowOutcome;
@@ -69,10 +70,11 @@ pub fn decide(
     policy: &Policy,
     keys: &KeyStore,
     cache: &mut TokenCache,
+    catalog: CatalogState<'_>,
     req: &Request<'_>,
     now: i64,
 ) -> Verdict {
-    decide_with(policy, Credential::Token { keys, cache }, req, now)
+    decide_with(policy, Credential::Token { keys, cache }, catalog, req, now)
 }
 
 /// Decides a request as if it carried a valid token with these claims (the signature is
@@ -80,16 +82,18 @@ pub fn decide(
 /// previews and explanations, never for traffic.
 pub fn decide_claims(
     policy: &Policy,
+    catalog: CatalogState<'_>,
     claims: Map<String, Value>,
     req: &Request<'_>,
     now: i64,
 ) -> Verdict {
-    decide_with(policy, Credential::Claims(claims), req, now)
+    decide_with(policy, Credential::Claims(claims), catalog, req, now)
 }
 
 fn decide_with(
     policy: &Policy,
     credential: Credential<'_>,
+    catalog: CatalogState<'_>,
     req: &Request<'_>,
     now: i64,
 ) -> Verdict {
@@ -113,11 +117,13 @@ fn decide_with(
         method: req.method,
         path: &normalized,
     };
-    let mut verdict = decide_normalized(policy, credential, req, &facts, now);
+    let mut verdict = decide_normalized(policy, credential, catalog, req, &facts, now);
     verdict.decision.mode = policy.mode_for(&facts);
-    if policy.has_shadow_rules {
-        verdict.decision.shadow = shadow_outcome(policy, &facts, &verdict.decision);
+    let rules = Rules::new(policy, catalog.catalog());
+    if rules.has_shadow_rules() {
+        verdict.decision.shadow = shadow_outcome(&rules, &facts, &verdict.decision);
     }
+    verdict.decision.snapshot_version = catalog.catalog().map(|c| c.snapshot.version());
     verdict.decision.normalized_path = Some(normalized.clone());
     verdict
 }
@@ -125,6 +131,7 @@ fn decide_with(
 fn decide_normalized(
     policy: &Policy,
     credential: Credential<'_>,
+    catalog: CatalogState<'_>,
     req: &Request<'_>,
     facts: &RequestFacts<'_>,
     now: i64,
@@ -134,14 +141,13 @@ fn decide_normalized(
         strip_token_header: None,
         cache_hit: None,
     };
+    let rules = Rules::new(policy, catalog.catalog());
     // Deny rules that name no caller apply to everyone, before any token work.
-    if let Some(rule) = first_match(&policy.rules.deny, facts, None, false) {
+    if let Some(rule) = rules.first_deny(facts, None, false) {
         return anonymous(rule_denied(rule, None));
     }
-    if let Some(rule) = policy
-        .rules
-        .allow
-        .iter()
+    if let Some(rule) = rules
+        .allow()
         .find(|r| r.public && !r.shadow && r.matches_request(facts))
     {
         return anonymous(allowed_without_caller(rule));
@@ -200,26 +206,86 @@ fn decide_normalized(
         (Some(p), Some(TokenSource::Header { name, .. })) if !p.forward => Some(name.clone()),
         _ => None,
     };
+    let decision = match catalog {
+        CatalogState::Unavailable { reason } => {
+            catalog_unavailable(policy, facts, reason, identity.principal)
+        }
+        CatalogState::NotConfigured | CatalogState::Ready(_) => {
+            evaluate(&rules, facts, identity.principal, false)
+        }
+    };
     Verdict {
-        decision: evaluate(policy, facts, identity.principal, false),
+        decision,
         strip_token_header,
         cache_hit,
+    }
+}
+
+/// The configuration's rules, then the catalog snapshot's.
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    policy: &'a Policy,
+    catalog: Option<&'a Catalog>,
+}
+
+impl<'a> Rules<'a> {
+    fn new(policy: &'a Policy, catalog: Option<&'a Catalog>) -> Rules<'a> {
+        Rules { policy, catalog }
+    }
+
+    fn deny(&self) -> impl Iterator<Item = &'a Rule> + 'a {
+        let extra = self
+            .catalog
+            .map(|c| c.rules.deny.as_slice())
+            .unwrap_or_default();
+        self.policy.rules.deny.iter().chain(extra)
+    }
+
+    fn allow(&self) -> impl Iterator<Item = &'a Rule> + 'a {
+        let extra = self
+            .catalog
+            .map(|c| c.rules.allow.as_slice())
+            .unwrap_or_default();
+        self.policy.rules.allow.iter().chain(extra)
+    }
+
+    fn has_shadow_rules(&self) -> bool {
+        self.policy.has_shadow_rules || self.catalog.is_some_and(|c| c.rules.has_shadow_rules())
+    }
+
+    fn first_deny(
+        &self,
+        facts: &RequestFacts<'_>,
+        caller: Option<&Caller<'_>>,
+        with_shadow: bool,
+    ) -> Option<&'a Rule> {
+        first_match(self.deny(), facts, caller, with_shadow)
+    }
+
+    fn first_allow(
+        &self,
+        facts: &RequestFacts<'_>,
+        caller: Option<&Caller<'_>>,
+        with_shadow: bool,
+    ) -> Option<&'a Rule> {
+        first_match(self.allow(), facts, caller, with_shadow)
     }
 }
 
 /// What the decision would be with shadow rules enforced too, if that is different.
 /// Token outcomes don't change: shadow rules only weigh in where rules are consulted.
 fn shadow_outcome(
-    policy: &Policy,
+    rules: &Rules<'_>,
     facts: &RequestFacts<'_>,
     enforced: &Decision,
 ) -> Option<ShadowOutcome> {
     let would = match &enforced.principal {
-        Some(principal) => evaluate(policy, facts, Arc::clone(principal), true),
+        Some(principal) => evaluate(rules, facts, Arc::clone(principal), true),
         None => {
-            if let Some(rule) = first_match(&policy.rules.deny, facts, None, true) {
+            if let Some(rule) = rules.first_deny(facts, None, true) {
                 rule_denied(rule, None)
-            } else if let Some(rule) = first_match(&policy.rules.allow, facts, None, true)
+            } else if let Some(rule) = rules
+                .first_allow(facts, None, true)
                 .filter(|r| r.public || r.when.is_empty())
             {
                 // A shadow rule without `when` would let an anonymous request through.
@@ -256,30 +322,71 @@ fn keys_unavailable(
     };
     match open {
         Some(rule_id) => Decision {
-            effect: Effect::Allow(AllowCode::FailOpen),
-            reason: format!("{}; failure_mode is open", denial.reason),
             rule_id,
-            provider,
-            principal: None,
-            normalized_path: None,
-            mode: Mode::Enforce,
-            shadow: None,
+            ..deny(
+                denial.code,
+                format!("{}; failure_mode is open", denial.reason),
+                provider,
+                None,
+            )
+            .with_effect(Effect::Allow(AllowCode::FailOpen))
         },
         None => deny(denial.code, denial.reason, provider, None),
     }
 }
 
+/// A snapshot is configured but none is usable (none loaded yet, or too old): like keys
+/// that never loaded, `failure_mode` decides. Fail-open requests keep the verified identity.
+fn catalog_unavailable(
+    policy: &Policy,
+    facts: &RequestFacts<'_>,
+    reason: &str,
+    principal: Arc<Principal>,
+) -> Decision {
+    let provider = Some(principal.provider.clone());
+    let route = policy
+        .rules
+        .allow
+        .iter()
+        .find(|r| r.fail_open && r.matches_request(facts));
+    let reason = format!("the catalog snapshot is unavailable: {reason}");
+    match (policy.failure_mode, route) {
+        (FailureMode::Open, _) => deny(
+            DenyCode::SnapshotUnavailable,
+            format!("{reason}; failure_mode is open"),
+            provider,
+            Some(principal),
+        )
+        .with_effect(Effect::Allow(AllowCode::FailOpen)),
+        (FailureMode::Closed, Some(rule)) => deny(
+            DenyCode::SnapshotUnavailable,
+            format!("{reason}; failure_mode is open"),
+            provider,
+            Some(principal),
+        )
+        .with_effect(Effect::Allow(AllowCode::FailOpen))
+        .with_rule(&rule.id),
+        (FailureMode::Closed, None) => deny(
+            DenyCode::SnapshotUnavailable,
+            reason,
+            provider,
+            Some(principal),
+        ),
+    }
+}
+
 /// Deny rules first, then allow rules, then the default action.
 fn evaluate(
-    policy: &Policy,
+    rules: &Rules<'_>,
     facts: &RequestFacts<'_>,
     principal: Arc<Principal>,
     with_shadow: bool,
 ) -> Decision {
-    let denied_by = first_match(&policy.rules.deny, facts, Some(&principal), with_shadow);
-    let allowed_by = first_match(&policy.rules.allow, facts, Some(&principal), with_shadow);
+    let caller = Caller::new(&principal, rules.catalog);
+    let denied_by = rules.first_deny(facts, Some(&caller), with_shadow);
+    let allowed_by = rules.first_allow(facts, Some(&caller), with_shadow);
     let provider = Some(principal.provider.clone());
-    match (denied_by, allowed_by, policy.default_action) {
+    match (denied_by, allowed_by, rules.policy.default_action) {
         // A matching deny rule wins over everything, like RBAC DENY policies and cedar's forbid.
         (Some(rule), _, _) => rule_denied(rule, Some(principal)),
         // Otherwise the first matching allow rule, in configuration order.
@@ -292,6 +399,7 @@ fn evaluate(
             normalized_path: None,
             mode: Mode::Enforce,
             shadow: None,
+            snapshot_version: None,
         },
         // No rule matched: deny by default...
         (None, None, Action::Deny) => deny(
@@ -313,6 +421,7 @@ fn evaluate(
             normalized_path: None,
             mode: Mode::Enforce,
             shadow: None,
+            snapshot_version: None,
         },
     }
 }
@@ -320,16 +429,16 @@ fn evaluate(
 /// The first rule matching the request whose conditions hold. Without a principal, only
 /// rules without conditions can match.
 fn first_match<'p>(
-    rules: &'p [Rule],
+    mut rules: impl Iterator<Item = &'p Rule>,
     facts: &RequestFacts<'_>,
-    principal: Option<&Principal>,
+    caller: Option<&Caller<'_>>,
     with_shadow: bool,
 ) -> Option<&'p Rule> {
-    rules.iter().find(|rule| {
+    rules.find(|rule| {
         (with_shadow || !rule.shadow)
             && rule.matches_request(facts)
-            && match principal {
-                Some(p) => rule.when.hold_for(p),
+            && match caller {
+                Some(caller) => rule.when.hold_for(caller, &rule.route, facts.path),
                 None => rule.when.is_empty(),
             }
     })
@@ -351,6 +460,7 @@ fn allowed_without_caller(rule: &Rule) -> Decision {
         normalized_path: None,
         mode: Mode::Enforce,
         shadow: None,
+        snapshot_version: None,
     }
 }
 
@@ -379,12 +489,18 @@ fn deny(
         normalized_path: None,
         mode: Mode::Enforce,
         shadow: None,
+        snapshot_version: None,
     }
 }
 
 impl Decision {
     fn with_rule(mut self, id: &str) -> Decision {
         self.rule_id = Some(id.to_owned());
+        self
+    }
+
+    fn with_effect(mut self, effect: Effect) -> Decision {
+        self.effect = effect;
         self
     }
 }
@@ -584,6 +700,7 @@ mod tests {
             policy,
             &KeyStore::new(policy),
             &mut TokenCache::new(0),
+            CatalogState::NotConfigured,
             &req,
             NOW,
         )

@@ -227,7 +227,14 @@ fn corpus() {
                     path: &case.request.path,
                     headers: &headers,
                 };
-                let verdict = decide(&policy, &keys, &mut cache, &req, corpus.now);
+                let verdict = decide(
+                    &policy,
+                    &keys,
+                    &mut cache,
+                    crate::catalog::CatalogState::NotConfigured,
+                    &req,
+                    corpus.now,
+                );
                 let d = &verdict.decision;
                 let plan = headers::plan(&policy, &verdict, &headers);
                 // The status the client sees: in shadow mode every request passes.

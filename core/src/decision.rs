@@ -37,10 +37,12 @@ pub enum DenyCode {
     RuleDenied,
     /// No allow rule matched and the default action is deny.
     NoRuleMatched,
+    /// A catalog snapshot is configured but none is loaded, or the last one is too old.
+    SnapshotUnavailable,
 }
 
 impl DenyCode {
-    pub const ALL: [DenyCode; 14] = [
+    pub const ALL: [DenyCode; 15] = [
         DenyCode::TokenMissing,
         DenyCode::TokenInvalid,
         DenyCode::TokenExpired,
@@ -55,6 +57,7 @@ impl DenyCode {
         DenyCode::PathRejected,
         DenyCode::RuleDenied,
         DenyCode::NoRuleMatched,
+        DenyCode::SnapshotUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl DenyCode {
             DenyCode::PathRejected => "path_rejected",
             DenyCode::RuleDenied => "rule_denied",
             DenyCode::NoRuleMatched => "no_rule_matched",
+            DenyCode::SnapshotUnavailable => "snapshot_unavailable",
         }
     }
 
@@ -84,6 +88,8 @@ impl DenyCode {
     pub fn http_status(self) -> u16 {
         match self {
             DenyCode::PathRejected => 400,
+            // The caller can't fix it; like an unreachable ext_authz service.
+            DenyCode::SnapshotUnavailable => 503,
             DenyCode::RuleDenied | DenyCode::NoRuleMatched => 403,
             DenyCode::TokenMissing
             | DenyCode::TokenInvalid
@@ -121,6 +127,7 @@ impl DenyCode {
             DenyCode::PathRejected => "the request path is ambiguous or malformed",
             DenyCode::RuleDenied => "access denied by policy",
             DenyCode::NoRuleMatched => "access denied: no rule allows this request",
+            DenyCode::SnapshotUnavailable => "authorization data is not available; try again later",
         }
     }
 
@@ -185,6 +192,8 @@ pub struct Decision {
     pub mode: Mode,
     /// What shadow rules would have decided, when that differs from `effect`.
     pub shadow: Option<ShadowOutcome>,
+    /// The catalog snapshot the decision used, if one was loaded.
+    pub snapshot_version: Option<u64>,
 }
 
 /// The decision shadow rules would have made.

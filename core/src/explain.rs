@@ -5,10 +5,12 @@
 use serde_json::{json, Value};
 
 use crate::authorize::{Request, Verdict};
+use crate::catalog::{Caller, CatalogState};
 use crate::decision::Effect;
 use crate::pattern::PathPattern;
-use crate::principal::Principal;
-use crate::rules::{normalize_host, Action, ClaimCondition, Conditions, RequestFacts, Rule};
+use crate::rules::{
+    caller_owns, normalize_host, Action, ClaimCondition, Conditions, RequestFacts, Rule,
+};
 use crate::Policy;
 
 /// How one rule related to the request.
@@ -53,7 +55,13 @@ pub struct Explanation {
 }
 
 /// Explains `verdict`, the decision `decide` (or `decide_claims`) made for `req`.
-pub fn explain(policy: &Policy, req: &Request<'_>, verdict: Verdict) -> Explanation {
+pub fn explain(
+    policy: &Policy,
+    catalog: CatalogState<'_>,
+    req: &Request<'_>,
+    verdict: Verdict,
+) -> Explanation {
+    let catalog = catalog.catalog();
     let host = normalize_host(req.authority);
     let path = verdict.decision.normalized_path.clone();
     let principal = verdict.decision.principal.clone();
@@ -66,12 +74,16 @@ pub fn explain(policy: &Policy, req: &Request<'_>, verdict: Verdict) -> Explanat
                 method: req.method,
                 path,
             };
+            let caller = principal.as_deref().map(|p| Caller::new(p, catalog));
+            let extra = catalog.map(|c| &c.rules);
             policy
                 .rules
                 .deny
                 .iter()
+                .chain(extra.iter().flat_map(|r| r.deny.iter()))
                 .chain(policy.rules.allow.iter())
-                .map(|rule| trace(rule, &facts, principal.as_deref(), &verdict))
+                .chain(extra.iter().flat_map(|r| r.allow.iter()))
+                .map(|rule| trace(rule, &facts, caller.as_ref(), &verdict))
                 .collect()
         }
     };
@@ -86,10 +98,10 @@ pub fn explain(policy: &Policy, req: &Request<'_>, verdict: Verdict) -> Explanat
 fn trace(
     rule: &Rule,
     facts: &RequestFacts<'_>,
-    principal: Option<&Principal>,
+    caller: Option<&Caller<'_>>,
     verdict: &Verdict,
 ) -> RuleTrace {
-    let (outcome, detail) = match mismatch(rule, facts, principal) {
+    let (outcome, detail) = match mismatch(rule, facts, caller) {
         Some(Mismatch::Request(why)) => (RuleOutcome::NotMatched, why),
         Some(Mismatch::Caller(why)) => (RuleOutcome::NotMatched, why),
         Some(Mismatch::NoCaller) => (
@@ -130,7 +142,7 @@ enum Mismatch {
 fn mismatch(
     rule: &Rule,
     facts: &RequestFacts<'_>,
-    principal: Option<&Principal>,
+    caller: Option<&Caller<'_>>,
 ) -> Option<Mismatch> {
     if !rule.route.hosts.is_empty() && !rule.route.hosts.iter().any(|h| h.matches(facts.host)) {
         return Some(Mismatch::Request(format!(
@@ -156,24 +168,51 @@ fn mismatch(
     if rule.public || rule.when.is_empty() {
         return None;
     }
-    match principal {
+    match caller {
         None => Some(Mismatch::NoCaller),
-        Some(p) => caller_mismatch(&rule.when, p).map(Mismatch::Caller),
+        Some(caller) => caller_mismatch(rule, caller, facts.path).map(Mismatch::Caller),
     }
 }
 
+/// The caller's groups in words: the token's, and the catalog user's when there is one.
+fn describe_groups(caller: &Caller<'_>) -> String {
+    let p = caller.principal;
+    let mut text = format!("token groups: {}", list(&p.groups));
+    if p.groups_overage {
+        text.push_str(" (group overage: the token points elsewhere for its groups)");
+    }
+    match caller.user {
+        Some(user) => {
+            let groups: Vec<String> = user.groups.iter().map(str::to_owned).collect();
+            text.push_str(&format!(
+                "; catalog user `{}`: {}",
+                user.entity_ref,
+                list(&groups)
+            ));
+        }
+        None if caller.snapshot.is_some() => text.push_str("; no catalog user matches the token"),
+        None => {}
+    }
+    text
+}
+
 /// The first condition of `when` the caller fails, in words.
-fn caller_mismatch(when: &Conditions, p: &Principal) -> Option<String> {
-    if !when.groups_any.is_empty() && !when.groups_any.iter().any(|g| p.in_group(g)) {
+fn caller_mismatch(rule: &Rule, caller: &Caller<'_>, path: &str) -> Option<String> {
+    let when = &rule.when;
+    let p = caller.principal;
+    if !when.groups_any.is_empty() && !when.groups_any.iter().any(|g| caller.in_group(g)) {
+        let names: Vec<String> = when.groups_any.iter().map(|g| g.name.clone()).collect();
         return Some(format!(
-            "caller is in none of groups_any {} (caller's groups: {})",
-            list(&when.groups_any),
-            list(&p.groups)
+            "caller is in none of groups_any {} ({})",
+            list(&names),
+            describe_groups(caller)
         ));
     }
-    if let Some(missing) = when.groups_all.iter().find(|g| !p.in_group(g)) {
+    if let Some(missing) = when.groups_all.iter().find(|g| !caller.in_group(g)) {
         return Some(format!(
-            "caller is not in `{missing}`, which groups_all requires"
+            "caller is not in `{}`, which groups_all requires ({})",
+            missing.name,
+            describe_groups(caller)
         ));
     }
     if !when.subjects.is_empty()
@@ -196,7 +235,7 @@ fn caller_mismatch(when: &Conditions, p: &Principal) -> Option<String> {
             claims: vec![condition.clone()],
             ..Conditions::default()
         }
-        .hold_for(p);
+        .hold_for(caller, &rule.route, path);
         if !holds {
             return Some(match condition {
                 ClaimCondition::Equals { claim, value } => {
@@ -204,6 +243,30 @@ fn caller_mismatch(when: &Conditions, p: &Principal) -> Option<String> {
                 }
                 ClaimCondition::Contains { claim, value } => {
                     format!("claim `{}` does not contain {value}", claim.as_str())
+                }
+            });
+        }
+    }
+    if let Some(owns) = &when.owns {
+        if !caller_owns(caller, owns, &rule.route, path) {
+            let resource = owns.resource_id(&rule.route.paths, path);
+            let id = resource.as_deref().unwrap_or("?");
+            let Some(snapshot) = caller.snapshot else {
+                return Some(format!(
+                    "ownership of {} `{id}` needs a catalog snapshot, and none is loaded",
+                    owns.kind
+                ));
+            };
+            return Some(match snapshot.owners_of(&owns.kind, id) {
+                None => format!("the catalog lists no {} `{id}`", owns.kind),
+                Some(owners) => {
+                    let owners: Vec<String> = owners.iter().map(str::to_owned).collect();
+                    format!(
+                        "{} `{id}` is owned by {}, and the caller is in none of them ({})",
+                        owns.kind,
+                        list(&owners),
+                        describe_groups(caller)
+                    )
                 }
             });
         }
@@ -346,11 +409,12 @@ mod tests {
         };
         let verdict = decide_claims(
             &policy,
+            CatalogState::NotConfigured,
             claims.as_object().unwrap().clone(),
             &req,
             1_700_000_000,
         );
-        explain(&policy, &req, verdict)
+        explain(&policy, CatalogState::NotConfigured, &req, verdict)
     }
 
     fn outcome(e: &Explanation, id: &str) -> (RuleOutcome, String) {
@@ -404,10 +468,11 @@ mod tests {
             &policy,
             &crate::KeyStore::new(&policy),
             &mut crate::TokenCache::new(0),
+            CatalogState::NotConfigured,
             &req,
             0,
         );
-        let e = explain(&policy, &req, verdict);
+        let e = explain(&policy, CatalogState::NotConfigured, &req, verdict);
         assert_eq!(e.status(), 401);
         assert_eq!(outcome(&e, "dags-read").0, RuleOutcome::NeedsCaller);
 

@@ -19,11 +19,13 @@
 pub mod alg;
 pub mod authorize;
 pub mod cache;
+pub mod catalog;
 pub mod claims;
 pub mod config;
 pub mod decision;
 pub mod explain;
 pub mod extract;
+pub mod groupref;
 pub mod headers;
 pub mod jwks;
 pub mod keystore;

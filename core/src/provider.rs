@@ -6,8 +6,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::claims::{self, ClaimError, ClaimPath};
+use crate::groupref::{token_group_ref, user_ref};
 use crate::jwks::KeySet;
-use crate::principal::Principal;
+use crate::principal::{CatalogKey, Principal};
 
 pub const DEFAULT_CLOCK_SKEW_S: i64 = 60;
 pub const DEFAULT_MAX_GROUPS: usize = 1024;
@@ -45,6 +46,21 @@ pub enum UnknownKid {
     Off,
 }
 
+/// How a token's caller is found in the catalog, like Backstage's sign-in resolvers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveBy {
+    /// `sub` is a user entity ref (`user:default/alice`, as in Backstage tokens).
+    EntityRef,
+    /// The email claim equals the user's `spec.profile.email`.
+    Email,
+    /// The username claim is the user entity's name.
+    Username,
+    /// The email's local part is the user entity's name.
+    EmailLocalPart,
+    /// `sub` is the user entity's name.
+    Subject,
+}
+
 /// Copies a claim into a request header for the upstream (jwt_authn's `claim_to_headers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimToHeader {
@@ -73,6 +89,10 @@ pub struct Provider {
     /// Some IdPs change the case of group names; off by default (exact comparison).
     pub groups_case_insensitive: bool,
     pub claim_to_headers: Vec<ClaimToHeader>,
+    /// Catalog lookups for this provider's callers, first match wins.
+    pub resolve_by: Vec<ResolveBy>,
+    /// Namespace of user entities for name lookups (`default`).
+    pub user_namespace: String,
 }
 
 /// The validity window of a verified token, skew included: valid while
@@ -186,14 +206,72 @@ impl Provider {
             Some(path) => claims::string_list(&claims, path, self.max_groups)?,
             None => Vec::new(),
         };
+        let groups_overage = groups.is_empty()
+            && self
+                .groups_claim
+                .as_ref()
+                .is_some_and(|path| has_claim_source(&claims, path.as_str()));
+        let mut group_refs: Vec<String> = groups
+            .iter()
+            .filter_map(|g| token_group_ref(g, self.groups_case_insensitive))
+            .collect();
+        group_refs.sort_unstable();
+        group_refs.dedup();
+        let catalog_keys =
+            self.catalog_keys(subject.as_deref(), email.as_deref(), username.as_deref());
         Ok(Principal {
             provider: self.name.clone(),
             subject,
             email,
             username,
             groups,
+            group_refs,
+            catalog_keys,
+            groups_overage,
             claims,
             groups_case_insensitive: self.groups_case_insensitive,
         })
     }
+
+    fn catalog_keys(
+        &self,
+        subject: Option<&str>,
+        email: Option<&str>,
+        username: Option<&str>,
+    ) -> Vec<CatalogKey> {
+        let ns = self.user_namespace.as_str();
+        let by_name = |name: Option<&str>| {
+            name.filter(|n| !n.contains(':'))
+                .and_then(|n| user_ref(n, ns))
+                .map(CatalogKey::UserRef)
+        };
+        self.resolve_by
+            .iter()
+            .filter_map(|how| match how {
+                ResolveBy::EntityRef => subject
+                    .filter(|s| s.contains(':'))
+                    .and_then(|s| user_ref(s, ns))
+                    .map(CatalogKey::UserRef),
+                ResolveBy::Email => email
+                    .filter(|e| e.contains('@'))
+                    .map(|e| CatalogKey::Email(e.to_owned())),
+                ResolveBy::Username => by_name(username),
+                ResolveBy::EmailLocalPart => by_name(
+                    email
+                        .and_then(|e| e.rsplit_once('@'))
+                        .map(|(local, _)| local),
+                ),
+                ResolveBy::Subject => by_name(subject),
+            })
+            .collect()
+    }
+}
+
+/// Entra ID group overage: instead of `groups`, the token names a claim source for it in
+/// `_claim_names` (`{"_claim_names": {"groups": "src1"}}`).
+fn has_claim_source(claims: &Map<String, Value>, claim: &str) -> bool {
+    claims
+        .get("_claim_names")
+        .and_then(Value::as_object)
+        .is_some_and(|names| names.contains_key(claim))
 }

@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
+use crate::catalog::Caller;
 use crate::claims::ClaimPath;
+use crate::groupref::GroupName;
 use crate::pattern::PathPattern;
 use crate::principal::Principal;
 
@@ -90,15 +92,58 @@ impl ClaimCondition {
     }
 }
 
+/// One piece of an ownership id template: text, or a path parameter's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdPart {
+    Text(String),
+    Param(String),
+}
+
+/// "The caller's groups own the catalog resource this request is about": the resource is
+/// (`kind`, id), the id built from the route's path parameters (`{org}/{pipeline}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub kind: String,
+    pub id: Vec<IdPart>,
+}
+
+impl Ownership {
+    /// The resource id for this request: the first of `paths` that matches gives the
+    /// parameters. `None` when no template matches or a parameter is missing.
+    pub fn resource_id(&self, paths: &[PathPattern], path: &str) -> Option<String> {
+        let captures = paths.iter().find_map(|p| p.matches(path))?;
+        let mut id = String::new();
+        for part in &self.id {
+            match part {
+                IdPart::Text(text) => id.push_str(text),
+                IdPart::Param(name) => id.push_str(captures.get(name)?),
+            }
+        }
+        Some(id)
+    }
+
+    /// The id template as written, for explanations.
+    pub fn id_template(&self) -> String {
+        self.id
+            .iter()
+            .map(|part| match part {
+                IdPart::Text(text) => text.clone(),
+                IdPart::Param(name) => format!("{{{name}}}"),
+            })
+            .collect()
+    }
+}
+
 /// Conditions on the caller. Every non-empty field must hold; lists are any-of, except
 /// `groups_all`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Conditions {
-    pub groups_any: Vec<String>,
-    pub groups_all: Vec<String>,
+    pub groups_any: Vec<GroupName>,
+    pub groups_all: Vec<GroupName>,
     pub subjects: Vec<String>,
     pub providers: Vec<String>,
     pub claims: Vec<ClaimCondition>,
+    pub owns: Option<Ownership>,
 }
 
 impl Conditions {
@@ -108,18 +153,35 @@ impl Conditions {
             && self.subjects.is_empty()
             && self.providers.is_empty()
             && self.claims.is_empty()
+            && self.owns.is_none()
     }
 
-    pub fn hold_for(&self, p: &Principal) -> bool {
-        (self.groups_any.is_empty() || self.groups_any.iter().any(|g| p.in_group(g)))
-            && self.groups_all.iter().all(|g| p.in_group(g))
+    pub fn hold_for(&self, caller: &Caller<'_>, route: &RouteMatch, path: &str) -> bool {
+        let p = caller.principal;
+        (self.groups_any.is_empty() || self.groups_any.iter().any(|g| caller.in_group(g)))
+            && self.groups_all.iter().all(|g| caller.in_group(g))
             && (self.subjects.is_empty()
                 || p.subject
                     .as_ref()
                     .is_some_and(|s| self.subjects.contains(s)))
             && (self.providers.is_empty() || self.providers.contains(&p.provider))
             && self.claims.iter().all(|c| c.holds(p))
+            && self
+                .owns
+                .as_ref()
+                .is_none_or(|owns| caller_owns(caller, owns, route, path))
     }
+}
+
+/// Ownership holds when the snapshot lists the resource and the caller's groups meet its
+/// owners. Without a snapshot, or for a resource the catalog doesn't know, it doesn't.
+pub fn caller_owns(caller: &Caller<'_>, owns: &Ownership, route: &RouteMatch, path: &str) -> bool {
+    let Some(snapshot) = caller.snapshot else {
+        return false;
+    };
+    owns.resource_id(&route.paths, path)
+        .and_then(|id| snapshot.owners_of(&owns.kind, &id))
+        .is_some_and(|owners| caller.owns(&owners))
 }
 
 /// What part of the traffic a rule (or a mode override) is about.

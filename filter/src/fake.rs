@@ -20,6 +20,7 @@ pub struct Dispatched {
     pub cluster: String,
     pub authority: String,
     pub path: String,
+    pub headers: Vec<(String, String)>,
 }
 
 /// One request's state: what the filter saw and did to it.
@@ -196,6 +197,11 @@ impl Host for FakeHost {
             cluster: callout.cluster.to_owned(),
             authority: callout.authority.to_owned(),
             path: callout.path.to_owned(),
+            headers: callout
+                .headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         });
         Ok(self.next_token)
     }

@@ -1,12 +1,15 @@
 //! Per-VM state and the request path: read attributes → `core` decides → apply.
 
 use meshgate_core::authorize::{decide, Request, Verdict};
+use meshgate_core::catalog::CatalogState;
 use meshgate_core::decision::{AllowCode, Effect};
 use meshgate_core::{headers, log as decision_log, DenyCode, KeyStore, Mode, Policy, TokenCache};
 
+use crate::host::CallResponse;
 use crate::host::{Host, LogLevel, Metric, MAX_RULE_METRICS};
 use crate::jwks_refresh::{JwksRefresh, UnknownKidAction};
 use crate::reply;
+use crate::snapshot_sync::SnapshotSync;
 
 /// A request paused until its provider's keys are refetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct Filter {
     pub keys: KeyStore,
     pub cache: TokenCache,
     pub jwks: JwksRefresh,
+    /// The catalog snapshot poller, when the configuration has a `snapshot` section.
+    pub snapshot: Option<SnapshotSync>,
     waiters: Vec<Waiter>,
     /// Sampling key for requests without `x-request-id`.
     unkeyed: std::cell::Cell<u64>,
@@ -54,6 +59,7 @@ impl Filter {
             keys: KeyStore::new(&policy),
             cache: TokenCache::new(policy.jwt_cache_size),
             jwks: JwksRefresh::new(&policy),
+            snapshot: SnapshotSync::new(&policy),
             waiters: Vec::new(),
             unkeyed: std::cell::Cell::new(0),
             policy,
@@ -68,6 +74,9 @@ impl Filter {
     /// The root context's timer: load published keys, fetch what is due, settle waiters.
     pub fn on_tick<H: Host>(&mut self, host: &mut H) {
         self.jwks.tick(host, &mut self.keys);
+        if let Some(snapshot) = &mut self.snapshot {
+            snapshot.tick(host, &self.policy);
+        }
         self.settle_waiters(host);
     }
 
@@ -76,11 +85,15 @@ impl Filter {
         &mut self,
         host: &mut H,
         token: u32,
-        status: Option<u16>,
-        body: Option<&[u8]>,
+        response: &CallResponse<'_>,
     ) {
+        if let Some(snapshot) = &mut self.snapshot {
+            if snapshot.on_response(host, &self.policy, token, response) {
+                return;
+            }
+        }
         self.jwks
-            .on_response(host, &mut self.keys, token, status, body);
+            .on_response(host, &mut self.keys, token, response.status, response.body);
         self.settle_waiters(host);
     }
 
@@ -148,12 +161,31 @@ impl Filter {
         };
         let started_us = host.now_micros();
         let now = started_us / 1_000_000;
-        let mut verdict = decide(&self.policy, &self.keys, &mut self.cache, &req, now);
+        // A worker whose first tick hasn't come takes the snapshot another one published.
+        if let Some(snapshot) = self.snapshot.as_mut().filter(|s| !s.has_catalog()) {
+            snapshot.load_published(host, &self.policy);
+        }
+        let now_ms = started_us / 1_000;
+        let mut verdict = decide(
+            &self.policy,
+            &self.keys,
+            &mut self.cache,
+            catalog_state(self.snapshot.as_ref(), now_ms),
+            &req,
+            now,
+        );
         // Keys may have been published by another worker since this one's last tick:
         // one shared-data read beats denying until the next tick.
         if let Some(provider) = self.keys_unavailable_provider(&verdict) {
             if self.jwks.load_published(host, &mut self.keys, provider) {
-                verdict = decide(&self.policy, &self.keys, &mut self.cache, &req, now);
+                verdict = decide(
+                    &self.policy,
+                    &self.keys,
+                    &mut self.cache,
+                    catalog_state(self.snapshot.as_ref(), now_ms),
+                    &req,
+                    now,
+                );
             }
         }
         if let (Some(context_id), Some(provider)) =
@@ -161,7 +193,14 @@ impl Filter {
         {
             match self.jwks.on_unknown_kid(host, &mut self.keys, provider) {
                 UnknownKidAction::Retry => {
-                    verdict = decide(&self.policy, &self.keys, &mut self.cache, &req, now);
+                    verdict = decide(
+                        &self.policy,
+                        &self.keys,
+                        &mut self.cache,
+                        catalog_state(self.snapshot.as_ref(), now_ms),
+                        &req,
+                        now,
+                    );
                 }
                 UnknownKidAction::Wait { deadline_ms } => {
                     self.waiters.push(Waiter {
@@ -334,4 +373,8 @@ impl Filter {
         }
         Next::Stop
     }
+}
+
+fn catalog_state(snapshot: Option<&SnapshotSync>, now_ms: i64) -> CatalogState<'_> {
+    snapshot.map_or(CatalogState::NotConfigured, |s| s.state(now_ms))
 }

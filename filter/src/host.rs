@@ -33,6 +33,17 @@ pub enum Metric {
     /// A token found in the verified-token cache, or not.
     TokenCacheHit,
     TokenCacheMiss,
+    /// Catalog snapshots loaded, refused (bad signature, older, rules that don't compile),
+    /// confirmed unchanged (304), and polls that failed.
+    SnapshotLoaded,
+    SnapshotRejected,
+    SnapshotNotModified,
+    SnapshotFetchFailed,
+    /// Gauges: the loaded snapshot's version, seconds since the control plane confirmed
+    /// it, and the memory it takes in this worker.
+    SnapshotVersion,
+    SnapshotAgeSeconds,
+    SnapshotMemoryBytes,
     /// Decisions per deciding rule: `meshgate.rule.<id>.allowed|denied`. Bounded: only
     /// configurations with at most `MAX_RULE_METRICS` rules get them.
     Rule {
@@ -59,6 +70,13 @@ impl Metric {
             Metric::JwksAgeSeconds(provider) => format!("meshgate.jwks.{provider}.age_s"),
             Metric::TokenCacheHit => String::from("meshgate.token_cache.hit"),
             Metric::TokenCacheMiss => String::from("meshgate.token_cache.miss"),
+            Metric::SnapshotLoaded => String::from("meshgate.snapshot.loaded"),
+            Metric::SnapshotRejected => String::from("meshgate.snapshot.rejected"),
+            Metric::SnapshotNotModified => String::from("meshgate.snapshot.not_modified"),
+            Metric::SnapshotFetchFailed => String::from("meshgate.snapshot.fetch_failed"),
+            Metric::SnapshotVersion => String::from("meshgate.snapshot.version"),
+            Metric::SnapshotAgeSeconds => String::from("meshgate.snapshot.age_s"),
+            Metric::SnapshotMemoryBytes => String::from("meshgate.snapshot.memory_bytes"),
             Metric::Rule { id, allowed } => format!(
                 "meshgate.rule.{id}.{}",
                 if *allowed { "allowed" } else { "denied" }
@@ -82,6 +100,16 @@ pub struct Callout<'a> {
     pub authority: &'a str,
     pub path: &'a str,
     pub timeout: Duration,
+    /// Extra request headers (`if-none-match`).
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// A callout's answer: status (none on timeout or connection failure), body and `etag`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallResponse<'a> {
+    pub status: Option<u16>,
+    pub body: Option<&'a [u8]>,
+    pub etag: Option<&'a str>,
 }
 
 pub trait Host {

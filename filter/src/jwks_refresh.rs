@@ -392,6 +392,7 @@ fn dispatch<H: Host>(entry: &mut Entry, host: &mut H, now: i64) -> Option<u32> {
         authority: &entry.remote.authority,
         path: &entry.remote.path,
         timeout: Duration::from_millis(entry.remote.timeout_ms),
+        headers: &[],
     };
     match host.dispatch_get(&callout) {
         Ok(token) => {

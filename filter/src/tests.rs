@@ -389,8 +389,7 @@ fn loaded_worker(
     f.on_http_call_response(
         &mut host,
         token,
-        Some(200),
-        Some(jwks_of(initial).as_bytes()),
+        &resp(Some(200), Some(jwks_of(initial).as_bytes())),
     );
     assert_eq!(host.counter("meshgate.jwks.fetch_ok"), 1);
     (f, host)
@@ -417,8 +416,7 @@ fn unknown_kid_waits_for_one_refetch_and_all_waiters_pass() {
     f.on_http_call_response(
         &mut host,
         refetch,
-        Some(200),
-        Some(jwks_of(&[&old, &new]).as_bytes()),
+        &resp(Some(200), Some(jwks_of(&[&old, &new]).as_bytes())),
     );
     assert_eq!(f.waiting(), 0);
     for id in [10, 11] {
@@ -445,8 +443,7 @@ fn a_kid_still_unknown_after_the_refetch_is_denied_and_rate_limited() {
     f.on_http_call_response(
         &mut host,
         refetch,
-        Some(200),
-        Some(jwks_of(&[&old]).as_bytes()),
+        &resp(Some(200), Some(jwks_of(&[&old]).as_bytes())),
     );
     let req = host.request(10);
     assert_eq!(req.reply.as_ref().map(|r| r.status), Some(401));
@@ -498,8 +495,7 @@ fn workers_share_one_fetch_and_waiters_elsewhere_wake_on_tick() {
     w1.on_http_call_response(
         &mut h1,
         refetch,
-        Some(200),
-        Some(jwks_of(&[&old, &new]).as_bytes()),
+        &resp(Some(200), Some(jwks_of(&[&old, &new]).as_bytes())),
     );
     assert!(h1.request(10).resumed);
     // Worker 2 picks the new keys up on its next tick and lets its waiter through.
@@ -657,4 +653,206 @@ fn decision_log_sampling_and_filter_state() {
     )
     .unwrap_err();
     assert_eq!(bad.path, "decision_log.allow_sample_rate");
+}
+
+fn resp(status: Option<u16>, body: Option<&[u8]>) -> crate::host::CallResponse<'_> {
+    crate::host::CallResponse {
+        status,
+        body,
+        etag: None,
+    }
+}
+
+mod snapshots {
+    //! The catalog snapshot poller: load, 304, refusals, sharing, staleness.
+
+    use meshgate_core::snapshot::{encode, GroupInput, SigningKey, SnapshotInput, UserInput};
+
+    use super::*;
+    use crate::fake::SharedData;
+
+    fn signing_key() -> SigningKey {
+        SigningKey::from_seed("cp-1", [5; 32]).unwrap()
+    }
+
+    /// alice is in `analytics`, nested in `data-eng`.
+    fn snapshot(version: u64, alice_groups: &[&str], key: &SigningKey) -> Vec<u8> {
+        let input = SnapshotInput {
+            users: vec![UserInput {
+                entity_ref: "user:default/alice".into(),
+                email: None,
+                groups: alice_groups.iter().map(|g| (*g).into()).collect(),
+            }],
+            groups: vec![GroupInput {
+                entity_ref: "group:default/analytics".into(),
+                ancestors: vec!["group:default/data-eng".into()],
+            }],
+            ..SnapshotInput::default()
+        };
+        encode(&input, version, NOW, key).unwrap()
+    }
+
+    fn snapshot_config(keys: &Keys, max_staleness_s: Option<u64>) -> Value {
+        let public = signing_key().trusted_key().to_spec();
+        let mut source = json!({
+            "cluster": "cp", "uri": "http://cp.test/v1/snapshots/default",
+            "public_keys": [{"kid": public.kid, "public_key": public.public_key}],
+            "poll_interval_s": 5
+        });
+        if let Some(max) = max_staleness_s {
+            source["max_staleness_s"] = json!(max);
+        }
+        let mut cfg = config(keys.public_jwk.clone(), json!({"snapshot": source}));
+        cfg["providers"]["idp"]["catalog_user"] = json!({"resolve_by": ["subject"]});
+        cfg
+    }
+
+    /// alice's token has no groups: only the catalog can let her in.
+    fn ask(f: &mut Filter, host: &mut FakeHost, keys: &Keys, id: u32) -> Option<u16> {
+        host.new_request(id, request_headers(&alice(keys, &[])));
+        f.on_request_headers(host, id);
+        host.request(id).reply.map(|r| r.status)
+    }
+
+    fn answer(f: &mut Filter, host: &mut FakeHost, status: u16, body: &[u8], etag: &str) {
+        let token = host.dispatched.last().unwrap().token;
+        let response = crate::host::CallResponse {
+            status: Some(status),
+            body: Some(body),
+            etag: Some(etag),
+        };
+        f.on_http_call_response(host, token, &response);
+    }
+
+    #[test]
+    fn snapshots_load_confirm_and_refuse() {
+        let keys = keys();
+        let shared = SharedData::default();
+        let mut f = filter(snapshot_config(&keys, None));
+        let mut host = FakeHost::at(NOW).sharing(&shared);
+
+        assert_eq!(
+            ask(&mut f, &mut host, &keys, 1),
+            Some(503),
+            "no snapshot yet: fail closed"
+        );
+        assert_eq!(host.counter("meshgate.denied.snapshot_unavailable"), 1);
+
+        f.on_tick(&mut host);
+        let poll = host.dispatched.last().unwrap().clone();
+        assert_eq!(
+            (poll.cluster.as_str(), poll.path.as_str()),
+            ("cp", "/v1/snapshots/default")
+        );
+        assert!(poll.headers.is_empty(), "nothing to revalidate yet");
+        answer(
+            &mut f,
+            &mut host,
+            200,
+            &snapshot(
+                1,
+                &["group:default/analytics", "group:default/data-eng"],
+                &signing_key(),
+            ),
+            "\"v1\"",
+        );
+        assert_eq!(host.counter("meshgate.snapshot.loaded"), 1);
+        assert_eq!(
+            ask(&mut f, &mut host, &keys, 2),
+            None,
+            "nested group from the catalog"
+        );
+
+        // Next poll revalidates; 304 keeps the snapshot.
+        host.now_ms += 5_000;
+        f.on_tick(&mut host);
+        let poll = host.dispatched.last().unwrap().clone();
+        assert_eq!(
+            poll.headers,
+            [("if-none-match".to_owned(), "\"v1\"".to_owned())]
+        );
+        answer(&mut f, &mut host, 304, b"", "\"v1\"");
+        assert_eq!(host.counter("meshgate.snapshot.not_modified"), 1);
+
+        // Refused, the old one kept: wrong key, tampered, older, garbage.
+        let other = SigningKey::from_seed("cp-1", [6; 32]).unwrap();
+        let mut tampered = snapshot(3, &[], &signing_key());
+        let last = tampered.len() - 70;
+        tampered[last] ^= 1;
+        let refusals: [(&str, Vec<u8>); 4] = [
+            ("signed by another key", snapshot(2, &[], &other)),
+            ("tampered", tampered),
+            ("garbage", b"<html>bad gateway</html>".to_vec()),
+            ("not newer", snapshot(1, &[], &signing_key())),
+        ];
+        for (i, (name, body)) in refusals.iter().enumerate() {
+            host.now_ms += 5_000;
+            f.on_tick(&mut host);
+            answer(&mut f, &mut host, 200, body, "\"x\"");
+            assert_eq!(
+                host.counter("meshgate.snapshot.rejected"),
+                i as u64 + 1,
+                "{name}"
+            );
+            assert_eq!(
+                ask(&mut f, &mut host, &keys, 10 + i as u32),
+                None,
+                "{name}: last good kept"
+            );
+        }
+
+        // A newer snapshot without alice's group takes effect.
+        host.now_ms += 5_000;
+        f.on_tick(&mut host);
+        answer(
+            &mut f,
+            &mut host,
+            200,
+            &snapshot(2, &[], &signing_key()),
+            "\"v2\"",
+        );
+        assert_eq!(ask(&mut f, &mut host, &keys, 20), Some(403));
+
+        // Another worker takes the published snapshot on its first request, without polling.
+        let mut w2 = filter(snapshot_config(&keys, None));
+        let mut h2 = FakeHost::at(NOW).sharing(&shared);
+        assert_eq!(ask(&mut w2, &mut h2, &keys, 1), Some(403));
+        assert_eq!(h2.counter("meshgate.denied.snapshot_unavailable"), 0);
+        assert!(h2.dispatched.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_unconfirmed_beyond_max_staleness_fails_closed() {
+        let keys = keys();
+        let mut f = filter(snapshot_config(&keys, Some(30)));
+        let mut host = FakeHost::at(NOW);
+        f.on_tick(&mut host);
+        answer(
+            &mut f,
+            &mut host,
+            200,
+            &snapshot(1, &["group:default/data-eng"], &signing_key()),
+            "\"v1\"",
+        );
+        assert_eq!(ask(&mut f, &mut host, &keys, 1), None);
+        // The control plane goes away: polls fail, the snapshot serves until it is too old.
+        for _ in 0..5 {
+            host.now_ms += 5_000;
+            f.on_tick(&mut host);
+            let token = host.dispatched.last().unwrap().token;
+            f.on_http_call_response(&mut host, token, &resp(Some(503), None));
+        }
+        assert_eq!(
+            ask(&mut f, &mut host, &keys, 2),
+            None,
+            "25 s old: still good"
+        );
+        assert!(host.counter("meshgate.snapshot.fetch_failed") >= 5);
+        host.now_ms += 10_000;
+        assert_eq!(
+            ask(&mut f, &mut host, &keys, 3),
+            Some(503),
+            "40 s old: too stale"
+        );
+    }
 }

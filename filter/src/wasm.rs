@@ -13,7 +13,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
 use meshgate_core::Policy;
 
 use crate::filter::{Filter, Next};
-use crate::host::{Callout, Host, HostError, LogLevel, Metric};
+use crate::host::{CallResponse, Callout, Host, HostError, LogLevel, Metric};
 
 const TICK: Duration = Duration::from_millis(500);
 
@@ -130,19 +130,14 @@ impl Host for EnvoyHost {
     }
 
     fn dispatch_get(&mut self, callout: &Callout<'_>) -> Result<u32, HostError> {
-        hostcalls::dispatch_http_call(
-            callout.cluster,
-            vec![
-                (":method", "GET"),
-                (":path", callout.path),
-                (":authority", callout.authority),
-                ("accept", "application/json"),
-            ],
-            None,
-            vec![],
-            callout.timeout,
-        )
-        .map_err(host_error("dispatch_http_call"))
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", callout.path),
+            (":authority", callout.authority),
+        ];
+        headers.extend_from_slice(callout.headers);
+        hostcalls::dispatch_http_call(callout.cluster, headers, None, vec![], callout.timeout)
+            .map_err(host_error("dispatch_http_call"))
     }
 
     fn set_effective_context(&mut self, context_id: u32) -> Result<(), HostError> {
@@ -170,16 +165,36 @@ impl Host for EnvoyHost {
     }
 }
 
-/// Reads a callout's status and body (in whichever context receives it).
-fn call_response(body_size: usize) -> (Option<u16>, Option<Vec<u8>>) {
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| s.parse::<u16>().ok());
-    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-        .ok()
-        .flatten();
-    (status, body)
+/// A callout's status, `etag` and body, read in whichever context receives it.
+struct OwnedResponse {
+    status: Option<u16>,
+    etag: Option<String>,
+    body: Option<Vec<u8>>,
+}
+
+impl OwnedResponse {
+    fn read(body_size: usize) -> OwnedResponse {
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        OwnedResponse {
+            status: header(":status").and_then(|s| s.parse::<u16>().ok()),
+            etag: header("etag"),
+            body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten(),
+        }
+    }
+
+    fn view(&self) -> CallResponse<'_> {
+        CallResponse {
+            status: self.status,
+            body: self.body.as_deref(),
+            etag: self.etag.as_deref(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -197,9 +212,9 @@ impl Context for Root {
         _num_trailers: usize,
     ) {
         let Some(filter) = &self.filter else { return };
-        let (status, body) = call_response(body_size);
+        let response = OwnedResponse::read(body_size);
         if let Ok(mut filter) = filter.try_borrow_mut() {
-            filter.on_http_call_response(&mut self.host, token_id, status, body.as_deref());
+            filter.on_http_call_response(&mut self.host, token_id, &response.view());
         }
     }
 }
@@ -234,7 +249,7 @@ impl RootContext for Root {
         match Policy::from_json(&raw) {
             Ok(policy) => {
                 let filter = Filter::new(policy);
-                let remote = !filter.jwks.is_empty();
+                let remote = !filter.jwks.is_empty() || filter.snapshot.is_some();
                 self.host.log(
                     LogLevel::Info,
                     &format!(
@@ -295,9 +310,9 @@ impl Context for Http {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let (status, body) = call_response(body_size);
+        let response = OwnedResponse::read(body_size);
         if let Ok(mut filter) = self.filter.try_borrow_mut() {
-            filter.on_http_call_response(&mut self.host, token_id, status, body.as_deref());
+            filter.on_http_call_response(&mut self.host, token_id, &response.view());
         }
     }
 

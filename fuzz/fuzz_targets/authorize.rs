@@ -147,7 +147,14 @@ fuzz_target!(|data: &[u8]| {
 
     for Fixture { policy, keys } in FIXTURES.iter() {
         let mut cache = TokenCache::new(policy.jwt_cache_size.min(8));
-        let cold = decide(policy, keys, &mut cache, &req, NOW);
+        let cold = decide(
+            policy,
+            keys,
+            &mut cache,
+            meshgate_core::catalog::CatalogState::NotConfigured,
+            &req,
+            NOW,
+        );
         if *VERBOSE {
             let d = &cold.decision;
             eprintln!(
@@ -162,7 +169,14 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         check(policy, &req, &cold);
-        let warm = decide(policy, keys, &mut cache, &req, NOW);
+        let warm = decide(
+            policy,
+            keys,
+            &mut cache,
+            meshgate_core::catalog::CatalogState::NotConfigured,
+            &req,
+            NOW,
+        );
         assert_eq!(
             cold.decision, warm.decision,
             "token cache changed the decision"

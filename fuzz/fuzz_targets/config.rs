@@ -51,7 +51,14 @@ fuzz_target!(|data: &[u8]| {
             path,
             headers,
         };
-        let verdict = decide(&policy, &keys, &mut cache, &req, NOW);
+        let verdict = decide(
+            &policy,
+            &keys,
+            &mut cache,
+            meshgate_core::catalog::CatalogState::NotConfigured,
+            &req,
+            NOW,
+        );
         if *VERBOSE {
             let d = &verdict.decision;
             eprintln!(

@@ -88,8 +88,10 @@ fn explain_value(
         path: &request.path,
         headers: &headers,
     };
-    let verdict = decide_claims(&policy, claims, &req, now);
-    let explanation = explain_verdict(&policy, &req, verdict);
+    // Previews see the claims given; catalog groups need a snapshot the package has no way to fetch.
+    let state = meshgate_core::catalog::CatalogState::NotConfigured;
+    let verdict = decide_claims(&policy, state, claims, &req, now);
+    let explanation = explain_verdict(&policy, state, &req, verdict);
     let mut out = explanation.to_json();
     // `to_json` doesn't say whether the request is in shadow (it passes whatever the
     // decision) or what shadow rules would have done; the decision log does, in this form.

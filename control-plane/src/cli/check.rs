@@ -7,15 +7,35 @@ use std::path::Path;
 use std::sync::Arc;
 
 use meshgate_core::authorize::{decide, decide_claims, Request};
+use meshgate_core::catalog::{Catalog, CatalogState};
 use meshgate_core::explain::explain;
 use meshgate_core::jwks::{KeyOrigin, KeySet};
 use meshgate_core::provider::KeySource;
+use meshgate_core::snapshot::Snapshot;
 use meshgate_core::{KeyStore, Policy, TokenCache};
 
 use super::args::Flags;
 use super::err::CliError;
 use super::write_out;
 use crate::validate::validate_file;
+
+/// A snapshot file, verified with the configuration's `snapshot.public_keys`, as the filter
+/// would load it.
+fn load_catalog(policy: &Policy, file: &str) -> Result<Catalog, CliError> {
+    let invalid = |detail: String| CliError::Invalid {
+        what: String::from("--snapshot"),
+        detail,
+    };
+    let source = policy.snapshot.as_ref().ok_or_else(|| {
+        invalid(String::from(
+            "the configuration has no `snapshot` section, so no key to verify it with",
+        ))
+    })?;
+    let bytes = std::fs::read(file).map_err(|e| invalid(format!("cannot read `{file}`: {e}")))?;
+    let snapshot = Snapshot::decode(&bytes, &source.trusted_keys, &source.limits)
+        .map_err(|e| invalid(format!("`{file}`: {e}")))?;
+    Catalog::new(policy, snapshot).map_err(|e| invalid(format!("`{file}`: {e}")))
+}
 
 enum Credential {
     None,
@@ -30,6 +50,7 @@ pub(super) fn check(args: &[String], now: i64, out: &mut dyn Write) -> Result<u8
     let mut headers: Vec<(String, String)> = Vec::new();
     let mut jwks: BTreeMap<String, String> = BTreeMap::new();
     let (mut json, mut now) = (false, now);
+    let mut snapshot_file: Option<String> = None;
     while let Some(flag) = flags.next_flag()? {
         match flag.name {
             "--config" => config = Some(flags.value(&flag)?.to_owned()),
@@ -72,6 +93,7 @@ pub(super) fn check(args: &[String], now: i64, out: &mut dyn Write) -> Result<u8
                 jwks.insert(provider.to_owned(), read(file)?);
             }
             "--now" => now = flags.seconds(&flag)?,
+            "--snapshot" => snapshot_file = Some(flags.value(&flag)?.to_owned()),
             "--json" => json = flags.switch(&flag)?,
             _ => {
                 return Err(CliError::UnknownFlag {
@@ -107,14 +129,26 @@ pub(super) fn check(args: &[String], now: i64, out: &mut dyn Write) -> Result<u8
         path,
         headers: &headers,
     };
+    let catalog = match &snapshot_file {
+        Some(file) => Some(load_catalog(&policy, file)?),
+        None => None,
+    };
+    let state = match (&catalog, &policy.snapshot) {
+        (Some(catalog), _) => CatalogState::Ready(catalog),
+        // The filter would wait for its first snapshot: say so rather than guess.
+        (None, Some(_)) => CatalogState::Unavailable {
+            reason: "meshgate check was given no --snapshot",
+        },
+        (None, None) => CatalogState::NotConfigured,
+    };
     let verdict = match credential {
-        Credential::Claims(claims) => decide_claims(&policy, claims, &req, now),
+        Credential::Claims(claims) => decide_claims(&policy, state, claims, &req, now),
         Credential::None | Credential::Token(_) => {
             let keys = key_store(&policy, &jwks)?;
-            decide(&policy, &keys, &mut TokenCache::new(0), &req, now)
+            decide(&policy, &keys, &mut TokenCache::new(0), state, &req, now)
         }
     };
-    let explanation = explain(&policy, &req, verdict);
+    let explanation = explain(&policy, state, &req, verdict);
     let text = if json {
         format!("{:#}\n", explanation.to_json())
     } else {

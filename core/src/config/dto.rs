@@ -38,6 +38,39 @@ pub struct PluginConfig {
     /// `closed` (default) denies, `open` lets requests through without identity.
     #[serde(default)]
     pub failure_mode: Option<FailureModeConfig>,
+    /// Where the catalog snapshot comes from (the control plane), and how it is trusted.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotConfig>,
+}
+
+/// The control plane's snapshot, polled through an Envoy cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    pub cluster: String,
+    /// `http://meshgate-cp.internal:18090/v1/snapshots/default`
+    pub uri: String,
+    /// Ed25519 keys the snapshot may be signed with (`meshgate keygen` prints the line).
+    pub public_keys: Vec<SnapshotKeyConfig>,
+    /// How often to ask for a newer snapshot (default 10).
+    #[serde(default)]
+    pub poll_interval_s: Option<u64>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// A snapshot not confirmed by the control plane for this long counts as unavailable
+    /// (`failure_mode` decides). Default: never; the last good snapshot stays in force.
+    #[serde(default)]
+    pub max_staleness_s: Option<u64>,
+    /// Largest snapshot accepted, in bytes (default 64 MiB).
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotKeyConfig {
+    pub kid: String,
+    pub public_key: String,
 }
 
 /// Which decisions are logged, and whether they are exposed to Envoy's access log.
@@ -135,6 +168,31 @@ pub struct ProviderConfig {
     pub groups_case_insensitive: bool,
     #[serde(default)]
     pub claim_to_headers: Vec<ClaimToHeaderConfig>,
+    /// How this provider's callers are found in the catalog snapshot.
+    #[serde(default)]
+    pub catalog_user: Option<CatalogUserConfig>,
+}
+
+/// Like Backstage's sign-in resolvers; the first lookup that finds a user wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogUserConfig {
+    /// Default `[entity_ref, email]`.
+    #[serde(default)]
+    pub resolve_by: Option<Vec<ResolveByConfig>>,
+    /// Namespace of user entities for name lookups (default `default`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolveByConfig {
+    EntityRef,
+    Email,
+    Username,
+    EmailLocalPart,
+    Subject,
 }
 
 /// Envoy's `local_jwks` is a data source; `inline_string` holds the JWKS as a string.
@@ -251,6 +309,18 @@ pub struct WhenConfig {
     pub providers: Vec<String>,
     #[serde(default)]
     pub claims: Vec<ClaimConditionConfig>,
+    /// The caller's groups own the catalog resource named by the path.
+    #[serde(default)]
+    pub owns: Option<OwnsConfig>,
+}
+
+/// `{"kind": "airflow.dag", "id": "{dag_id}"}`: the resource (kind, id) whose catalog owners
+/// the caller must be among; `id` is built from the rule's path parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnsConfig {
+    pub kind: String,
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

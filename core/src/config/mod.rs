@@ -2,6 +2,9 @@
 //! configuration compiles or nothing of it is used.
 
 pub mod dto;
+mod rules;
+
+pub use rules::compile_rules_json;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,17 +13,16 @@ use crate::claims::ClaimPath;
 use crate::extract::TokenSource;
 use crate::jwks::{KeyOrigin, KeySet};
 use crate::path::PathOptions;
-use crate::pattern::PathPattern;
 use crate::provider::{
-    ClaimToHeader, KeySource, Provider, RemoteJwks, UnknownKid, DEFAULT_CLOCK_SKEW_S,
+    ClaimToHeader, KeySource, Provider, RemoteJwks, ResolveBy, UnknownKid, DEFAULT_CLOCK_SKEW_S,
     DEFAULT_MAX_GROUPS,
 };
-use crate::rules::{Action, ClaimCondition, Conditions, HostPattern, RouteMatch, Rule, RuleSet};
+use crate::rules::{Action, RouteMatch, RuleSet};
 use crate::token::DEFAULT_MAX_TOKEN_BYTES;
 
 use dto::{
-    ActionConfig, FailureModeConfig, ModeConfig, PathConfig, PluginConfig, ProviderConfig,
-    RuleConfig, UnknownKidConfig,
+    ActionConfig, FailureModeConfig, ModeConfig, PluginConfig, ProviderConfig, ResolveByConfig,
+    UnknownKidConfig,
 };
 
 pub const DEFAULT_JWT_CACHE_SIZE: usize = 1024;
@@ -111,7 +113,25 @@ pub struct Policy {
     /// Rewrite `:path` to the normalized path on allowed requests.
     pub forward_normalized_path: bool,
     pub failure_mode: FailureMode,
+    /// The catalog snapshot source, when one is configured.
+    pub snapshot: Option<SnapshotSource>,
 }
+
+/// Where and how the filter gets catalog snapshots.
+#[derive(Debug, Clone)]
+pub struct SnapshotSource {
+    pub cluster: String,
+    pub uri: String,
+    pub authority: String,
+    pub path: String,
+    pub trusted_keys: Vec<crate::snapshot::TrustedKey>,
+    pub poll_interval_s: u64,
+    pub timeout_ms: u64,
+    pub max_staleness_s: Option<u64>,
+    pub limits: crate::snapshot::DecodeLimits,
+}
+
+pub const DEFAULT_SNAPSHOT_POLL_S: u64 = 10;
 
 impl Policy {
     /// The mode for this request: the first matching override, else the global mode.
@@ -184,7 +204,9 @@ impl TryFrom<PluginConfig> for Policy {
                     format!("`{}` is already the id of rules[{previous}]", rule.id),
                 ));
             }
-            rules.push(compile_rule(&path, rule, &dto.providers)?);
+            rules.push(rules::compile_rule(&path, rule, &|name| {
+                dto.providers.contains_key(name)
+            })?);
         }
 
         let log = dto.decision_log.unwrap_or_default();
@@ -195,7 +217,7 @@ impl TryFrom<PluginConfig> for Policy {
         };
         let mut mode_overrides = Vec::with_capacity(dto.mode_overrides.len());
         for (i, o) in dto.mode_overrides.iter().enumerate() {
-            let route = compile_route(
+            let route = rules::compile_route(
                 &format!("mode_overrides[{i}]"),
                 &o.hosts,
                 &o.methods,
@@ -249,6 +271,7 @@ impl TryFrom<PluginConfig> for Policy {
             owned_headers,
             forward_normalized_path: normalization.forward_normalized_path.unwrap_or(true),
             failure_mode: failure_mode(dto.failure_mode),
+            snapshot: dto.snapshot.as_ref().map(compile_snapshot).transpose()?,
         })
     }
 }
@@ -433,7 +456,27 @@ fn compile_provider(
         })?;
         claim_to_headers.push(ClaimToHeader { header_name, claim });
     }
+    let catalog_user = cfg.catalog_user.clone();
+    let resolve_by = match catalog_user.as_ref().and_then(|c| c.resolve_by.clone()) {
+        Some(list) if list.is_empty() => return Err(ConfigError::new(
+            at("catalog_user.resolve_by"),
+            "name at least one lookup: entity_ref, email, username, email_local_part or subject",
+        )),
+        Some(list) => list.into_iter().map(resolve_by).collect(),
+        None => vec![ResolveBy::EntityRef, ResolveBy::Email],
+    };
+    let user_namespace = catalog_user
+        .and_then(|c| c.namespace)
+        .unwrap_or_else(|| String::from(crate::groupref::DEFAULT_NAMESPACE));
+    if user_namespace.is_empty() || user_namespace.contains(['/', ':']) {
+        return Err(ConfigError::new(
+            at("catalog_user.namespace"),
+            "a Backstage namespace: non-empty, without `/` or `:`",
+        ));
+    }
     Ok(Provider {
+        resolve_by,
+        user_namespace: user_namespace.to_lowercase(),
         name: name.to_owned(),
         issuer: cfg.issuer.clone(),
         audiences: cfg.audiences.clone(),
@@ -535,143 +578,85 @@ pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
     (!authority.is_empty() && !authority.contains('@')).then_some((authority, path))
 }
 
-fn compile_rule(
-    at: &str,
-    rule: &RuleConfig,
-    providers: &std::collections::BTreeMap<String, ProviderConfig>,
-) -> Result<Rule, ConfigError> {
-    if rule.id.is_empty()
-        || rule.id.len() > 128
-        || !rule
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
-    {
+fn compile_snapshot(cfg: &dto::SnapshotConfig) -> Result<SnapshotSource, ConfigError> {
+    if cfg.cluster.is_empty() {
+        return Err(ConfigError::new("snapshot.cluster", "must not be empty"));
+    }
+    let (authority, path) = split_uri(&cfg.uri).ok_or_else(|| {
+        ConfigError::new(
+            "snapshot.uri",
+            format!("`{}` is not an http(s) URL with a host", cfg.uri),
+        )
+    })?;
+    if cfg.public_keys.is_empty() {
         return Err(ConfigError::new(
-            format!("{at}.id"),
-            "rule ids are 1-128 characters of letters, digits and `-_.:/`",
+            "snapshot.public_keys",
+            "list at least one key (the line `meshgate keygen` prints)",
         ));
     }
-    let route = compile_route(at, &rule.hosts, &rule.methods, &rule.paths)?;
-    let when = match &rule.when {
-        None => Conditions::default(),
-        Some(w) => {
-            for (i, provider) in w.providers.iter().enumerate() {
-                if !providers.contains_key(provider) {
-                    return Err(ConfigError::new(
-                        format!("{at}.when.providers[{i}]"),
-                        format!("no provider is named `{provider}`"),
-                    ));
-                }
-            }
-            let mut claims = Vec::with_capacity(w.claims.len());
-            for (i, c) in w.claims.iter().enumerate() {
-                let cat = format!("{at}.when.claims[{i}]");
-                let claim = ClaimPath::new(&c.claim).ok_or_else(|| {
-                    ConfigError::new(
-                        format!("{cat}.claim"),
-                        format!("`{}` is not a claim name or dotted path", c.claim),
-                    )
-                })?;
-                claims.push(match (&c.equals, &c.contains) {
-                    (Some(value), None) => ClaimCondition::Equals {
-                        claim,
-                        value: value.clone(),
-                    },
-                    (None, Some(value)) => ClaimCondition::Contains {
-                        claim,
-                        value: value.clone(),
-                    },
-                    _ => {
-                        return Err(ConfigError::new(
-                            cat,
-                            "set exactly one of `equals` and `contains`",
-                        ))
-                    }
-                });
-            }
-            let mut groups_any = w.groups_any.clone();
-            groups_any.sort();
-            groups_any.dedup();
-            Conditions {
-                groups_any,
-                groups_all: w.groups_all.clone(),
-                subjects: w.subjects.clone(),
-                providers: w.providers.clone(),
-                claims,
-            }
+    let mut trusted_keys = Vec::with_capacity(cfg.public_keys.len());
+    for (i, key) in cfg.public_keys.iter().enumerate() {
+        let spec = crate::snapshot::PublicKeySpec {
+            kid: key.kid.clone(),
+            public_key: key.public_key.clone(),
+        };
+        trusted_keys.push(
+            crate::snapshot::TrustedKey::from_spec(&spec).map_err(|e| {
+                ConfigError::new(format!("snapshot.public_keys[{i}]"), e.to_string())
+            })?,
+        );
+    }
+    let poll_interval_s = cfg.poll_interval_s.unwrap_or(DEFAULT_SNAPSHOT_POLL_S);
+    if !(1..=3600).contains(&poll_interval_s) {
+        return Err(ConfigError::new(
+            "snapshot.poll_interval_s",
+            "must be between 1 and 3600",
+        ));
+    }
+    let timeout_ms = cfg.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::new(
+            "snapshot.timeout_ms",
+            "must be between 1 and 60000",
+        ));
+    }
+    if cfg.max_staleness_s.is_some_and(|s| s < poll_interval_s) {
+        return Err(ConfigError::new(
+            "snapshot.max_staleness_s",
+            "must be at least poll_interval_s, or every poll would find the snapshot stale",
+        ));
+    }
+    let mut limits = crate::snapshot::DecodeLimits::default();
+    if let Some(max) = cfg.max_bytes {
+        if max == 0 {
+            return Err(ConfigError::new(
+                "snapshot.max_bytes",
+                "must be greater than 0",
+            ));
         }
-    };
-    let action = match rule.action {
-        ActionConfig::Allow => Action::Allow,
-        ActionConfig::Deny => Action::Deny,
-    };
-    if rule.public && (action != Action::Allow || !when.is_empty()) {
-        return Err(ConfigError::new(
-            format!("{at}.public"),
-            "a public rule must be an `allow` rule without `when`",
-        ));
+        limits.max_bytes = max;
     }
-    if rule.failure_mode.is_some() && action != Action::Allow {
-        return Err(ConfigError::new(
-            format!("{at}.failure_mode"),
-            "only `allow` rules can override the failure mode",
-        ));
-    }
-    let shadow = rule.mode == Some(ModeConfig::Shadow);
-    if shadow && rule.public {
-        return Err(ConfigError::new(
-            format!("{at}.mode"),
-            "a public rule can't be a shadow rule",
-        ));
-    }
-    Ok(Rule {
-        id: rule.id.clone(),
-        action,
-        public: rule.public,
-        route,
-        when,
-        fail_open: rule.failure_mode == Some(FailureModeConfig::Open),
-        shadow,
+    Ok(SnapshotSource {
+        cluster: cfg.cluster.clone(),
+        uri: cfg.uri.clone(),
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+        trusted_keys,
+        poll_interval_s,
+        timeout_ms,
+        max_staleness_s: cfg.max_staleness_s,
+        limits,
     })
 }
 
-/// Hosts, methods and paths, with errors naming `{at}.hosts[i]` etc.
-fn compile_route(
-    at: &str,
-    hosts: &[String],
-    methods: &[String],
-    paths: &[PathConfig],
-) -> Result<RouteMatch, ConfigError> {
-    let mut route = RouteMatch::default();
-    for (i, host) in hosts.iter().enumerate() {
-        route.hosts.push(HostPattern::parse(host).ok_or_else(|| {
-            ConfigError::new(
-                format!("{at}.hosts[{i}]"),
-                format!("`{host}` is not a host, `*.suffix` or `*`"),
-            )
-        })?);
+fn resolve_by(dto: ResolveByConfig) -> ResolveBy {
+    match dto {
+        ResolveByConfig::EntityRef => ResolveBy::EntityRef,
+        ResolveByConfig::Email => ResolveBy::Email,
+        ResolveByConfig::Username => ResolveBy::Username,
+        ResolveByConfig::EmailLocalPart => ResolveBy::EmailLocalPart,
+        ResolveByConfig::Subject => ResolveBy::Subject,
     }
-    for (i, method) in methods.iter().enumerate() {
-        if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(ConfigError::new(
-                format!("{at}.methods[{i}]"),
-                format!("`{method}` is not an HTTP method"),
-            ));
-        }
-        route.methods.push(method.to_ascii_uppercase());
-    }
-    for (i, path) in paths.iter().enumerate() {
-        let compiled = match path {
-            PathConfig::Template(t) => PathPattern::template(t),
-            PathConfig::Exact { exact } => PathPattern::exact(exact),
-            PathConfig::Prefix { prefix } => PathPattern::prefix(prefix),
-        };
-        route.paths.push(
-            compiled.map_err(|e| ConfigError::new(format!("{at}.paths[{i}]"), e.to_string()))?,
-        );
-    }
-    Ok(route)
 }
 
 fn is_header_name(name: &str) -> bool {

@@ -1038,7 +1038,8 @@ fn malformed_hierarchy_and_rules_are_rejected() {
     let snap = decode(&good).unwrap();
     assert_eq!(names(snap.ancestors_of(0)), ["group:default/b"]);
 
-    let cases: [(&str, Vec<u8>, &dyn Fn(&Violation) -> bool); 5] = [
+    type Expect<'f> = &'f dyn Fn(&Violation) -> bool;
+    let cases: [(&str, Vec<u8>, Expect<'_>); 5] = [
         (
             "group index out of range",
             with(&entries(&[(2, &[0])]), b"[]"),
