@@ -218,7 +218,16 @@ fn serves_the_sample_catalog_and_follows_changes() {
     let above: Vec<&str> = snapshot.ancestors_of(analytics).iter().collect();
     assert_eq!(above, ["group:default/data-eng"]);
     let rules: serde_json::Value = serde_json::from_str(snapshot.rules_json().unwrap()).unwrap();
-    assert_eq!(rules[0]["id"], "health");
+    let ids: Vec<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| rule["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.first(), Some(&"health"));
+    assert!(ids.contains(&"airflow-trigger-owners"), "{ids:?}");
+    // What the filter will compile when it loads the snapshot.
+    meshgate_core::config::compile_rules_json(snapshot.rules_json().unwrap()).unwrap();
 
     // Nothing changed: 304 with the same ETag, and a sync keeps the version.
     let again = request("GET", &server.snapshot_url(), Some(&etag));

@@ -1,6 +1,10 @@
 //! The rules file: a YAML list of rules in the filter's rule language (the same objects as the
 //! filter configuration's `rules`), compiled with the filter's own compiler and published in
 //! the snapshot as JSON text. A file that does not compile is never published.
+//!
+//! The compiler is `meshgate_core::config::compile_rules_json`, the one the filter runs on the
+//! rules it loads from a snapshot. It checks everything but provider names
+//! (`when.providers`), which only the filter's configuration knows.
 
 use std::path::Path;
 
@@ -26,21 +30,11 @@ pub fn load_rules(path: &Path) -> Result<String, RulesError> {
         });
     }
     let json = value.to_string();
-    compile(&json).map_err(|source| RulesError::Compile {
+    meshgate_core::config::compile_rules_json(&json).map_err(|source| RulesError::Compile {
         path: path.to_owned(),
         source,
     })?;
     Ok(json)
-}
-
-/// The filter's rule compiler.
-///
-/// TODO(issue 4): switch to `meshgate_core::config::compile_rules_json` once it is on `main`.
-/// Until then the rules are compiled as a plugin configuration without providers, which checks
-/// the same rule fields but refuses `when.providers`.
-fn compile(json: &str) -> Result<(), meshgate_core::ConfigError> {
-    let config = format!(r#"{{"providers": {{}}, "rules": {json}}}"#);
-    meshgate_core::Policy::from_json(config.as_bytes()).map(|_| ())
 }
 
 #[cfg(test)]
@@ -64,6 +58,15 @@ mod tests {
         let path = dir.join("rules.yaml");
         let ok = [
             ("[]\n", "[]"),
+            // Provider names are the filter configuration's business.
+            (
+                "- {id: ci, action: allow, when: {providers: [buildkite]}}\n",
+                r#"[{"action":"allow","id":"ci","when":{"providers":["buildkite"]}}]"#,
+            ),
+            (
+                "- id: dag-owners\n  action: allow\n  paths: ['/api/v1/dags/{dag_id}/dagRuns']\n  when: {owns: {kind: airflow.dag, id: '{dag_id}'}}\n",
+                r#"[{"action":"allow","id":"dag-owners","paths":["/api/v1/dags/{dag_id}/dagRuns"],"when":{"owns":{"id":"{dag_id}","kind":"airflow.dag"}}}]"#,
+            ),
             (
                 "- id: dag-owners\n  action: allow\n  hosts: [airflow.internal]\n  when: {groups_any: [group:default/data-eng]}\n",
                 r#"[{"action":"allow","hosts":["airflow.internal"],"id":"dag-owners","when":{"groups_any":["group:default/data-eng"]}}]"#,
@@ -85,6 +88,10 @@ mod tests {
             (
                 "- {id: a, action: allow}\n- {id: a, action: deny}\n",
                 "`rules[1].id`",
+            ),
+            (
+                "- id: a\n  action: allow\n  paths: ['/dags/{dag_id}']\n  when: {owns: {kind: airflow.dag, id: '{dag}'}}\n",
+                "`rules[0].when.owns",
             ),
             ("rules: []\n", "must hold a list of rules"),
             ("", "must hold a list of rules"),
