@@ -153,7 +153,7 @@ impl ServeConfig {
             },
             other => ServeConfigError::InFile {
                 path: path.to_owned(),
-                source: Box::new(other),
+                error: Box::new(other),
             },
         })
     }

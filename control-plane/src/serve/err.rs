@@ -28,11 +28,11 @@ pub enum ServeConfigError {
     /// (`catalog.backstage.page_size`).
     #[error("`{field}`: {reason}")]
     Invalid { field: String, reason: String },
-    /// [`ServeConfigError::Invalid`] in a file.
-    #[error("control-plane config `{}`: {source}", .path.display())]
+    /// [`ServeConfigError::Invalid`] in a file (the message includes it: not a cause).
+    #[error("control-plane config `{}`: {error}", .path.display())]
     InFile {
         path: PathBuf,
-        source: Box<ServeConfigError>,
+        error: Box<ServeConfigError>,
     },
 }
 

@@ -30,11 +30,34 @@ pub fn load_rules(path: &Path) -> Result<String, RulesError> {
         });
     }
     let json = value.to_string();
-    meshgate_core::config::compile_rules_json(&json).map_err(|source| RulesError::Compile {
-        path: path.to_owned(),
-        source,
+    meshgate_core::config::compile_rules_json(&json).map_err(|mut source| {
+        source.reason = without_json_position(&source.reason).to_owned();
+        RulesError::Compile {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     Ok(json)
+}
+
+/// The compiler reads the JSON text made here, so a parser position (` at line 1 column 50`)
+/// points into that text, not into the YAML file; the field path says where instead.
+fn without_json_position(reason: &str) -> &str {
+    let Some((before, position)) = reason.rsplit_once(" at line ") else {
+        return reason;
+    };
+    let is_position = position
+        .split_once(" column ")
+        .is_some_and(|(line, column)| {
+            [line, column]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+    if is_position {
+        before
+    } else {
+        reason
+    }
 }
 
 #[cfg(test)]
@@ -50,6 +73,22 @@ mod tests {
             source = cause.source();
         }
         text
+    }
+
+    #[test]
+    fn json_positions_are_dropped_from_reasons() {
+        for (reason, expected) in [
+            (
+                "invalid type: integer `7`, expected a sequence at line 1 column 50",
+                "invalid type: integer `7`, expected a sequence",
+            ),
+            ("unknown field `x` at line 12 column 3", "unknown field `x`"),
+            ("names a path at line one", "names a path at line one"),
+            ("at line 1 column", "at line 1 column"),
+            ("plain", "plain"),
+        ] {
+            assert_eq!(without_json_position(reason), expected);
+        }
     }
 
     #[test]
@@ -104,6 +143,10 @@ mod tests {
                 text.contains(expected) && text.contains("rules.yaml"),
                 "{yaml}\n→ {text}"
             );
+            // Positions in the JSON made from the YAML would only mislead.
+            if text.contains("does not compile") {
+                assert!(!text.contains(" column "), "{text}");
+            }
         }
         let text = message(&load_rules(&dir.join("missing.yaml")).unwrap_err());
         assert!(text.contains("cannot read rules file"), "{text}");
