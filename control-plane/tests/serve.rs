@@ -483,6 +483,12 @@ fn the_meshgate_binary_serves_and_logs_from_its_threads() {
         synced.starts_with("meshgate: sync updated: snapshot `default` version "),
         "{synced}"
     );
+    // The line is logged just before the snapshot is swapped in.
+    let deadline = Instant::now() + READY;
+    while request("GET", &format!("{url}/readyz"), None).status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let reply = request("GET", &format!("{url}/v1/snapshots/default"), None);
     assert_eq!(reply.status, 200);
     let snapshot =

@@ -41,17 +41,7 @@ impl Server {
     pub fn start_with_log(config: ServeConfig, log: LogSink) -> Result<RunningServer, ServeError> {
         config.validate()?;
         let key = load_signing_key(&config.signing_key_file).map_err(ServeError::Key)?;
-        let trusted = key.trusted_key();
         let syncer = Syncer::new(&config, key, Arc::clone(&log));
-        Server::start_with_syncer(&config, syncer, trusted, log)
-    }
-
-    fn start_with_syncer(
-        config: &ServeConfig,
-        syncer: Syncer,
-        trusted: TrustedKey,
-        log: LogSink,
-    ) -> Result<RunningServer, ServeError> {
         let http = tiny_http::Server::http(config.listen).map_err(|source| ServeError::Listen {
             addr: config.listen,
             source,
@@ -69,7 +59,7 @@ impl Server {
             stop: Arc::clone(&stop),
             workers: Vec::new(),
             sync_thread: None,
-            trusted,
+            trusted: syncer.trusted_key().clone(),
             log: Arc::clone(&log),
         };
         // Before any thread starts, so this is always the first line.
