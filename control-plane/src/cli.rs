@@ -6,6 +6,7 @@ mod check;
 mod err;
 mod keygen;
 mod keys;
+mod serve;
 mod token;
 
 use std::io::Write;
@@ -35,6 +36,11 @@ usage:
   meshgate keygen --out FILE [--kid KID]    create a snapshot signing key (mode 0600, never
                                             replaced) and print its public key as one
                                             JSON line for the filter config
+  meshgate serve --config FILE              serve signed catalog snapshots over HTTP,
+                                            resyncing from Backstage (docs/control-plane.md)
+  meshgate snapshot build --config FILE --out FILE
+                                            one sync with the server's config, written to
+                                            FILE (left alone when the content is unchanged)
   meshgate help                             show this text
 
 token options:
@@ -117,12 +123,14 @@ fn dispatch(args: &[String], env: &CliEnv, out: &mut dyn Write) -> Result<u8, Cl
         ("keys", Some((sub, keys_args))) if sub == "init" => {
             keys::init(keys_args, env, out).map(|()| 0)
         }
+        ("serve", _) => serve::serve(rest),
+        ("snapshot", Some((sub, build_args))) if sub == "build" => serve::build(build_args, out),
         ("help" | "--help" | "-h", _) => {
             write_out(out, USAGE)?;
             // Asking for help is not a successful run of a command.
             Ok(2)
         }
-        ("keys", _) => Err(CliError::UnknownCommand {
+        ("keys" | "snapshot", _) => Err(CliError::UnknownCommand {
             command: args.join(" "),
         }),
         (other, _) => Err(CliError::UnknownCommand {
@@ -189,6 +197,8 @@ mod tests {
             (&["frobnicate"][..], "`frobnicate`"),
             (&["keys"], "`keys`"),
             (&["keys", "burn"], "`keys burn`"),
+            (&["snapshot"], "`snapshot`"),
+            (&["snapshot", "serve"], "`snapshot serve`"),
         ] {
             let (code, out, err) = run_args(args, &env());
             assert_eq!(code, 2, "{args:?}");

@@ -3,5 +3,6 @@
 pub mod catalog;
 pub mod cli;
 pub mod issuer;
+pub mod serve;
 pub mod snapshot;
 pub mod validate;

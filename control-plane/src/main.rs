@@ -22,11 +22,8 @@ fn main() -> ExitCode {
             .filter(|dir| !dir.is_empty())
             .map(Into::into),
     };
-    let code = cli::run(
-        &args,
-        &env,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    );
+    // Unlocked handles: `meshgate serve` logs to stderr from its own threads, which would
+    // block forever behind a lock held by this thread for the whole run.
+    let code = cli::run(&args, &env, &mut std::io::stdout(), &mut std::io::stderr());
     ExitCode::from(code)
 }

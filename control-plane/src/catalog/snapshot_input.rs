@@ -8,7 +8,7 @@ use super::index::CatalogIndex;
 use super::ownership::owned_resources;
 use super::warning::CatalogWarning;
 
-pub use meshgate_core::snapshot::{OwnedInput, SnapshotInput, UserInput};
+pub use meshgate_core::snapshot::{GroupInput, OwnedInput, SnapshotInput, UserInput};
 
 /// The email as stored and compared: trimmed, ASCII-lowercased, `None` when empty.
 pub fn normalize_email(email: &str) -> Option<String> {
@@ -16,8 +16,10 @@ pub fn normalize_email(email: &str) -> Option<String> {
     (!email.is_empty()).then(|| email.to_ascii_lowercase())
 }
 
-/// Builds snapshot input from `index`: every user with their closed groups, every resource
-/// named by an ownership annotation with its owners. Every list is sorted by string and
+/// Builds snapshot input from `index`: every user with their closed groups, every group with
+/// its closed ancestors (so the filter can close a token's own group claims), every resource
+/// named by an ownership annotation with its owners. Rules are not the catalog's business and
+/// are left `None`. Every list is sorted by string and
 /// deduplicated, and so are the warnings (the index's own plus those found here), so replicas
 /// reading the same catalog in any order produce identical values.
 pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWarning>) {
@@ -45,6 +47,26 @@ pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWar
         })
         .collect();
     users.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
+
+    // Every group, also those without parents, so the snapshot's group table lists the whole
+    // catalog hierarchy. `membership.groups` holds each group itself too; ancestors do not.
+    let mut groups: Vec<GroupInput> = membership
+        .groups
+        .iter()
+        .map(|(group, closed)| {
+            let mut ancestors: Vec<String> = closed
+                .iter()
+                .filter(|ancestor| *ancestor != group)
+                .map(ToString::to_string)
+                .collect();
+            ancestors.sort();
+            GroupInput {
+                entity_ref: group.to_string(),
+                ancestors,
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
 
     let mut by_email: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for user in &users {
@@ -74,7 +96,8 @@ pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWar
         SnapshotInput {
             users,
             owned,
-            ..SnapshotInput::default()
+            groups,
+            rules: None,
         },
         warnings,
     )
@@ -168,6 +191,35 @@ mod tests {
                 "group:default/team3"
             ]
         );
+        let ancestors = |group: &str| -> Vec<&str> {
+            input
+                .groups
+                .iter()
+                .find(|g| g.entity_ref == group)
+                .unwrap()
+                .ancestors
+                .iter()
+                .map(String::as_str)
+                .collect()
+        };
+        // Every group is listed (9: data-eng, analytics, loop-a, loop-b, team0..team4), in order.
+        assert_eq!(input.groups.len(), 9);
+        assert!(input
+            .groups
+            .windows(2)
+            .all(|pair| pair[0].entity_ref < pair[1].entity_ref));
+        assert_eq!(
+            ancestors("group:default/team3"),
+            ["group:default/analytics", "group:default/data-eng"]
+        );
+        assert_eq!(
+            ancestors("group:default/analytics"),
+            ["group:default/data-eng"]
+        );
+        assert!(ancestors("group:default/data-eng").is_empty());
+        // In a cycle each group is above the other, never above itself.
+        assert_eq!(ancestors("group:default/loop-a"), ["group:default/loop-b"]);
+        assert_eq!(input.rules, None);
         assert_eq!(input.owned.len(), 2);
         assert_eq!(input.owned[0].id, "etl_daily");
         assert_eq!(input.owned[0].owners, ["group:default/data-eng"]);

@@ -49,6 +49,21 @@ pub enum CliError {
     },
     #[error(transparent)]
     Validate(#[from] crate::validate::ValidateError),
+    #[error(transparent)]
+    ServeConfig(#[from] crate::serve::ServeConfigError),
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
+    #[error("cannot load the snapshot signing key (`signing_key_file`)")]
+    SigningKey(#[source] crate::snapshot::KeyFileError),
+    #[error("no snapshot written to `{}`; the sync failed (see above)", .path.display())]
+    SnapshotNotBuilt { path: PathBuf },
+    #[error("cannot write snapshot file `{}`", .path.display())]
+    WriteSnapshot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the server stopped")]
+    ServerStopped,
 }
 
 impl CliError {
@@ -70,7 +85,13 @@ impl CliError {
             | CliError::Output { .. }
             | CliError::Read { .. }
             | CliError::Config { .. }
-            | CliError::Validate(_) => 1,
+            | CliError::Validate(_)
+            | CliError::ServeConfig(_)
+            | CliError::Serve(_)
+            | CliError::SigningKey(_)
+            | CliError::SnapshotNotBuilt { .. }
+            | CliError::WriteSnapshot { .. }
+            | CliError::ServerStopped => 1,
         }
     }
 }

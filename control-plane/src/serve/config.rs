@@ -1,0 +1,606 @@
+//! The control-plane configuration: a YAML file (`meshgate serve --config cp.yaml`) read into
+//! [`ServeConfig`], or a [`ServeConfig`] built in code. The file is read strictly (unknown
+//! fields are errors) and every value is checked by [`ServeConfig::validate`], whose errors name
+//! the field as it is written in the file.
+//!
+//! ```yaml
+//! listen: 127.0.0.1:18090            # default
+//! catalog:
+//!   backstage:                        # or: directory: path/to/catalog-yaml
+//!     base_url: https://backstage.example.com
+//!     token_env: BACKSTAGE_TOKEN      # or token_file: /var/run/secrets/backstage-token
+//!     kinds: [user, group, component, resource, system]   # default
+//!     page_size: 500                  # default
+//!     timeout_s: 30                   # default
+//! rules_file: rules.yaml              # optional
+//! signing_key_file: snapshot-key.json # from `meshgate keygen`
+//! snapshot_name: default              # default; served at /v1/snapshots/<name>
+//! resync_interval_s: 30               # default
+//! ```
+//!
+//! Relative paths in a file are relative to the directory of that file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::err::ServeConfigError;
+use crate::catalog::rest::{DEFAULT_KINDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT};
+
+/// `listen` when not given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:18090";
+/// `snapshot_name` when not given.
+pub const DEFAULT_SNAPSHOT_NAME: &str = "default";
+/// `resync_interval_s` when not given.
+pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+const MAX_RESYNC_INTERVAL_S: u64 = 24 * 3600;
+const MAX_PAGE_SIZE: usize = 10_000;
+const MAX_TIMEOUT_S: u64 = 600;
+const MAX_SNAPSHOT_NAME: usize = 64;
+
+/// What the snapshot server needs to run. Build it with [`ServeConfig::new`] and set fields, or
+/// read a file with [`ServeConfig::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Address and port the HTTP server listens on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Where users, groups and ownership come from.
+    pub catalog: CatalogSource,
+    /// A YAML file holding a list of rules in the filter's rule language, published in the
+    /// snapshot. Read and compiled at every sync.
+    pub rules_file: Option<PathBuf>,
+    /// The Ed25519 key file written by `meshgate keygen`. Read once, at start.
+    pub signing_key_file: PathBuf,
+    /// The snapshot is served at `/v1/snapshots/<snapshot_name>`.
+    pub snapshot_name: String,
+    /// Time between two syncs (a sync can also be triggered with `POST /v1/sync`).
+    pub resync_interval: Duration,
+}
+
+/// Where the catalog is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSource {
+    /// A running Backstage backend's catalog API.
+    Backstage(BackstageCatalog),
+    /// A directory of Backstage descriptor YAML files (`catalog-info.yaml` format).
+    Directory(PathBuf),
+}
+
+/// A Backstage backend's catalog API (`GET /api/catalog/entities/by-query`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackstageCatalog {
+    /// The backend's URL, the part before `/api/catalog`.
+    pub base_url: String,
+    /// Where the bearer token comes from; `None` sends no `Authorization` header.
+    pub token: Option<CatalogToken>,
+    /// Entity kinds read.
+    pub kinds: Vec<String>,
+    /// Entities per page.
+    pub page_size: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// The catalog's bearer token (a Backstage static or service token). It is read at every
+/// sync, so a rotated token file is picked up without a restart.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CatalogToken {
+    /// The value of this environment variable (`token_env`).
+    Env(String),
+    /// The trimmed contents of this file (`token_file`).
+    File(PathBuf),
+    /// This value; only in code (for tests), never in a file.
+    Value(String),
+}
+
+impl std::fmt::Debug for CatalogToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatalogToken::Env(var) => f.debug_tuple("Env").field(var).finish(),
+            CatalogToken::File(path) => f.debug_tuple("File").field(path).finish(),
+            CatalogToken::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
+}
+
+impl BackstageCatalog {
+    /// The catalog at `base_url` without a token, with the default kinds, page size and
+    /// timeout.
+    pub fn new(base_url: impl Into<String>) -> BackstageCatalog {
+        BackstageCatalog {
+            base_url: base_url.into(),
+            token: None,
+            kinds: DEFAULT_KINDS
+                .iter()
+                .map(|kind| (*kind).to_owned())
+                .collect(),
+            page_size: DEFAULT_PAGE_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// A configuration with every default: listen on [`DEFAULT_LISTEN`], no rules, snapshot
+    /// [`DEFAULT_SNAPSHOT_NAME`], resync every [`DEFAULT_RESYNC_INTERVAL`].
+    pub fn new(catalog: CatalogSource, signing_key_file: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 18090)),
+            catalog,
+            rules_file: None,
+            signing_key_file: signing_key_file.into(),
+            snapshot_name: DEFAULT_SNAPSHOT_NAME.to_owned(),
+            resync_interval: DEFAULT_RESYNC_INTERVAL,
+        }
+    }
+
+    /// Reads and validates a configuration file; relative paths in it are resolved against
+    /// the file's directory.
+    pub fn load(path: impl AsRef<Path>) -> Result<ServeConfig, ServeConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ServeConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        ServeConfig::from_yaml(&text, base).map_err(|error| match error {
+            ServeConfigError::Yaml { source } => ServeConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => ServeConfigError::InFile {
+                path: path.to_owned(),
+                error: Box::new(other),
+            },
+        })
+    }
+
+    /// Reads and validates configuration YAML; relative paths are resolved against `base_dir`.
+    pub fn from_yaml(text: &str, base_dir: &Path) -> Result<ServeConfig, ServeConfigError> {
+        let file: ConfigFile =
+            serde_norway::from_str(text).map_err(|source| ServeConfigError::Yaml { source })?;
+        let config = file.resolve(base_dir)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the error names the field as written in a configuration file.
+    pub fn validate(&self) -> Result<(), ServeConfigError> {
+        let interval = self.resync_interval.as_secs();
+        if self.resync_interval.is_zero() || interval > MAX_RESYNC_INTERVAL_S {
+            return Err(ServeConfigError::invalid(
+                "resync_interval_s",
+                format!("must be 1 to {MAX_RESYNC_INTERVAL_S} seconds"),
+            ));
+        }
+        check_snapshot_name(&self.snapshot_name)?;
+        if self.signing_key_file.as_os_str().is_empty() {
+            return Err(ServeConfigError::invalid(
+                "signing_key_file",
+                "must not be empty",
+            ));
+        }
+        if self
+            .rules_file
+            .as_ref()
+            .is_some_and(|file| file.as_os_str().is_empty())
+        {
+            return Err(ServeConfigError::invalid("rules_file", "must not be empty"));
+        }
+        match &self.catalog {
+            CatalogSource::Directory(dir) if dir.as_os_str().is_empty() => Err(
+                ServeConfigError::invalid("catalog.directory", "must not be empty"),
+            ),
+            CatalogSource::Directory(_) => Ok(()),
+            CatalogSource::Backstage(backstage) => check_backstage(backstage),
+        }
+    }
+}
+
+fn check_snapshot_name(name: &str) -> Result<(), ServeConfigError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty()
+        || name.len() > MAX_SNAPSHOT_NAME
+        || !name.chars().all(allowed)
+        || name.starts_with('.')
+    {
+        return Err(ServeConfigError::invalid(
+            "snapshot_name",
+            format!(
+                "`{name}` must be 1 to {MAX_SNAPSHOT_NAME} letters, digits, `-`, `_` or `.`, not starting with `.`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_backstage(backstage: &BackstageCatalog) -> Result<(), ServeConfigError> {
+    let url = backstage.base_url.as_str();
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    if !rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')) {
+        return Err(ServeConfigError::invalid(
+            "catalog.backstage.base_url",
+            format!("`{url}` is not an http:// or https:// URL"),
+        ));
+    }
+    if url.contains(['?', '#']) || url.chars().any(char::is_whitespace) {
+        return Err(ServeConfigError::invalid(
+            "catalog.backstage.base_url",
+            format!("`{url}` must be the backend's URL without query, fragment or spaces"),
+        ));
+    }
+    match &backstage.token {
+        Some(CatalogToken::Env(var)) if var.is_empty() || var.contains(['=', '\0']) => {
+            return Err(ServeConfigError::invalid(
+                "catalog.backstage.token_env",
+                format!("`{var}` is not an environment variable name"),
+            ));
+        }
+        Some(CatalogToken::File(path)) if path.as_os_str().is_empty() => {
+            return Err(ServeConfigError::invalid(
+                "catalog.backstage.token_file",
+                "must not be empty",
+            ));
+        }
+        Some(CatalogToken::Value(value)) if value.trim().is_empty() => {
+            return Err(ServeConfigError::invalid(
+                "catalog.backstage.token",
+                "must not be empty",
+            ));
+        }
+        _ => {}
+    }
+    if backstage.kinds.is_empty() {
+        return Err(ServeConfigError::invalid(
+            "catalog.backstage.kinds",
+            "must list at least one kind",
+        ));
+    }
+    for (position, kind) in backstage.kinds.iter().enumerate() {
+        let usable = !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric());
+        if !usable {
+            return Err(ServeConfigError::invalid(
+                format!("catalog.backstage.kinds[{position}]"),
+                format!("`{kind}` is not an entity kind"),
+            ));
+        }
+    }
+    if backstage.page_size == 0 || backstage.page_size > MAX_PAGE_SIZE {
+        return Err(ServeConfigError::invalid(
+            "catalog.backstage.page_size",
+            format!("must be 1 to {MAX_PAGE_SIZE}"),
+        ));
+    }
+    let timeout = backstage.timeout.as_secs();
+    if backstage.timeout.is_zero() || timeout > MAX_TIMEOUT_S {
+        return Err(ServeConfigError::invalid(
+            "catalog.backstage.timeout_s",
+            format!("must be 1 to {MAX_TIMEOUT_S} seconds"),
+        ));
+    }
+    Ok(())
+}
+
+/// The file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<String>,
+    /// `{backstage: {…}}` or `{directory: …}`: a one-key map, not a YAML tag.
+    #[serde(with = "serde_norway::with::singleton_map")]
+    catalog: CatalogFile,
+    rules_file: Option<PathBuf>,
+    signing_key_file: PathBuf,
+    snapshot_name: Option<String>,
+    resync_interval_s: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum CatalogFile {
+    Backstage(BackstageFile),
+    Directory(PathBuf),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackstageFile {
+    base_url: String,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    kinds: Option<Vec<String>>,
+    page_size: Option<usize>,
+    timeout_s: Option<u64>,
+}
+
+impl ConfigFile {
+    fn resolve(self, base: &Path) -> Result<ServeConfig, ServeConfigError> {
+        let listen_text = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text.trim().parse().map_err(|_| {
+            ServeConfigError::invalid(
+                "listen",
+                format!("`{listen_text}` is not an IP address and port, like `127.0.0.1:18090` or `[::]:18090`"),
+            )
+        })?;
+        let catalog = match self.catalog {
+            CatalogFile::Directory(dir) => CatalogSource::Directory(relative_to(base, dir)),
+            CatalogFile::Backstage(file) => {
+                let token = match (file.token_env, file.token_file) {
+                    (Some(_), Some(_)) => {
+                        return Err(ServeConfigError::invalid(
+                            "catalog.backstage",
+                            "give `token_env` or `token_file`, not both",
+                        ))
+                    }
+                    (Some(var), None) => Some(CatalogToken::Env(var)),
+                    (None, Some(path)) => Some(CatalogToken::File(relative_to(base, path))),
+                    (None, None) => None,
+                };
+                let defaults = BackstageCatalog::new(file.base_url.trim());
+                CatalogSource::Backstage(BackstageCatalog {
+                    token,
+                    kinds: file
+                        .kinds
+                        .map(|kinds| {
+                            kinds
+                                .iter()
+                                .map(|kind| kind.trim().to_lowercase())
+                                .collect()
+                        })
+                        .unwrap_or(defaults.kinds.clone()),
+                    page_size: file.page_size.unwrap_or(defaults.page_size),
+                    timeout: file.timeout_s.map_or(defaults.timeout, Duration::from_secs),
+                    ..defaults
+                })
+            }
+        };
+        Ok(ServeConfig {
+            listen,
+            catalog,
+            rules_file: self.rules_file.map(|file| relative_to(base, file)),
+            signing_key_file: relative_to(base, self.signing_key_file),
+            snapshot_name: self
+                .snapshot_name
+                .unwrap_or_else(|| DEFAULT_SNAPSHOT_NAME.to_owned()),
+            resync_interval: self
+                .resync_interval_s
+                .map_or(DEFAULT_RESYNC_INTERVAL, Duration::from_secs),
+        })
+    }
+}
+
+/// `path` as written when absolute (or empty, which validation reports), else under `base`.
+fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() || path.as_os_str().is_empty() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "catalog: {directory: catalog}\nsigning_key_file: key.json\n";
+
+    fn parse(yaml: &str) -> Result<ServeConfig, ServeConfigError> {
+        ServeConfig::from_yaml(yaml, Path::new("/etc/meshgate"))
+    }
+
+    /// The message with its causes, as the CLI prints it.
+    fn message(error: &ServeConfigError) -> String {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(
+            config,
+            ServeConfig {
+                listen: "127.0.0.1:18090".parse().unwrap(),
+                catalog: CatalogSource::Directory("/etc/meshgate/catalog".into()),
+                rules_file: None,
+                signing_key_file: "/etc/meshgate/key.json".into(),
+                snapshot_name: "default".into(),
+                resync_interval: Duration::from_secs(30),
+            }
+        );
+        assert_eq!(
+            ServeConfig::new(
+                CatalogSource::Directory("/etc/meshgate/catalog".into()),
+                "/etc/meshgate/key.json"
+            ),
+            config
+        );
+    }
+
+    #[test]
+    fn every_field_read() {
+        let config = parse(
+            "listen: '[::1]:9000'\n\
+             catalog:\n  backstage:\n    base_url: https://backstage.example.com/\n    token_file: /run/token\n    kinds: [User, group]\n    page_size: 50\n    timeout_s: 5\n\
+             rules_file: rules/edge.yaml\nsigning_key_file: /keys/cp.json\nsnapshot_name: edge\nresync_interval_s: 120\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config,
+            ServeConfig {
+                listen: "[::1]:9000".parse().unwrap(),
+                catalog: CatalogSource::Backstage(BackstageCatalog {
+                    base_url: "https://backstage.example.com/".into(),
+                    token: Some(CatalogToken::File("/run/token".into())),
+                    kinds: vec!["user".into(), "group".into()],
+                    page_size: 50,
+                    timeout: Duration::from_secs(5),
+                }),
+                rules_file: Some("/etc/meshgate/rules/edge.yaml".into()),
+                signing_key_file: "/keys/cp.json".into(),
+                snapshot_name: "edge".into(),
+                resync_interval: Duration::from_secs(120),
+            }
+        );
+        let config = parse(
+            "catalog: {backstage: {base_url: 'http://127.0.0.1:7007', token_env: BACKSTAGE_TOKEN}}\nsigning_key_file: k\n",
+        )
+        .unwrap();
+        let CatalogSource::Backstage(backstage) = config.catalog else {
+            panic!("{config:?}")
+        };
+        assert_eq!(
+            backstage.token,
+            Some(CatalogToken::Env("BACKSTAGE_TOKEN".into()))
+        );
+        assert_eq!(backstage.kinds, DEFAULT_KINDS);
+        assert_eq!(
+            (backstage.page_size, backstage.timeout),
+            (500, Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let backstage = |fields: &str| {
+            format!("catalog:\n  backstage: {{base_url: 'http://b:7007', {fields}}}\nsigning_key_file: k\n")
+        };
+        let cases: Vec<(String, &str)> = vec![
+            ("signing_key_file: k\n".into(), "missing field `catalog`"),
+            (
+                "catalog: {directory: c}\n".into(),
+                "missing field `signing_key_file`",
+            ),
+            (format!("{MINIMAL}resync: 3\n"), "unknown field `resync`"),
+            (
+                format!("{MINIMAL}listen: localhost\n"),
+                "`listen`: `localhost` is not an IP address and port",
+            ),
+            (
+                format!("{MINIMAL}resync_interval_s: 0\n"),
+                "`resync_interval_s`: must be 1 to 86400 seconds",
+            ),
+            (
+                format!("{MINIMAL}resync_interval_s: -5\n"),
+                "resync_interval_s",
+            ),
+            (
+                format!("{MINIMAL}snapshot_name: ../x\n"),
+                "`snapshot_name`: `../x` must be",
+            ),
+            (
+                format!("{MINIMAL}snapshot_name: ''\n"),
+                "`snapshot_name`: `` must be",
+            ),
+            (
+                format!("{MINIMAL}rules_file: ''\n"),
+                "`rules_file`: must not be empty",
+            ),
+            (
+                "catalog: {directory: ''}\nsigning_key_file: k\n".into(),
+                "`catalog.directory`: must not be empty",
+            ),
+            (
+                "catalog: {git: x}\nsigning_key_file: k\n".into(),
+                "unknown variant `git`",
+            ),
+            (
+                "catalog: {directory: a, backstage: {base_url: 'http://b'}}\nsigning_key_file: k\n"
+                    .into(),
+                "catalog",
+            ),
+            (backstage("tokenenv: X"), "unknown field `tokenenv`"),
+            (
+                backstage("token_env: X, token_file: f"),
+                "`catalog.backstage`: give `token_env` or `token_file`, not both",
+            ),
+            (
+                backstage("token_env: 'A=B'"),
+                "`catalog.backstage.token_env`: `A=B` is not",
+            ),
+            (
+                backstage("page_size: 0"),
+                "`catalog.backstage.page_size`: must be 1 to 10000",
+            ),
+            (
+                backstage("timeout_s: 601"),
+                "`catalog.backstage.timeout_s`: must be 1 to 600 seconds",
+            ),
+            (
+                backstage("kinds: []"),
+                "`catalog.backstage.kinds`: must list at least one kind",
+            ),
+            (
+                backstage("kinds: [user, 'a b']"),
+                "`catalog.backstage.kinds[1]`: `a b` is not an entity kind",
+            ),
+            (
+                "catalog: {backstage: {base_url: 'backstage:7007'}}\nsigning_key_file: k\n".into(),
+                "`catalog.backstage.base_url`: `backstage:7007` is not an http:// or https:// URL",
+            ),
+            (
+                "catalog: {backstage: {base_url: 'http://b/?x=1'}}\nsigning_key_file: k\n".into(),
+                "`catalog.backstage.base_url`: `http://b/?x=1` must be",
+            ),
+            ("[1, 2]".into(), "invalid type"),
+        ];
+        for (yaml, expected) in cases {
+            let error = parse(&yaml).unwrap_err();
+            let text = message(&error);
+            assert!(
+                text.contains(expected),
+                "{yaml}\n→ {text}\nwanted: {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn code_built_configs_are_validated_too() {
+        let mut config = ServeConfig::new(CatalogSource::Directory("c".into()), "k");
+        config.validate().unwrap();
+        config.resync_interval = Duration::ZERO;
+        assert!(message(&config.validate().unwrap_err()).contains("`resync_interval_s`"));
+        let mut backstage = BackstageCatalog::new("http://127.0.0.1:1");
+        backstage.token = Some(CatalogToken::Value(" ".into()));
+        let config = ServeConfig::new(CatalogSource::Backstage(backstage.clone()), "k");
+        assert!(message(&config.validate().unwrap_err()).contains("`catalog.backstage.token`"));
+        backstage.token = Some(CatalogToken::Value("secret".into()));
+        assert!(!format!("{backstage:?}").contains("secret"));
+    }
+
+    #[test]
+    fn files_name_themselves() {
+        let dir = crate::issuer::test_keys::temp_dir("serve-config");
+        let path = dir.join("cp.yaml");
+        std::fs::write(&path, format!("{MINIMAL}snapshot_name: 'a b'\n")).unwrap();
+        let text = message(&ServeConfig::load(&path).unwrap_err());
+        assert!(
+            text.contains("cp.yaml") && text.contains("`snapshot_name`"),
+            "{text}"
+        );
+        std::fs::write(&path, "catalog: [\n").unwrap();
+        let text = message(&ServeConfig::load(&path).unwrap_err());
+        assert!(text.contains("cp.yaml` is not valid"), "{text}");
+        let config = {
+            std::fs::write(&path, MINIMAL).unwrap();
+            ServeConfig::load(&path).unwrap()
+        };
+        assert_eq!(
+            config.catalog,
+            CatalogSource::Directory(dir.join("catalog"))
+        );
+        let text = message(&ServeConfig::load(dir.join("missing.yaml")).unwrap_err());
+        assert!(text.contains("cannot read control-plane config"), "{text}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,402 @@
+//! The HTTP endpoints, as a function from request to reply (no sockets here; `server.rs`
+//! carries replies over tiny_http).
+//!
+//! | Method | Path | Reply |
+//! |---|---|---|
+//! | GET, HEAD | `/v1/snapshots/{name}` | 200 with the signed snapshot, `ETag`, `X-Meshgate-Snapshot-Version`; 304 when `If-None-Match` matches; 404 for another name; 503 before the first successful sync |
+//! | GET, HEAD | `/healthz` | 200 while the process runs |
+//! | GET, HEAD | `/readyz` | 200 once a snapshot is available, else 503 |
+//! | GET, HEAD | `/metrics` | Prometheus text (`metrics.rs`) |
+//! | POST | `/v1/sync` | runs a sync now and returns its [`SyncReport`] as JSON: 200 when it succeeded, 500 when it failed |
+//!
+//! Errors are JSON, `{"code": "...", "message": "..."}`, like the filter's.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::metrics;
+use super::state::Shared;
+use super::sync::{SyncReport, SyncStatus};
+
+/// Snapshots are served under this prefix, followed by the snapshot name.
+pub const SNAPSHOTS_PREFIX: &str = "/v1/snapshots/";
+/// The version header of snapshot replies.
+pub const VERSION_HEADER: &str = "X-Meshgate-Snapshot-Version";
+/// `Content-Type` of snapshot replies.
+pub const SNAPSHOT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// One request, as much of it as routing needs.
+pub(crate) struct RequestParts<'a> {
+    pub method: &'a str,
+    /// Path and query, as received.
+    pub url: &'a str,
+    pub if_none_match: Option<&'a str>,
+}
+
+/// One reply. `length` is the `Content-Length` to announce: the body's, except for a 304,
+/// which announces the length a 200 would have had and sends no body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Arc<[u8]>,
+    pub length: usize,
+}
+
+impl Reply {
+    fn new(status: u16, content_type: &str, body: impl Into<Arc<[u8]>>) -> Reply {
+        let body = body.into();
+        Reply {
+            status,
+            headers: vec![("Content-Type", content_type.to_owned())],
+            length: body.len(),
+            body,
+        }
+    }
+
+    fn text(status: u16, text: &str) -> Reply {
+        Reply::new(status, "text/plain; charset=utf-8", text.as_bytes())
+    }
+
+    fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply::new(status, "application/json", value.to_string().into_bytes())
+    }
+
+    fn error(status: u16, code: &str, message: &str) -> Reply {
+        Reply::json(status, &json!({"code": code, "message": message}))
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The value of the first header called `name` (case-insensitive).
+    #[cfg(test)]
+    pub(crate) fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Answers one request. `sync` runs a sync and waits for its report; `None` when the server
+/// is stopping.
+pub(crate) fn route(
+    shared: &Shared,
+    request: &RequestParts<'_>,
+    sync: &dyn Fn() -> Option<SyncReport>,
+) -> Reply {
+    let path = request
+        .url
+        .split_once('?')
+        .map_or(request.url, |(path, _)| path);
+    let read = matches!(request.method, "GET" | "HEAD");
+    let only = |allowed: &str| {
+        Reply::error(
+            405,
+            "method_not_allowed",
+            &format!("{path} accepts {allowed}"),
+        )
+        .header("Allow", allowed)
+    };
+    if let Some(name) = path.strip_prefix(SNAPSHOTS_PREFIX) {
+        if !read {
+            return only("GET, HEAD");
+        }
+        return snapshot(shared, name, request.if_none_match);
+    }
+    match path {
+        "/healthz" if read => Reply::text(200, "ok\n"),
+        "/readyz" if read => match shared.current() {
+            Some(current) => Reply::text(200, &format!("ready: version {}\n", current.version)),
+            None => Reply::text(503, "not ready: no snapshot yet\n"),
+        },
+        "/metrics" if read => Reply::new(
+            200,
+            metrics::CONTENT_TYPE,
+            metrics::render(shared.name(), &shared.state()).into_bytes(),
+        ),
+        "/v1/sync" if request.method == "POST" => match sync() {
+            Some(report) => {
+                let status = if report.status == SyncStatus::Failed {
+                    500
+                } else {
+                    200
+                };
+                let body = serde_json::to_value(&report).unwrap_or_default();
+                Reply::json(status, &body)
+            }
+            None => Reply::error(503, "stopping", "the server is stopping"),
+        },
+        "/healthz" | "/readyz" | "/metrics" => only("GET, HEAD"),
+        "/v1/sync" => only("POST"),
+        _ => Reply::error(404, "not_found", &format!("no endpoint {path}")),
+    }
+}
+
+fn snapshot(shared: &Shared, name: &str, if_none_match: Option<&str>) -> Reply {
+    if name != shared.name() {
+        return Reply::error(
+            404,
+            "unknown_snapshot",
+            &format!("no snapshot named `{name}`"),
+        );
+    }
+    let Some(current) = shared.current() else {
+        return Reply::error(
+            503,
+            "no_snapshot_yet",
+            "no snapshot yet: the first sync has not succeeded",
+        )
+        .header("Retry-After", "5");
+    };
+    let headers = |reply: Reply| {
+        reply
+            .header("ETag", current.etag.clone())
+            .header(VERSION_HEADER, current.version.to_string())
+            .header("Cache-Control", "no-cache")
+    };
+    if if_none_match.is_some_and(|tags| etag_matches(tags, &current.etag)) {
+        return headers(Reply {
+            status: 304,
+            headers: Vec::new(),
+            body: Arc::from(Vec::new()),
+            length: current.bytes.len(),
+        });
+    }
+    headers(Reply::new(
+        200,
+        SNAPSHOT_CONTENT_TYPE,
+        Arc::clone(&current.bytes),
+    ))
+}
+
+/// `If-None-Match` against the current entity tag: `*`, or a comma-separated list of tags, any
+/// of which may be weak (`W/"…"`); the comparison is the weak one, as RFC 9110 requires for
+/// `If-None-Match`.
+pub(crate) fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    let ours = opaque(etag);
+    if_none_match.trim() == "*" || if_none_match.split(',').any(|tag| opaque(tag) == ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::Fixture;
+    use super::super::sync::SyncStatus;
+    use super::*;
+
+    fn get<'a>(url: &'a str, if_none_match: Option<&'a str>) -> RequestParts<'a> {
+        RequestParts {
+            method: "GET",
+            url,
+            if_none_match,
+        }
+    }
+
+    fn no_sync() -> Option<SyncReport> {
+        panic!("no sync expected")
+    }
+
+    fn body(reply: &Reply) -> String {
+        String::from_utf8(reply.body.to_vec()).unwrap()
+    }
+
+    /// A server state after one good sync of the fixture.
+    fn served(fixture: &Fixture) -> (Shared, std::sync::Arc<super::super::sync::Published>) {
+        let shared = Shared::new("default");
+        let mut syncer = fixture.syncer();
+        let report = syncer.run();
+        shared.record(&report, syncer.current().cloned());
+        let current = shared.current().unwrap();
+        (shared, current)
+    }
+
+    #[test]
+    fn snapshots_with_etag_and_version() {
+        let fixture = Fixture::new("http-snapshot");
+        let (shared, current) = served(&fixture);
+        let reply = route(&shared, &get("/v1/snapshots/default", None), &no_sync);
+        assert_eq!(reply.status, 200);
+        assert_eq!(&*reply.body, &*current.bytes);
+        assert_eq!(reply.length, current.bytes.len());
+        assert_eq!(
+            reply.header_value("content-type"),
+            Some("application/octet-stream")
+        );
+        assert_eq!(reply.header_value("etag"), Some(current.etag.as_str()));
+        assert!(current.etag.starts_with('"') && current.etag.ends_with('"'));
+        assert_eq!(
+            reply.header_value("x-meshgate-snapshot-version"),
+            Some(current.version.to_string().as_str())
+        );
+        assert_eq!(reply.header_value("cache-control"), Some("no-cache"));
+        // The query string does not matter; HEAD is answered like GET (tiny_http drops the body).
+        let head = RequestParts {
+            method: "HEAD",
+            url: "/v1/snapshots/default?x=1",
+            if_none_match: None,
+        };
+        assert_eq!(route(&shared, &head, &no_sync), reply);
+    }
+
+    #[test]
+    fn if_none_match_gives_304() {
+        let fixture = Fixture::new("http-304");
+        let (shared, current) = served(&fixture);
+        let etag = current.etag.as_str();
+        let weak = format!("W/{etag}");
+        let listed = format!("\"1-abc\", {etag}");
+        let cases = [
+            (etag, 304),
+            (weak.as_str(), 304),
+            (listed.as_str(), 304),
+            ("*", 304),
+            ("\"1-abc\"", 200),
+            ("", 200),
+            (etag.trim_matches('"'), 200),
+        ];
+        for (if_none_match, status) in cases {
+            let reply = route(
+                &shared,
+                &get("/v1/snapshots/default", Some(if_none_match)),
+                &no_sync,
+            );
+            assert_eq!(reply.status, status, "{if_none_match}");
+            assert_eq!(reply.header_value("etag"), Some(etag));
+            if status == 304 {
+                assert!(reply.body.is_empty());
+                assert_eq!(reply.length, current.bytes.len());
+                assert_eq!(reply.header_value("content-type"), None);
+            }
+        }
+    }
+
+    #[test]
+    fn before_the_first_sync_snapshots_and_readiness_are_503() {
+        let fixture = Fixture::new("http-503");
+        let shared = Shared::new("default");
+        let cases = [
+            ("/v1/snapshots/default", 503, "no_snapshot_yet"),
+            ("/v1/snapshots/other", 404, "unknown_snapshot"),
+            ("/readyz", 503, "not ready"),
+            ("/healthz", 200, "ok"),
+        ];
+        for (url, status, text) in cases {
+            let reply = route(&shared, &get(url, None), &no_sync);
+            assert_eq!(reply.status, status, "{url}");
+            assert!(body(&reply).contains(text), "{url}: {}", body(&reply));
+        }
+        // A failed first sync changes nothing.
+        std::fs::write(&fixture.rules, "{}").unwrap();
+        let mut syncer = fixture.syncer();
+        let report = syncer.run();
+        shared.record(&report, syncer.current().cloned());
+        assert_eq!(route(&shared, &get("/readyz", None), &no_sync).status, 503);
+    }
+
+    #[test]
+    fn other_paths_and_methods() {
+        let fixture = Fixture::new("http-routes");
+        let (shared, current) = served(&fixture);
+        let request = |method: &'static str, url: &'static str| RequestParts {
+            method,
+            url,
+            if_none_match: None,
+        };
+        let cases = [
+            (request("GET", "/readyz"), 200, None, "ready: version"),
+            (request("GET", "/healthz"), 200, None, "ok"),
+            (
+                request("GET", "/v1/snapshots/"),
+                404,
+                None,
+                "unknown_snapshot",
+            ),
+            (
+                request("GET", "/v1/snapshots/default/x"),
+                404,
+                None,
+                "unknown_snapshot",
+            ),
+            (
+                request("GET", "/v1/snapshots/Default"),
+                404,
+                None,
+                "unknown_snapshot",
+            ),
+            (request("GET", "/"), 404, None, "not_found"),
+            (
+                request("POST", "/v1/snapshots/default"),
+                405,
+                Some("GET, HEAD"),
+                "method_not_allowed",
+            ),
+            (
+                request("DELETE", "/healthz"),
+                405,
+                Some("GET, HEAD"),
+                "method_not_allowed",
+            ),
+            (
+                request("GET", "/v1/sync"),
+                405,
+                Some("POST"),
+                "method_not_allowed",
+            ),
+        ];
+        for (request, status, allow, text) in cases {
+            let reply = route(&shared, &request, &no_sync);
+            assert_eq!(reply.status, status, "{} {}", request.method, request.url);
+            assert_eq!(reply.header_value("allow"), allow);
+            assert!(body(&reply).contains(text), "{}", body(&reply));
+        }
+        assert!(body(&route(&shared, &request("GET", "/readyz"), &no_sync))
+            .contains(&current.version.to_string()));
+    }
+
+    #[test]
+    fn post_sync_returns_the_report() {
+        let fixture = Fixture::new("http-sync");
+        let (shared, current) = served(&fixture);
+        let post = RequestParts {
+            method: "POST",
+            url: "/v1/sync",
+            if_none_match: None,
+        };
+        let ok = SyncReport {
+            status: SyncStatus::Unchanged,
+            version: Some(current.version),
+            serving_stale: false,
+            warnings: 0,
+            duration_ms: 3,
+            reason: None,
+            error: None,
+        };
+        let reply = route(&shared, &post, &|| Some(ok.clone()));
+        assert_eq!(reply.status, 200);
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"status": "unchanged", "version": current.version,
+                "serving_stale": false, "warnings": 0, "duration_ms": 3})
+        );
+        let failed = SyncReport {
+            status: SyncStatus::Failed,
+            serving_stale: true,
+            reason: Some("catalog"),
+            error: Some("cannot read the catalog".into()),
+            ..ok
+        };
+        let reply = route(&shared, &post, &|| Some(failed.clone()));
+        assert_eq!(reply.status, 500);
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(json["status"], "failed");
+        assert_eq!(json["reason"], "catalog");
+        assert_eq!(json["version"], current.version);
+        assert_eq!(route(&shared, &post, &|| None).status, 503);
+    }
+}

@@ -1,0 +1,47 @@
+//! `meshgate serve`: the snapshot server. It reads the Backstage catalog (REST API or a
+//! directory of YAML files) every `resync_interval_s`, turns it into a signed snapshot and
+//! serves it over HTTP with an ETag, keeping the last good snapshot when a sync fails.
+//!
+//! One job per module:
+//! - [`config`]: the YAML configuration and its validation
+//! - [`rules`]: the rules file, compiled with the filter's compiler
+//! - [`sync`]: one sync, versions, the published snapshot
+//! - `state`: the served snapshot and counters shared between threads
+//! - `metrics`: Prometheus text
+//! - [`http`]: endpoints as request → reply
+//! - [`server`]: threads, tiny_http, start and stop
+//! - [`log`]: log sinks
+//!
+//! In-process use (tests, the end-to-end harness):
+//!
+//! ```no_run
+//! use meshgate_control_plane::serve::{CatalogSource, ServeConfig, Server};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = ServeConfig::new(CatalogSource::Directory("catalog".into()), "key.json");
+//! config.listen = "127.0.0.1:0".parse()?;
+//! let mut server = Server::start(config)?;
+//! server.wait_ready(std::time::Duration::from_secs(10));
+//! println!("{} version {:?}", server.snapshot_url(), server.current_version());
+//! server.stop();
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod err;
+#[cfg(test)]
+pub(crate) mod fixture;
+pub mod http;
+pub mod log;
+mod metrics;
+pub mod rules;
+pub mod server;
+mod state;
+pub mod sync;
+
+pub use config::{BackstageCatalog, CatalogSource, CatalogToken, ServeConfig};
+pub use err::{RulesError, ServeConfigError, ServeError, SyncError};
+pub use log::{error_chain, no_log, stderr_log, LogSink};
+pub use rules::load_rules;
+pub use server::{RunningServer, Server};
+pub use sync::{etag, next_version, Published, SyncReport, SyncStatus, Syncer};

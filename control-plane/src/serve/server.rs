@@ -1,0 +1,345 @@
+//! The running server: a sync thread that owns the [`Syncer`], HTTP worker threads over one
+//! tiny_http listener, and [`RunningServer`] to drive and stop them in-process.
+
+use std::io::Cursor;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::config::ServeConfig;
+use super::err::ServeError;
+use super::http::{route, RequestParts, SNAPSHOTS_PREFIX};
+use super::log::{stderr_log, LogSink};
+use super::state::Shared;
+use super::sync::{Published, SyncReport, Syncer};
+use crate::snapshot::{load_signing_key, PublicKeySpec, TrustedKey};
+
+/// HTTP worker threads: a slow client downloading a snapshot, or a `POST /v1/sync` waiting for
+/// its sync, holds one; the others keep answering.
+const HTTP_WORKERS: usize = 4;
+/// How long a worker waits for a request before checking whether to stop.
+const POLL: Duration = Duration::from_millis(100);
+/// Until the first sync succeeds, a failed one is retried after at most this long.
+const FIRST_SYNC_RETRY: Duration = Duration::from_secs(5);
+/// How long `stop` waits for the listening port to be released.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Starts snapshot servers; see [`Server::start`].
+pub struct Server;
+
+impl Server {
+    /// Validates `config`, loads the signing key, listens, and starts syncing in the
+    /// background (the first sync starts at once). Logs go to stderr.
+    pub fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
+        Server::start_with_log(config, stderr_log())
+    }
+
+    /// [`Server::start`] with log lines sent to `log`.
+    pub fn start_with_log(config: ServeConfig, log: LogSink) -> Result<RunningServer, ServeError> {
+        config.validate()?;
+        let key = load_signing_key(&config.signing_key_file).map_err(ServeError::Key)?;
+        let syncer = Syncer::new(&config, key, Arc::clone(&log));
+        let http = tiny_http::Server::http(config.listen).map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = http.server_addr().to_ip().unwrap_or(config.listen);
+        let http = Arc::new(http);
+        let shared = Arc::new(Shared::new(&config.snapshot_name));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (commands, receiver) = mpsc::channel();
+        let mut running = RunningServer {
+            addr,
+            shared: Arc::clone(&shared),
+            commands,
+            http: Some(Arc::clone(&http)),
+            stop: Arc::clone(&stop),
+            workers: Vec::new(),
+            sync_thread: None,
+            trusted: syncer.trusted_key().clone(),
+            log: Arc::clone(&log),
+        };
+        // Before any thread starts, so this is always the first line.
+        log(&format!(
+            "serving snapshot `{}` at {}{SNAPSHOTS_PREFIX}{}, resync every {} s",
+            config.snapshot_name,
+            running.url(),
+            config.snapshot_name,
+            config.resync_interval.as_secs()
+        ));
+        let sync_thread = {
+            let shared = Arc::clone(&shared);
+            let interval = config.resync_interval;
+            spawn("meshgate-sync", move || {
+                sync_loop(syncer, &shared, &receiver, interval);
+            })?
+        };
+        running.sync_thread = Some(sync_thread);
+        for worker in 0..HTTP_WORKERS {
+            let http = Arc::clone(&http);
+            let shared = Arc::clone(&shared);
+            let stop = Arc::clone(&stop);
+            let commands = running.commands.clone();
+            let log = Arc::clone(&log);
+            // On error `running` is dropped, which stops what was started.
+            let handle = spawn(&format!("meshgate-http-{worker}"), move || {
+                http_worker(&http, &shared, &stop, &commands, &log);
+            })?;
+            running.workers.push(handle);
+        }
+        Ok(running)
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, ServeError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+        .map_err(|source| ServeError::Spawn {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+enum Command {
+    /// Sync now and send the report here.
+    Sync(Sender<SyncReport>),
+    Stop,
+}
+
+/// Syncs at once, then every `interval` and whenever asked. Requests that arrive while a sync
+/// runs are all answered by the next one.
+fn sync_loop(
+    mut syncer: Syncer,
+    shared: &Shared,
+    commands: &Receiver<Command>,
+    interval: Duration,
+) {
+    let mut due = Instant::now();
+    loop {
+        let mut waiting = Vec::new();
+        match commands.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            Ok(Command::Sync(reply)) => waiting.push(reply),
+            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        while let Ok(command) = commands.try_recv() {
+            match command {
+                Command::Sync(reply) => waiting.push(reply),
+                Command::Stop => return,
+            }
+        }
+        let report = syncer.run();
+        shared.record(&report, syncer.current().cloned());
+        for reply in waiting {
+            // The asker may have given up; nothing to do then.
+            let _ = reply.send(report.clone());
+        }
+        let wait = if syncer.current().is_some() {
+            interval
+        } else {
+            interval.min(FIRST_SYNC_RETRY)
+        };
+        due = Instant::now() + wait;
+    }
+}
+
+fn http_worker(
+    http: &tiny_http::Server,
+    shared: &Shared,
+    stop: &AtomicBool,
+    commands: &Sender<Command>,
+    log: &LogSink,
+) {
+    let sync = || request_sync(commands);
+    while !stop.load(Ordering::Acquire) {
+        match http.recv_timeout(POLL) {
+            Ok(Some(request)) => answer(request, shared, &sync),
+            Ok(None) => {}
+            Err(error) => {
+                // tiny_http reports a failed accept this way and stops accepting.
+                if !stop.swap(true, Ordering::AcqRel) {
+                    log(&format!("HTTP listener failed, stopping: {error}"));
+                }
+            }
+        }
+    }
+}
+
+fn request_sync(commands: &Sender<Command>) -> Option<SyncReport> {
+    let (reply, report) = mpsc::channel();
+    commands.send(Command::Sync(reply)).ok()?;
+    report.recv().ok()
+}
+
+fn answer(request: tiny_http::Request, shared: &Shared, sync: &dyn Fn() -> Option<SyncReport>) {
+    let if_none_match = request
+        .headers()
+        .iter()
+        .find(|header| header.field.equiv("If-None-Match"))
+        .map(|header| header.value.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let url = request.url().to_owned();
+    let reply = route(
+        shared,
+        &RequestParts {
+            method: &method,
+            url: &url,
+            if_none_match: if_none_match.as_deref(),
+        },
+        sync,
+    );
+    let headers = reply
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+        })
+        .collect();
+    let response = tiny_http::Response::new(
+        tiny_http::StatusCode(reply.status),
+        headers,
+        Cursor::new(reply.body),
+        Some(reply.length),
+        None,
+    );
+    // The client may be gone; there is nobody left to tell.
+    let _ = request.respond(response);
+}
+
+/// A server started by [`Server::start`]. Stops when [`RunningServer::stop`] is called or when
+/// dropped.
+pub struct RunningServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    /// `None` once stopped.
+    http: Option<Arc<tiny_http::Server>>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    sync_thread: Option<JoinHandle<()>>,
+    trusted: TrustedKey,
+    log: LogSink,
+}
+
+impl RunningServer {
+    /// The port listened on (the one picked when `listen` said port 0).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The address listened on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<address>:<port>`, with loopback in place of an unspecified address.
+    pub fn url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// `/v1/snapshots/<name>`, the path a filter polls.
+    pub fn snapshot_path(&self) -> String {
+        format!("{SNAPSHOTS_PREFIX}{}", self.shared.name())
+    }
+
+    /// [`RunningServer::url`] followed by [`RunningServer::snapshot_path`].
+    pub fn snapshot_url(&self) -> String {
+        format!("{}{}", self.url(), self.snapshot_path())
+    }
+
+    /// The public key snapshots are signed with, as the filter trusts it.
+    pub fn trusted_key(&self) -> TrustedKey {
+        self.trusted.clone()
+    }
+
+    /// The public key as the filter configuration lists it (`{"kid", "public_key"}`).
+    pub fn public_key(&self) -> PublicKeySpec {
+        self.trusted.to_spec()
+    }
+
+    /// Runs a sync now (after any sync already running) and returns its report. `None` when
+    /// the server is stopped.
+    pub fn trigger_sync(&self) -> Option<SyncReport> {
+        request_sync(&self.commands)
+    }
+
+    /// The version served now; `None` before the first successful sync.
+    pub fn current_version(&self) -> Option<u64> {
+        self.shared.current().map(|current| current.version)
+    }
+
+    /// The snapshot served now.
+    pub fn current(&self) -> Option<Arc<Published>> {
+        self.shared.current()
+    }
+
+    /// Waits until a snapshot is served, at most `timeout`; true when one is.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        self.shared.wait_ready(timeout)
+    }
+
+    /// False once stopped, or when the listener failed.
+    pub fn is_running(&self) -> bool {
+        !self.stop.load(Ordering::Acquire)
+    }
+
+    /// Stops answering, joins every thread (a sync under way is finished first) and waits
+    /// until the port can be bound again. Calling it again does nothing.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let Some(http) = self.http.take() else {
+            return;
+        };
+        for _ in &self.workers {
+            http.unblock();
+        }
+        for worker in self.workers.drain(..) {
+            // A worker that panicked has nothing left to clean up.
+            let _ = worker.join();
+        }
+        // The workers' references are gone with them; this one closes the listener.
+        drop(http);
+        let _ = self.commands.send(Command::Stop);
+        if let Some(thread) = self.sync_thread.take() {
+            let _ = thread.join();
+        }
+        if !wait_released(self.addr) {
+            (self.log)(&format!(
+                "port {} still in use {} s after stopping",
+                self.addr.port(),
+                RELEASE_WAIT.as_secs()
+            ));
+        }
+        (self.log)("stopped");
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// tiny_http closes its listening socket on its own accept thread, shortly after the server
+/// is dropped; wait until the address can be bound again.
+fn wait_released(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + RELEASE_WAIT;
+    loop {
+        if TcpListener::bind(addr).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,259 @@
+//! What the HTTP side reads: the snapshot being served and the sync counters. The sync thread
+//! swaps the snapshot (an `Arc`) under a mutex held only for the swap, so requests never wait
+//! for a sync.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::err::SyncError;
+use super::sync::{Published, SyncReport, SyncStatus};
+
+/// The served snapshot and the sync counters, shared by the sync thread and the HTTP workers.
+pub(crate) struct Shared {
+    name: String,
+    state: Mutex<State>,
+    /// Signalled when a snapshot first becomes available.
+    ready: Condvar,
+}
+
+/// Counters and gauges; see `metrics.rs` for their exported names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct State {
+    pub current: Option<Arc<Published>>,
+    pub successes: u64,
+    /// Failures by reason; every reason is present from the start.
+    pub failures: BTreeMap<&'static str, u64>,
+    /// Unix seconds of the last successful sync.
+    pub last_success_unix: Option<f64>,
+    pub last_duration: Duration,
+    /// The last sync failed and an older snapshot is served.
+    pub stale: bool,
+    /// Catalog warnings of the last successful sync.
+    pub warnings: usize,
+}
+
+impl Shared {
+    pub(crate) fn new(name: &str) -> Shared {
+        Shared {
+            name: name.to_owned(),
+            state: Mutex::new(State {
+                failures: SyncError::REASONS
+                    .iter()
+                    .map(|reason| (*reason, 0))
+                    .collect(),
+                ..State::default()
+            }),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// The snapshot name served.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is plain data, consistent after every assignment; a panic elsewhere
+        // cannot leave it half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The snapshot served now, if any.
+    pub(crate) fn current(&self) -> Option<Arc<Published>> {
+        self.lock().current.clone()
+    }
+
+    /// A copy of the counters and the served snapshot, for `/metrics`.
+    pub(crate) fn state(&self) -> State {
+        self.lock().clone()
+    }
+
+    /// Takes in the result of one sync and the syncer's last good snapshot.
+    pub(crate) fn record(&self, report: &SyncReport, current: Option<Arc<Published>>) {
+        let mut state = self.lock();
+        state.last_duration = Duration::from_millis(report.duration_ms);
+        match report.status {
+            SyncStatus::Updated | SyncStatus::Unchanged => {
+                state.successes = state.successes.saturating_add(1);
+                state.last_success_unix = Some(unix_now());
+                state.stale = false;
+                state.warnings = report.warnings;
+            }
+            SyncStatus::Failed => {
+                let reason = report.reason.unwrap_or("snapshot");
+                let count = state.failures.entry(reason).or_insert(0);
+                *count = count.saturating_add(1);
+                state.stale = report.serving_stale;
+            }
+        }
+        let first = state.current.is_none() && current.is_some();
+        state.current = current;
+        drop(state);
+        if first {
+            self.ready.notify_all();
+        }
+    }
+
+    /// Waits until a snapshot is available, at most `timeout`; true when one is.
+    pub(crate) fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        while state.current.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .ready
+                .wait_timeout(state, left)
+                .map(|(state, _)| state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        true
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::Fixture;
+    use super::super::metrics::render;
+    use super::*;
+
+    /// `name{labels} value` lines of the exposition, without comments.
+    fn samples(state: &State) -> Vec<String> {
+        render("default", state)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn sample(state: &State, name: &str) -> String {
+        let lines = samples(state);
+        let line = lines
+            .iter()
+            .find(|line| line.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {lines:#?}"));
+        line.rsplit(' ').next().unwrap().to_owned()
+    }
+
+    #[test]
+    fn stale_flag_and_metrics_follow_the_syncs() {
+        let fixture = Fixture::new("state-metrics");
+        let shared = Shared::new("default");
+        let mut syncer = fixture.syncer();
+        let mut sync = || {
+            let report = syncer.run();
+            shared.record(&report, syncer.current().cloned());
+            report
+        };
+
+        // A failure before any success: nothing served, so not stale.
+        std::fs::write(&fixture.rules, "{}").unwrap();
+        sync();
+        let state = shared.state();
+        assert!(!state.stale && state.current.is_none());
+        assert_eq!(
+            sample(&state, "meshgate_cp_sync_failures_total{reason=\"rules\"}"),
+            "1"
+        );
+        assert_eq!(
+            sample(&state, "meshgate_cp_snapshot_version{snapshot=\"default\"}"),
+            "0"
+        );
+        assert_eq!(
+            sample(&state, "meshgate_cp_last_sync_success_timestamp_seconds"),
+            "0.000"
+        );
+        assert!(!shared.wait_ready(Duration::from_millis(1)));
+
+        std::fs::write(&fixture.rules, "[]").unwrap();
+        let good = sync();
+        assert!(shared.wait_ready(Duration::ZERO));
+        let state = shared.state();
+        let version = good.version.unwrap().to_string();
+        for (name, value) in [
+            ("meshgate_cp_sync_successes_total", "1"),
+            ("meshgate_cp_serving_stale", "0"),
+            (
+                "meshgate_cp_snapshot_version{snapshot=\"default\"}",
+                version.as_str(),
+            ),
+            ("meshgate_cp_snapshot_users{snapshot=\"default\"}", "2"),
+            ("meshgate_cp_snapshot_groups{snapshot=\"default\"}", "2"),
+            ("meshgate_cp_snapshot_owned{snapshot=\"default\"}", "1"),
+            ("meshgate_cp_catalog_warnings", "0"),
+        ] {
+            assert_eq!(sample(&state, name), value, "{name}");
+        }
+        let bytes = state.current.as_ref().unwrap().bytes.len().to_string();
+        assert_eq!(
+            sample(&state, "meshgate_cp_snapshot_bytes{snapshot=\"default\"}"),
+            bytes
+        );
+        let last: f64 = sample(&state, "meshgate_cp_last_sync_success_timestamp_seconds")
+            .parse()
+            .unwrap();
+        assert!(last > 1.7e9, "{last}");
+
+        // The catalog breaks: the old snapshot is served, stale.
+        std::fs::write(fixture.catalog.join("org.yaml"), "kind: [").unwrap();
+        sync();
+        sync();
+        let state = shared.state();
+        assert!(state.stale);
+        assert_eq!(sample(&state, "meshgate_cp_serving_stale"), "1");
+        assert_eq!(
+            sample(
+                &state,
+                "meshgate_cp_sync_failures_total{reason=\"catalog\"}"
+            ),
+            "2"
+        );
+        assert_eq!(
+            sample(&state, "meshgate_cp_sync_failures_total{reason=\"token\"}"),
+            "0"
+        );
+        assert_eq!(
+            sample(&state, "meshgate_cp_snapshot_version{snapshot=\"default\"}"),
+            version
+        );
+
+        // Repaired: fresh again, same version.
+        fixture.write_org(super::super::fixture::ORG);
+        sync();
+        let state = shared.state();
+        assert_eq!(sample(&state, "meshgate_cp_serving_stale"), "0");
+        assert_eq!(sample(&state, "meshgate_cp_sync_successes_total"), "2");
+        assert_eq!(
+            sample(&state, "meshgate_cp_snapshot_version{snapshot=\"default\"}"),
+            version
+        );
+    }
+
+    #[test]
+    fn every_metric_has_help_and_type() {
+        let text = render("edge", &Shared::new("edge").state());
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .map(|line| line.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(names.len(), 11);
+        for name in names {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+            assert!(text
+                .lines()
+                .any(|line| line.starts_with(name) && !line.starts_with('#')));
+        }
+        assert!(text.contains("meshgate_cp_snapshot_version{snapshot=\"edge\"} 0\n"));
+    }
+}

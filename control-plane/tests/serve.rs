@@ -1,0 +1,499 @@
+//! `meshgate serve` in-process: the example configuration over a copy of the sample catalog
+//! (test-harness/catalog), fetched over HTTP and decoded the way the filter will, then changed,
+//! resynced, broken and stopped.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "helpers outside #[test] fns should fail the test loudly too"
+)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use meshgate_control_plane::serve::{
+    BackstageCatalog, CatalogSource, LogSink, RunningServer, ServeConfig, Server, SyncStatus,
+};
+use meshgate_control_plane::snapshot::{
+    generate_signing_key, public_key_line, write_new_signing_key, PublicKeySpec, TrustedKey,
+};
+use meshgate_core::snapshot::{DecodeLimits, Snapshot};
+
+const READY: Duration = Duration::from_secs(20);
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory holding a copy of the sample catalog, the example rules and a new key.
+struct Scratch {
+    dir: PathBuf,
+    catalog: PathBuf,
+    key_file: PathBuf,
+    /// The public key line `meshgate keygen` prints, as the filter is configured with it.
+    public_key_line: String,
+}
+
+impl Scratch {
+    fn new(label: &str) -> Scratch {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "meshgate-serve-it-{label}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let catalog = dir.join("catalog");
+        std::fs::create_dir_all(&catalog).unwrap();
+        let sample = manifest_dir().join("../test-harness/catalog");
+        for entry in std::fs::read_dir(&sample).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, catalog.join(path.file_name().unwrap())).unwrap();
+        }
+        let key = generate_signing_key(Some("cp-it"), &mut rand::rngs::OsRng).unwrap();
+        let key_file = dir.join("snapshot-key.json");
+        write_new_signing_key(&key, &key_file).unwrap();
+        Scratch {
+            dir,
+            catalog,
+            key_file,
+            public_key_line: public_key_line(&key),
+        }
+    }
+
+    /// The example configuration, pointed at this copy, this key and any free port.
+    fn config(&self) -> ServeConfig {
+        let mut config = ServeConfig::load(manifest_dir().join("examples/cp.yaml")).unwrap();
+        assert!(config
+            .rules_file
+            .as_ref()
+            .unwrap()
+            .ends_with("examples/rules.yaml"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.catalog = CatalogSource::Directory(self.catalog.clone());
+        config.signing_key_file = self.key_file.clone();
+        // Only triggered syncs after the first, so the test decides when content changes.
+        config.resync_interval = Duration::from_secs(3600);
+        config
+    }
+
+    fn trusted(&self) -> TrustedKey {
+        let spec: PublicKeySpec = serde_json::from_str(&self.public_key_line).unwrap();
+        TrustedKey::from_spec(&spec).unwrap()
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.catalog.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn collect_logs() -> (LogSink, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let lines = Arc::clone(&lines);
+        Arc::new(move |line: &str| lines.lock().unwrap().push(line.to_owned())) as LogSink
+    };
+    (sink, lines)
+}
+
+struct Reply {
+    status: u16,
+    etag: Option<String>,
+    version: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+fn request(method: &str, url: &str, if_none_match: Option<&str>) -> Reply {
+    let mut request = ureq::request(method, url).timeout(Duration::from_secs(10));
+    if let Some(tag) = if_none_match {
+        request = request.set("If-None-Match", tag);
+    }
+    let response = match request.call() {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("{method} {url}: {error}"),
+    };
+    let header = |name: &str| response.header(name).map(str::to_owned);
+    let (status, etag, version, content_type) = (
+        response.status(),
+        header("ETag"),
+        header("X-Meshgate-Snapshot-Version"),
+        header("Content-Type"),
+    );
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+    Reply {
+        status,
+        etag,
+        version,
+        content_type,
+        body,
+    }
+}
+
+fn get(server: &RunningServer, path: &str) -> Reply {
+    request("GET", &format!("{}{path}", server.url()), None)
+}
+
+fn groups(snapshot: &Snapshot, user: &str) -> Vec<String> {
+    snapshot
+        .groups_of_user(user)
+        .unwrap_or_else(|| panic!("no {user}"))
+        .iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn owners(snapshot: &Snapshot, kind: &str, id: &str) -> Vec<String> {
+    snapshot
+        .owners_of(kind, id)
+        .unwrap_or_else(|| panic!("no {kind} {id}"))
+        .iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn metric(server: &RunningServer, name: &str) -> String {
+    let text = String::from_utf8(get(server, "/metrics").body).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .to_owned()
+}
+
+#[test]
+fn serves_the_sample_catalog_and_follows_changes() {
+    let scratch = Scratch::new("follow");
+    let (log, lines) = collect_logs();
+    let mut server = Server::start_with_log(scratch.config(), log).unwrap();
+    assert!(server.wait_ready(READY));
+    assert_eq!(
+        server.public_key(),
+        serde_json::from_str(&scratch.public_key_line).unwrap()
+    );
+    assert_eq!(server.snapshot_path(), "/v1/snapshots/default");
+
+    // The snapshot, decoded with the public key line as the filter will be configured.
+    let first = request("GET", &server.snapshot_url(), None);
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    let etag = first.etag.clone().unwrap();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let snapshot =
+        Snapshot::decode(&first.body, &[scratch.trusted()], &DecodeLimits::default()).unwrap();
+    assert_eq!(first.version, Some(snapshot.version().to_string()));
+    assert_eq!(server.current_version(), Some(snapshot.version()));
+    // bob is listed only in analytics' members, and analytics is nested in data-eng.
+    assert_eq!(
+        groups(&snapshot, "user:default/bob"),
+        ["group:default/analytics", "group:default/data-eng"]
+    );
+    assert_eq!(
+        groups(&snapshot, "user:default/alice"),
+        ["group:default/data-eng"]
+    );
+    assert_eq!(
+        owners(&snapshot, "airflow.dag", "etl_daily"),
+        ["group:default/data-eng"]
+    );
+    assert_eq!(
+        owners(&snapshot, "airflow.dag", "marketing_report"),
+        ["group:default/analytics"]
+    );
+    let analytics = snapshot.group_index("group:default/analytics").unwrap();
+    let above: Vec<&str> = snapshot.ancestors_of(analytics).iter().collect();
+    assert_eq!(above, ["group:default/data-eng"]);
+    let rules: serde_json::Value = serde_json::from_str(snapshot.rules_json().unwrap()).unwrap();
+    let ids: Vec<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| rule["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.first(), Some(&"health"));
+    assert!(ids.contains(&"airflow-trigger-owners"), "{ids:?}");
+    // What the filter will compile when it loads the snapshot.
+    meshgate_core::config::compile_rules_json(snapshot.rules_json().unwrap()).unwrap();
+
+    // Nothing changed: 304 with the same ETag, and a sync keeps the version.
+    let again = request("GET", &server.snapshot_url(), Some(&etag));
+    assert_eq!(
+        (again.status, again.etag.as_deref()),
+        (304, Some(etag.as_str()))
+    );
+    assert!(again.body.is_empty());
+    let report = server.trigger_sync().unwrap();
+    assert_eq!(
+        (report.status, report.version),
+        (SyncStatus::Unchanged, Some(snapshot.version()))
+    );
+
+    // bob leaves analytics: a newer version without analytics or data-eng for him.
+    scratch.edit("org.yaml", "  members: [bob]\n", "  members: []\n");
+    let report = server.trigger_sync().unwrap();
+    assert_eq!(report.status, SyncStatus::Updated, "{report:?}");
+    let changed = request("GET", &server.snapshot_url(), Some(&etag));
+    assert_eq!(changed.status, 200);
+    let newer = Snapshot::decode(
+        &changed.body,
+        &[scratch.trusted()],
+        &DecodeLimits::default(),
+    )
+    .unwrap();
+    assert!(newer.is_newer_than(&snapshot));
+    assert_eq!(report.version, Some(newer.version()));
+    assert_ne!(changed.etag.as_deref(), Some(etag.as_str()));
+    assert!(groups(&newer, "user:default/bob").is_empty());
+    assert_eq!(
+        groups(&newer, "user:default/alice"),
+        ["group:default/data-eng"]
+    );
+    let new_etag = changed.etag.unwrap();
+    assert_eq!(
+        request("GET", &server.snapshot_url(), Some(&new_etag)).status,
+        304
+    );
+
+    // POST /v1/sync over HTTP.
+    let posted = request("POST", &format!("{}/v1/sync", server.url()), None);
+    assert_eq!(posted.status, 200);
+    let json: serde_json::Value = serde_json::from_slice(&posted.body).unwrap();
+    assert_eq!(json["status"], "unchanged");
+    assert_eq!(json["version"], newer.version());
+
+    let logged = lines.lock().unwrap().clone();
+    assert!(
+        logged[0].starts_with("serving snapshot `default` at http://127.0.0.1:"),
+        "{logged:?}"
+    );
+    assert_eq!(
+        logged
+            .iter()
+            .filter(|l| l.starts_with("sync updated:"))
+            .count(),
+        2
+    );
+    server.stop();
+}
+
+#[test]
+fn keeps_the_last_good_snapshot_while_the_catalog_or_rules_are_broken() {
+    let scratch = Scratch::new("stale");
+    let rules = scratch.dir.join("rules.yaml");
+    std::fs::copy(manifest_dir().join("examples/rules.yaml"), &rules).unwrap();
+    let mut config = scratch.config();
+    config.rules_file = Some(rules.clone());
+    let (log, lines) = collect_logs();
+    let mut server = Server::start_with_log(config, log).unwrap();
+    assert!(server.wait_ready(READY));
+    let good = get(&server, "/v1/snapshots/default");
+    let version = server.current_version().unwrap();
+    assert_eq!(metric(&server, "meshgate_cp_serving_stale"), "0");
+
+    let org = scratch.catalog.join("org.yaml");
+    let original = std::fs::read_to_string(&org).unwrap();
+    let breakages: [(&Path, &str, &str); 2] = [
+        (&org, "kind: Group\nmetadata: [\n", "catalog"),
+        (
+            &rules,
+            "- id: x\n  action: allow\n  when: {groups_any: 7}\n",
+            "rules",
+        ),
+    ];
+    for (failures, (file, garbage, reason)) in (1..).zip(breakages) {
+        let before = std::fs::read_to_string(file).unwrap();
+        std::fs::write(file, garbage).unwrap();
+        let posted = request("POST", &format!("{}/v1/sync", server.url()), None);
+        assert_eq!(posted.status, 500, "{reason}");
+        let json: serde_json::Value = serde_json::from_slice(&posted.body).unwrap();
+        assert_eq!(
+            (
+                &json["status"],
+                &json["reason"],
+                &json["version"],
+                &json["serving_stale"]
+            ),
+            (
+                &"failed".into(),
+                &reason.into(),
+                &version.into(),
+                &true.into()
+            )
+        );
+        let served = get(&server, "/v1/snapshots/default");
+        assert_eq!(
+            (served.status, &served.body, &served.etag),
+            (200, &good.body, &good.etag)
+        );
+        assert_eq!(get(&server, "/readyz").status, 200);
+        assert_eq!(metric(&server, "meshgate_cp_serving_stale"), "1");
+        assert_eq!(
+            metric(
+                &server,
+                &format!("meshgate_cp_sync_failures_total{{reason=\"{reason}\"}}")
+            ),
+            "1"
+        );
+        assert_eq!(
+            failures,
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.starts_with("sync failed"))
+                .count()
+        );
+        std::fs::write(file, before).unwrap();
+        let report = server.trigger_sync().unwrap();
+        assert_eq!(
+            (report.status, report.version),
+            (SyncStatus::Unchanged, Some(version))
+        );
+        assert_eq!(metric(&server, "meshgate_cp_serving_stale"), "0");
+    }
+    assert_eq!(std::fs::read_to_string(&org).unwrap(), original);
+    assert_eq!(metric(&server, "meshgate_cp_sync_successes_total"), "3");
+    server.stop();
+}
+
+#[test]
+fn answers_while_a_sync_hangs_and_stops_cleanly() {
+    // A catalog that accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let scratch = Scratch::new("hang");
+    let mut config = scratch.config();
+    let mut backstage = BackstageCatalog::new(format!("http://{silent_addr}"));
+    backstage.timeout = Duration::from_secs(2);
+    config.catalog = CatalogSource::Backstage(backstage);
+    config.rules_file = None;
+    let (log, lines) = collect_logs();
+    let mut server = Server::start_with_log(config, log).unwrap();
+    let addr: SocketAddr = server.addr();
+
+    // The first sync is stuck on the catalog; the endpoints answer anyway, at once.
+    std::thread::sleep(Duration::from_millis(200));
+    for (path, status) in [
+        ("/healthz", 200),
+        ("/readyz", 503),
+        ("/v1/snapshots/default", 503),
+    ] {
+        let started = Instant::now();
+        assert_eq!(get(&server, path).status, status, "{path}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(!server.wait_ready(Duration::from_millis(100)));
+    assert_eq!(server.current_version(), None);
+
+    let started = Instant::now();
+    server.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!server.is_running());
+    assert!(server.trigger_sync().is_none());
+    // The port is free again, and nothing answers on it.
+    drop(TcpListener::bind(addr).unwrap());
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+    let logged = lines.lock().unwrap().clone();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.starts_with("sync failed (catalog), no snapshot yet")),
+        "{logged:?}"
+    );
+    assert_eq!(logged.last().map(String::as_str), Some("stopped"));
+    drop(silent);
+}
+
+/// The `meshgate serve` process: logs written from the sync thread must reach stderr while
+/// the main thread waits (a stderr lock held by the main thread once blocked the first sync
+/// forever), and the snapshot is served.
+#[test]
+fn the_meshgate_binary_serves_and_logs_from_its_threads() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+
+    let scratch = Scratch::new("binary");
+    let config = scratch.dir.join("cp.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ncatalog: {{directory: catalog}}\nsigning_key_file: {}\n",
+            scratch.key_file.display()
+        ),
+    )
+    .unwrap();
+    /// Ends the server even when an assertion fails first.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Child)
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || lines_rx.recv_timeout(READY).unwrap();
+    let first = next();
+    let url = first
+        .strip_prefix("meshgate: serving snapshot `default` at ")
+        .and_then(|rest| rest.split_once("/v1/snapshots/default"))
+        .map(|(url, _)| url.to_owned())
+        .unwrap_or_else(|| panic!("{first}"));
+    let synced = next();
+    assert!(
+        synced.starts_with("meshgate: sync updated: snapshot `default` version "),
+        "{synced}"
+    );
+    // The line is logged just before the snapshot is swapped in.
+    let deadline = Instant::now() + READY;
+    while request("GET", &format!("{url}/readyz"), None).status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reply = request("GET", &format!("{url}/v1/snapshots/default"), None);
+    assert_eq!(reply.status, 200);
+    let snapshot =
+        Snapshot::decode(&reply.body, &[scratch.trusted()], &DecodeLimits::default()).unwrap();
+    assert_eq!(snapshot.user_count(), 5);
+    drop(child);
+    reader.join().unwrap();
+}
