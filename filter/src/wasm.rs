@@ -14,6 +14,7 @@ use meshgate_core::Policy;
 
 use crate::filter::{Filter, Next};
 use crate::host::{Callout, Host, HostError, LogLevel, Metric};
+use crate::signatures::{self, Verifier};
 
 const TICK: Duration = Duration::from_millis(500);
 
@@ -168,6 +169,14 @@ impl Host for EnvoyHost {
             Err(status) => Err(host_error("set_shared_data")(status)),
         }
     }
+
+    fn call_foreign_function(
+        &self,
+        name: &'static str,
+        argument: &[u8],
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::call_foreign_function(name, Some(argument)).map_err(host_error(name))
+    }
 }
 
 /// Reads a callout's status and body (in whichever context receives it).
@@ -186,6 +195,8 @@ fn call_response(body_size: usize) -> (Option<u16>, Option<Vec<u8>>) {
 struct Root {
     host: EnvoyHost,
     filter: Option<Rc<RefCell<Filter>>>,
+    /// Found at VM start, kept across reconfigurations.
+    verifier: Verifier,
 }
 
 impl Context for Root {
@@ -214,6 +225,7 @@ impl RootContext for Root {
                 env!("MESHGATE_GIT_SHA")
             ),
         );
+        self.verifier = signatures::detect(&self.host);
         true
     }
 
@@ -233,7 +245,8 @@ impl RootContext for Root {
         };
         match Policy::from_json(&raw) {
             Ok(policy) => {
-                let filter = Filter::new(policy);
+                let mut filter = Filter::new(policy);
+                filter.verifier = self.verifier;
                 let remote = !filter.jwks.is_empty();
                 self.host.log(
                     LogLevel::Info,
