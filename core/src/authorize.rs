@@ -15,6 +15,7 @@ use crate::path;
 use crate::principal::Principal;
 use crate::provider::Provider;
 use crate::rules::{normalize_host, Action, RequestFacts, Rule};
+use crate::signature::{SignatureBackend, SignatureChecks};
 use crate::token::{TokenError, UnverifiedToken};
 use serde_json::{Map, Value};
 
@@ -37,6 +38,8 @@ pub struct Verdict {
     pub strip_token_header: Option<String>,
     /// Whether the verified-token cache answered (`None`: no token was looked up).
     pub cache_hit: Option<bool>,
+    /// Who checked signatures for this decision (none on a cache hit).
+    pub signature_checks: SignatureChecks,
 }
 
 struct Denial {
@@ -59,13 +62,14 @@ enum Credential<'c> {
     Token {
         keys: &'c KeyStore,
         cache: &'c mut TokenCache,
+        backend: Option<&'c dyn SignatureBackend>,
     },
     /// Claims taken as verified, for previews ("what would happen if..."): everything
     /// but the signature is checked exactly as for a real token.
     Claims(Map<String, Value>),
 }
 
-/// Decides one request.
+/// Decides one request, verifying signatures in Rust.
 pub fn decide(
     policy: &Policy,
     keys: &KeyStore,
@@ -74,7 +78,26 @@ pub fn decide(
     req: &Request<'_>,
     now: i64,
 ) -> Verdict {
-    decide_with(policy, Credential::Token { keys, cache }, catalog, req, now)
+    decide_using(policy, keys, cache, None, catalog, req, now)
+}
+
+/// [`decide`], with `backend` (when given) checking the signatures it can; see
+/// [`crate::signature`].
+pub fn decide_using(
+    policy: &Policy,
+    keys: &KeyStore,
+    cache: &mut TokenCache,
+    backend: Option<&dyn SignatureBackend>,
+    catalog: CatalogState<'_>,
+    req: &Request<'_>,
+    now: i64,
+) -> Verdict {
+    let credential = Credential::Token {
+        keys,
+        cache,
+        backend,
+    };
+    decide_with(policy, credential, catalog, req, now)
 }
 
 /// Decides a request as if it carried a valid token with these claims (the signature is
@@ -109,6 +132,7 @@ fn decide_with(
                 ),
                 strip_token_header: None,
                 cache_hit: None,
+                signature_checks: SignatureChecks::default(),
             }
         }
     };
@@ -117,7 +141,9 @@ fn decide_with(
         method: req.method,
         path: &normalized,
     };
-    let mut verdict = decide_normalized(policy, credential, catalog, req, &facts, now);
+    let mut checks = SignatureChecks::default();
+    let mut verdict = decide_normalized(policy, credential, catalog, req, &facts, now, &mut checks);
+    verdict.signature_checks = checks;
     verdict.decision.mode = policy.mode_for(&facts);
     let rules = Rules::new(policy, catalog.catalog());
     if rules.has_shadow_rules() {
@@ -135,11 +161,13 @@ fn decide_normalized(
     req: &Request<'_>,
     facts: &RequestFacts<'_>,
     now: i64,
+    checks: &mut SignatureChecks,
 ) -> Verdict {
     let anonymous = |decision| Verdict {
         decision,
         strip_token_header: None,
         cache_hit: None,
+        signature_checks: SignatureChecks::default(),
     };
     let rules = Rules::new(policy, catalog.catalog());
     // Deny rules that name no caller apply to everyone, before any token work.
@@ -155,7 +183,11 @@ fn decide_normalized(
 
     let mut cache_hit = None;
     let (identity, source) = match credential {
-        Credential::Token { keys, cache } => {
+        Credential::Token {
+            keys,
+            cache,
+            backend,
+        } => {
             let found = match find_token(&policy.sources, req.headers, req.path) {
                 Ok(Some(found)) => found,
                 Ok(None) => {
@@ -173,7 +205,11 @@ fn decide_normalized(
             (
                 identify(
                     policy,
-                    keys,
+                    Verifier {
+                        keys,
+                        backend,
+                        checks,
+                    },
                     cache,
                     found.token,
                     found.source,
@@ -218,6 +254,7 @@ fn decide_normalized(
         decision,
         strip_token_header,
         cache_hit,
+        signature_checks: SignatureChecks::default(),
     }
 }
 
@@ -507,10 +544,17 @@ impl Decision {
 
 type IdentifyError = (Denial, Option<String>);
 
+/// What a token's signature is checked with, and the tally of who checked it.
+struct Verifier<'v> {
+    keys: &'v KeyStore,
+    backend: Option<&'v dyn SignatureBackend>,
+    checks: &'v mut SignatureChecks,
+}
+
 /// Token → verified identity, through the cache when possible.
 fn identify(
     policy: &Policy,
-    keys: &KeyStore,
+    verifier: Verifier<'_>,
     cache: &mut TokenCache,
     token: &str,
     source: usize,
@@ -531,14 +575,14 @@ fn identify(
             .map_err(|e| (claim_denial(e), name))?;
         return Ok(hit.clone());
     }
-    let identity = verify(policy, keys, token, source, now)?;
+    let identity = verify(policy, verifier, token, source, now)?;
     cache.insert(token, identity.clone(), now);
     Ok(identity)
 }
 
 fn verify(
     policy: &Policy,
-    keys: &KeyStore,
+    verifier: Verifier<'_>,
     token: &str,
     source: usize,
     now: i64,
@@ -550,7 +594,7 @@ fn verify(
     if !provider.sources.contains(&source) {
         return Err((location_denial(), name));
     }
-    let Some(set) = keys.get(index) else {
+    let Some(set) = verifier.keys.get(index) else {
         return Err((
             Denial::new(
                 DenyCode::JwksUnavailable,
@@ -560,7 +604,7 @@ fn verify(
         ));
     };
     parsed
-        .verify(set)
+        .verify_using(set, verifier.backend, verifier.checks)
         .map_err(|e| (token_denial(&e), name.clone()))?;
     accept(index, provider, parsed.claims, source, now)
 }

@@ -99,6 +99,9 @@ pub struct VerificationKey {
     pub kid: Option<String>,
     pub algorithms: &'static [Algorithm],
     pub material: KeyMaterial,
+    /// DER `SubjectPublicKeyInfo` of RSA and P-256 keys, computed once at parse time for
+    /// signature backends (`signature`); `None` for other key types.
+    pub public_key_der: Option<Vec<u8>>,
 }
 
 impl VerificationKey {
@@ -248,6 +251,7 @@ fn parse_key(raw: serde_json::Value, origin: KeyOrigin) -> Result<VerificationKe
     Ok(VerificationKey {
         kid: meta.kid,
         algorithms,
+        public_key_der: crate::signature::public_key_der(&material),
         material,
     })
 }

@@ -35,6 +35,7 @@ pub mod pattern;
 pub mod principal;
 pub mod provider;
 pub mod rules;
+pub mod signature;
 pub mod snapshot;
 pub mod token;
 

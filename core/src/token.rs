@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::alg::Algorithm;
 use crate::jwks::{KeyMaterial, KeySet, VerificationKey};
+use crate::signature::{host_form, HostForm, SignatureBackend, SignatureCheck, SignatureChecks};
 
 /// Default limit on a token's length, before any decoding.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -132,9 +133,31 @@ impl<'t> UnverifiedToken<'t> {
         })
     }
 
+    /// `header.payload`, the bytes the signature covers.
+    pub(crate) fn signing_input(&self) -> &'t str {
+        self.signing_input
+    }
+
+    /// The decoded signature bytes.
+    pub(crate) fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
     /// Verifies the signature with the keys of `set` that match the token's `kid` and
-    /// are pinned to its algorithm. Returns the key that verified it.
+    /// are pinned to its algorithm, in Rust. Returns the key that verified it.
     pub fn verify<'k>(&self, set: &'k KeySet) -> Result<&'k VerificationKey, TokenError> {
+        self.verify_using(set, None, &mut SignatureChecks::default())
+    }
+
+    /// [`verify`](Self::verify), with `backend` checking the signatures it can (RS256/384/512,
+    /// ES256). A check the backend fails to answer is done in Rust; its `false` is final.
+    /// `checks` counts who checked what.
+    pub fn verify_using<'k>(
+        &self,
+        set: &'k KeySet,
+        backend: Option<&dyn SignatureBackend>,
+        checks: &mut SignatureChecks,
+    ) -> Result<&'k VerificationKey, TokenError> {
         let kid = self.header.kid.as_deref();
         let mut saw_kid = false;
         let mut tried = false;
@@ -144,12 +167,7 @@ impl<'t> UnverifiedToken<'t> {
                 continue;
             }
             tried = true;
-            if verify_with(
-                self.algorithm,
-                &key.material,
-                self.signing_input,
-                &self.signature,
-            ) {
+            if self.check_signature(key, backend, checks) {
                 return Ok(key);
             }
         }
@@ -166,6 +184,51 @@ impl<'t> UnverifiedToken<'t> {
                 alg: self.algorithm.name(),
             }),
         }
+    }
+
+    /// One key, one signature: the backend when it does this algorithm, else Rust.
+    fn check_signature(
+        &self,
+        key: &VerificationKey,
+        backend: Option<&dyn SignatureBackend>,
+        checks: &mut SignatureChecks,
+    ) -> bool {
+        if let Some(backend) = backend {
+            match host_form(self.algorithm, key, &self.signature) {
+                HostForm::NotHandled => {}
+                HostForm::Malformed => {
+                    checks.rust = checks.rust.saturating_add(1);
+                    return false;
+                }
+                HostForm::Check {
+                    hash,
+                    public_key,
+                    signature,
+                } => {
+                    let check = SignatureCheck {
+                        hash,
+                        public_key,
+                        signature: &signature,
+                        message: self.signing_input.as_bytes(),
+                    };
+                    match backend.verify(&check) {
+                        Ok(valid) => {
+                            checks.foreign = checks.foreign.saturating_add(1);
+                            return valid;
+                        }
+                        // No answer is no verdict: the Rust check below decides.
+                        Err(_) => checks.foreign_failed = checks.foreign_failed.saturating_add(1),
+                    }
+                }
+            }
+        }
+        checks.rust = checks.rust.saturating_add(1);
+        verify_with(
+            self.algorithm,
+            &key.material,
+            self.signing_input,
+            &self.signature,
+        )
     }
 }
 

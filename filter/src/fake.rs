@@ -1,7 +1,7 @@
 //! A host that records outcomes, for testing the glue natively. Several `FakeHost`s can
 //! share one `SharedData`, as Envoy's worker VMs share theirs.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -31,6 +31,23 @@ pub struct FakeRequest {
     pub resumed: bool,
 }
 
+/// How the fake answers `verify_signature`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForeignFake {
+    /// Not registered (`NotFound`), as in hosts without the function.
+    #[default]
+    Absent,
+    /// Verifies for real, as Envoy does: parses the arguments, the DER public key (with
+    /// the `rsa` crate, or as a SEC1 point) and the DER ECDSA signature.
+    Verify,
+    /// Always this result.
+    Answer(bool),
+    /// The call fails (`InternalFailure`).
+    Fail,
+    /// Answers bytes that are not a `VerifySignatureResult`.
+    Garbage,
+}
+
 /// Envoy shared data: values with versions for compare-and-swap.
 pub type SharedData = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
 
@@ -51,6 +68,9 @@ pub struct FakeHost {
     pub fail_dispatch: bool,
     pub shared: SharedData,
     pub filter_state: HashMap<String, String>,
+    pub foreign: ForeignFake,
+    /// `verify_signature` calls made, whatever the answer.
+    pub foreign_calls: Cell<u32>,
     next_token: u32,
 }
 
@@ -122,6 +142,85 @@ impl FakeHost {
 
     pub fn logged(&self, needle: &str) -> bool {
         self.logs.borrow().iter().any(|(_, m)| m.contains(needle))
+    }
+
+    pub fn with_foreign(mut self, foreign: ForeignFake) -> FakeHost {
+        self.foreign = foreign;
+        self
+    }
+}
+
+/// The fields of a `VerifySignatureArguments` message, decoded independently of the
+/// encoder under test.
+#[derive(Debug, Default)]
+pub struct VerifyArguments {
+    pub hash_function: String,
+    pub public_key: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub text: Vec<u8>,
+}
+
+impl VerifyArguments {
+    pub fn decode(mut bytes: &[u8]) -> VerifyArguments {
+        fn varint(bytes: &mut &[u8]) -> usize {
+            let mut value = 0usize;
+            let mut shift = 0;
+            loop {
+                let byte = bytes[0];
+                *bytes = &bytes[1..];
+                value |= usize::from(byte & 0x7f) << shift;
+                shift += 7;
+                if byte & 0x80 == 0 {
+                    return value;
+                }
+            }
+        }
+        let mut args = VerifyArguments::default();
+        while !bytes.is_empty() {
+            let key = varint(&mut bytes);
+            assert_eq!(key & 7, 2, "every argument field is length-delimited");
+            let len = varint(&mut bytes);
+            let value = bytes[..len].to_vec();
+            bytes = &bytes[len..];
+            match key >> 3 {
+                1 => args.hash_function = String::from_utf8(value).unwrap(),
+                2 => args.public_key = value,
+                3 => args.signature = value,
+                4 => args.text = value,
+                other => panic!("unexpected field {other}"),
+            }
+        }
+        args
+    }
+
+    /// What Envoy's BoringSSL would say.
+    pub fn verify(&self) -> bool {
+        use jwt_compact::alg::{Es256, Rsa, RsaPublicKey};
+        use jwt_compact::{Algorithm, AlgorithmSignature};
+        use rsa::pkcs8::DecodePublicKey;
+
+        if let Ok(key) = RsaPublicKey::from_public_key_der(&self.public_key) {
+            let alg = match self.hash_function.as_str() {
+                "sha256" => Rsa::rs256(),
+                "sha384" => Rsa::rs384(),
+                "sha512" => Rsa::rs512(),
+                _ => return false,
+            };
+            return <Rsa as Algorithm>::Signature::try_from_slice(&self.signature)
+                .is_ok_and(|sig| alg.verify_signature(&sig, &key, &self.text));
+        }
+        // id-ecPublicKey + prime256v1, then the uncompressed point.
+        const P256_SPKI_PREFIX: [u8; 26] = [
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        let Some(point) = self.public_key.strip_prefix(&P256_SPKI_PREFIX[..]) else {
+            return false;
+        };
+        let key = <Es256 as Algorithm>::VerifyingKey::from_sec1_bytes(point).unwrap();
+        self.hash_function == "sha256"
+            && <Es256 as Algorithm>::Signature::from_der(&self.signature)
+                .is_ok_and(|sig| Es256.verify_signature(&sig, &key, &self.text))
     }
 }
 
@@ -254,5 +353,35 @@ impl Host for FakeHost {
         let version = current.map_or(1, |v| v + 1);
         shared.insert(key.to_owned(), (value.to_vec(), version));
         Ok(true)
+    }
+
+    fn call_foreign_function(
+        &self,
+        name: &'static str,
+        argument: &[u8],
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        let failed = |status: &str| HostError {
+            operation: name,
+            status: status.into(),
+        };
+        if name != "verify_signature" || self.foreign == ForeignFake::Absent {
+            return Err(failed("NotFound"));
+        }
+        self.foreign_calls.set(self.foreign_calls.get() + 1);
+        let args = VerifyArguments::decode(argument);
+        let answer = |valid: bool| {
+            Ok(Some(if valid {
+                vec![0x08, 0x01]
+            } else {
+                b"\x12\x06failed".to_vec()
+            }))
+        };
+        match self.foreign {
+            ForeignFake::Absent => Err(failed("NotFound")),
+            ForeignFake::Verify => answer(args.verify()),
+            ForeignFake::Answer(valid) => answer(valid),
+            ForeignFake::Fail => Err(failed("InternalFailure")),
+            ForeignFake::Garbage => Ok(Some(vec![0x08])),
+        }
     }
 }

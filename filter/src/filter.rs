@@ -1,6 +1,6 @@
 //! Per-VM state and the request path: read attributes → `core` decides → apply.
 
-use meshgate_core::authorize::{decide, Request, Verdict};
+use meshgate_core::authorize::{decide, decide_using, Request, Verdict};
 use meshgate_core::catalog::CatalogState;
 use meshgate_core::decision::{AllowCode, Effect};
 use meshgate_core::{headers, log as decision_log, DenyCode, KeyStore, Mode, Policy, TokenCache};
@@ -9,6 +9,7 @@ use crate::host::CallResponse;
 use crate::host::{Host, LogLevel, Metric, MAX_RULE_METRICS};
 use crate::jwks_refresh::{JwksRefresh, UnknownKidAction};
 use crate::reply;
+use crate::signatures::{self, EnvoyVerifier, Verifier};
 use crate::snapshot_sync::SnapshotSync;
 
 /// A request paused until its provider's keys are refetched.
@@ -34,6 +35,10 @@ pub struct Filter {
     waiters: Vec<Waiter>,
     /// Sampling key for requests without `x-request-id`.
     unkeyed: std::cell::Cell<u64>,
+    /// Who verifies RS*/ES256 signatures; set once from `signatures::detect` at VM start.
+    pub verifier: Verifier,
+    /// A failed `verify_signature` call was logged (later ones are only counted).
+    foreign_failure_logged: bool,
 }
 
 /// FNV-1a: a cheap, stable hash of the request id for sampling (not for security).
@@ -62,6 +67,8 @@ impl Filter {
             snapshot: SnapshotSync::new(&policy),
             waiters: Vec::new(),
             unkeyed: std::cell::Cell::new(0),
+            verifier: Verifier::default(),
+            foreign_failure_logged: false,
             policy,
         }
     }
@@ -165,27 +172,12 @@ impl Filter {
         if let Some(snapshot) = self.snapshot.as_mut().filter(|s| !s.has_catalog()) {
             snapshot.load_published(host, &self.policy);
         }
-        let now_ms = started_us / 1_000;
-        let mut verdict = decide(
-            &self.policy,
-            &self.keys,
-            &mut self.cache,
-            catalog_state(self.snapshot.as_ref(), now_ms),
-            &req,
-            now,
-        );
+        let mut verdict = self.decide(host, &req, now);
         // Keys may have been published by another worker since this one's last tick:
         // one shared-data read beats denying until the next tick.
         if let Some(provider) = self.keys_unavailable_provider(&verdict) {
             if self.jwks.load_published(host, &mut self.keys, provider) {
-                verdict = decide(
-                    &self.policy,
-                    &self.keys,
-                    &mut self.cache,
-                    catalog_state(self.snapshot.as_ref(), now_ms),
-                    &req,
-                    now,
-                );
+                verdict = self.decide(host, &req, now);
             }
         }
         if let (Some(context_id), Some(provider)) =
@@ -193,14 +185,7 @@ impl Filter {
         {
             match self.jwks.on_unknown_kid(host, &mut self.keys, provider) {
                 UnknownKidAction::Retry => {
-                    verdict = decide(
-                        &self.policy,
-                        &self.keys,
-                        &mut self.cache,
-                        catalog_state(self.snapshot.as_ref(), now_ms),
-                        &req,
-                        now,
-                    );
+                    verdict = self.decide(host, &req, now);
                 }
                 UnknownKidAction::Wait { deadline_ms } => {
                     self.waiters.push(Waiter {
@@ -214,6 +199,41 @@ impl Filter {
             }
         }
         self.finish(host, &req, &headers, &verdict, started_us)
+    }
+
+    /// One decision, with this VM's verifier; counts who checked signatures.
+    fn decide<H: Host>(&mut self, host: &mut H, req: &Request<'_>, now: i64) -> Verdict {
+        let catalog = catalog_state(self.snapshot.as_ref(), host.now_millis());
+        let verdict = match self.verifier {
+            Verifier::Rust => decide(&self.policy, &self.keys, &mut self.cache, catalog, req, now),
+            Verifier::Envoy => {
+                let envoy = EnvoyVerifier::new(&*host);
+                let verdict = decide_using(
+                    &self.policy,
+                    &self.keys,
+                    &mut self.cache,
+                    Some(&envoy),
+                    catalog,
+                    req,
+                    now,
+                );
+                if let Some(e) = envoy.take_failure() {
+                    if !self.foreign_failure_logged {
+                        self.foreign_failure_logged = true;
+                        host.log(
+                            LogLevel::Warn,
+                            &format!(
+                                "meshgate: {e}; verified in Rust instead (further failures \
+                                 are only counted in meshgate.verify.foreign_failed)"
+                            ),
+                        );
+                    }
+                }
+                verdict
+            }
+        };
+        signatures::count(host, verdict.signature_checks);
+        verdict
     }
 
     /// The provider (index) whose keys never loaded, when that decided the request

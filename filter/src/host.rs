@@ -50,6 +50,13 @@ pub enum Metric {
         id: String,
         allowed: bool,
     },
+    /// Signature checks answered by Envoy's `verify_signature` foreign function.
+    VerifyForeign,
+    /// Signature checks done in Rust (PS*, EdDSA, HS*, or every algorithm when the
+    /// foreign function is absent, or after it failed).
+    VerifyRust,
+    /// `verify_signature` calls that failed; each request then verified in Rust.
+    VerifyForeignFailed,
 }
 
 /// Above this many rules, per-rule counters are off (stat cardinality stays bounded).
@@ -81,6 +88,9 @@ impl Metric {
                 "meshgate.rule.{id}.{}",
                 if *allowed { "allowed" } else { "denied" }
             ),
+            Metric::VerifyForeign => String::from("meshgate.verify.foreign"),
+            Metric::VerifyRust => String::from("meshgate.verify.rust"),
+            Metric::VerifyForeignFailed => String::from("meshgate.verify.foreign_failed"),
         }
     }
 }
@@ -150,4 +160,13 @@ pub trait Host {
     /// Writes `value`; with `cas`, only if the version is unchanged. `Ok(false)` when
     /// another worker wrote first.
     fn set_shared(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, HostError>;
+
+    /// Calls a host foreign function (`proxy_call_foreign_function`) with serialized
+    /// arguments. `Ok(None)`: it succeeded with an empty answer. An unknown function is
+    /// an error (`NotFound`).
+    fn call_foreign_function(
+        &self,
+        name: &'static str,
+        argument: &[u8],
+    ) -> Result<Option<Vec<u8>>, HostError>;
 }

@@ -17,6 +17,7 @@ pub mod filter;
 pub mod host;
 pub mod jwks_refresh;
 pub mod reply;
+pub mod signatures;
 pub mod snapshot_sync;
 
 #[cfg(target_arch = "wasm32")]

@@ -14,6 +14,7 @@ use meshgate_core::Policy;
 
 use crate::filter::{Filter, Next};
 use crate::host::{CallResponse, Callout, Host, HostError, LogLevel, Metric};
+use crate::signatures::{self, Verifier};
 
 const TICK: Duration = Duration::from_millis(500);
 
@@ -163,6 +164,14 @@ impl Host for EnvoyHost {
             Err(status) => Err(host_error("set_shared_data")(status)),
         }
     }
+
+    fn call_foreign_function(
+        &self,
+        name: &'static str,
+        argument: &[u8],
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::call_foreign_function(name, Some(argument)).map_err(host_error(name))
+    }
 }
 
 /// A callout's status, `etag` and body, read in whichever context receives it.
@@ -201,6 +210,8 @@ impl OwnedResponse {
 struct Root {
     host: EnvoyHost,
     filter: Option<Rc<RefCell<Filter>>>,
+    /// Found at VM start, kept across reconfigurations.
+    verifier: Verifier,
 }
 
 impl Context for Root {
@@ -229,6 +240,7 @@ impl RootContext for Root {
                 env!("MESHGATE_GIT_SHA")
             ),
         );
+        self.verifier = signatures::detect(&self.host);
         true
     }
 
@@ -248,7 +260,8 @@ impl RootContext for Root {
         };
         match Policy::from_json(&raw) {
             Ok(policy) => {
-                let filter = Filter::new(policy);
+                let mut filter = Filter::new(policy);
+                filter.verifier = self.verifier;
                 let remote = !filter.jwks.is_empty() || filter.snapshot.is_some();
                 self.host.log(
                     LogLevel::Info,

@@ -408,6 +408,15 @@ fn demo_stack_end_to_end() {
             .unwrap_or(0)
             >= 2
     );
+    // RS256 and ES256 signatures were checked by Envoy itself (`verify_signature`).
+    assert!(
+        stack
+            .envoy
+            .counter("wasmcustom.meshgate.verify.foreign")
+            .unwrap_or(0)
+            >= 1,
+        "no signature verified through Envoy's verify_signature"
+    );
     let log = stack.envoy.log();
     assert!(log.contains("meshgate decision {"), "no decision log line");
     assert!(log.contains(r#""code":"audience_mismatch""#));

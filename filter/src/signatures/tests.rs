@@ -1,0 +1,269 @@
+//! Envoy's `verify_signature` over the fake host: detection, use, counting, fallback.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPrivateKey};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{Algorithm, AlgorithmSignature};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::fake::{FakeHost, ForeignFake};
+use crate::filter::{Filter, Next};
+use meshgate_core::Policy;
+
+const NOW: i64 = 1_700_000_000;
+const ISSUER: &str = "https://idp.test";
+
+/// The RFC 7515 / 8037 keys every test runner shares.
+fn private_key(kid: &str) -> Value {
+    let text = match kid {
+        "rsa" => include_str!("../../../testdata/keys/rsa.json"),
+        "ec" => include_str!("../../../testdata/keys/ec.json"),
+        _ => include_str!("../../../testdata/keys/ed25519.json"),
+    };
+    serde_json::from_str(text).unwrap()
+}
+
+fn public_key(kid: &str) -> Value {
+    let mut key = private_key(kid);
+    let obj = key.as_object_mut().unwrap();
+    for member in ["d", "p", "q", "dp", "dq", "qi"] {
+        obj.remove(member);
+    }
+    obj.insert("kid".into(), json!(kid));
+    key
+}
+
+fn kid_for(alg: &str) -> &'static str {
+    match alg {
+        "ES256" => "ec",
+        "EdDSA" => "ed",
+        _ => "rsa",
+    }
+}
+
+fn token(alg: &str) -> String {
+    let kid = kid_for(alg);
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": kid}).to_string());
+    let claims = json!({"iss": ISSUER, "sub": "alice", "aud": "tools", "exp": NOW + 600});
+    let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let jwk: JsonWebKey<'_> = serde_json::from_value(private_key(kid)).unwrap();
+    let message = input.as_bytes();
+    let signature = match alg {
+        "ES256" => {
+            let key = <Es256 as Algorithm>::SigningKey::try_from(&jwk).unwrap();
+            Es256.sign(&key, message).as_bytes().to_vec()
+        }
+        "EdDSA" => {
+            let key = <Ed25519 as Algorithm>::SigningKey::try_from(&jwk).unwrap();
+            Ed25519.sign(&key, message).as_bytes().to_vec()
+        }
+        rsa => {
+            let key = RsaPrivateKey::try_from(&jwk).unwrap();
+            Rsa::with_name(rsa).sign(&key, message).as_bytes().to_vec()
+        }
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn tampered(token: &str) -> String {
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let mut signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    signature[7] ^= 0x01;
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn filter(verifier: Verifier) -> Filter {
+    let config = json!({
+        "providers": {"idp": {"issuer": ISSUER, "audiences": ["tools"], "local_jwks": {"inline": {"keys": [
+            public_key("rsa"), public_key("ec"), public_key("ed")
+        ]}}}},
+        "rules": [{"id": "all", "action": "allow", "paths": ["/**"]}],
+        // Every request verifies its signature.
+        "jwt_cache_config": {"jwt_cache_size": 0}
+    });
+    let mut filter = Filter::new(Policy::from_json(config.to_string().as_bytes()).unwrap());
+    filter.verifier = verifier;
+    filter
+}
+
+fn request(foreign: ForeignFake, token: &str) -> FakeHost {
+    FakeHost::at(NOW)
+        .with_foreign(foreign)
+        .with_request("GET", "tool.internal", "/x")
+        .with_header("authorization", &format!("Bearer {token}"))
+}
+
+#[test]
+fn only_a_host_that_passes_the_self_test_verifies() {
+    let cases = [
+        (ForeignFake::Absent, Verifier::Rust, "NotFound"),
+        (ForeignFake::Verify, Verifier::Envoy, "verified by Envoy"),
+        (
+            ForeignFake::Answer(true),
+            Verifier::Rust,
+            "accepts a wrong RS256",
+        ),
+        (
+            ForeignFake::Answer(false),
+            Verifier::Rust,
+            "rejects a valid RS256",
+        ),
+        (ForeignFake::Fail, Verifier::Rust, "InternalFailure"),
+        (ForeignFake::Garbage, Verifier::Rust, "not a result"),
+    ];
+    for (foreign, expected, log) in cases {
+        let host = FakeHost::at(NOW).with_foreign(foreign);
+        assert_eq!(detect(&host), expected, "{foreign:?}");
+        let logs = host.logs.borrow();
+        assert_eq!(logs.len(), 1, "{foreign:?}: one line, {logs:?}");
+        assert!(logs[0].1.contains(log), "{foreign:?}: {logs:?}");
+    }
+}
+
+#[test]
+fn envoy_verifies_rs_and_es256_and_rust_the_rest() {
+    // (alg, checked by Envoy?)
+    let cases = [
+        ("RS256", true),
+        ("RS384", true),
+        ("RS512", true),
+        ("ES256", true),
+        ("PS256", false),
+        ("PS384", false),
+        ("EdDSA", false),
+    ];
+    for (alg, by_envoy) in cases {
+        for verifier in [Verifier::Envoy, Verifier::Rust] {
+            let mut f = filter(verifier);
+            let mut host = request(ForeignFake::Verify, &token(alg));
+            assert_eq!(
+                f.on_request_headers(&mut host, 1),
+                Next::Continue,
+                "{alg} {verifier:?}"
+            );
+            assert_eq!(host.header("x-meshgate-subject"), Some("alice"));
+            let foreign = by_envoy && verifier == Verifier::Envoy;
+            let context = format!("{alg} with {verifier:?}");
+            assert_eq!(host.foreign_calls.get(), u32::from(foreign), "{context}");
+            assert_eq!(
+                host.counter("meshgate.verify.foreign"),
+                u64::from(foreign),
+                "{context}"
+            );
+            assert_eq!(
+                host.counter("meshgate.verify.rust"),
+                u64::from(!foreign),
+                "{context}"
+            );
+            assert_eq!(
+                host.counter("meshgate.verify.foreign_failed"),
+                0,
+                "{context}"
+            );
+
+            // A wrong signature is denied, by whoever checks it.
+            let mut host = request(ForeignFake::Verify, &tampered(&token(alg)));
+            assert_eq!(f.on_request_headers(&mut host, 2), Next::Stop, "{context}");
+            assert_eq!(host.reply.as_ref().unwrap().status, 401);
+            assert_eq!(
+                host.counter("meshgate.denied.signature_invalid"),
+                1,
+                "{context}"
+            );
+            assert_eq!(
+                host.counter("meshgate.verify.foreign"),
+                u64::from(foreign),
+                "{context}"
+            );
+        }
+    }
+}
+
+#[test]
+fn envoys_no_is_a_bad_signature() {
+    // Detection passed; later Envoy says no, even to a signature Rust would accept.
+    let mut f = filter(Verifier::Envoy);
+    for alg in ["RS256", "ES256"] {
+        let mut host = request(ForeignFake::Answer(false), &token(alg));
+        assert_eq!(f.on_request_headers(&mut host, 1), Next::Stop, "{alg}");
+        let reply = host.reply.as_ref().unwrap();
+        assert_eq!(reply.status, 401, "{alg}");
+        assert!(
+            reply.body.contains("signature_invalid"),
+            "{alg}: {}",
+            reply.body
+        );
+        assert_eq!(host.counter("meshgate.denied.signature_invalid"), 1);
+        assert_eq!(host.counter("meshgate.verify.foreign"), 1);
+        assert_eq!(host.counter("meshgate.verify.rust"), 0);
+    }
+}
+
+#[test]
+fn a_failed_call_falls_back_to_rust_for_that_request() {
+    let mut f = filter(Verifier::Envoy);
+    // (foreign behaviour, token, allowed?)
+    let cases = [
+        (ForeignFake::Fail, token("RS256"), true),
+        (ForeignFake::Fail, tampered(&token("RS256")), false),
+        (ForeignFake::Garbage, token("ES256"), true),
+        (ForeignFake::Garbage, tampered(&token("ES256")), false),
+        // Not registered any more (say, a host that changed under us): same.
+        (ForeignFake::Absent, token("RS512"), true),
+    ];
+    for (i, (foreign, token, allowed)) in cases.into_iter().enumerate() {
+        let mut host = request(foreign, &token);
+        let next = f.on_request_headers(&mut host, 1);
+        let context = format!("case {i}: {foreign:?}, allowed {allowed}");
+        assert_eq!(next == Next::Continue, allowed, "{context}");
+        if !allowed {
+            assert_eq!(
+                host.counter("meshgate.denied.signature_invalid"),
+                1,
+                "{context}"
+            );
+        }
+        assert_eq!(
+            host.counter("meshgate.verify.foreign_failed"),
+            1,
+            "{context}"
+        );
+        assert_eq!(host.counter("meshgate.verify.rust"), 1, "{context}");
+        assert_eq!(host.counter("meshgate.verify.foreign"), 0, "{context}");
+        // Logged the first time only.
+        assert_eq!(
+            host.logged("verified in Rust instead"),
+            i == 0,
+            "{context}: {:?}",
+            host.logs
+        );
+    }
+}
+
+#[test]
+fn malformed_es256_signatures_are_refused_before_any_call() {
+    let mut f = filter(Verifier::Envoy);
+    let good = token("ES256");
+    let (input, signature) = good.rsplit_once('.').unwrap();
+    let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    // s + n: the same point arithmetic mod n, a different encoding. Never sent to Envoy.
+    let order: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let bad = [
+        [&signature[..32], &order[..]].concat(),
+        [&[0u8; 32][..], &signature[32..]].concat(),
+        signature[..48].to_vec(),
+    ];
+    for sig in bad {
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+        let mut host = request(ForeignFake::Answer(true), &token);
+        assert_eq!(f.on_request_headers(&mut host, 1), Next::Stop, "{sig:02x?}");
+        assert_eq!(host.foreign_calls.get(), 0, "{sig:02x?}");
+        assert_eq!(host.counter("meshgate.denied.signature_invalid"), 1);
+    }
+}
