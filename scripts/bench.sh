@@ -85,6 +85,7 @@ if command -v taskset >/dev/null 2>&1 && (($(nproc) >= 2)); then
 fi
 
 LOADAVG_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+RUN_STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 mkdir -p "$BENCH_DIR"
 rm -rf "$BENCH_DIR/runs" "$BENCH_DIR/sanity"
 # Kept: the issuer key file and the cold token files minted with it.
@@ -377,4 +378,6 @@ for name in "${INSTANCES[@]}"; do
 done >"$BENCH_DIR/sane.tsv"
 BENCH_DIR="$BENCH_DIR" ROUNDS="$ROUNDS" DURATION="$DURATION" WARMUP="$WARMUP" \
   COLD_TOKENS="$COLD_TOKENS" ENVOY_VERSION="$ENVOY_VERSION" PINNING="$PINNING" \
-  LOADAVG_AT_START="$LOADAVG_AT_START" python3 test-harness/bench/report.py
+  LOADAVG_AT_START="$LOADAVG_AT_START" RUN_STARTED="$RUN_STARTED" \
+  LOADAVG_AT_END="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" \
+  RUN_ENDED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" python3 test-harness/bench/report.py

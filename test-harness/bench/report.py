@@ -138,6 +138,9 @@ for case in plan["cases"]:
         misses = sum(r["cache_misses"] or 0 for r in rs)
         entry["median"] = {
             "rps": median(r["rps"] for r in rs),
+            # (max - min) / median of the rounds' req/s: how much the rounds disagree.
+            "rps_spread": (round((max(v) - min(v)) / statistics.median(v), 3)
+                           if (v := [r["rps"] for r in rs if r["rps"]]) else None),
             "p50_ms": median(r["p50_ms"] for r in rs),
             "p99_ms": median(r["p99_ms"] for r in rs),
             "envoy_cpu_share": median(r["envoy_cpu_share"] for r in rs),
@@ -180,12 +183,14 @@ dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
 report = {
     "schema": 2,
     "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "run_started_at": env.get("RUN_STARTED"),
+    "run_ended_at": env.get("RUN_ENDED"),
     "command": "./build.sh bench",
     "git_commit": f"{commit}{'-dirty' if dirty else ''}" if commit else None,
     "matrix": plan["matrix"],
     "machine": {"nproc": os.cpu_count(), "cpu_model": cpu_model,
                 "loadavg_before_run": env["LOADAVG_AT_START"],
-                "loadavg_after_run": " ".join(open("/proc/loadavg").read().split()[:3])},
+                "loadavg_after_run": env.get("LOADAVG_AT_END")},
     "envoy_version": env["ENVOY_VERSION"],
     "pinning": env["PINNING"],
     "load": {"tool": "wrk", "threads": 1, "duration": env["DURATION"], "warmup": env["WARMUP"],
@@ -221,7 +226,7 @@ def cell(c, name, spec):
     return f"{num(value, spec)} ({num(rn, '.2f')}, {num(rc, '.2f')})"
 
 
-COLUMNS = [("req/s", "rps", ",.0f"), ("p50 ms", "p50_ms", ".2f"), ("p99 ms", "p99_ms", ".2f"),
+COLUMNS = [("req/s", "rps", ",.0f"), ("spread", "rps_spread", ".0%"), ("p50 ms", "p50_ms", ".2f"), ("p99 ms", "p99_ms", ".2f"),
            ("CPU µs/req", "envoy_cpu_us_per_request", ".0f"), ("RSS MiB", "envoy_rss_mib", ".1f")]
 
 
@@ -232,7 +237,10 @@ def row(c):
         return label + ["FAILED sanity check: no numbers"] + [""] * (len(COLUMNS) - 1) + [""]
     cells = []
     for _, name, spec in COLUMNS:
-        if name == "envoy_rss_mib":
+        if name == "rps_spread":
+            spread = c["median"]["rps_spread"] if c["median"] else None
+            cells.append(num(spread, spec))
+        elif name == "envoy_rss_mib":
             kib = figure(c, "envoy_rss_kib")
             rn, rc = c["ratio_vs_native"]["envoy_rss_kib"], c["ratio_vs_ceiling"]["envoy_rss_kib"]
             cells.append("—" if kib is None else
@@ -286,6 +294,7 @@ LEGEND = [
     "Each figure is the median over the rounds; in brackets its ratio to native and to the",
     "ceiling from the same run (native = native_cached for hot, native without cache for cold;",
     "same mix, alg, rules, connections). req/s: higher is better; everything else lower.",
+    "spread: (max - min) / median of the rounds' req/s.",
     "CPU µs/req: the Envoy process's CPU time (utime+stime) per completed request.",
     "RSS: VmRSS of that Envoy after the case's last round. cache hits: verified-token cache",
     "hits / (hits + misses) during the rounds (meshgate.token_cache.*, jwt_authn jwt_cache_*).",
@@ -309,7 +318,8 @@ with open(f"{bench_dir}/latest.md", "w", encoding="utf-8") as out:
 
 saturated = [c["id"] for c in cases if c["median"] and (c["median"]["envoy_cpu_share"] or 0) < 0.9]
 if saturated:
-    print(f"NOTE: Envoy below 90% of a CPU (something else limited the rate): {', '.join(saturated)}")
+    print("NOTE: Envoy used less than 90% of a CPU (so the load generator or other processes "
+          f"on CPU 0 limited the rate, not Envoy's own work): {', '.join(saturated)}")
 slow = [f"{i['name']} {check} {c['seconds']:.1f} s" for i in instances
         for check, c in i["sanity"].items() if (c["seconds"] or 0) > 1]
 if slow:
