@@ -5,7 +5,8 @@
 #   ./build.sh test       fmt check, clippy, unit tests, Envoy config validation, end-to-end
 #                         tests against a real Envoy
 #   ./build.sh demo       run Envoy + filter + mock issuer + tool stubs in the foreground
-#   ./build.sh bench      quick throughput comparison against Envoy without the filter
+#   ./build.sh bench      the benchmark: meshgate against native jwt_authn + rbac, an empty
+#                         Wasm filter and no filter (docs/benchmarks.md; MESHGATE_BENCH_* knobs)
 #   ./build.sh oci        an OCI image layout of the filter for Istio (dist/oci), no daemon
 #   ./build.sh fuzz [S]   fuzz meshgate-core, S seconds per target (default 60)
 #

@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# A quick, honest throughput comparison of meshgate against the same Envoy without it.
+# The benchmark of issue 9: meshgate against Envoy's native jwt_authn + rbac, an empty Wasm
+# filter and no filter, on hot and cold tokens, three key types and two rule-set sizes.
 #
 #   ./build.sh bench      builds dist/*.wasm and the release binaries, then runs this
 #
-# Three Envoys (--concurrency 1), generated from envoy/meshgate-demo.yaml into target/bench/:
-#   none      the demo config with the Wasm filter removed: only the router (native Envoy)
-#   ceiling   the smallest Rust proxy-wasm filter (dist/meshgate-ceiling.wasm): what any
-#             Wasm filter costs, the best a Wasm filter could do
-#   meshgate  dist/meshgate.wasm with the demo policy
-# all proxying to the tool stubs of meshgate-harness (GET airflow.internal /api/v1/dags); the
-# virtual host drops the Authorization header before the upstream in all three (see below).
-# The same valid token is sent on every request, so this measures meshgate's hot path
-# (verified-token cache hit). Sanity checks run first; a scenario that fails them gets no
-# numbers. wrk runs in interleaved rounds; the table shows medians and writes
-# target/bench/latest.json. With taskset, Envoy runs on CPU 0, wrk and the harness on CPU 1.
+# test-harness/bench/plan.py writes one Envoy bootstrap per instance into target/bench/ (each
+# checked with `envoy --mode validate`) and the list of load cases. Scenarios:
+#   none              router only
+#   ceiling           the smallest Rust proxy-wasm filter (dist/meshgate-ceiling.wasm)
+#   native            jwt_authn (remote_jwks, no jwt_cache_config) + rbac, the demo policy
+#   native_cached     the same with jwt_cache_config {jwt_cache_size: 1024}
+#   meshgate          dist/meshgate.wasm, demo policy, verified-token cache on (default)
+#   meshgate_nocache  the same with jwt_cache_config {jwt_cache_size: 0}
+# plus `*_10k` instances of the scenarios with rules: the demo policy after 10,000 extra rules.
+# Every Envoy is its own process (--concurrency 1 --disable-hot-restart, own base id and
+# ports) pinned to CPU 0; wrk and the mock issuer run on CPU 1. Requests get a
+# direct_response from Envoy (no upstream under load); one header-selected route reaches the
+# tool stubs so the sanity check can see the identity headers.
 #
-# Knobs (environment): MESHGATE_BENCH_ROUNDS (3), MESHGATE_BENCH_DURATION (5s),
-# MESHGATE_BENCH_CONNECTIONS (16).
+# Each case is (scenario, mix, alg, rules, connections). Mixes: hot (one token on every
+# request, `wrk -H`) and cold (10,000 distinct valid tokens round robin, cold.lua).
+# Before any load, each Envoy is timed from process start to its first 200 and must pass the
+# sanity check twice; an Envoy that fails gets no numbers, and the script exits 1 at the end.
+# Warm-up per case, then interleaved rounds (the starting case rotates each round).
+# test-harness/bench/report.py prints the table and writes target/bench/latest.json and
+# target/bench/latest.md.
+#
+# Knobs (environment):
+#   MESHGATE_BENCH_MATRIX      quick (default, about 8 minutes on 2 CPUs) or full (c64 too,
+#                              every alg and rule set for every scenario: about 40 minutes)
+#   MESHGATE_BENCH_ROUNDS      3        MESHGATE_BENCH_DURATION   5s
+#   MESHGATE_BENCH_WARMUP      2s       MESHGATE_BENCH_COLD_TOKENS 10000
+#   MESHGATE_BENCH_SCENARIOS   only these scenarios (e.g. "native meshgate"); ratios need
+#                              native/native_cached and ceiling in the same run
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,21 +40,17 @@ BENCH_DIR=target/bench
 KEYS="$BENCH_DIR/issuer-keys.json"
 MESHGATE=target/release/meshgate
 HARNESS=target/release/meshgate-harness
+MINT_MANY=target/release/meshgate-bench-tokens
 SOURCE_CONFIG=envoy/meshgate-demo.yaml
+COLD_LUA=test-harness/bench/cold.lua
 
 ROUNDS="${MESHGATE_BENCH_ROUNDS:-3}"
 DURATION="${MESHGATE_BENCH_DURATION:-5s}"
-CONNECTIONS="${MESHGATE_BENCH_CONNECTIONS:-16}"
-WARMUP=2s
-REQ_HOST=airflow.internal
-REQ_PATH=/api/v1/dags
-
+WARMUP="${MESHGATE_BENCH_WARMUP:-2s}"
+COLD_TOKENS="${MESHGATE_BENCH_COLD_TOKENS:-10000}"
 ISSUER_PORT=18180
 UPSTREAM_PORT=18181
-SCENARIOS=(none ceiling meshgate)
-declare -A LISTEN_PORT=([none]=10100 [ceiling]=10101 [meshgate]=10102)
-declare -A ADMIN_PORT=([none]=9910 [ceiling]=9911 [meshgate]=9912)
-declare -A ENVOY_PID=()
+ALGS=(RS256 ES256 EdDSA)
 
 say() { echo "bench: $*"; }
 # shellcheck source=scripts/lib.sh
@@ -50,20 +62,17 @@ die() {
 
 # --- preconditions --------------------------------------------------------------------------
 
-for file in dist/meshgate.wasm dist/meshgate-ceiling.wasm "$MESHGATE" "$HARNESS" "$SOURCE_CONFIG"; do
+for file in dist/meshgate.wasm dist/meshgate-ceiling.wasm "$MESHGATE" "$HARNESS" "$MINT_MANY" \
+  "$SOURCE_CONFIG" "$COLD_LUA"; do
   [[ -f "$file" ]] || die "$file is missing; run ./build.sh bench (it builds everything first)"
 done
-for cmd in curl wrk python3; do
+for cmd in curl wrk python3 jq; do
   command -v "$cmd" >/dev/null 2>&1 || die "$cmd is needed; run scripts/setup.sh"
 done
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "MESHGATE_BENCH_ROUNDS=$ROUNDS: expected a positive number"
+[[ "$COLD_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "MESHGATE_BENCH_COLD_TOKENS=$COLD_TOKENS: expected a positive number"
 ENVOY="$(scripts/envoy-path.sh)" || die "no Envoy found; run scripts/setup.sh"
 ENVOY_VERSION="$("$ENVOY" --version | sed -n 's/^.*version: //p')"
-
-taken=()
-for port in "$ISSUER_PORT" "$UPSTREAM_PORT" "${LISTEN_PORT[@]}" "${ADMIN_PORT[@]}"; do
-  port_taken "$port" && taken+=("$port")
-done
-((${#taken[@]} == 0)) || die "ports in use on 127.0.0.1: ${taken[*]} (another bench still running?)"
 
 # Envoy on CPU 0; wrk and the harness on CPU 1, so the CPU Envoy runs on is its own.
 PIN_ENVOY=()
@@ -75,19 +84,67 @@ if command -v taskset >/dev/null 2>&1 && (($(nproc) >= 2)); then
   PINNING="envoy on CPU 0; wrk and meshgate-harness on CPU 1"
 fi
 
+LOADAVG_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+RUN_STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+mkdir -p "$BENCH_DIR"
+rm -rf "$BENCH_DIR/runs" "$BENCH_DIR/sanity"
+# Kept: the issuer key file and the cold token files minted with it.
+for file in "$BENCH_DIR"/*.json "$BENCH_DIR"/*.tsv "$BENCH_DIR"/*.log "$BENCH_DIR"/*.yaml \
+  "$BENCH_DIR"/wrk-*.txt "$BENCH_DIR"/warmup-*.txt "$BENCH_DIR/latest.md"; do
+  [[ "$file" == "$KEYS" ]] || rm -f "$file"
+done
+mkdir -p "$BENCH_DIR/runs" "$BENCH_DIR/sanity"
+
+say "planning (MESHGATE_BENCH_MATRIX=${MESHGATE_BENCH_MATRIX:-quick}) into $BENCH_DIR/"
+python3 test-harness/bench/plan.py "$SOURCE_CONFIG" "$BENCH_DIR" "$ISSUER_PORT" "$UPSTREAM_PORT" ||
+  die "test-harness/bench/plan.py failed"
+REQ_HOST="$(jq -r .request.host "$BENCH_DIR/plan.json")"
+REQ_PATH="$(jq -r .request.path "$BENCH_DIR/plan.json")"
+ECHO_HEADER="$(jq -r .request.echo_header "$BENCH_DIR/plan.json")"
+
+INSTANCES=()
+declare -A SCENARIO=() LISTEN=() ADMIN=() BASE_ID=() CONFIG=() KIND=() ENVOY_PID=() SANE=()
+while IFS=$'\t' read -r name scenario _rules listen admin base_id config kind; do
+  INSTANCES+=("$name")
+  SCENARIO[$name]=$scenario LISTEN[$name]=$listen ADMIN[$name]=$admin
+  BASE_ID[$name]=$base_id CONFIG[$name]=$config KIND[$name]=$kind
+done <"$BENCH_DIR/instances.tsv"
+CASES=()
+declare -A CASE_INSTANCE=() CASE_MIX=() CASE_ALG=() CASE_CONNECTIONS=()
+while IFS=$'\t' read -r id instance _scenario mix alg _rules connections; do
+  CASES+=("$id")
+  CASE_INSTANCE[$id]=$instance CASE_MIX[$id]=$mix CASE_ALG[$id]=$alg CASE_CONNECTIONS[$id]=$connections
+done <"$BENCH_DIR/cases.tsv"
+((${#CASES[@]} > 0)) || die "no cases planned (check MESHGATE_BENCH_SCENARIOS)"
+mapfile -t COLD_ALGS < <(awk -F'\t' '$4 == "cold" {print $5}' "$BENCH_DIR/cases.tsv" | sort -u)
+say "${#INSTANCES[@]} Envoys, ${#CASES[@]} cases, $ROUNDS rounds of $DURATION each after a $WARMUP warm-up"
+
+taken=()
+for port in "$ISSUER_PORT" "$UPSTREAM_PORT" "${LISTEN[@]}" "${ADMIN[@]}"; do
+  port_taken "$port" && taken+=("$port")
+done
+((${#taken[@]} == 0)) || die "ports in use on 127.0.0.1: ${taken[*]} (another bench still running?)"
+
+for name in "${INSTANCES[@]}"; do
+  if ! "$ENVOY" --mode validate -c "${CONFIG[$name]}" --disable-hot-restart -l error \
+    >"$BENCH_DIR/$name.validate.log" 2>&1; then
+    tail -n 20 "$BENCH_DIR/$name.validate.log" >&2
+    die "envoy --mode validate rejected ${CONFIG[$name]}"
+  fi
+done
+say "envoy --mode validate: all ${#INSTANCES[@]} configurations OK"
+
 # --- process supervision ----------------------------------------------------------------------
 
 harness_pid=""
-
-
 cleanup() {
-  local status=$? scenario
+  local status=$? name
   trap - EXIT INT TERM HUP
-  for scenario in "${!ENVOY_PID[@]}"; do
-    stop_pid "${ENVOY_PID[$scenario]}"
+  for name in "${!ENVOY_PID[@]}"; do
+    stop_pid "${ENVOY_PID[$name]}" "envoy $name"
   done
   ENVOY_PID=()
-  stop_pid "$harness_pid"
+  stop_pid "$harness_pid" meshgate-harness
   harness_pid=""
   exit "$status"
 }
@@ -95,114 +152,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
-
-
-# --- Envoy configurations -------------------------------------------------------------------------
-
-LOADAVG_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
-mkdir -p "$BENCH_DIR"
-rm -f "$BENCH_DIR"/wrk-*.txt "$BENCH_DIR"/warmup-*.txt "$BENCH_DIR"/latest.json
-
-say "generating $BENCH_DIR/{none,ceiling,meshgate}.yaml from $SOURCE_CONFIG"
-python3 - "$SOURCE_CONFIG" "$BENCH_DIR" "$ISSUER_PORT" "$UPSTREAM_PORT" \
-  "${LISTEN_PORT[none]}" "${ADMIN_PORT[none]}" \
-  "${LISTEN_PORT[ceiling]}" "${ADMIN_PORT[ceiling]}" \
-  "${LISTEN_PORT[meshgate]}" "${ADMIN_PORT[meshgate]}" <<'PY'
-# Plain text processing (no PyYAML): port substitutions, then the wasm filter block of the
-# HTTP filter list is removed (none), swapped for the ceiling filter (ceiling) or kept.
-import re
-import sys
-
-src, out_dir, issuer, upstream = sys.argv[1:5]
-ports = dict(zip(["none", "ceiling", "meshgate"], zip(sys.argv[5::2], sys.argv[6::2])))
-text = open(src, encoding="utf-8").read()
-
-
-def substitute(text, old, new, at_least):
-    new_text, count = re.subn(rf"\b{old}\b", new, text)
-    if count < at_least:
-        sys.exit(f"bench: {src}: expected port {old} at least {at_least}x, found {count}x")
-    return new_text
-
-
-text = substitute(text, "18080", issuer, 3)  # issuer URL, JWKS URI, demo_idp cluster
-text = substitute(text, "18081", upstream, 1)  # tools cluster
-
-# The bearer token is not forwarded in any scenario (meshgate strips it itself): the tool
-# stub echoes request headers, and its answers above ~1 KB stall ~40 ms behind Envoy
-# (Nagle on the stub, delayed ACK in Envoy), which would measure that instead of the proxy.
-vhost, count = re.subn(
-    r'^( *)(domains: \["\*"\]\n)',
-    lambda m: m.group(1) + m.group(2) + m.group(1) + 'request_headers_to_remove: ["authorization"]\n',
-    text,
-    flags=re.M,
-)
-if count != 1:
-    sys.exit(f'bench: {src}: expected one `domains: ["*"]` virtual host, found {count}')
-text = vhost
-lines = text.splitlines(keepends=True)
-
-start = next(
-    (i for i, line in enumerate(lines) if line.strip() == "- name: envoy.filters.http.wasm"),
-    None,
-)
-if start is None:
-    sys.exit(f"bench: {src}: no `- name: envoy.filters.http.wasm` line")
-indent = len(lines[start]) - len(lines[start].lstrip())
-end = start + 1
-while end < len(lines):
-    line = lines[end]
-    stripped = line.lstrip()
-    if stripped and not stripped.startswith("#") and len(line) - len(stripped) <= indent:
-        break
-    end += 1
-if end >= len(lines) or "envoy.filters.http.router" not in lines[end]:
-    sys.exit(f"bench: {src}: the wasm filter is not followed by the router filter")
-
-CEILING = """\
-- name: envoy.filters.http.wasm
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-    config:
-      name: meshgate_ceiling
-      root_id: meshgate_ceiling
-      failure_policy: FAIL_CLOSED
-      configuration:
-        "@type": type.googleapis.com/google.protobuf.StringValue
-        value: "{}"
-      vm_config:
-        vm_id: meshgate_ceiling
-        runtime: envoy.wasm.runtime.v8
-        code: { local: { filename: dist/meshgate-ceiling.wasm } }
-"""
-filters = {
-    "none": [],
-    "ceiling": [" " * indent + l + "\n" for l in CEILING.splitlines()],
-    "meshgate": lines[start:end],
-}
-for name, (listen, admin) in ports.items():
-    body = "".join(lines[:start] + filters[name] + lines[end:])
-    body = substitute(body, "10000", listen, 1)
-    body = substitute(body, "9901", admin, 1)
-    header = (
-        f"# GENERATED by scripts/bench.sh from {src} (scenario `{name}`): do not edit.\n"
-        f"# listener 127.0.0.1:{listen}, admin 127.0.0.1:{admin}, issuer 127.0.0.1:{issuer}, "
-        f"tool stubs 127.0.0.1:{upstream}\n"
-    )
-    with open(f"{out_dir}/{name}.yaml", "w", encoding="utf-8") as out:
-        out.write(header + body)
-PY
-
-for scenario in "${SCENARIOS[@]}"; do
-  if ! "$ENVOY" --mode validate -c "$BENCH_DIR/$scenario.yaml" --disable-hot-restart -l error \
-    >"$BENCH_DIR/$scenario.validate.log" 2>&1; then
-    tail -n 20 "$BENCH_DIR/$scenario.validate.log" >&2
-    die "envoy --mode validate rejected $BENCH_DIR/$scenario.yaml"
-  fi
-done
-say "envoy --mode validate: all three configurations OK"
-
-# --- harness and Envoys ---------------------------------------------------------------------------
 
 say "starting meshgate-harness (issuer 127.0.0.1:$ISSUER_PORT, tool stubs 127.0.0.1:$UPSTREAM_PORT)"
 "${PIN_LOAD[@]}" "$HARNESS" serve --issuer-port "$ISSUER_PORT" --upstream-port "$UPSTREAM_PORT" \
@@ -217,90 +166,149 @@ if ! wait_for 30 "$harness_pid" issuer_up; then
   die "the mock issuer did not come up"
 fi
 
-for scenario in "${SCENARIOS[@]}"; do
-  "${PIN_ENVOY[@]}" "$ENVOY" -c "$BENCH_DIR/$scenario.yaml" --concurrency 1 --disable-hot-restart \
-    -l info >"$BENCH_DIR/$scenario.envoy.log" 2>&1 &
-  ENVOY_PID[$scenario]=$!
-done
-for scenario in "${SCENARIOS[@]}"; do
-  admin="http://127.0.0.1:${ADMIN_PORT[$scenario]}/ready"
-  live() { [[ "$(curl -fsS --max-time 1 "$admin" 2>/dev/null)" == LIVE* ]]; }
-  if ! wait_for 20 "${ENVOY_PID[$scenario]}" live; then
-    tail -n 30 "$BENCH_DIR/$scenario.envoy.log" >&2
-    die "Envoy for scenario $scenario did not become LIVE (log: $BENCH_DIR/$scenario.envoy.log)"
-  fi
-done
-say "three Envoys LIVE ($PINNING)"
-
-# --- tokens and sanity checks ---------------------------------------------------------------------
+# --- tokens -------------------------------------------------------------------------------------
 
 mint() { "$MESHGATE" token --keys "$KEYS" "$@"; }
-TOKEN="$(mint --sub alice --groups data-eng --email alice@example.com)"
+declare -A VALID=()
+for alg in "${ALGS[@]}"; do
+  VALID[$alg]="$(mint --sub alice --groups data-eng --email alice@example.com --alg "$alg")"
+done
 EXPIRED="$(mint --sub alice --groups data-eng --exp-offset -120)"
 FORGED="$(mint --sub alice --groups data-eng --unpublished-key)"
-FINANCE="$(mint --sub bob --groups finance)"
+WRONG_AUD="$(mint --sub alice --groups data-eng --aud some-other-audience)"
+NO_GROUP="$(mint --sub bob --groups finance)"
 # Tampered: one character in the middle of the signature changed.
-sig="${TOKEN##*.}"
+sig="${VALID[RS256]##*.}"
 mid=$((${#sig} / 2))
 swap=A
 [[ "${sig:mid:1}" == A ]] && swap=B
-TAMPERED="${TOKEN%.*}.${sig:0:mid}${swap}${sig:mid+1}"
+TAMPERED="${VALID[RS256]%.*}.${sig:0:mid}${swap}${sig:mid+1}"
 
-status_of() {
-  # status_of SCENARIO TOKEN|"" -> status of GET $REQ_PATH with Host $REQ_HOST
+# Cold tokens: minted once per key file and reused for 4 hours (they are valid for 6).
+for alg in "${COLD_ALGS[@]}"; do
+  file="$BENCH_DIR/tokens-$alg-$COLD_TOKENS.txt"
+  if [[ -f "$file" && "$file" -nt "$KEYS" && -n "$(find "$file" -mmin -240)" ]] &&
+    (($(wc -l <"$file") == COLD_TOKENS)); then
+    say "reusing $file"
+    continue
+  fi
+  say "minting $COLD_TOKENS distinct $alg tokens into $file"
+  "$MINT_MANY" --keys "$KEYS" --alg "$alg" --count "$COLD_TOKENS" --out "$file.tmp" ||
+    die "minting $alg tokens failed"
+  mv "$file.tmp" "$file"
+done
+
+# --- Envoys, startup time -------------------------------------------------------------------------
+
+probe() {
+  # probe INSTANCE TOKEN|"" -> "STATUS SECONDS" of GET $REQ_PATH with Host $REQ_HOST.
+  # 10 s: meshgate may hold a request with an unknown kid for up to timeout_ms + 1 s.
   local auth=()
   [[ -n "$2" ]] && auth=(-H "Authorization: Bearer $2")
-  curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Host: $REQ_HOST" "${auth[@]}" \
-    "http://127.0.0.1:${LISTEN_PORT[$1]}$REQ_PATH" || true
+  curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 -H "Host: $REQ_HOST" \
+    "${auth[@]}" "http://127.0.0.1:${LISTEN[$1]}$REQ_PATH" || true
+}
+status_of() {
+  local got
+  got="$(probe "$@")"
+  echo "${got%% *}"
+}
+now_ns() { date +%s%N; }
+
+# One at a time, so startups don't compete for CPU 0. Startup: process start until the first
+# 200 through the listener for a valid token (polled every 20 ms, so ±20 ms).
+: >"$BENCH_DIR/startup.tsv"
+for name in "${INSTANCES[@]}"; do
+  started="$(now_ns)"
+  "${PIN_ENVOY[@]}" "$ENVOY" -c "${CONFIG[$name]}" --concurrency 1 --disable-hot-restart \
+    --base-id "${BASE_ID[$name]}" -l info >"$BENCH_DIR/$name.envoy.log" 2>&1 &
+  ENVOY_PID[$name]=$!
+  ready=""
+  deadline=$((SECONDS + 60))
+  while ((SECONDS < deadline)) && kill -0 "${ENVOY_PID[$name]}" 2>/dev/null; do
+    if [[ "$(status_of "$name" "${VALID[RS256]}")" == 200 ]]; then
+      ready="$(now_ns)"
+      break
+    fi
+    sleep 0.02
+  done
+  if [[ -n "$ready" ]]; then
+    startup_ms=$(((ready - started) / 1000000))
+    say "$name: first 200 after $startup_ms ms (pid ${ENVOY_PID[$name]}, 127.0.0.1:${LISTEN[$name]})"
+    printf '%s\t%s\n' "$name" "$startup_ms" >>"$BENCH_DIR/startup.tsv"
+  else
+    say "$name: no 200 within 60 s (log: $BENCH_DIR/$name.envoy.log)"
+    printf '%s\t-\n' "$name" >>"$BENCH_DIR/startup.tsv"
+  fi
+done
+say "all Envoys started ($PINNING)"
+
+# --- sanity checks --------------------------------------------------------------------------------
+
+# Upstream echo: what the tool stub saw of a request sent through the header-selected route.
+echoed() {
+  curl -s --max-time 2 -H "Host: $REQ_HOST" -H "$ECHO_HEADER: 1" -H "Authorization: Bearer $2" \
+    "http://127.0.0.1:${LISTEN[$1]}$REQ_PATH" || true
 }
 
-declare -A SANE=()
-declare -A SANITY_JSON=()
-for scenario in "${SCENARIOS[@]}"; do
-  results=()
+for name in "${INSTANCES[@]}"; do
+  out="$BENCH_DIR/sanity/$name.tsv"
+  : >"$out"
   ok=1
   expect() {
-    # expect NAME WANT GOT
-    results+=("\"$1\": {\"want\": \"$2\", \"got\": \"$3\"}")
-    if [[ "$3" == "$2" ]]; then
-      echo "  ✓ $scenario: $1 → $3"
-    else
-      echo "  ✗ $scenario: $1 → $3 (expected $2)"
+    # expect CHECK WANT "GOT [SECONDS]"
+    local got="${3%% *}" seconds="-"
+    [[ "$3" == *" "* ]] && seconds="${3#* }"
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$got" "$seconds" >>"$out"
+    if [[ "$got" != "$2" ]]; then
+      echo "  ✗ $name: $1 → $got (expected $2)"
       ok=0
     fi
   }
-  # meshgate answers 401 until its first JWKS fetch (on the first tick): allow 10 s.
-  got=""
-  deadline=$((SECONDS + 10))
-  while ((SECONDS < deadline)); do
-    got="$(status_of "$scenario" "$TOKEN")"
-    [[ "$got" == 200 ]] && break
-    sleep 0.2
-  done
-  expect valid_token 200 "$got"
-  if [[ "$scenario" == meshgate ]]; then
-    echoed="$(curl -s --max-time 2 -H "Host: $REQ_HOST" -H "Authorization: Bearer $TOKEN" \
-      "http://127.0.0.1:${LISTEN_PORT[$scenario]}$REQ_PATH" || true)"
-    if [[ "$echoed" =~ \"x-meshgate-subject\":\ ?\"alice\" ]]; then
-      expect upstream_saw_subject 1 1
-    else
-      expect upstream_saw_subject 1 0
+  # Twice: the second pass is answered from whatever the first one put in caches.
+  for pass in 1 2; do
+    for alg in "${ALGS[@]}"; do
+      expect "pass$pass.valid_$alg" 200 "$(probe "$name" "${VALID[$alg]}")"
+    done
+    for alg in "${COLD_ALGS[@]}"; do
+      file="$BENCH_DIR/tokens-$alg-$COLD_TOKENS.txt"
+      expect "pass$pass.cold_first_$alg" 200 "$(probe "$name" "$(head -n 1 "$file")")"
+      expect "pass$pass.cold_last_$alg" 200 "$(probe "$name" "$(tail -n 1 "$file")")"
+    done
+    [[ "${KIND[$name]}" == auth ]] || continue
+    expect "pass$pass.no_token" 401 "$(probe "$name" "")"
+    expect "pass$pass.expired" 401 "$(probe "$name" "$EXPIRED")"
+    expect "pass$pass.forged_unpublished_key" 401 "$(probe "$name" "$FORGED")"
+    expect "pass$pass.tampered_signature" 401 "$(probe "$name" "$TAMPERED")"
+    # jwt_authn answers an audience mismatch with 403 (its documented behaviour), meshgate 401.
+    want_aud=401
+    [[ "${SCENARIO[$name]}" == native* ]] && want_aud=403
+    expect "pass$pass.wrong_audience" "$want_aud" "$(probe "$name" "$WRONG_AUD")"
+    expect "pass$pass.valid_without_group" 403 "$(probe "$name" "$NO_GROUP")"
+    body="$(echoed "$name" "${VALID[RS256]}")"
+    saw=0
+    [[ "$body" =~ \"x-user-email\":\ ?\"alice@example.com\" ]] && saw=1
+    expect "pass$pass.upstream_saw_email_claim" 1 "$saw"
+    if [[ "${SCENARIO[$name]}" == meshgate* ]]; then
+      saw=0
+      [[ "$body" =~ \"x-meshgate-subject\":\ ?\"alice\" ]] && saw=1
+      expect "pass$pass.upstream_saw_subject" 1 "$saw"
     fi
-    expect no_token 401 "$(status_of "$scenario" "")"
-    expect expired_token 401 "$(status_of "$scenario" "$EXPIRED")"
-    expect forged_token 401 "$(status_of "$scenario" "$FORGED")"
-    expect tampered_signature 401 "$(status_of "$scenario" "$TAMPERED")"
-    expect wrong_group 403 "$(status_of "$scenario" "$FINANCE")"
+  done
+  SANE[$name]=$ok
+  checks=$(wc -l <"$out")
+  if ((ok)); then
+    say "sanity $name: $checks checks passed"
+  else
+    say "sanity $name: FAILED (no numbers for it; details in $out)"
   fi
-  SANE[$scenario]=$ok
-  SANITY_JSON[$scenario]="{$(IFS=,; echo "${results[*]}")}"
 done
 
 # --- load -------------------------------------------------------------------------------------------
 
 # CPU time (utime + stime, in clock ticks) a process has used so far.
 cpu_ticks() {
-  local stat
+  local stat fields
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || {
     echo 0
     return
@@ -309,219 +317,67 @@ cpu_ticks() {
   read -r -a fields <<<"$stat"
   echo $((fields[11] + fields[12]))
 }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Verified-token cache hits and misses: meshgate.token_cache.{hit,miss} or jwt_authn's
+# jwt_cache_{hit,miss}; "0 0" for Envoys without a cache.
+cache_counts() {
+  curl -s --max-time 2 "http://127.0.0.1:${ADMIN[$1]}/stats?filter=cache" 2>/dev/null |
+    awk '/(token_cache\.hit|jwt_cache_hit): / {h += $2} /(token_cache\.miss|jwt_cache_miss): / {m += $2}
+         END {print h + 0, m + 0}'
+}
 CLK_TCK="$(getconf CLK_TCK)"
 
 run_wrk() {
-  # run_wrk SCENARIO DURATION OUTPUT: also appends the Envoy's and the harness's CPU use.
-  local envoy_before harness_before start end
-  envoy_before="$(cpu_ticks "${ENVOY_PID[$1]}")"
-  harness_before="$(cpu_ticks "$harness_pid")"
+  # run_wrk CASE DURATION OUTPUT: wrk's report, then the Envoy's CPU, RSS and cache counters.
+  local id="$1" name="${CASE_INSTANCE[$1]}" pid load=() before_ticks before_cache start end
+  pid="${ENVOY_PID[$name]}"
+  if [[ "${CASE_MIX[$id]}" == cold ]]; then
+    load=(-s "$COLD_LUA" "http://127.0.0.1:${LISTEN[$name]}$REQ_PATH"
+      -- "$BENCH_DIR/tokens-${CASE_ALG[$id]}-$COLD_TOKENS.txt" "$REQ_HOST")
+  else
+    load=(-H "Authorization: Bearer ${VALID[${CASE_ALG[$id]}]}" -H "Host: $REQ_HOST"
+      "http://127.0.0.1:${LISTEN[$name]}$REQ_PATH")
+  fi
+  before_cache="$(cache_counts "$name")"
+  before_ticks="$(cpu_ticks "$pid")"
   start="$(date +%s.%N)"
-  "${PIN_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"$2" --latency \
-    -H "Authorization: Bearer $TOKEN" -H "Host: $REQ_HOST" \
-    "http://127.0.0.1:${LISTEN_PORT[$1]}$REQ_PATH" >"$3" 2>&1
+  "${PIN_LOAD[@]}" wrk -t1 -c"${CASE_CONNECTIONS[$id]}" -d"$2" --latency "${load[@]}" >"$3" 2>&1 || true
   end="$(date +%s.%N)"
   {
     echo "bench: wall seconds $start $end"
-    echo "bench: envoy cpu ticks $envoy_before $(cpu_ticks "${ENVOY_PID[$1]}") at $CLK_TCK/s"
-    echo "bench: harness cpu ticks $harness_before $(cpu_ticks "$harness_pid") at $CLK_TCK/s"
+    echo "bench: envoy cpu ticks $before_ticks $(cpu_ticks "$pid") at $CLK_TCK/s"
+    echo "bench: envoy rss kib $(rss_kib "$pid")"
+    echo "bench: cache hits misses $before_cache $(cache_counts "$name")"
   } >>"$3"
 }
 
 loaded=()
-for scenario in "${SCENARIOS[@]}"; do
-  ((SANE[$scenario])) && loaded+=("$scenario")
+for id in "${CASES[@]}"; do
+  ((SANE[${CASE_INSTANCE[$id]}])) && loaded+=("$id")
 done
 if ((${#loaded[@]} > 0)); then
-  say "warm-up: $WARMUP per scenario"
-  for scenario in "${loaded[@]}"; do
-    run_wrk "$scenario" "$WARMUP" "$BENCH_DIR/warmup-$scenario.txt"
+  say "warm-up: $WARMUP per case"
+  for id in "${loaded[@]}"; do
+    run_wrk "$id" "$WARMUP" "$BENCH_DIR/runs/$id.warmup.txt"
   done
 fi
+count=${#loaded[@]}
 for ((round = 1; round <= ROUNDS; round++)); do
-  # Interleaved, and the starting scenario rotates each round.
-  count=${#loaded[@]}
+  say "round $round/$ROUNDS: $count cases, wrk -t1 -d$DURATION"
+  # Interleaved, and the starting case rotates each round.
   for ((k = 0; k < count; k++)); do
-    scenario="${loaded[$(((k + round - 1) % count))]}"
-    say "round $round/$ROUNDS: $scenario (wrk -t1 -c$CONNECTIONS -d$DURATION)"
-    run_wrk "$scenario" "$DURATION" "$BENCH_DIR/wrk-$scenario-$round.txt"
+    id="${loaded[$(((k + round - 1) % count))]}"
+    run_wrk "$id" "$DURATION" "$BENCH_DIR/runs/$id.$round.txt"
   done
 done
 
 # --- report ---------------------------------------------------------------------------------------
 
-sanity_args=()
-for scenario in "${SCENARIOS[@]}"; do
-  sanity_args+=("$scenario" "${SANE[$scenario]}" "${SANITY_JSON[$scenario]}")
-done
-
-BENCH_DIR="$BENCH_DIR" ROUNDS="$ROUNDS" DURATION="$DURATION" CONNECTIONS="$CONNECTIONS" \
-  ENVOY_VERSION="$ENVOY_VERSION" PINNING="$PINNING" LOADAVG_AT_START="$LOADAVG_AT_START" REQ_HOST="$REQ_HOST" REQ_PATH="$REQ_PATH" \
-  python3 - "${sanity_args[@]}" <<'PY'
-import datetime
-import json
-import os
-import re
-import statistics
-import sys
-
-env = os.environ
-bench_dir = env["BENCH_DIR"]
-rounds = int(env["ROUNDS"])
-args = sys.argv[1:]
-sanity = {args[i]: (args[i + 1] == "1", json.loads(args[i + 2])) for i in range(0, len(args), 3)}
-DESCRIPTIONS = {
-    "none": "Envoy router only, no filter (native Envoy)",
-    "ceiling": "smallest Rust proxy-wasm filter (dist/meshgate-ceiling.wasm)",
-    "meshgate": "meshgate (dist/meshgate.wasm), demo policy, one valid token reused",
-}
-UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
-def latency_ms(text, pct):
-    match = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
-    return float(match.group(1)) * UNIT_MS[match.group(2)] if match else None
-
-
-def parse(path):
-    text = open(path, encoding="utf-8").read()
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    total = re.search(r"^\s*(\d+) requests in", text, re.M)
-    return {
-        "rps": float(rps.group(1)) if rps else None,
-        "p50_ms": latency_ms(text, 50),
-        "p99_ms": latency_ms(text, 99),
-        "requests": int(total.group(1)) if total else None,
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": sum(int(n) for n in sock.groups()) if sock else 0,
-        "envoy_cpu": cpu_share(text, "envoy"),
-        "harness_cpu": cpu_share(text, "harness"),
-        "envoy_cpu_us_per_request": cpu_per_request(text, total),
-    }
-
-
-def cpu_seconds(text, who):
-    """(CPU seconds the process used, wall seconds) during the wrk run."""
-    wall = re.search(r"^bench: wall seconds ([\d.]+) ([\d.]+)$", text, re.M)
-    ticks = re.search(rf"^bench: {who} cpu ticks (\d+) (\d+) at (\d+)/s$", text, re.M)
-    if not wall or not ticks:
-        return None, None
-    used = (int(ticks.group(2)) - int(ticks.group(1))) / int(ticks.group(3))
-    return used, float(wall.group(2)) - float(wall.group(1))
-
-
-def cpu_share(text, who):
-    """CPU seconds per wall second (1.0 = one core busy)."""
-    used, wall = cpu_seconds(text, who)
-    return round(used / wall, 2) if used is not None and wall > 0 else None
-
-
-def cpu_per_request(text, total):
-    """Envoy CPU microseconds per completed request: holds whatever limited the rate."""
-    used, _ = cpu_seconds(text, "envoy")
-    if used is None or not total or not int(total.group(1)):
-        return None
-    return round(used / int(total.group(1)) * 1e6, 1)
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-results = []
-for name in ["none", "ceiling", "meshgate"]:
-    sane, checks = sanity[name]
-    entry = {"scenario": name, "description": DESCRIPTIONS[name], "sanity": checks,
-             "sanity_ok": sane, "rounds": []}
-    if sane:
-        entry["rounds"] = [parse(f"{bench_dir}/wrk-{name}-{r}.txt") for r in range(1, rounds + 1)]
-        entry["rps_median"] = median(r["rps"] for r in entry["rounds"])
-        entry["p50_ms_median"] = median(r["p50_ms"] for r in entry["rounds"])
-        entry["p99_ms_median"] = median(r["p99_ms"] for r in entry["rounds"])
-        entry["envoy_cpu_median"] = median(r["envoy_cpu"] for r in entry["rounds"])
-        entry["harness_cpu_median"] = median(r["harness_cpu"] for r in entry["rounds"])
-        entry["envoy_cpu_us_per_request_median"] = median(
-            r["envoy_cpu_us_per_request"] for r in entry["rounds"])
-        entry["errors"] = sum(r["non_2xx"] + r["socket_errors"] for r in entry["rounds"])
-    results.append(entry)
-
-by_name = {e["scenario"]: e for e in results}
-for entry in results:
-    for base in ["none", "ceiling"]:
-        mine, theirs = entry.get("rps_median"), by_name[base].get("rps_median")
-        entry[f"ratio_vs_{base}"] = round(mine / theirs, 3) if mine and theirs else None
-        mine = entry.get("envoy_cpu_us_per_request_median")
-        theirs = by_name[base].get("envoy_cpu_us_per_request_median")
-        entry[f"cpu_per_request_ratio_vs_{base}"] = (
-            round(mine / theirs, 3) if mine and theirs else None)
-
-cpu_model = next(
-    (l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-    "unknown",
-)
-report = {
-    "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    "command": "./build.sh bench",
-    "machine": {"nproc": os.cpu_count(), "cpu_model": cpu_model,
-                "loadavg_before_run": env["LOADAVG_AT_START"]},
-    "envoy_version": env["ENVOY_VERSION"],
-    "pinning": env["PINNING"],
-    "wasm_bytes": {"dist/meshgate.wasm": os.path.getsize("dist/meshgate.wasm"),
-                   "dist/meshgate-ceiling.wasm": os.path.getsize("dist/meshgate-ceiling.wasm")},
-    "load": {"tool": "wrk", "threads": 1, "connections": int(env["CONNECTIONS"]),
-             "duration": env["DURATION"], "rounds": rounds, "order": "interleaved",
-             "request": f"GET {env['REQ_PATH']} Host: {env['REQ_HOST']}",
-             "token": "one valid RS256 data-eng token on every request (hot path)",
-             "envoy": "--concurrency 1"},
-    "scenarios": results,
-}
-with open(f"{bench_dir}/latest.json", "w", encoding="utf-8") as out:
-    json.dump(report, out, indent=2)
-    out.write("\n")
-
-
-def fmt(value, spec, suffix=""):
-    return "—" if value is None else f"{value:{spec}}{suffix}"
-
-
-print()
-print(f"Envoy {env['ENVOY_VERSION']}, --concurrency 1; {env['PINNING']}")
-print(f"wrk -t1 -c{env['CONNECTIONS']} -d{env['DURATION']}, {rounds} interleaved rounds, medians; "
-      f"GET {env['REQ_PATH']} (Host {env['REQ_HOST']}), one valid token reused")
-print()
-header = (f"{'scenario':<10} {'req/s':>10} {'p50':>9} {'p99':>9} {'vs none':>8} {'vs ceiling':>11}"
-          f" {'envoy CPU':>10} {'CPU/req':>9}")
-print(header)
-print("-" * len(header))
-for e in results:
-    if not e["sanity_ok"]:
-        print(f"{e['scenario']:<10} {'skipped: sanity check failed':>50}")
-        continue
-    print(f"{e['scenario']:<10} {fmt(e['rps_median'], ',.0f'):>10} "
-          f"{fmt(e['p50_ms_median'], '.3f', 'ms'):>9} {fmt(e['p99_ms_median'], '.3f', 'ms'):>9} "
-          f"{fmt(e['ratio_vs_none'], '.2f', '×'):>8} {fmt(e['ratio_vs_ceiling'], '.2f', '×'):>11}"
-          f" {fmt(e['envoy_cpu_median'], '.0%'):>10}"
-          f" {fmt(e['envoy_cpu_us_per_request_median'], '.0f', 'µs'):>9}")
-print()
-print("vs none / vs ceiling: ratio of median req/s.")
-print("envoy CPU: the Envoy process's CPU time per wall second of the run (100% = one core);")
-print("           below ~95% means something else (wrk, the stub) limited the rate.")
-print("CPU/req:   Envoy CPU time per completed request, which holds whatever limited the rate.")
-print(f"dist/meshgate.wasm: {report['wasm_bytes']['dist/meshgate.wasm']:,} bytes "
-      f"(ceiling: {report['wasm_bytes']['dist/meshgate-ceiling.wasm']:,} bytes)")
-stalled = [e["scenario"] for e in results if (e.get("p50_ms_median") or 0) >= 20]
-if stalled:
-    print(f"WARNING: p50 >= 20 ms for {', '.join(stalled)}: looks like the ~40 ms Nagle/delayed-ACK "
-          "stall of large stub answers, not proxy cost")
-errors = {e["scenario"]: e["errors"] for e in results if e.get("errors")}
-if errors:
-    print(f"WARNING: non-2xx responses or socket errors during load: {errors}")
-print(f"JSON: {bench_dir}/latest.json")
-failed = [e["scenario"] for e in results if not e["sanity_ok"]]
-if failed:
-    print(f"sanity checks failed for: {', '.join(failed)} (no numbers for them)")
-    sys.exit(1)
-PY
+for name in "${INSTANCES[@]}"; do
+  printf '%s\t%s\n' "$name" "${SANE[$name]}"
+done >"$BENCH_DIR/sane.tsv"
+BENCH_DIR="$BENCH_DIR" ROUNDS="$ROUNDS" DURATION="$DURATION" WARMUP="$WARMUP" \
+  COLD_TOKENS="$COLD_TOKENS" ENVOY_VERSION="$ENVOY_VERSION" PINNING="$PINNING" \
+  LOADAVG_AT_START="$LOADAVG_AT_START" RUN_STARTED="$RUN_STARTED" \
+  LOADAVG_AT_END="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" \
+  RUN_ENDED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" python3 test-harness/bench/report.py

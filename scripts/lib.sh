@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers shared by scripts/demo.sh and scripts/bench.sh (sourced, not run).
 # The sourcing script defines `say`.
 

@@ -50,6 +50,7 @@ declare -A wanted=(
   [curl]=curl
   [jq]=jq
   [python3]=python3
+  [taskset]=util-linux
 )
 missing=()
 for cmd in "${!wanted[@]}"; do
