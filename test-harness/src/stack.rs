@@ -1,11 +1,16 @@
-//! The demo stack, for end-to-end tests: mock issuer, tool stubs and a real Envoy loading
-//! `dist/meshgate.wasm` with the shipped `envoy/meshgate-demo.yaml`, on free ports.
+//! The demo stack, for end-to-end tests: mock issuer, tool stubs, the control plane serving
+//! a copy of the sample catalog, and a real Envoy loading `dist/meshgate.wasm` with the
+//! shipped `envoy/meshgate-demo.yaml`, on free ports.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use meshgate_control_plane::issuer::MintRequest;
+use meshgate_control_plane::serve::{
+    stderr_log, CatalogSource, RunningServer, ServeConfig, ServeError, Server,
+};
 
 use crate::envoy::{repo_root, Envoy, EnvoyError, EnvoyOptions};
 use crate::http_client::{self, HttpError, Response};
@@ -18,6 +23,9 @@ pub const DEMO_LISTEN_PORT: u16 = 10000;
 pub const DEMO_ADMIN_PORT: u16 = 9901;
 pub const DEMO_ISSUER_PORT: u16 = 18080;
 pub const DEMO_UPSTREAM_PORT: u16 = 18081;
+pub const DEMO_CONTROL_PLANE_PORT: u16 = 18090;
+/// The demo control plane's signing key, whose public half the demo config trusts.
+pub const DEMO_CP_KEY: &str = "envoy/demo/cp-signing-key.demo.json";
 pub const DEMO_AUDIENCE: &str = "meshgate-demo";
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +46,8 @@ pub enum StackError {
     EditDidNotApply(String),
     #[error("the filter did not admit a valid token within {0:?}; Envoy log:\n{1}")]
     KeysNotLoaded(Duration, String),
+    #[error("control plane: {0}")]
+    ControlPlane(#[from] ServeError),
 }
 
 /// How to vary the shipped demo configuration for a test.
@@ -50,6 +60,9 @@ pub struct StackOptions {
     /// The issuer's JWKS answers 503 from the start (IdP down before the first load);
     /// `start` then doesn't wait for keys.
     pub jwks_down_at_start: bool,
+    /// Don't start the control plane (no snapshot before the first load); `start` then
+    /// doesn't wait for an allowed request.
+    pub control_plane_down_at_start: bool,
 }
 
 pub struct Stack {
@@ -57,6 +70,11 @@ pub struct Stack {
     pub upstream: UpstreamServer,
     pub envoy: Envoy,
     pub listen_port: u16,
+    /// `None` while stopped.
+    pub control_plane: Option<RunningServer>,
+    pub control_plane_port: u16,
+    /// The catalog the control plane reads: a copy of `test-harness/catalog`, free to edit.
+    pub catalog_dir: PathBuf,
 }
 
 /// The shipped demo config with its four ports replaced.
@@ -88,6 +106,43 @@ pub fn demo_yaml(
         .replace(&DEMO_ISSUER_PORT.to_string(), &issuer.to_string()))
 }
 
+/// The demo config with every port replaced, the control plane's included.
+fn stack_yaml(
+    listen: u16,
+    admin: u16,
+    issuer: u16,
+    upstream: u16,
+    control_plane: u16,
+) -> Result<String, StackError> {
+    Ok(demo_yaml(listen, admin, issuer, upstream)?.replace(
+        &DEMO_CONTROL_PLANE_PORT.to_string(),
+        &control_plane.to_string(),
+    ))
+}
+
+/// Copies the sample catalog's YAML files into `dir`.
+fn copy_catalog(dir: &Path) -> Result<(), StackError> {
+    let io = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| StackError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let from = repo_root().join("test-harness/catalog");
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    for entry in std::fs::read_dir(&from).map_err(io("read", &from))? {
+        let path = entry.map_err(io("read", &from))?.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, dir.join(name)).map_err(io("copy", &path))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn apply_edits(mut yaml: String, opts: &StackOptions) -> Result<String, StackError> {
     let mut edits = opts.edits.clone();
     if opts.raw_paths {
@@ -104,6 +159,23 @@ fn apply_edits(mut yaml: String, opts: &StackOptions) -> Result<String, StackErr
         yaml = yaml.replace(&find, &replace);
     }
     Ok(yaml)
+}
+
+/// The control plane on `port` (0: any), reading `catalog_dir` every second.
+fn start_control_plane(
+    catalog_dir: &Path,
+    port: u16,
+    signing_key_file: &Path,
+) -> Result<RunningServer, StackError> {
+    let mut config = ServeConfig::new(
+        CatalogSource::Directory(catalog_dir.to_owned()),
+        signing_key_file,
+    );
+    config.listen = SocketAddr::from(([127, 0, 0, 1], port));
+    config.resync_interval = Duration::from_secs(1);
+    let server = Server::start_with_log(config, stderr_log())?;
+    server.wait_ready(Duration::from_secs(10));
+    Ok(server)
 }
 
 fn run_dir() -> Result<PathBuf, StackError> {
@@ -143,9 +215,24 @@ impl Stack {
             issuer.set_jwks_failure(Some(503));
         }
         let upstream = UpstreamServer::start("127.0.0.1:0")?;
+        let catalog_dir = dir.join("catalog");
+        copy_catalog(&catalog_dir)?;
+        let (control_plane, control_plane_port) = if opts.control_plane_down_at_start {
+            (None, free_port()?)
+        } else {
+            let server = start_control_plane(&catalog_dir, 0, &repo_root().join(DEMO_CP_KEY))?;
+            let port = server.port();
+            (Some(server), port)
+        };
         let (listen, admin) = (free_port()?, free_port()?);
         let yaml = apply_edits(
-            demo_yaml(listen, admin, issuer.port(), upstream.port())?,
+            stack_yaml(
+                listen,
+                admin,
+                issuer.port(),
+                upstream.port(),
+                control_plane_port,
+            )?,
             opts,
         )?;
         let envoy = Envoy::start(envoy_options(yaml, admin))?;
@@ -154,17 +241,48 @@ impl Stack {
             upstream,
             envoy,
             listen_port: listen,
+            control_plane,
+            control_plane_port,
+            catalog_dir,
         };
-        if !opts.jwks_down_at_start {
+        if !opts.jwks_down_at_start && !opts.control_plane_down_at_start {
             stack.wait_for_keys(Duration::from_secs(15))?;
         }
         Ok(stack)
     }
 
+    /// Stops the control plane (the filter keeps its last good snapshot).
+    pub fn stop_control_plane(&mut self) {
+        if let Some(mut server) = self.control_plane.take() {
+            server.stop();
+        }
+    }
+
+    /// (Re)starts the control plane on its port, signing with `signing_key_file`.
+    pub fn start_control_plane(&mut self, signing_key_file: &Path) -> Result<(), StackError> {
+        self.stop_control_plane();
+        self.control_plane = Some(start_control_plane(
+            &self.catalog_dir,
+            self.control_plane_port,
+            signing_key_file,
+        )?);
+        Ok(())
+    }
+
+    /// Asks the control plane to read the catalog now; the new version, if it changed.
+    pub fn sync_catalog(&self) -> Option<u64> {
+        let server = self.control_plane.as_ref()?;
+        server.trigger_sync()?;
+        server.current_version()
+    }
+
     /// Starts Envoy with a configuration it must refuse; returns Envoy's log.
     pub fn start_expecting_refusal(opts: &StackOptions) -> Result<String, StackError> {
         let (listen, admin) = (free_port()?, free_port()?);
-        let yaml = apply_edits(demo_yaml(listen, admin, free_port()?, free_port()?)?, opts)?;
+        let yaml = apply_edits(
+            stack_yaml(listen, admin, free_port()?, free_port()?, free_port()?)?,
+            opts,
+        )?;
         Ok(Envoy::start_expecting_failure(envoy_options(yaml, admin))?)
     }
 
