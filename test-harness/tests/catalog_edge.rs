@@ -44,7 +44,11 @@ fn outcome(response: &Response) -> (u16, String) {
     let code = if response.status == 200 {
         String::new()
     } else {
-        response.json()["code"].as_str().unwrap_or("?").to_owned()
+        let body = response.json();
+        body.get("code")
+            .and_then(|c| c.as_str())
+            .unwrap_or("?")
+            .to_owned()
     };
     (response.status, code)
 }
@@ -75,7 +79,16 @@ const LIST: &str = "/api/v1/dags";
 #[test]
 fn catalog_groups_and_ownership_decide_at_the_edge() {
     let stack = Stack::start(&StackOptions::default()).unwrap();
-    let cases: &[(&str, &str, &[&str], &str, &str, u16, &str)] = &[
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        &'a str,
+        &'a str,
+        u16,
+        &'a str,
+    );
+    let cases: &[Case<'_>] = &[
         // (name, email, token groups, method, path, status, code)
         (
             "nested group from the catalog",
@@ -391,9 +404,7 @@ fn repo_key() -> std::path::PathBuf {
 
 /// Serves `bytes` for any GET on `port` until unblocked (stands in for a tampering proxy).
 fn serve_bytes(port: u16, bytes: Vec<u8>) -> std::sync::Arc<tiny_http::Server> {
-    let server = std::sync::Arc::new(
-        tiny_http::Server::http(("127.0.0.1", port)).unwrap_or_else(|e| panic!("bind {port}: {e}")),
-    );
+    let server = std::sync::Arc::new(tiny_http::Server::http(("127.0.0.1", port)).unwrap());
     let serving = std::sync::Arc::clone(&server);
     std::thread::spawn(move || {
         for request in serving.incoming_requests() {

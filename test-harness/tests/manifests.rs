@@ -868,6 +868,8 @@ enum EnvoyFile {
     XdsResources,
     /// Kubernetes objects (envoy/istio).
     Kubernetes,
+    /// A `meshgate serve` configuration (envoy/demo/cp.yaml).
+    ControlPlane,
 }
 
 fn classify(path: &Path, text: &str) -> EnvoyFile {
@@ -879,6 +881,8 @@ fn classify(path: &Path, text: &str) -> EnvoyFile {
         EnvoyFile::XdsResources
     } else if has("apiVersion") && has("kind") {
         EnvoyFile::Kubernetes
+    } else if has("signing_key_file") && has("catalog") {
+        EnvoyFile::ControlPlane
     } else {
         panic!(
             "{}: neither an Envoy bootstrap (static_resources/dynamic_resources/admin), an \
@@ -1013,6 +1017,7 @@ fn every_envoy_bootstrap_validates() {
     let dir = scratch_dir("bootstraps");
     let mut bootstraps = Vec::new();
     let mut resource_files = Vec::new();
+    let mut control_planes = Vec::new();
     for path in yaml_files(&repo_root().join("envoy")) {
         let text = read(&path);
         match classify(&path, &text) {
@@ -1025,8 +1030,24 @@ fn every_envoy_bootstrap_validates() {
                     relative(&path)
                 );
             }
+            EnvoyFile::ControlPlane => control_planes.push(path),
         }
     }
+    for path in &control_planes {
+        let config = meshgate_control_plane::serve::ServeConfig::load(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", relative(path)));
+        // The demo Envoy must trust the key the demo control plane signs with.
+        let key = meshgate_control_plane::snapshot::load_signing_key(&config.signing_key_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", relative(path)));
+        let public = key.trusted_key().to_spec().public_key;
+        let demo = read(&repo_root().join("envoy/meshgate-demo.yaml"));
+        assert!(
+            demo.contains(&public),
+            "envoy/meshgate-demo.yaml does not trust the key of {}",
+            relative(path)
+        );
+    }
+    assert!(!control_planes.is_empty(), "envoy/demo/cp.yaml not found");
     for name in [
         "meshgate-demo.yaml",
         "ceiling.yaml",
