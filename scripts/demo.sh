@@ -3,6 +3,7 @@
 #
 #   mock OIDC issuer   127.0.0.1:18080  (discovery, /jwks, /admin/rotate ...)   meshgate-harness
 #   tool stubs         127.0.0.1:18081  (Airflow, Airbyte, Buildkite, FastAPI)  meshgate-harness
+#   control plane      127.0.0.1:18090  (catalog snapshots)                     meshgate serve, envoy/demo/cp.yaml
 #   Envoy + meshgate   127.0.0.1:10000, admin 127.0.0.1:9901                    envoy/meshgate-demo.yaml
 #
 # Run through `./build.sh demo`, which builds dist/meshgate.wasm, target/release/meshgate and
@@ -14,6 +15,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DEMO_DIR="${MESHGATE_DEMO_DIR:-.meshgate/demo}"
 KEYS="$DEMO_DIR/issuer-keys.json"
 HARNESS_LOG="$DEMO_DIR/harness.log"
+CP_LOG="$DEMO_DIR/control-plane.log"
+CATALOG_DIR="$DEMO_DIR/catalog"
+CP_CONFIG_SOURCE=envoy/demo/cp.yaml
 ENVOY_LOG="$DEMO_DIR/envoy.log"
 CONFIG=envoy/meshgate-demo.yaml
 MESHGATE=target/release/meshgate
@@ -23,6 +27,8 @@ EDGE_PORT=10000
 ADMIN_PORT=9901
 ISSUER_PORT=18080
 UPSTREAM_PORT=18081
+CP_PORT=18090
+CP="http://127.0.0.1:$CP_PORT"
 EDGE="http://127.0.0.1:$EDGE_PORT"
 ISSUER="http://127.0.0.1:$ISSUER_PORT"
 
@@ -53,11 +59,11 @@ describe_port() {
 
 taken=()
 for entry in "$EDGE_PORT:Envoy listener" "$ADMIN_PORT:Envoy admin" \
-  "$ISSUER_PORT:mock issuer" "$UPSTREAM_PORT:tool stubs"; do
+  "$ISSUER_PORT:mock issuer" "$UPSTREAM_PORT:tool stubs" "$CP_PORT:control plane"; do
   port_taken "${entry%%:*}" && taken+=("$(describe_port "${entry%%:*}" "${entry#*:}")")
 done
 if ((${#taken[@]} > 0)); then
-  echo "demo: error: the demo needs ports $EDGE_PORT, $ADMIN_PORT, $ISSUER_PORT and $UPSTREAM_PORT free:" >&2
+  echo "demo: error: the demo needs ports $EDGE_PORT, $ADMIN_PORT, $ISSUER_PORT, $UPSTREAM_PORT and $CP_PORT free:" >&2
   printf '%s\n' "${taken[@]}" >&2
   echo "demo: stop whatever holds them (another demo still running?) and try again" >&2
   exit 1
@@ -67,17 +73,20 @@ fi
 
 harness_pid=""
 envoy_pid=""
+cp_pid=""
 
 
 cleanup() {
   local status=$?
   trap - EXIT INT TERM HUP
-  if [[ -n "$envoy_pid$harness_pid" ]]; then
+  if [[ -n "$envoy_pid$harness_pid$cp_pid" ]]; then
     echo
-    say "stopping Envoy and the harness"
+    say "stopping Envoy, the control plane and the harness"
   fi
   stop_pid "$envoy_pid" envoy
   envoy_pid=""
+  stop_pid "$cp_pid" "meshgate serve"
+  cp_pid=""
   stop_pid "$harness_pid" meshgate-harness
   harness_pid=""
   exit "$status"
@@ -112,6 +121,25 @@ discovery="$(curl -fsS --max-time 1 "$ISSUER/.well-known/openid-configuration")"
 if [[ "$discovery" != *"\"$ISSUER\""* ]]; then
   say "warning: the issuer in $KEYS is not $ISSUER (the issuer $CONFIG trusts); tokens will be rejected."
   say "         remove $KEYS to let the harness create a fresh one"
+fi
+
+# --- control plane ----------------------------------------------------------------------------
+
+# A fresh copy of the sample catalog each time: edit it to see changes reach the edge.
+rm -rf "$CATALOG_DIR"
+mkdir -p "$CATALOG_DIR"
+cp test-harness/catalog/*.yaml "$CATALOG_DIR/"
+# envoy/demo/cp.yaml with absolute paths, so MESHGATE_DEMO_DIR can point anywhere.
+sed -e "s|^  directory: .*|  directory: $PWD/$CATALOG_DIR|" \
+  -e "s|^signing_key_file: .*|signing_key_file: $PWD/envoy/demo/cp-signing-key.demo.json|" \
+  "$CP_CONFIG_SOURCE" >"$DEMO_DIR/cp.yaml"
+say "starting the control plane ($CP, catalog in $CATALOG_DIR); log: $CP_LOG"
+"$MESHGATE" serve --config "$DEMO_DIR/cp.yaml" >"$CP_LOG" 2>&1 &
+cp_pid=$!
+cp_ready() { curl -fsS -o /dev/null --max-time 1 "$CP/readyz" 2>/dev/null; }
+if ! wait_for 10 "$cp_pid" cp_ready; then
+  log_tail "$CP_LOG"
+  die "the control plane did not become ready on $CP/readyz within 10 s"
 fi
 
 # --- Envoy ---------------------------------------------------------------------------------
@@ -154,9 +182,10 @@ check() {
 
 alice="$(mint --sub alice --groups data-eng --email alice@example.com)" ||
   die "could not mint a token with $MESHGATE token --keys $KEYS"
-bob="$(mint --sub bob --groups finance --email bob@example.com)"
+finance="$(mint --sub mallory --groups finance)"
+bob="$(mint --sub bob --email bob@example.com)"
 
-say "self-check (the filter fetches the JWKS on its first tick)"
+say "self-check (the filter fetches the JWKS and the catalog snapshot on its first tick)"
 got=""
 deadline=$((SECONDS + 10))
 while ((SECONDS < deadline)); do
@@ -167,10 +196,17 @@ while ((SECONDS < deadline)); do
 done
 check "alice (data-eng) GET airflow.internal/api/v1/dags" 200 "$got"
 check "no token GET airflow.internal/api/v1/dags" 401 "$(status_of "" /api/v1/dags)"
-check "bob (finance) GET airflow.internal/api/v1/dags" 403 "$(status_of "$bob" /api/v1/dags)"
+check "mallory (finance) GET airflow.internal/api/v1/dags" 403 "$(status_of "$finance" /api/v1/dags)"
+check "bob (no token groups; catalog: analytics ⊂ data-eng) GET /api/v1/dags" 200 "$(status_of "$bob" /api/v1/dags)"
+status_post() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 -X POST -H 'Host: airflow.internal' \
+    -H "Authorization: Bearer $1" "$EDGE$2" || true
+}
+check "alice triggers etl_daily (owned by data-eng)" 200 "$(status_post "$alice" /api/v1/dags/etl_daily/dagRuns)"
+check "alice triggers marketing_report (owned by analytics)" 403 "$(status_post "$alice" /api/v1/dags/marketing_report/dagRuns)"
 if ((checks_failed)); then
   say "warning: the self-check failed; the stack stays up so you can look:"
-  say "  $ENVOY_LOG, $HARNESS_LOG, curl -s 127.0.0.1:$ADMIN_PORT/stats | grep meshgate"
+  say "  $ENVOY_LOG, $HARNESS_LOG, $CP_LOG, curl -s 127.0.0.1:$ADMIN_PORT/stats | grep meshgate"
 fi
 
 # --- what to try -------------------------------------------------------------------------------
@@ -194,8 +230,22 @@ TOKEN=\$($MESHGATE token --sub alice --groups data-eng --email alice@example.com
 # provider, rule) and x-user-email were set by meshgate from the verified token.
 curl -s -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" $EDGE/api/v1/dags$JQ
 
-# Allowed: trigger a DAG run (POST needs data-eng).
-curl -s -X POST -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"conf": {}}' $EDGE/api/v1/dags/example_etl/dagRuns$JQ
+# Allowed: trigger a DAG run. The rule says the caller's groups must own the DAG in the
+# Backstage catalog (etl_daily belongs to data-eng, see $CATALOG_DIR/components.yaml).
+curl -s -X POST -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"conf": {}}' $EDGE/api/v1/dags/etl_daily/dagRuns$JQ
+# 403: marketing_report belongs to analytics, which alice is not in.
+curl -si -X POST -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" $EDGE/api/v1/dags/marketing_report/dagRuns
+
+# Groups from the catalog (control plane $CP, files in $CATALOG_DIR): bob's token has no
+# groups, but the catalog puts him in analytics, nested in data-eng, and finds him by email.
+BOB=\$($MESHGATE token --sub bob --email bob@example.com)
+curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: airflow.internal' -H "Authorization: Bearer \$BOB" $EDGE/api/v1/dags
+curl -s -o /dev/null -w '%{http_code}\n' -X POST -H 'Host: airflow.internal' -H "Authorization: Bearer \$BOB" $EDGE/api/v1/dags/marketing_report/dagRuns
+# Take bob out of analytics in the catalog: within seconds he is denied, nothing restarts.
+sed -i 's/members: \[bob\]/members: []/' $CATALOG_DIR/org.yaml
+sleep 5; curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: airflow.internal' -H "Authorization: Bearer \$BOB" $EDGE/api/v1/dags
+# Put him back (or POST $CP/v1/sync to re-read the catalog at once):
+sed -i 's/members: \[\]/members: [bob]/' $CATALOG_DIR/org.yaml; curl -s -X POST $CP/v1/sync$JQ
 
 # 401: no token, then an expired one (WWW-Authenticate says why).
 curl -si -H 'Host: airflow.internal' $EDGE/api/v1/dags
@@ -203,7 +253,7 @@ EXPIRED=\$($MESHGATE token --sub alice --groups data-eng --exp-offset -120)
 curl -si -H 'Host: airflow.internal' -H "Authorization: Bearer \$EXPIRED" $EDGE/api/v1/dags
 
 # 403: a group with no rule for Airflow, then /admin/** (denied for everyone).
-FINANCE=\$($MESHGATE token --sub bob --groups finance)
+FINANCE=\$($MESHGATE token --sub mallory --groups finance)
 curl -si -H 'Host: airflow.internal' -H "Authorization: Bearer \$FINANCE" $EDGE/api/v1/dags
 curl -si -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" $EDGE/admin/users
 
@@ -221,7 +271,7 @@ curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: new-tool.internal' -H "Author
 grep 'meshgate decision' .meshgate/demo/envoy.log | grep new-tool | tail -1
 
 # Why would it deny? The same core code, offline (exit status 1 = deny):
-$MESHGATE check --config envoy/meshgate-demo.yaml --url http://new-tool.internal/items/1 --token "\$FINANCE" --jwks demo=<(curl -s $ISSUER/jwks)
+$MESHGATE check --config envoy/meshgate-demo.yaml --url http://new-tool.internal/items/1 --token "\$FINANCE" --jwks demo=<(curl -s $ISSUER/jwks) --snapshot <(curl -s $CP/v1/snapshots/default)
 
 # A spoofed identity header is replaced: the upstream sees alice, not root.
 curl -s -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" -H 'x-meshgate-subject: root' $EDGE/api/v1/dags$JQH
@@ -232,8 +282,8 @@ curl -si --path-as-is -H 'Host: airflow.internal' -H "Authorization: Bearer \$TO
 curl -si --path-as-is -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" '$EDGE//admin/users'
 
 # Key rotation: the issuer adds a new signing key to its JWKS and signs new tokens with it.
-# Tokens signed before keep working; a token signed with the new key gets 401 key_unknown
-# until meshgate's next JWKS refresh (cache_duration_s: 300 in $CONFIG), then 200.
+# Tokens signed before keep working; the first token signed with the new key makes meshgate
+# refetch the JWKS at once (rate limited, shared by workers), so it gets 200 too.
 curl -s -X POST '$ISSUER/admin/rotate?alg=RS256'$JQ
 NEW=\$($MESHGATE token --sub alice --groups data-eng)
 curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: airflow.internal' -H "Authorization: Bearer \$NEW" $EDGE/api/v1/dags
@@ -249,11 +299,15 @@ EOF
 
 # Returns when either child exits or a signal arrives (the traps above then clean up).
 set +e
-wait -n "$envoy_pid" "$harness_pid"
+wait -n "$envoy_pid" "$harness_pid" "$cp_pid"
 set -e
 if ! kill -0 "$envoy_pid" 2>/dev/null; then
   log_tail "$ENVOY_LOG"
   die "Envoy exited unexpectedly"
+fi
+if ! kill -0 "$cp_pid" 2>/dev/null; then
+  log_tail "$CP_LOG"
+  die "the control plane exited unexpectedly"
 fi
 log_tail "$HARNESS_LOG"
 die "meshgate-harness exited unexpectedly"
