@@ -561,7 +561,10 @@ fn identify(
     now: i64,
     cache_hit: &mut Option<bool>,
 ) -> Result<CachedIdentity, IdentifyError> {
-    let cached = cache.get(token);
+    // A hit verified with keys that have since changed is verified again.
+    let cached = cache
+        .get(token)
+        .filter(|hit| hit.key_generation == verifier.keys.generation(hit.provider));
     *cache_hit = Some(cached.is_some());
     if let Some(hit) = cached {
         let provider = policy.providers.get(hit.provider);
@@ -606,7 +609,9 @@ fn verify(
     parsed
         .verify_using(set, verifier.backend, verifier.checks)
         .map_err(|e| (token_denial(&e), name.clone()))?;
-    accept(index, provider, parsed.claims, source, now)
+    let mut identity = accept(index, provider, parsed.claims, source, now)?;
+    identity.key_generation = verifier.keys.generation(index);
+    Ok(identity)
 }
 
 /// The provider named by the token's `iss`.
@@ -659,6 +664,7 @@ fn accept(
         source,
         validity,
         principal: Arc::new(principal),
+        key_generation: 0,
     })
 }
 
@@ -749,6 +755,61 @@ mod tests {
             NOW,
         )
         .decision
+    }
+
+    #[test]
+    fn cached_verifications_end_when_the_keys_change() {
+        use crate::jwks::{KeyOrigin, KeySet};
+        use crate::testing::{other_rsa_public, public_jwk};
+        let policy = policy(json!({}));
+        let jwks = |keys: serde_json::Value| {
+            std::sync::Arc::new(
+                KeySet::parse(
+                    json!({ "keys": keys }).to_string().as_bytes(),
+                    KeyOrigin::Remote,
+                )
+                .unwrap(),
+            )
+        };
+        let ours = public_jwk(&rsa_private(), "k", Some("RS256"));
+        let mut other = other_rsa_public();
+        other["kid"] = json!("other");
+        let token = sign(
+            "RS256",
+            &rsa_private(),
+            &json!({"alg": "RS256", "kid": "k"}),
+            &json!({"iss": "https://idp", "sub": "a", "exp": NOW + 60}),
+        );
+        let headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+        let req = Request {
+            method: "GET",
+            authority: "h",
+            path: "/api/x",
+            headers: &headers,
+        };
+        let mut keys = KeyStore::new(&policy);
+        let mut cache = TokenCache::new(16);
+        let mut ask = |keys: &KeyStore| {
+            let v = decide(
+                &policy,
+                keys,
+                &mut cache,
+                CatalogState::NotConfigured,
+                &req,
+                NOW,
+            );
+            (v.decision.effect, v.cache_hit)
+        };
+        keys.set(0, jwks(json!([ours.clone()])));
+        let allowed = Effect::Allow(AllowCode::RuleAllowed);
+        assert_eq!(ask(&keys), (allowed, Some(false)));
+        assert_eq!(ask(&keys), (allowed, Some(true)));
+        // The same keys fetched again: the cache still answers.
+        keys.set(0, jwks(json!([ours.clone()])));
+        assert_eq!(ask(&keys), (allowed, Some(true)));
+        // The IdP drops the key the token was signed with: the cached answer is not used.
+        keys.set(0, jwks(json!([other])));
+        assert_eq!(ask(&keys).0, Effect::Deny(DenyCode::KeyUnknown));
     }
 
     #[test]

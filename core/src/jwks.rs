@@ -115,6 +115,9 @@ impl VerificationKey {
 pub struct KeySet {
     pub keys: Vec<VerificationKey>,
     pub skipped: Vec<KeySkipped>,
+    /// A hash of the document the set was parsed from: tells a refresh that changed the
+    /// keys from one that didn't (not a security property).
+    pub fingerprint: u64,
 }
 
 impl KeySet {
@@ -135,7 +138,13 @@ impl KeySet {
                 max: MAX_KEYS,
             });
         }
-        let mut set = KeySet::default();
+        let mut set = KeySet {
+            fingerprint: std::hash::BuildHasher::hash_one(
+                &std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(),
+                document,
+            ),
+            ..KeySet::default()
+        };
         for raw in doc.keys {
             match parse_key(raw, origin) {
                 Ok(key) => set.keys.push(key),

@@ -10,6 +10,9 @@ use crate::provider::KeySource;
 #[derive(Debug, Clone, Default)]
 pub struct KeyStore {
     sets: Vec<Option<Arc<KeySet>>>,
+    /// Per provider, bumped whenever its keys change, so cached verifications made with
+    /// keys that are gone are made again.
+    generations: Vec<u64>,
 }
 
 impl KeyStore {
@@ -23,7 +26,13 @@ impl KeyStore {
                     KeySource::Remote(_) => None,
                 })
                 .collect(),
+            generations: vec![0; policy.providers.len()],
         }
+    }
+
+    /// Changes whenever the provider's key set changes.
+    pub fn generation(&self, provider: usize) -> u64 {
+        self.generations.get(provider).copied().unwrap_or(0)
     }
 
     pub fn get(&self, provider: usize) -> Option<&KeySet> {
@@ -34,7 +43,13 @@ impl KeyStore {
     /// usable key, so a bad fetch never replaces good keys.
     pub fn set(&mut self, provider: usize, keys: Arc<KeySet>) {
         if let Some(slot) = self.sets.get_mut(provider) {
+            let changed = slot
+                .as_ref()
+                .is_none_or(|old| old.fingerprint != keys.fingerprint);
             *slot = Some(keys);
+            if let (true, Some(generation)) = (changed, self.generations.get_mut(provider)) {
+                *generation = generation.wrapping_add(1);
+            }
         }
     }
 
