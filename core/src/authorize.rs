@@ -175,7 +175,7 @@ fn decide_normalized(
         return anonymous(rule_denied(rule, None));
     }
     if let Some(rule) = rules
-        .allow()
+        .allow(facts.host)
         .find(|r| r.public && !r.shadow && r.matches_request(facts))
     {
         return anonymous(allowed_without_caller(rule));
@@ -270,20 +270,22 @@ impl<'a> Rules<'a> {
         Rules { policy, catalog }
     }
 
-    fn deny(&self) -> impl Iterator<Item = &'a Rule> + 'a {
-        let extra = self
-            .catalog
-            .map(|c| c.rules.deny.as_slice())
-            .unwrap_or_default();
-        self.policy.rules.deny.iter().chain(extra)
+    /// Deny rules that may match `host`: the configuration's, then the catalog's.
+    fn deny<'h>(&self, host: &'h str) -> impl Iterator<Item = &'a Rule> + use<'a, 'h> {
+        let catalog = self.catalog.map(|c| &c.rules);
+        self.policy
+            .rules
+            .deny_for(host)
+            .chain(catalog.into_iter().flat_map(move |r| r.deny_for(host)))
     }
 
-    fn allow(&self) -> impl Iterator<Item = &'a Rule> + 'a {
-        let extra = self
-            .catalog
-            .map(|c| c.rules.allow.as_slice())
-            .unwrap_or_default();
-        self.policy.rules.allow.iter().chain(extra)
+    /// Allow rules that may match `host`: the configuration's, then the catalog's.
+    fn allow<'h>(&self, host: &'h str) -> impl Iterator<Item = &'a Rule> + use<'a, 'h> {
+        let catalog = self.catalog.map(|c| &c.rules);
+        self.policy
+            .rules
+            .allow_for(host)
+            .chain(catalog.into_iter().flat_map(move |r| r.allow_for(host)))
     }
 
     fn has_shadow_rules(&self) -> bool {
@@ -296,7 +298,7 @@ impl<'a> Rules<'a> {
         caller: Option<&Caller<'_>>,
         with_shadow: bool,
     ) -> Option<&'a Rule> {
-        first_match(self.deny(), facts, caller, with_shadow)
+        first_match(self.deny(facts.host), facts, caller, with_shadow)
     }
 
     fn first_allow(
@@ -305,7 +307,7 @@ impl<'a> Rules<'a> {
         caller: Option<&Caller<'_>>,
         with_shadow: bool,
     ) -> Option<&'a Rule> {
-        first_match(self.allow(), facts, caller, with_shadow)
+        first_match(self.allow(facts.host), facts, caller, with_shadow)
     }
 }
 
