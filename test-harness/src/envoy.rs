@@ -272,6 +272,11 @@ impl Envoy {
         })
     }
 
+    /// The Envoy process id (for /proc figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn admin_port(&self) -> u16 {
         self.admin_port
     }
