@@ -175,7 +175,7 @@ fn decide_normalized(
         return anonymous(rule_denied(rule, None));
     }
     if let Some(rule) = rules
-        .allow(facts.host)
+        .allow(facts)
         .find(|r| r.public && !r.shadow && r.matches_request(facts))
     {
         return anonymous(allowed_without_caller(rule));
@@ -270,22 +270,26 @@ impl<'a> Rules<'a> {
         Rules { policy, catalog }
     }
 
-    /// Deny rules that may match `host`: the configuration's, then the catalog's.
-    fn deny<'h>(&self, host: &'h str) -> impl Iterator<Item = &'a Rule> + use<'a, 'h> {
+    /// Deny rules that may match the request: the configuration's, then the catalog's.
+    fn deny<'h>(&self, facts: &RequestFacts<'h>) -> impl Iterator<Item = &'a Rule> + use<'a, 'h> {
+        let (host, path) = (facts.host, facts.path);
         let catalog = self.catalog.map(|c| &c.rules);
-        self.policy
-            .rules
-            .deny_for(host)
-            .chain(catalog.into_iter().flat_map(move |r| r.deny_for(host)))
+        self.policy.rules.deny_for(host, path).chain(
+            catalog
+                .into_iter()
+                .flat_map(move |r| r.deny_for(host, path)),
+        )
     }
 
-    /// Allow rules that may match `host`: the configuration's, then the catalog's.
-    fn allow<'h>(&self, host: &'h str) -> impl Iterator<Item = &'a Rule> + use<'a, 'h> {
+    /// Allow rules that may match the request: the configuration's, then the catalog's.
+    fn allow<'h>(&self, facts: &RequestFacts<'h>) -> impl Iterator<Item = &'a Rule> + use<'a, 'h> {
+        let (host, path) = (facts.host, facts.path);
         let catalog = self.catalog.map(|c| &c.rules);
-        self.policy
-            .rules
-            .allow_for(host)
-            .chain(catalog.into_iter().flat_map(move |r| r.allow_for(host)))
+        self.policy.rules.allow_for(host, path).chain(
+            catalog
+                .into_iter()
+                .flat_map(move |r| r.allow_for(host, path)),
+        )
     }
 
     fn has_shadow_rules(&self) -> bool {
@@ -298,7 +302,7 @@ impl<'a> Rules<'a> {
         caller: Option<&Caller<'_>>,
         with_shadow: bool,
     ) -> Option<&'a Rule> {
-        first_match(self.deny(facts.host), facts, caller, with_shadow)
+        first_match(self.deny(facts), facts, caller, with_shadow)
     }
 
     fn first_allow(
@@ -307,7 +311,7 @@ impl<'a> Rules<'a> {
         caller: Option<&Caller<'_>>,
         with_shadow: bool,
     ) -> Option<&'a Rule> {
-        first_match(self.allow(facts.host), facts, caller, with_shadow)
+        first_match(self.allow(facts), facts, caller, with_shadow)
     }
 }
 

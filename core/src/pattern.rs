@@ -89,6 +89,28 @@ impl PathPattern {
         }
     }
 
+    /// The whole path segments every matching path starts with (after the leading `/`), for
+    /// rule indexes. A prefix's last, possibly partial, segment is left out.
+    pub fn literal_segments(&self) -> Vec<&str> {
+        match self {
+            Self::Exact(s) => s.strip_prefix('/').unwrap_or(s).split('/').collect(),
+            Self::Prefix(s) => {
+                let rest = s.strip_prefix('/').unwrap_or(s);
+                let mut segments: Vec<&str> = rest.split('/').collect();
+                segments.pop();
+                segments
+            }
+            Self::Template(t) => t
+                .segments
+                .iter()
+                .map_while(|segment| match segment {
+                    Segment::Literal(text) => Some(text.as_str()),
+                    Segment::Param | Segment::Star | Segment::Rest => None,
+                })
+                .collect(),
+        }
+    }
+
     /// Parameter names in template order; none for exact and prefix patterns.
     pub fn param_names(&self) -> impl Iterator<Item = &str> {
         let names: &[String] = match self {

@@ -248,9 +248,115 @@ pub struct RuleSet {
 struct HostIndex {
     /// Exact host → the rules naming it, plus every rule that could match any host of that
     /// name (`*`, no hosts, a matching `*.suffix`), merged in order.
-    exact: std::collections::HashMap<String, Box<[u32]>>,
+    exact: std::collections::HashMap<String, Bucket>,
     /// Rules for hosts not in `exact`: wildcard and suffix rules.
-    other: Box<[u32]>,
+    other: Bucket,
+}
+
+/// Above this many rules for one host, a bucket is also indexed by path.
+const PATH_INDEX_MIN_RULES: usize = 32;
+
+/// The rules of one host: a list, or for many rules a tree of leading path segments.
+#[derive(Debug, Clone)]
+enum Bucket {
+    Flat(Box<[u32]>),
+    Paths(PathTrie),
+}
+
+impl Default for Bucket {
+    fn default() -> Bucket {
+        Bucket::Flat(Box::default())
+    }
+}
+
+/// Rules by the literal path segments their patterns start with.
+#[derive(Debug, Clone, Default)]
+struct PathTrie {
+    /// Rules with no literal leading segment in some path (or no paths at all).
+    any: Box<[u32]>,
+    root: PathNode,
+}
+
+#[derive(Debug, Clone, Default)]
+struct PathNode {
+    rules: Vec<u32>,
+    children: std::collections::HashMap<String, PathNode>,
+}
+
+impl Bucket {
+    fn new(rules: &[Rule], positions: Vec<u32>) -> Bucket {
+        if positions.len() < PATH_INDEX_MIN_RULES {
+            return Bucket::Flat(positions.into_boxed_slice());
+        }
+        let mut trie = PathTrie::default();
+        let mut any = Vec::new();
+        for &at in &positions {
+            let Some(rule) = rules.get(at as usize) else {
+                continue;
+            };
+            let prefixes: Vec<Vec<&str>> = rule
+                .route
+                .paths
+                .iter()
+                .map(PathPattern::literal_segments)
+                .collect();
+            if prefixes.is_empty() || prefixes.iter().any(Vec::is_empty) {
+                any.push(at);
+                continue;
+            }
+            for prefix in prefixes {
+                let mut node = &mut trie.root;
+                for segment in prefix {
+                    node = node.children.entry(segment.to_owned()).or_default();
+                }
+                if node.rules.last() != Some(&at) {
+                    node.rules.push(at);
+                }
+            }
+        }
+        trie.any = any.into_boxed_slice();
+        Bucket::Paths(trie)
+    }
+
+    /// Rule positions that may match `path`, in order.
+    fn positions(&self, path: &str) -> Positions<'_> {
+        match self {
+            Bucket::Flat(list) => Positions::Borrowed(list.iter()),
+            Bucket::Paths(trie) => {
+                let mut found: Vec<u32> = trie.any.to_vec();
+                let mut node = &trie.root;
+                found.extend_from_slice(&node.rules);
+                for segment in path.strip_prefix('/').unwrap_or(path).split('/') {
+                    match node.children.get(segment) {
+                        Some(next) => {
+                            node = next;
+                            found.extend_from_slice(&node.rules);
+                        }
+                        None => break,
+                    }
+                }
+                found.sort_unstable();
+                found.dedup();
+                Positions::Owned(found.into_iter())
+            }
+        }
+    }
+}
+
+enum Positions<'b> {
+    Borrowed(std::slice::Iter<'b, u32>),
+    Owned(std::vec::IntoIter<u32>),
+}
+
+impl Iterator for Positions<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Positions::Borrowed(iter) => iter.next().copied(),
+            Positions::Owned(iter) => iter.next(),
+        }
+    }
 }
 
 impl HostIndex {
@@ -264,7 +370,7 @@ impl HostIndex {
                     .iter()
                     .any(|h| !matches!(h, HostPattern::Exact(_)))
         };
-        let other: Box<[u32]> = positions()
+        let other: Vec<u32> = positions()
             .filter(|(_, rule)| not_exact_only(rule))
             .map(|(at, _)| at)
             .collect();
@@ -288,19 +394,26 @@ impl HostIndex {
                 }));
                 list.sort_unstable();
                 list.dedup();
-                (name, list.into_boxed_slice())
+                let bucket = Bucket::new(rules, list);
+                (name, bucket)
             })
             .collect();
-        HostIndex { exact, other }
+        HostIndex {
+            exact,
+            other: Bucket::new(rules, other),
+        }
     }
 
     fn candidates<'r>(
         &'r self,
         rules: &'r [Rule],
         host: &str,
+        path: &str,
     ) -> impl Iterator<Item = &'r Rule> + use<'r> {
-        let positions = self.exact.get(host).unwrap_or(&self.other);
-        positions.iter().filter_map(|&at| rules.get(at as usize))
+        let bucket = self.exact.get(host).unwrap_or(&self.other);
+        bucket
+            .positions(path)
+            .filter_map(|at| rules.get(at as usize))
     }
 }
 
@@ -316,14 +429,23 @@ impl RuleSet {
         }
     }
 
-    /// Deny rules that may match requests for `host` (normalized), in configuration order.
-    pub fn deny_for<'r>(&'r self, host: &str) -> impl Iterator<Item = &'r Rule> + use<'r> {
-        self.deny_index.candidates(&self.deny, host)
+    /// Deny rules that may match requests for `host` and `path` (normalized), in
+    /// configuration order. Callers still check each rule: this only rules out the others.
+    pub fn deny_for<'r>(
+        &'r self,
+        host: &str,
+        path: &str,
+    ) -> impl Iterator<Item = &'r Rule> + use<'r> {
+        self.deny_index.candidates(&self.deny, host, path)
     }
 
-    /// Allow rules that may match requests for `host` (normalized), in configuration order.
-    pub fn allow_for<'r>(&'r self, host: &str) -> impl Iterator<Item = &'r Rule> + use<'r> {
-        self.allow_index.candidates(&self.allow, host)
+    /// Allow rules that may match requests for `host` and `path`; see [`RuleSet::deny_for`].
+    pub fn allow_for<'r>(
+        &'r self,
+        host: &str,
+        path: &str,
+    ) -> impl Iterator<Item = &'r Rule> + use<'r> {
+        self.allow_index.candidates(&self.allow, host, path)
     }
 
     pub fn has_shadow_rules(&self) -> bool {
@@ -431,7 +553,7 @@ mod tests {
                 .map(|r| r.id.as_str())
                 .collect();
             let indexed: Vec<&str> = set
-                .allow_for(host)
+                .allow_for(host, "/")
                 .filter(|r| r.matches_request(&facts))
                 .map(|r| r.id.as_str())
                 .collect();
@@ -442,6 +564,81 @@ mod tests {
             );
         }
         // Rules for other hosts are not even looked at.
-        assert_eq!(set.allow_for("b.internal").count(), 5);
+        assert_eq!(set.allow_for("b.internal", "/").count(), 5);
+    }
+
+    #[test]
+    fn the_path_index_of_a_busy_host_finds_what_a_scan_finds_in_order() {
+        let mut paths: Vec<PathPattern> = Vec::new();
+        for i in 0..40 {
+            paths.push(PathPattern::template(&format!("/bench/{i:02}/items/{{id}}")).unwrap());
+        }
+        paths.extend([
+            PathPattern::template("/api/v1/dags/{dag_id}/dagRuns").unwrap(),
+            PathPattern::template("/api/**").unwrap(),
+            PathPattern::template("/{tenant}/reports").unwrap(),
+            PathPattern::exact("/api/v1/dags").unwrap(),
+            PathPattern::prefix("/api/v").unwrap(),
+            PathPattern::prefix("/ap").unwrap(),
+            PathPattern::template("/bench/07/*").unwrap(),
+            PathPattern::template("/a/").unwrap(),
+        ]);
+        let rule = |i: usize, paths: Vec<PathPattern>| Rule {
+            id: format!("r{i}"),
+            action: Action::Allow,
+            public: false,
+            route: RouteMatch {
+                hosts: vec![HostPattern::parse("a.internal").unwrap()],
+                paths,
+                ..RouteMatch::default()
+            },
+            when: Conditions::default(),
+            shadow: false,
+            fail_open: false,
+        };
+        let mut rules: Vec<Rule> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| rule(i, vec![p.clone()]))
+            .collect();
+        // No paths at all, and several paths with different prefixes.
+        rules.insert(3, rule(100, vec![]));
+        rules.push(rule(101, vec![paths[5].clone(), paths[41].clone()]));
+        let set = RuleSet::new(rules.clone());
+        let requests = [
+            "/bench/05/items/9",
+            "/bench/07/items",
+            "/bench/07/items/1",
+            "/api/v1/dags",
+            "/api/v1/dags/etl/dagRuns",
+            "/apiary",
+            "/api/v2",
+            "/acme/reports",
+            "/a/",
+            "/a",
+            "/",
+            "/nothing/here",
+        ];
+        for path in requests {
+            let facts = RequestFacts {
+                host: "a.internal",
+                method: "GET",
+                path,
+            };
+            let scanned: Vec<&str> = rules
+                .iter()
+                .filter(|r| r.matches_request(&facts))
+                .map(|r| r.id.as_str())
+                .collect();
+            let indexed: Vec<&str> = set
+                .allow_for("a.internal", path)
+                .filter(|r| r.matches_request(&facts))
+                .map(|r| r.id.as_str())
+                .collect();
+            assert_eq!(indexed, scanned, "{path}");
+        }
+        // A request under /bench/05 looks at a handful of rules, not all of them.
+        let looked_at = set.allow_for("a.internal", "/bench/05/items/9").count();
+        assert!(looked_at < 10, "{looked_at} candidates");
     }
 }

@@ -95,7 +95,8 @@ fn run() -> Result<(), String> {
 }
 
 fn rss_kib(pid: u32) -> Result<u64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -145,7 +146,11 @@ fn synthetic(seed: u64) -> SnapshotInput {
             for _ in 0..rng.gen_range(3..=7) {
                 let g = rng.gen_range(0..GROUPS);
                 member.extend(names.get(g).cloned());
-                member.extend(ancestors(g).into_iter().filter_map(|a| names.get(a).cloned()));
+                member.extend(
+                    ancestors(g)
+                        .into_iter()
+                        .filter_map(|a| names.get(a).cloned()),
+                );
             }
             UserInput {
                 entity_ref: format!("user:default/{name}"),
@@ -157,7 +162,11 @@ fn synthetic(seed: u64) -> SnapshotInput {
     let kinds = ["airflow.dag", "buildkite.pipeline", "airbyte.connection"];
     let owned = (0..OWNED)
         .map(|i| OwnedInput {
-            kind: kinds.get(i % kinds.len()).copied().unwrap_or_default().into(),
+            kind: kinds
+                .get(i % kinds.len())
+                .copied()
+                .unwrap_or_default()
+                .into(),
             id: format!("{}_{i}", word(&mut rng, 4, 12)),
             owners: (0..rng.gen_range(1..=2))
                 .filter_map(|_| names.get(rng.gen_range(0..GROUPS)).cloned())
