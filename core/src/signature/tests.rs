@@ -1,8 +1,5 @@
 use std::cell::RefCell;
 
-const NO_CATALOG: crate::catalog::CatalogState<'static> =
-    crate::catalog::CatalogState::NotConfigured;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jwt_compact::alg::{Es256, Rsa, RsaPublicKey};
