@@ -4,6 +4,7 @@
 #   mock OIDC issuer   127.0.0.1:18080  (discovery, /jwks, /admin/rotate ...)   meshgate-harness
 #   tool stubs         127.0.0.1:18081  (Airflow, Airbyte, Buildkite, FastAPI)  meshgate-harness
 #   control plane      127.0.0.1:18090  (catalog snapshots)                     meshgate serve, envoy/demo/cp.yaml
+#   fake Backstage     127.0.0.1:17007  (auth backend: user tokens, JWKS)      meshgate-harness
 #   Envoy + meshgate   127.0.0.1:10000, admin 127.0.0.1:9901                    envoy/meshgate-demo.yaml
 #
 # Run through `./build.sh demo`, which builds dist/meshgate.wasm, target/release/meshgate and
@@ -28,7 +29,9 @@ ADMIN_PORT=9901
 ISSUER_PORT=18080
 UPSTREAM_PORT=18081
 CP_PORT=18090
+BACKSTAGE_PORT=17007
 CP="http://127.0.0.1:$CP_PORT"
+BACKSTAGE="http://127.0.0.1:$BACKSTAGE_PORT"
 EDGE="http://127.0.0.1:$EDGE_PORT"
 ISSUER="http://127.0.0.1:$ISSUER_PORT"
 
@@ -59,11 +62,12 @@ describe_port() {
 
 taken=()
 for entry in "$EDGE_PORT:Envoy listener" "$ADMIN_PORT:Envoy admin" \
-  "$ISSUER_PORT:mock issuer" "$UPSTREAM_PORT:tool stubs" "$CP_PORT:control plane"; do
+  "$ISSUER_PORT:mock issuer" "$UPSTREAM_PORT:tool stubs" "$CP_PORT:control plane" \
+  "$BACKSTAGE_PORT:fake Backstage"; do
   port_taken "${entry%%:*}" && taken+=("$(describe_port "${entry%%:*}" "${entry#*:}")")
 done
 if ((${#taken[@]} > 0)); then
-  echo "demo: error: the demo needs ports $EDGE_PORT, $ADMIN_PORT, $ISSUER_PORT, $UPSTREAM_PORT and $CP_PORT free:" >&2
+  echo "demo: error: the demo needs ports $EDGE_PORT, $ADMIN_PORT, $ISSUER_PORT, $UPSTREAM_PORT, $CP_PORT and $BACKSTAGE_PORT free:" >&2
   printf '%s\n' "${taken[@]}" >&2
   echo "demo: stop whatever holds them (another demo still running?) and try again" >&2
   exit 1
@@ -104,11 +108,16 @@ log_tail() {
 }
 
 
-# --- mock issuer and tool stubs ----------------------------------------------------------
+# --- mock issuer, tool stubs and fake Backstage -------------------------------------------
 
 mkdir -p "$DEMO_DIR"
-say "starting the mock issuer ($ISSUER) and tool stubs (http://127.0.0.1:$UPSTREAM_PORT); log: $HARNESS_LOG"
+# A fresh copy of the sample catalog each time: edit it to see changes reach the edge.
+rm -rf "$CATALOG_DIR"
+mkdir -p "$CATALOG_DIR"
+cp test-harness/catalog/*.yaml "$CATALOG_DIR/"
+say "starting the mock issuer ($ISSUER), tool stubs (http://127.0.0.1:$UPSTREAM_PORT) and fake Backstage ($BACKSTAGE); log: $HARNESS_LOG"
 "$HARNESS" serve --issuer-port "$ISSUER_PORT" --upstream-port "$UPSTREAM_PORT" --keys "$KEYS" \
+  --backstage-port "$BACKSTAGE_PORT" --catalog "$CATALOG_DIR" \
   >"$HARNESS_LOG" 2>&1 &
 harness_pid=$!
 
@@ -123,12 +132,14 @@ if [[ "$discovery" != *"\"$ISSUER\""* ]]; then
   say "         remove $KEYS to let the harness create a fresh one"
 fi
 
+backstage_up() { curl -fsS -o /dev/null --max-time 1 "$BACKSTAGE/api/auth/.well-known/openid-configuration" 2>/dev/null; }
+if ! wait_for 10 "$harness_pid" backstage_up; then
+  log_tail "$HARNESS_LOG"
+  die "the fake Backstage did not answer $BACKSTAGE/api/auth/.well-known/openid-configuration within 10 s"
+fi
+
 # --- control plane ----------------------------------------------------------------------------
 
-# A fresh copy of the sample catalog each time: edit it to see changes reach the edge.
-rm -rf "$CATALOG_DIR"
-mkdir -p "$CATALOG_DIR"
-cp test-harness/catalog/*.yaml "$CATALOG_DIR/"
 # envoy/demo/cp.yaml with absolute paths, so MESHGATE_DEMO_DIR can point anywhere.
 sed -e "s|^  directory: .*|  directory: $PWD/$CATALOG_DIR|" \
   -e "s|^signing_key_file: .*|signing_key_file: $PWD/envoy/demo/cp-signing-key.demo.json|" \
@@ -204,6 +215,14 @@ status_post() {
 }
 check "alice triggers etl_daily (owned by data-eng)" 200 "$(status_post "$alice" /api/v1/dags/etl_daily/dagRuns)"
 check "alice triggers marketing_report (owned by analytics)" 403 "$(status_post "$alice" /api/v1/dags/marketing_report/dagRuns)"
+backstage_token() { "$MESHGATE" token --backstage --user "$1" --backstage-url "$BACKSTAGE"; }
+if bs_alice="$(backstage_token alice)" && bs_carol="$(backstage_token carol)"; then
+  # The fake Backstage had no key before this first sign-in: the filter fetches it now.
+  check "alice's Backstage token triggers etl_daily" 200 "$(status_post "$bs_alice" /api/v1/dags/etl_daily/dagRuns)"
+  check "carol's Backstage token triggers etl_daily (carol: ci-admins)" 403 "$(status_post "$bs_carol" /api/v1/dags/etl_daily/dagRuns)"
+else
+  check "sign-in at the fake Backstage ($BACKSTAGE/api/auth/guest/refresh)" ok failed
+fi
 if ((checks_failed)); then
   say "warning: the self-check failed; the stack stays up so you can look:"
   say "  $ENVOY_LOG, $HARNESS_LOG, $CP_LOG, curl -s 127.0.0.1:$ADMIN_PORT/stats | grep meshgate"
@@ -280,6 +299,20 @@ curl -s -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" -H 'x-mes
 # a double slash is merged and then denied by the block-admin rule (403).
 curl -si --path-as-is -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" '$EDGE/api/v1/dags/..%2Fadmin'
 curl -si --path-as-is -H 'Host: airflow.internal' -H "Authorization: Bearer \$TOKEN" '$EDGE//admin/users'
+
+# Backstage user tokens, as Backstage's proxy forwards them (credentials: forward). The fake
+# Backstage signs users in at $BACKSTAGE/api/auth/guest/refresh; the token has no groups, the
+# catalog decides: alice (data-eng) may trigger etl_daily, carol (ci-admins) gets a 403 whose
+# decision-log reason names the ownership rule she missed.
+ALICE_BS=\$($MESHGATE token --backstage --user alice)
+curl -s -X POST -H 'Host: airflow.internal' -H "Authorization: Bearer \$ALICE_BS" $EDGE/api/v1/dags/etl_daily/dagRuns$JQH
+CAROL_BS=\$($MESHGATE token --backstage --user carol)
+curl -si -X POST -H 'Host: airflow.internal' -H "Authorization: Bearer \$CAROL_BS" $EDGE/api/v1/dags/etl_daily/dagRuns
+grep 'meshgate decision' $ENVOY_LOG | grep carol | tail -1
+# Backstage makes a new signing key; a token signed with it makes meshgate refetch the JWKS once.
+curl -s -X POST $BACKSTAGE/admin/rotate$JQ
+NEW_BS=\$($MESHGATE token --backstage --user alice)
+curl -s -o /dev/null -w '%{http_code}\n' -X POST -H 'Host: airflow.internal' -H "Authorization: Bearer \$NEW_BS" $EDGE/api/v1/dags/etl_daily/dagRuns
 
 # Key rotation: the issuer adds a new signing key to its JWKS and signs new tokens with it.
 # Tokens signed before keep working; the first token signed with the new key makes meshgate

@@ -26,6 +26,11 @@ meshgate: identity-aware JWT and RBAC authorization for Envoy
 
 usage:
   meshgate token --sub SUBJECT [options]    mint a token with the demo issuer's keys
+  meshgate token --backstage --user NAME [--ent] [--backstage-url URL]
+                                            sign NAME in at the demo's fake Backstage
+                                            (default http://127.0.0.1:17007) and print
+                                            their Backstage user token; --ent asks for
+                                            the ownership refs in the token
   meshgate keys init [--keys PATH] [--issuer URL]
                                             create the demo issuer key file if absent
   meshgate check --config FILE --url URL [options]

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::backstage;
 use crate::cache::{CachedIdentity, TokenCache};
 use crate::catalog::{Caller, Catalog, CatalogState};
 use crate::claims::{self, ClaimError};
@@ -429,7 +430,8 @@ fn evaluate(
     let denied_by = rules.first_deny(facts, Some(&caller), with_shadow);
     let allowed_by = rules.first_allow(facts, Some(&caller), with_shadow);
     let provider = Some(principal.provider.clone());
-    match (denied_by, allowed_by, rules.policy.default_action) {
+    let catalog_user = caller.user_ref().map(str::to_owned);
+    let decision = match (denied_by, allowed_by, rules.policy.default_action) {
         // A matching deny rule wins over everything, like RBAC DENY policies and cedar's forbid.
         (Some(rule), _, _) => rule_denied(rule, Some(principal)),
         // Otherwise the first matching allow rule, in configuration order.
@@ -443,17 +445,21 @@ fn evaluate(
             mode: Mode::Enforce,
             shadow: None,
             snapshot_version: None,
+            catalog_user: None,
         },
-        // No rule matched: deny by default...
-        (None, None, Action::Deny) => deny(
-            DenyCode::NoRuleMatched,
-            format!(
+        // No rule matched: deny by default, naming the allow rule that came closest...
+        (None, None, Action::Deny) => {
+            let mut reason = format!(
                 "no allow rule matched {} {}{}",
                 facts.method, facts.host, facts.path
-            ),
-            provider,
-            Some(principal),
-        ),
+            );
+            let candidates = rules.allow().filter(|r| with_shadow || !r.shadow);
+            if let Some(closest) = crate::explain::closest_allow(candidates, facts, &caller) {
+                reason.push_str("; closest: ");
+                reason.push_str(&closest);
+            }
+            deny(DenyCode::NoRuleMatched, reason, provider, Some(principal))
+        }
         // ...unless the configuration says allow.
         (None, None, Action::Allow) => Decision {
             effect: Effect::Allow(AllowCode::DefaultAllow),
@@ -465,7 +471,12 @@ fn evaluate(
             mode: Mode::Enforce,
             shadow: None,
             snapshot_version: None,
+            catalog_user: None,
         },
+    };
+    Decision {
+        catalog_user,
+        ..decision
     }
 }
 
@@ -504,6 +515,7 @@ fn allowed_without_caller(rule: &Rule) -> Decision {
         mode: Mode::Enforce,
         shadow: None,
         snapshot_version: None,
+        catalog_user: None,
     }
 }
 
@@ -533,6 +545,7 @@ fn deny(
         mode: Mode::Enforce,
         shadow: None,
         snapshot_version: None,
+        catalog_user: None,
     }
 }
 
@@ -598,10 +611,18 @@ fn verify(
 ) -> Result<CachedIdentity, IdentifyError> {
     let parsed = UnverifiedToken::parse(token, policy.max_token_bytes)
         .map_err(|e| (token_denial(&e), None))?;
-    let (index, provider) = provider_for(policy, &parsed.claims)?;
+    let typ = parsed.header.typ.as_deref();
+    let (index, provider) = provider_for(policy, &parsed.claims)
+        .map_err(|unclaimed| backstage_non_user_token(policy, typ).unwrap_or(unclaimed))?;
     let name = Some(provider.name.clone());
     if !provider.sources.contains(&source) {
         return Err((location_denial(), name));
+    }
+    // Before the keys: a token of the wrong type is refused without a JWKS refetch.
+    if let Some(profile) = provider.backstage {
+        profile
+            .check_type(typ, &parsed.claims)
+            .map_err(|e| (type_denial(&e), name.clone()))?;
     }
     let Some(set) = verifier.keys.get(index) else {
         return Err((
@@ -672,6 +693,18 @@ fn accept(
         principal: Arc::new(principal),
         key_generation: 0,
     })
+}
+
+/// Backstage's limited-user and plugin tokens carry no `iss`, so no provider claims them; with
+/// a Backstage provider configured, say what they are rather than that `iss` is missing.
+fn backstage_non_user_token(policy: &Policy, typ: Option<&str>) -> Option<IdentifyError> {
+    let provider = policy.providers.iter().find(|p| p.backstage.is_some())?;
+    let error = backstage::non_user_token(typ)?;
+    Some((type_denial(&error), Some(provider.name.clone())))
+}
+
+fn type_denial(e: &backstage::TokenTypeError) -> Denial {
+    Denial::new(DenyCode::TokenTypeNotAllowed, e.to_string())
 }
 
 fn location_denial() -> Denial {

@@ -31,6 +31,9 @@ pub enum DenyCode {
     JwksUnavailable,
     /// The token came from a place its provider does not read tokens from.
     TokenLocationNotAllowed,
+    /// The token is of a type its provider does not take as a user's credential (a Backstage
+    /// limited-user or plugin token, or an untyped one with `legacy_tokens` off).
+    TokenTypeNotAllowed,
     /// The request path is ambiguous or malformed (encoded slash, backslash, ...).
     PathRejected,
     /// A deny rule matched.
@@ -42,7 +45,7 @@ pub enum DenyCode {
 }
 
 impl DenyCode {
-    pub const ALL: [DenyCode; 15] = [
+    pub const ALL: [DenyCode; 16] = [
         DenyCode::TokenMissing,
         DenyCode::TokenInvalid,
         DenyCode::TokenExpired,
@@ -54,6 +57,7 @@ impl DenyCode {
         DenyCode::SignatureInvalid,
         DenyCode::JwksUnavailable,
         DenyCode::TokenLocationNotAllowed,
+        DenyCode::TokenTypeNotAllowed,
         DenyCode::PathRejected,
         DenyCode::RuleDenied,
         DenyCode::NoRuleMatched,
@@ -73,6 +77,7 @@ impl DenyCode {
             DenyCode::SignatureInvalid => "signature_invalid",
             DenyCode::JwksUnavailable => "jwks_unavailable",
             DenyCode::TokenLocationNotAllowed => "token_location_not_allowed",
+            DenyCode::TokenTypeNotAllowed => "token_type_not_allowed",
             DenyCode::PathRejected => "path_rejected",
             DenyCode::RuleDenied => "rule_denied",
             DenyCode::NoRuleMatched => "no_rule_matched",
@@ -101,7 +106,8 @@ impl DenyCode {
             | DenyCode::AlgorithmNotAllowed
             | DenyCode::SignatureInvalid
             | DenyCode::JwksUnavailable
-            | DenyCode::TokenLocationNotAllowed => 401,
+            | DenyCode::TokenLocationNotAllowed
+            | DenyCode::TokenTypeNotAllowed => 401,
         }
     }
 
@@ -124,6 +130,7 @@ impl DenyCode {
             DenyCode::TokenLocationNotAllowed => {
                 "the token was sent where its issuer is not accepted"
             }
+            DenyCode::TokenTypeNotAllowed => "the token is not a user token accepted here",
             DenyCode::PathRejected => "the request path is ambiguous or malformed",
             DenyCode::RuleDenied => "access denied by policy",
             DenyCode::NoRuleMatched => "access denied: no rule allows this request",
@@ -194,6 +201,8 @@ pub struct Decision {
     pub shadow: Option<ShadowOutcome>,
     /// The catalog snapshot the decision used, if one was loaded.
     pub snapshot_version: Option<u64>,
+    /// The catalog user the caller was mapped to (`user:default/alice`), if any.
+    pub catalog_user: Option<String>,
 }
 
 /// The decision shadow rules would have made.
@@ -254,6 +263,7 @@ mod tests {
             (DenyCode::TokenMissing, 401, false),
             (DenyCode::TokenExpired, 401, true),
             (DenyCode::AudienceMismatch, 401, true),
+            (DenyCode::TokenTypeNotAllowed, 401, true),
             (DenyCode::RuleDenied, 403, false),
             (DenyCode::NoRuleMatched, 403, false),
             (DenyCode::PathRejected, 400, false),

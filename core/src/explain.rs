@@ -174,6 +174,22 @@ fn mismatch(
     }
 }
 
+/// For a request no allow rule let through: the first allow rule whose host, method and path
+/// match, and the condition the caller fails, in words. Only for denials: it formats text.
+pub(crate) fn closest_allow<'r>(
+    mut rules: impl Iterator<Item = &'r Rule>,
+    facts: &RequestFacts<'_>,
+    caller: &Caller<'_>,
+) -> Option<String> {
+    rules.find_map(|rule| match mismatch(rule, facts, Some(caller)) {
+        Some(Mismatch::Caller(why)) => Some(format!(
+            "allow rule `{}` matches the request, but {why}",
+            rule.id
+        )),
+        Some(Mismatch::Request(_) | Mismatch::NoCaller) | None => None,
+    })
+}
+
 /// The caller's groups in words: the token's, and the catalog user's when there is one.
 fn describe_groups(caller: &Caller<'_>) -> String {
     let p = caller.principal;

@@ -12,6 +12,9 @@ pub const GROUPS_HEADER: &str = "x-meshgate-groups";
 pub const PROVIDER_HEADER: &str = "x-meshgate-provider";
 pub const EMAIL_HEADER: &str = "x-meshgate-email";
 pub const RULE_HEADER: &str = "x-meshgate-rule";
+/// The caller's Backstage user entity ref (`user:default/alice`): the catalog user the caller
+/// was mapped to, or the user a Backstage token names.
+pub const USER_HEADER: &str = "x-meshgate-user";
 /// Longest value meshgate will put in a header; longer claim values are left out.
 pub const MAX_HEADER_VALUE: usize = 8 * 1024;
 
@@ -81,6 +84,14 @@ pub fn plan(policy: &Policy, verdict: &Verdict, incoming: &[(String, String)]) -
     add(GROUPS_HEADER, principal.groups.join(","));
     if let Some(email) = &principal.email {
         add(EMAIL_HEADER, email.clone());
+    }
+    if let Some(user) = verdict
+        .decision
+        .catalog_user
+        .as_ref()
+        .or(principal.user_ref.as_ref())
+    {
+        add(USER_HEADER, user.clone());
     }
     if let Some(rule) = &verdict.decision.rule_id {
         add(RULE_HEADER, rule.clone());

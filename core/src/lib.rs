@@ -18,6 +18,7 @@
 
 pub mod alg;
 pub mod authorize;
+pub mod backstage;
 pub mod cache;
 pub mod catalog;
 pub mod claims;

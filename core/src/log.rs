@@ -30,6 +30,7 @@ pub fn decision_record(
         "path": decision.normalized_path,
         "provider": decision.provider,
         "subject": principal.and_then(|p| p.subject.as_deref()),
+        "user": decision.catalog_user.as_deref().or(principal.and_then(|p| p.user_ref.as_deref())),
         "groups": principal.map(|p| p.groups.as_slice()),
     })
 }

@@ -35,6 +35,9 @@ pub struct Principal {
     pub claims: Map<String, Value>,
     /// Compare group names ignoring ASCII case (the provider's `groups_case_insensitive`).
     pub groups_case_insensitive: bool,
+    /// The user entity ref the token itself proves (`sub` of a Backstage user token,
+    /// normalized: `user:default/alice`); `None` for other providers.
+    pub user_ref: Option<String>,
 }
 
 impl Principal {

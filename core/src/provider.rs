@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::backstage::{self, BackstageProfile};
 use crate::claims::{self, ClaimError, ClaimPath};
 use crate::groupref::{token_group_ref, user_ref};
 use crate::jwks::KeySet;
@@ -93,6 +94,8 @@ pub struct Provider {
     pub resolve_by: Vec<ResolveBy>,
     /// Namespace of user entities for name lookups (`default`).
     pub user_namespace: String,
+    /// A provider of kind `backstage`: its tokens are Backstage user tokens.
+    pub backstage: Option<BackstageProfile>,
 }
 
 /// The validity window of a verified token, skew included: valid while
@@ -193,6 +196,9 @@ impl Provider {
 
     /// Maps verified claims to the caller's identity.
     pub fn principal(&self, claims: Map<String, Value>) -> Result<Principal, ClaimError> {
+        if let Some(profile) = self.backstage {
+            return self.backstage_principal(profile, claims);
+        }
         let subject = claims::string_claim(&claims, "sub")?.map(str::to_owned);
         let lookup_string = |path: &Option<ClaimPath>| {
             path.as_ref()
@@ -230,6 +236,53 @@ impl Provider {
             groups_overage,
             claims,
             groups_case_insensitive: self.groups_case_insensitive,
+            user_ref: None,
+        })
+    }
+
+    /// A Backstage user token: `sub` is the user's entity ref (normalized as the catalog
+    /// stores refs), the catalog is looked up by it, and the `group:` refs of `ent` count
+    /// only when the provider trusts token groups.
+    fn backstage_principal(
+        &self,
+        profile: BackstageProfile,
+        claims: Map<String, Value>,
+    ) -> Result<Principal, ClaimError> {
+        let not_a_user = || ClaimError::WrongType {
+            claim: String::from("sub"),
+            expected: "a user entity ref (`user:default/alice`)",
+        };
+        let sub =
+            claims::string_claim(&claims, "sub")?.ok_or(ClaimError::Missing { claim: "sub" })?;
+        let entity_ref = user_ref(sub, &self.user_namespace).ok_or_else(not_a_user)?;
+        let groups = if profile.trust_token_groups {
+            backstage::ent_groups(&claims, self.max_groups)?
+        } else {
+            Vec::new()
+        };
+        // Sign-in resolvers may add claims; an email one helps `resolve_by: [email]`.
+        let lookup_string = |path: &Option<ClaimPath>| {
+            path.as_ref()
+                .and_then(|p| p.lookup(&claims))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let email = lookup_string(&self.email_claim);
+        let username = lookup_string(&self.username_claim);
+        let catalog_keys =
+            self.catalog_keys(Some(&entity_ref), email.as_deref(), username.as_deref());
+        Ok(Principal {
+            provider: self.name.clone(),
+            subject: Some(entity_ref.clone()),
+            email,
+            username,
+            group_refs: groups.clone(),
+            groups,
+            catalog_keys,
+            groups_overage: false,
+            claims,
+            groups_case_insensitive: true,
+            user_ref: Some(entity_ref),
         })
     }
 

@@ -180,9 +180,7 @@ impl Filter {
                 verdict = self.decide(host, &req, now);
             }
         }
-        if let (Some(context_id), Some(provider)) =
-            (context_id, self.unknown_kid_provider(&verdict))
-        {
+        if let (Some(context_id), Some(provider)) = (context_id, self.refetch_provider(&verdict)) {
             match self.jwks.on_unknown_kid(host, &mut self.keys, provider) {
                 UnknownKidAction::Retry => {
                     verdict = self.decide(host, &req, now);
@@ -249,9 +247,14 @@ impl Filter {
         self.policy.providers.iter().position(|p| p.name == name)
     }
 
-    /// The provider (index) of a `key_unknown` denial, if its keys are remote.
-    fn unknown_kid_provider(&self, verdict: &Verdict) -> Option<usize> {
-        if verdict.decision.deny_code() != Some(DenyCode::KeyUnknown) {
+    /// The provider (index) whose keys a refetch might bring: a `key_unknown` denial (a key
+    /// rotated in), or a `jwks_unavailable` one (no keys yet; a Backstage auth backend
+    /// publishes none before its first sign-in). Local providers are never refetched.
+    fn refetch_provider(&self, verdict: &Verdict) -> Option<usize> {
+        if !matches!(
+            verdict.decision.deny_code(),
+            Some(DenyCode::KeyUnknown | DenyCode::JwksUnavailable)
+        ) {
             return None;
         }
         let name = verdict.decision.provider.as_deref()?;

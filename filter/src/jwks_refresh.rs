@@ -42,6 +42,9 @@ struct Entry {
 struct InFlight {
     token: u32,
     deadline_ms: i64,
+    /// For a refetch caused by an unknown `kid`: the end of the rate-limit lease it holds,
+    /// which names the lease when the fetch marks it done.
+    refetch_until: Option<i64>,
 }
 
 /// What to do with a request whose token names a key the current set doesn't have.
@@ -113,6 +116,7 @@ impl JwksRefresh {
                 // The host never answered: count it and try again.
                 entry.in_flight = None;
                 record_failure(entry, host, now, "no response before the deadline");
+                finish_refetch(host, &entry.remote, in_flight.refetch_until);
                 self.settled.push(entry.provider);
             }
             if now < entry.next_due_ms {
@@ -190,22 +194,40 @@ impl JwksRefresh {
                     entry.provider_name, entry.remote.uri
                 ),
             );
-            return match (mode, dispatch(entry, host, now)) {
+            let until = now.saturating_add(interval_ms);
+            let dispatched = dispatch(entry, host, now);
+            match &mut entry.in_flight {
+                Some(in_flight) if dispatched.is_some() => in_flight.refetch_until = Some(until),
+                // Not sent: nothing is coming, so nobody should wait for it.
+                _ => finish_refetch(host, &entry.remote, Some(until)),
+            }
+            return match (mode, dispatched) {
                 (UnknownKid::Wait, Some(_)) => wait,
                 // Background: the answer still loads the keys, this request is denied.
                 _ => UnknownKidAction::Deny,
             };
         }
-        // Rate limited. If the refetch that holds the limit started moments ago (maybe in
-        // another worker), its answer is still coming: wait for it. Otherwise it is done
-        // and the key still isn't there.
-        let claimed_at = host
-            .get_shared(&key)
-            .ok()
-            .and_then(|(value, _)| value.as_deref().and_then(decode_millis))
+        // Rate limited. While the refetch that holds the limit (maybe in another worker) is
+        // under way, wait for its answer. Once it has finished, its keys (if any) were loaded
+        // above and the key still isn't there: deny now rather than hold the request until
+        // its deadline for nothing.
+        let lease = host.get_shared(&key).ok().and_then(|(value, _)| value);
+        let claimed_at = lease
+            .as_deref()
+            .and_then(decode_millis)
             .map(|until| until.saturating_sub(interval_ms));
+        let finished = lease.as_deref().is_some_and(lease_done);
         match claimed_at {
-            Some(at) if mode == UnknownKid::Wait && now.saturating_sub(at) < hold_ms => wait,
+            Some(at) if mode == UnknownKid::Wait && now.saturating_sub(at) < hold_ms => {
+                if !finished {
+                    wait
+                } else if sync_from_shared(entry, host, keys) {
+                    // Published by the refetch between this worker's look above and now.
+                    UnknownKidAction::Retry
+                } else {
+                    UnknownKidAction::Deny
+                }
+            }
             _ => UnknownKidAction::Deny,
         }
     }
@@ -233,7 +255,7 @@ impl JwksRefresh {
         else {
             return false;
         };
-        entry.in_flight = None;
+        let refetch_until = entry.in_flight.take().and_then(|f| f.refetch_until);
         let parsed = match (status, body) {
             (Some(200), Some(body)) => {
                 KeySet::parse(body, KeyOrigin::Remote).map_err(|e| e.to_string())
@@ -253,6 +275,8 @@ impl JwksRefresh {
             (Err(reason), _) => record_failure(entry, host, now, &reason),
             (Ok(_), None) => record_failure(entry, host, now, "empty body"),
         }
+        // After the keys are published, so a worker that sees the refetch done finds them.
+        finish_refetch(host, &entry.remote, refetch_until);
         // Hand the lease back. After a failure it stays taken until the retry time, so
         // the other workers back off with this one instead of each hitting the IdP.
         let until = if entry.consecutive_failures > 0 {
@@ -281,6 +305,34 @@ fn lease_key(remote: &RemoteJwks) -> String {
 
 fn refetch_key(remote: &RemoteJwks) -> String {
     shared_key("jwks_refetch", remote)
+}
+
+/// The byte after the lease's end time that marks its refetch done.
+const REFETCH_DONE: u8 = 1;
+
+fn lease_done(value: &[u8]) -> bool {
+    value.get(8) == Some(&REFETCH_DONE)
+}
+
+/// Marks the unknown-`kid` refetch lease ending at `until` as done (answered, failed or never
+/// sent). The lease keeps limiting refetches until `until`; requests that come meanwhile are
+/// denied at once instead of waiting for an answer that already came. A lease taken since
+/// (another end time) is left alone.
+fn finish_refetch<H: Host>(host: &mut H, remote: &RemoteJwks, until: Option<i64>) {
+    let Some(until) = until else {
+        return;
+    };
+    let key = refetch_key(remote);
+    let Ok((Some(value), cas)) = host.get_shared(&key) else {
+        return;
+    };
+    if decode_millis(&value) != Some(until) {
+        return;
+    }
+    let mut done = encode_millis(until).to_vec();
+    done.push(REFETCH_DONE);
+    // A lost race means another worker changed the lease: its state stands.
+    let _ = host.set_shared(&key, &done, cas);
 }
 
 fn fetch_hold_ms(remote: &RemoteJwks) -> i64 {
@@ -399,6 +451,7 @@ fn dispatch<H: Host>(entry: &mut Entry, host: &mut H, now: i64) -> Option<u32> {
             entry.in_flight = Some(InFlight {
                 token,
                 deadline_ms: now.saturating_add(fetch_hold_ms(&entry.remote)),
+                refetch_until: None,
             });
             Some(token)
         }

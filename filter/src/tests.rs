@@ -252,7 +252,8 @@ fn remote_jwks_is_fetched_kept_and_retried() {
         .as_object_mut()
         .unwrap()
         .remove("local_jwks");
-    cfg["providers"]["idp"]["remote_jwks"] = json!({"cluster": "idp_cluster", "uri": "http://idp.test:8080/keys?v=1", "cache_duration_s": 60});
+    // `off`: this test is about the scheduled fetch; a token's own refetch is tested below.
+    cfg["providers"]["idp"]["remote_jwks"] = json!({"cluster": "idp_cluster", "uri": "http://idp.test:8080/keys?v=1", "cache_duration_s": 60, "refetch_on_unknown_kid": "off"});
     let mut f = filter(cfg);
     let request = |f: &mut Filter, now: i64| {
         let mut host = FakeHost::at(now)
@@ -462,6 +463,112 @@ fn a_kid_still_unknown_after_the_refetch_is_denied_and_rate_limited() {
     host.new_request(40, request_headers(&token));
     assert_eq!(f.on_request_headers(&mut host, 40), Next::Pause);
     assert_eq!(host.dispatched.len(), 3);
+}
+
+/// The bug this pins: after one unknown-`kid` refetch, further unknown `kid`s within the
+/// fetch's timeout were held until their deadline although the refetch had already answered.
+#[test]
+fn once_the_refetch_has_answered_unknown_kids_are_denied_at_once() {
+    for answer in [Some(200), Some(503), None] {
+        let (old, rogue, other) = (
+            keys_with_kid("old"),
+            keys_with_kid("rogue"),
+            keys_with_kid("other"),
+        );
+        let shared = crate::fake::SharedData::default();
+        let (mut w1, mut h1) = loaded_worker("wait", &[&old], &shared);
+        // Worker 2 takes the keys worker 1 published.
+        let mut w2 = filter(remote_config("wait"));
+        let mut h2 = FakeHost::at(NOW).sharing(&shared);
+        w2.on_tick(&mut h2);
+
+        h1.new_request(10, request_headers(&alice(&rogue, &["data-eng"])));
+        assert_eq!(w1.on_request_headers(&mut h1, 10), Next::Pause);
+        // Worker 2 meanwhile: the refetch is under way, so it waits for it.
+        h2.new_request(20, request_headers(&alice(&other, &["data-eng"])));
+        assert_eq!(
+            w2.on_request_headers(&mut h2, 20),
+            Next::Pause,
+            "{answer:?}"
+        );
+
+        let refetch = h1.dispatched.last().unwrap().token;
+        let jwks = jwks_of(&[&old]);
+        match answer {
+            Some(status) => w1.on_http_call_response(
+                &mut h1,
+                refetch,
+                &resp(Some(status), Some(jwks.as_bytes())),
+            ),
+            None => {
+                // No answer: the deadline (timeout_ms 2000 + 1 s) ends it.
+                h1.now_ms += 3_000;
+                h2.now_ms += 3_000;
+                w1.on_tick(&mut h1);
+            }
+        }
+        assert_eq!(h1.request(10).reply.map(|r| r.status), Some(401));
+
+        // Still within the time a refetch may take, and within the rate limit: another
+        // unknown kid is denied at once, in either worker, and nothing is fetched.
+        h1.now_ms += 100;
+        h2.now_ms += 100;
+        for (worker, host, id) in [(&mut w1, &mut h1, 11), (&mut w2, &mut h2, 21)] {
+            host.new_request(id, request_headers(&alice(&other, &["data-eng"])));
+            assert_eq!(
+                worker.on_request_headers(host, id),
+                Next::Stop,
+                "{answer:?}: request {id} held although the refetch is over"
+            );
+            let reply = host.request(id).reply.unwrap();
+            assert!(reply.body.contains("key_unknown"), "{}", reply.body);
+        }
+        assert_eq!(h1.dispatched.len() + h2.dispatched.len(), 2, "{answer:?}");
+        assert_eq!(h1.counter("meshgate.jwks.refetch_unknown_kid"), 1);
+        // Worker 2's earlier waiter is answered on its next tick at the latest.
+        h2.now_ms += 3_000;
+        w2.on_tick(&mut h2);
+        assert_eq!(h2.request(20).reply.map(|r| r.status), Some(401));
+    }
+}
+
+/// A token for a provider whose keys never loaded (a Backstage auth backend publishes an
+/// empty JWKS until its first sign-in) fetches them at once, like an unknown `kid`, instead
+/// of waiting out the retry backoff.
+#[test]
+fn a_token_before_any_keys_fetches_them_and_waits() {
+    let keys = keys_with_kid("k1");
+    let mut f = filter(remote_config("wait"));
+    let mut host = FakeHost::at(NOW);
+    f.on_tick(&mut host);
+    let first = host.dispatched[0].token;
+    f.on_http_call_response(&mut host, first, &resp(Some(200), Some(b"{\"keys\": []}")));
+    assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 1);
+
+    host.new_request(10, request_headers(&alice(&keys, &["data-eng"])));
+    assert_eq!(f.on_request_headers(&mut host, 10), Next::Pause);
+    assert_eq!(host.dispatched.len(), 2, "no fetch for the waiting request");
+    let refetch = host.dispatched[1].token;
+    f.on_http_call_response(
+        &mut host,
+        refetch,
+        &resp(Some(200), Some(jwks_of(&[&keys]).as_bytes())),
+    );
+    let req = host.request(10);
+    assert!(req.resumed && req.reply.is_none(), "{:?}", req.reply);
+
+    // With `off`, the same request fails closed without a fetch.
+    let mut f = filter(remote_config("off"));
+    let mut host = FakeHost::at(NOW);
+    host.new_request(10, request_headers(&alice(&keys, &["data-eng"])));
+    assert_eq!(f.on_request_headers(&mut host, 10), Next::Stop);
+    assert!(host
+        .request(10)
+        .reply
+        .unwrap()
+        .body
+        .contains("jwks_unavailable"));
+    assert!(host.dispatched.is_empty());
 }
 
 #[test]

@@ -82,9 +82,26 @@ export interface ClaimToHeader {
   claim_name: string;
 }
 
+/** A Backstage auth backend: issuer `{base_url}/api/auth`, audience `backstage`, JWKS `{base_url}/api/auth/.well-known/jwks.json`. */
+export interface BackstageProvider {
+  /** The backend's base URL (`backend.baseUrl`). */
+  base_url: string;
+  /** The Envoy cluster the JWKS is fetched through. */
+  cluster: string;
+  /** Accept tokens without `typ` whose `aud` is `backstage`. Default false. */
+  legacy_tokens?: boolean;
+  /** Count the `group:` refs of `ent`. Default: off with a `snapshot`, on without. */
+  trust_token_groups?: boolean;
+  cache_duration_s?: number;
+  timeout_ms?: number;
+  refetch_on_unknown_kid?: 'wait' | 'background' | 'off';
+  /** Default 5. */
+  refetch_min_interval_s?: number;
+}
+
 export interface Provider {
-  /** Exact `iss`; unique across providers. */
-  issuer: string;
+  /** Exact `iss`; unique across providers. Required unless `backstage` is set (then derived). */
+  issuer?: string;
   audiences?: string[];
   local_jwks?: LocalJwks;
   remote_jwks?: RemoteJwks;
@@ -102,6 +119,8 @@ export interface Provider {
   max_groups?: number;
   groups_case_insensitive?: boolean;
   claim_to_headers?: ClaimToHeader[];
+  /** Backstage user tokens; `issuer`, `audiences`, `local_jwks`, `remote_jwks` and `groups_claim` are then derived. */
+  backstage?: BackstageProvider;
 }
 
 export interface ModeOverride {
@@ -195,6 +214,7 @@ export type DenyCode =
   | 'signature_invalid'
   | 'jwks_unavailable'
   | 'token_location_not_allowed'
+  | 'token_type_not_allowed'
   | 'path_rejected'
   | 'rule_denied'
   | 'no_rule_matched';

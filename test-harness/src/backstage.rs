@@ -17,6 +17,14 @@
 //!
 //! The catalog can be changed while serving ([`BackstageServer::set_user_groups`],
 //! [`BackstageServer::reload_yaml`]) and made to fail ([`BackstageServer::fail_with`]).
+//!
+//! It also plays Backstage's auth backend ([`crate::backstage_auth`]), without credentials:
+//! - `GET /api/auth/.well-known/jwks.json`: the signing keys (empty before the first token);
+//! - `GET /api/auth/.well-known/openid-configuration`, pointing at that JWKS;
+//! - `GET|POST /api/auth/guest/refresh?user=alice[&ent=true]`: signs `alice` in and answers
+//!   in the shape of Backstage's refresh response (`backstageIdentity.token`, `identity`,
+//!   `expiresInSeconds`); `ent=true` puts the ownership refs in the token;
+//! - `POST /admin/rotate`: a new signing key (Backstage makes one every token lifetime).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +38,7 @@ use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Map, Value};
 
+use crate::backstage_auth::{AuthBackend, UserToken};
 use crate::ports::{discard_body, json_response, Bound, HarnessError, Listener};
 
 /// The path of the one endpoint served.
@@ -112,12 +121,14 @@ struct CatalogState {
     /// Path and query of every request received, in order.
     requests: Vec<String>,
     failure: Option<Failure>,
+    auth: AuthBackend,
 }
 
 impl BackstageServer {
     /// Listens on `bind` (a loopback `ip:port`, port 0 for any) and serves the catalog in
     /// `yaml` (multi-document) to requests bearing `token`.
     pub fn start(bind: &str, token: &str, yaml: &str) -> Result<BackstageServer, BackstageError> {
+        let bound = Bound::new(bind)?;
         let mut state = CatalogState {
             token: token.to_owned(),
             entities: Vec::new(),
@@ -125,12 +136,13 @@ impl BackstageServer {
             rng: StdRng::from_entropy(),
             requests: Vec::new(),
             failure: None,
+            auth: AuthBackend::new(&bound.url()),
         };
         state.load(yaml)?;
         let state = Arc::new(Mutex::new(state));
         let listener = {
             let state = Arc::clone(&state);
-            Bound::new(bind)?.serve("backstage", move |request| handle(&state, request))?
+            bound.serve("backstage", move |request| handle(&state, request))?
         };
         Ok(BackstageServer { listener, state })
     }
@@ -215,9 +227,65 @@ impl BackstageServer {
     pub fn served_entities(&self) -> Vec<Value> {
         self.state().processed()
     }
+
+    /// `{url}/api/auth`, the `iss` of the user tokens this backend issues.
+    pub fn issuer(&self) -> String {
+        self.state().auth.issuer().to_owned()
+    }
+
+    /// A user token signed by the auth backend's current key (the first one is made now if
+    /// there is none yet, as Backstage does).
+    pub fn issue_token(&self, req: &UserToken) -> String {
+        self.state().auth.issue(req)
+    }
+
+    /// A plugin token (`vnd.backstage.plugin`) from `plugin` to `target`, signed with the
+    /// plugin's own key, which the auth JWKS does not list.
+    pub fn plugin_token(&self, plugin: &str, target: &str, now: i64) -> String {
+        self.state().auth.plugin_token(plugin, target, now)
+    }
+
+    /// A new signing key, published at once; returns its kid.
+    pub fn rotate_key(&self) -> String {
+        self.state().auth.rotate()
+    }
+
+    /// Requests to the JWKS so far.
+    pub fn jwks_requests(&self) -> u64 {
+        self.state().auth.jwks_requests()
+    }
+
+    /// Backstage's ownership refs for `user` (a name in namespace `default`, or a user ref):
+    /// the user's ref and the groups they are a direct member of, as the sign-in resolver puts
+    /// them in `ent`. `None` when the catalog has no such user.
+    pub fn ownership_refs(&self, user: &str) -> Option<Vec<String>> {
+        self.state().ownership_refs(user)
+    }
 }
 
 impl CatalogState {
+    /// The user's own ref and their direct groups (`memberOf` relations), lowercased.
+    fn ownership_refs(&mut self, user: &str) -> Option<Vec<String>> {
+        let user_ref = parse_ref(user, "user", "default")?.to_lowercase();
+        let entity = self
+            .processed()
+            .into_iter()
+            .find(|entity| own_ref(entity).as_deref() == Some(user_ref.as_str()))?;
+        let mut refs = vec![user_ref];
+        let relations = entity.get("relations").and_then(Value::as_array);
+        let mut groups: Vec<String> = relations
+            .into_iter()
+            .flatten()
+            .filter(|r| r.get("type").and_then(Value::as_str) == Some("memberOf"))
+            .filter_map(|r| r.get("targetRef").and_then(Value::as_str))
+            .map(str::to_lowercase)
+            .collect();
+        groups.sort();
+        groups.dedup();
+        refs.extend(groups);
+        Some(refs)
+    }
+
     fn load(&mut self, yaml: &str) -> Result<(), BackstageError> {
         let documents = yaml_documents(yaml).map_err(|source| BackstageError::Yaml {
             source: Box::new(source),
@@ -475,6 +543,9 @@ fn answer(
 ) -> (u16, Answer) {
     let method = method.as_str();
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some(answer) = auth_answer(state, method, path, query, url) {
+        return answer;
+    }
     let expected = format!("Bearer {}", state.token);
     let authorized = headers
         .iter()
@@ -576,6 +647,80 @@ fn answer(
         200,
         Answer::Json(json!({"items": items, "totalItems": total, "pageInfo": page_info})),
     )
+}
+
+/// The auth backend's routes (no credentials needed), or `None` for other paths.
+fn auth_answer(
+    state: &mut CatalogState,
+    method: &str,
+    path: &str,
+    query: &str,
+    url: &str,
+) -> Option<(u16, Answer)> {
+    let now = crate::stack::unix_now();
+    let answer = match (method, path) {
+        ("GET", "/api/auth/.well-known/jwks.json") => {
+            state.auth.count_jwks_request();
+            (200, Answer::Json(state.auth.jwks()))
+        }
+        ("GET", "/api/auth/.well-known/openid-configuration") => {
+            (200, Answer::Json(state.auth.openid_configuration()))
+        }
+        ("GET" | "POST", "/api/auth/guest/refresh") => {
+            let params = parse_query(query);
+            let param = |name: &str| {
+                params
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.clone())
+            };
+            let user = param("user").unwrap_or_else(|| String::from("guest"));
+            let Some(refs) = state.ownership_refs(&user) else {
+                let message =
+                    format!("Failed to sign-in, unable to resolve user identity `{user}`");
+                return Some((
+                    401,
+                    error_body(401, "AuthenticationError", &message, method, url),
+                ));
+            };
+            let user_ref = refs.first().cloned().unwrap_or_default();
+            let mut req = UserToken::new(user_ref.as_str(), now);
+            if param("ent").is_some_and(|v| v == "true") {
+                req.ent = Some(refs.clone());
+            }
+            let token = state.auth.issue(&req);
+            (
+                200,
+                Answer::Json(refresh_response(state, &user_ref, &refs, token)),
+            )
+        }
+        ("POST", "/admin/rotate") => (200, Answer::Json(json!({"kid": state.auth.rotate()}))),
+        _ => return None,
+    };
+    Some(answer)
+}
+
+/// Backstage's `/api/auth/<provider>/refresh` answer.
+fn refresh_response(state: &CatalogState, user_ref: &str, refs: &[String], token: String) -> Value {
+    let profile = state
+        .entities
+        .iter()
+        .find(|entity| own_ref(entity).as_deref() == Some(user_ref))
+        .and_then(|entity| entity.get("spec")?.get("profile").cloned())
+        .unwrap_or_else(|| json!({}));
+    json!({
+        "profile": profile,
+        "providerInfo": {},
+        "backstageIdentity": {
+            "token": token,
+            "expiresInSeconds": crate::backstage_auth::TOKEN_LIFETIME_S - 1,
+            "identity": {
+                "type": "user",
+                "userEntityRef": user_ref,
+                "ownershipEntityRefs": refs,
+            },
+        },
+    })
 }
 
 fn encode_cursor(cursor: &Cursor) -> String {

@@ -13,6 +13,7 @@
 )]
 
 pub mod backstage;
+pub mod backstage_auth;
 pub mod corpus;
 pub mod envoy;
 pub mod http_client;

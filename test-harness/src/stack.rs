@@ -12,6 +12,7 @@ use meshgate_control_plane::serve::{
     stderr_log, CatalogSource, RunningServer, ServeConfig, ServeError, Server,
 };
 
+use crate::backstage::{BackstageError, BackstageServer};
 use crate::envoy::{repo_root, Envoy, EnvoyError, EnvoyOptions};
 use crate::http_client::{self, HttpError, Response};
 use crate::issuer_server::IssuerServer;
@@ -24,6 +25,10 @@ pub const DEMO_ADMIN_PORT: u16 = 9901;
 pub const DEMO_ISSUER_PORT: u16 = 18080;
 pub const DEMO_UPSTREAM_PORT: u16 = 18081;
 pub const DEMO_CONTROL_PLANE_PORT: u16 = 18090;
+/// The fake Backstage (catalog API and auth backend) the demo's `backstage` provider trusts.
+pub const DEMO_BACKSTAGE_PORT: u16 = 17007;
+/// The bearer token the fake Backstage's catalog API wants (its auth routes want none).
+pub const DEMO_BACKSTAGE_CATALOG_TOKEN: &str = "meshgate-demo-catalog";
 /// The demo control plane's signing key, whose public half the demo config trusts.
 pub const DEMO_CP_KEY: &str = "envoy/demo/cp-signing-key.demo.json";
 pub const DEMO_AUDIENCE: &str = "meshgate-demo";
@@ -48,6 +53,8 @@ pub enum StackError {
     KeysNotLoaded(Duration, String),
     #[error("control plane: {0}")]
     ControlPlane(#[from] ServeError),
+    #[error("fake Backstage: {0}")]
+    Backstage(#[from] BackstageError),
 }
 
 /// How to vary the shipped demo configuration for a test.
@@ -63,10 +70,16 @@ pub struct StackOptions {
     /// Don't start the control plane (no snapshot before the first load); `start` then
     /// doesn't wait for an allowed request.
     pub control_plane_down_at_start: bool,
+    /// Give the fake Backstage a signing key before Envoy starts, so its first JWKS fetch
+    /// loads keys (a real backend's JWKS is empty until its first sign-in).
+    pub backstage_keys_at_start: bool,
 }
 
 pub struct Stack {
     pub issuer: IssuerServer,
+    /// The fake Backstage: its auth backend signs the user tokens the `backstage` provider
+    /// accepts; it serves the sample catalog (the control plane reads `catalog_dir`).
+    pub backstage: BackstageServer,
     pub upstream: UpstreamServer,
     pub envoy: Envoy,
     pub listen_port: u16,
@@ -106,18 +119,25 @@ pub fn demo_yaml(
         .replace(&DEMO_ISSUER_PORT.to_string(), &issuer.to_string()))
 }
 
-/// The demo config with every port replaced, the control plane's included.
-fn stack_yaml(
-    listen: u16,
-    admin: u16,
+/// The ports of the servers a test stack runs besides Envoy's own.
+struct Ports {
     issuer: u16,
     upstream: u16,
     control_plane: u16,
-) -> Result<String, StackError> {
-    Ok(demo_yaml(listen, admin, issuer, upstream)?.replace(
-        &DEMO_CONTROL_PLANE_PORT.to_string(),
-        &control_plane.to_string(),
-    ))
+    backstage: u16,
+}
+
+/// The demo config with every port replaced, the control plane's and Backstage's included.
+fn stack_yaml(listen: u16, admin: u16, ports: &Ports) -> Result<String, StackError> {
+    Ok(demo_yaml(listen, admin, ports.issuer, ports.upstream)?
+        .replace(
+            &DEMO_CONTROL_PLANE_PORT.to_string(),
+            &ports.control_plane.to_string(),
+        )
+        .replace(
+            &DEMO_BACKSTAGE_PORT.to_string(),
+            &ports.backstage.to_string(),
+        ))
 }
 
 /// Copies the sample catalog's YAML files into `dir`.
@@ -215,6 +235,10 @@ impl Stack {
             issuer.set_jwks_failure(Some(503));
         }
         let upstream = UpstreamServer::start("127.0.0.1:0")?;
+        let backstage = BackstageServer::start_sample("127.0.0.1:0", DEMO_BACKSTAGE_CATALOG_TOKEN)?;
+        if opts.backstage_keys_at_start {
+            backstage.rotate_key();
+        }
         let catalog_dir = dir.join("catalog");
         copy_catalog(&catalog_dir)?;
         let (control_plane, control_plane_port) = if opts.control_plane_down_at_start {
@@ -225,19 +249,17 @@ impl Stack {
             (Some(server), port)
         };
         let (listen, admin) = (free_port()?, free_port()?);
-        let yaml = apply_edits(
-            stack_yaml(
-                listen,
-                admin,
-                issuer.port(),
-                upstream.port(),
-                control_plane_port,
-            )?,
-            opts,
-        )?;
+        let ports = Ports {
+            issuer: issuer.port(),
+            upstream: upstream.port(),
+            control_plane: control_plane_port,
+            backstage: backstage.port(),
+        };
+        let yaml = apply_edits(stack_yaml(listen, admin, &ports)?, opts)?;
         let envoy = Envoy::start(envoy_options(yaml, admin))?;
         let stack = Stack {
             issuer,
+            backstage,
             upstream,
             envoy,
             listen_port: listen,
@@ -279,10 +301,13 @@ impl Stack {
     /// Starts Envoy with a configuration it must refuse; returns Envoy's log.
     pub fn start_expecting_refusal(opts: &StackOptions) -> Result<String, StackError> {
         let (listen, admin) = (free_port()?, free_port()?);
-        let yaml = apply_edits(
-            stack_yaml(listen, admin, free_port()?, free_port()?, free_port()?)?,
-            opts,
-        )?;
+        let ports = Ports {
+            issuer: free_port()?,
+            upstream: free_port()?,
+            control_plane: free_port()?,
+            backstage: free_port()?,
+        };
+        let yaml = apply_edits(stack_yaml(listen, admin, &ports)?, opts)?;
         Ok(Envoy::start_expecting_failure(envoy_options(yaml, admin))?)
     }
 

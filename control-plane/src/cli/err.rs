@@ -64,6 +64,8 @@ pub enum CliError {
     },
     #[error("the server stopped")]
     ServerStopped,
+    #[error("Backstage sign-in at `{url}` failed: {detail}")]
+    BackstageSignIn { url: String, detail: String },
 }
 
 impl CliError {
@@ -91,7 +93,8 @@ impl CliError {
             | CliError::SigningKey(_)
             | CliError::SnapshotNotBuilt { .. }
             | CliError::WriteSnapshot { .. }
-            | CliError::ServerStopped => 1,
+            | CliError::ServerStopped
+            | CliError::BackstageSignIn { .. } => 1,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `meshgate token`: mint a token with the demo issuer's keys and print it.
+//! `meshgate token`: mint a token with the demo issuer's keys and print it, or, with
+//! `--backstage`, sign a user in at the demo's fake Backstage and print their Backstage token.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,7 +18,29 @@ struct TokenCommand {
     request: MintRequest,
 }
 
+/// Where the demo's fake Backstage listens (`scripts/demo.sh`).
+pub(super) const DEMO_BACKSTAGE_URL: &str = "http://127.0.0.1:17007";
+
+/// A sign-in at a Backstage auth backend's guest refresh route (the demo's fake Backstage).
+#[derive(Debug, PartialEq, Eq)]
+struct BackstageSignIn {
+    /// The backend's base URL.
+    url: String,
+    /// The user, as an entity name or ref.
+    user: String,
+    /// Ask for the ownership refs in the token (`ent`).
+    ent: bool,
+}
+
 pub(super) fn run(args: &[String], env: &CliEnv, out: &mut dyn Write) -> Result<(), CliError> {
+    if args
+        .iter()
+        .any(|arg| arg == "--backstage" || arg.starts_with("--backstage="))
+    {
+        let sign_in = parse_backstage(args)?;
+        let token = backstage_token(&sign_in)?;
+        return write_out(out, &format!("{token}\n"));
+    }
     let command = parse(args, env)?;
     if !command.keys.exists() {
         return Err(CliError::KeysMissing { path: command.keys });
@@ -67,6 +90,108 @@ fn parse(args: &[String], env: &CliEnv) -> Result<TokenCommand, CliError> {
         keys: keys.unwrap_or_else(|| default_keys_path(env.demo_dir.as_deref())),
         request,
     })
+}
+
+/// `--backstage --user NAME [--ent] [--backstage-url URL]`; the demo issuer's options don't
+/// apply to a token Backstage signs.
+fn parse_backstage(args: &[String]) -> Result<BackstageSignIn, CliError> {
+    let mut sign_in = BackstageSignIn {
+        url: DEMO_BACKSTAGE_URL.to_owned(),
+        user: String::new(),
+        ent: false,
+    };
+    let mut user = None;
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag()? {
+        match flag.name {
+            "--backstage" => {
+                flags.switch(&flag)?;
+            }
+            "--user" => user = Some(flags.value(&flag)?.to_owned()),
+            "--ent" => sign_in.ent = flags.switch(&flag)?,
+            "--backstage-url" => {
+                sign_in.url = flags.value(&flag)?.trim_end_matches('/').to_owned();
+            }
+            other if is_issuer_flag(other) => {
+                return Err(CliError::Invalid {
+                    what: format!("option `{other}`"),
+                    detail: String::from(
+                        "does not apply to --backstage tokens, which Backstage signs (use --user, --ent, --backstage-url)",
+                    ),
+                })
+            }
+            other => {
+                return Err(CliError::UnknownFlag {
+                    flag: other.to_owned(),
+                })
+            }
+        }
+    }
+    sign_in.user = user
+        .filter(|u| !u.is_empty())
+        .ok_or(CliError::MissingFlag { flag: "--user" })?;
+    Ok(sign_in)
+}
+
+fn is_issuer_flag(flag: &str) -> bool {
+    matches!(
+        flag,
+        "--keys"
+            | "--sub"
+            | "--groups"
+            | "--aud"
+            | "--alg"
+            | "--ttl"
+            | "--iat-offset"
+            | "--nbf-offset"
+            | "--exp-offset"
+            | "--no-exp"
+            | "--iss"
+            | "--kid"
+            | "--unpublished-key"
+            | "--email"
+            | "--claim"
+            | "--hs-secret"
+    )
+}
+
+/// Signs the user in through the backend's guest refresh route and returns
+/// `backstageIdentity.token` from Backstage's refresh response.
+fn backstage_token(sign_in: &BackstageSignIn) -> Result<String, CliError> {
+    let url = format!("{}/api/auth/guest/refresh", sign_in.url);
+    let failed = |detail: String| CliError::BackstageSignIn {
+        url: url.clone(),
+        detail,
+    };
+    let mut request = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .get(&url)
+        .set("X-Requested-With", "XMLHttpRequest")
+        .query("user", &sign_in.user);
+    if sign_in.ent {
+        request = request.query("ent", "true");
+    }
+    let response = match request.call() {
+        Ok(response) => response,
+        Err(ureq::Error::Status(status, response)) => {
+            let body = response.into_string().unwrap_or_default();
+            let shown: String = body.chars().take(300).collect();
+            return Err(failed(format!("HTTP {status}: {shown}")));
+        }
+        Err(ureq::Error::Transport(transport)) => {
+            return Err(failed(format!(
+                "{transport} (is the demo running? `./build.sh demo` starts the fake Backstage)"
+            )))
+        }
+    };
+    let body: Value = response
+        .into_json()
+        .map_err(|e| failed(format!("the answer is not JSON: {e}")))?;
+    body.pointer("/backstageIdentity/token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| failed(String::from("the answer has no `backstageIdentity.token`")))
 }
 
 /// `NAME=JSON`; a value that is not JSON is taken as a string so `--claim tenant=acme` works.
@@ -193,6 +318,74 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{args:?}");
             assert!(err.to_string().contains(message), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn backstage_command_lines() {
+        let args =
+            |list: &[&str]| -> Vec<String> { list.iter().map(|a| (*a).to_owned()).collect() };
+        assert_eq!(
+            parse_backstage(&args(&["--backstage", "--user", "alice"])).unwrap(),
+            BackstageSignIn {
+                url: DEMO_BACKSTAGE_URL.into(),
+                user: "alice".into(),
+                ent: false
+            }
+        );
+        assert_eq!(
+            parse_backstage(&args(&[
+                "--backstage",
+                "--user=user:default/bob",
+                "--ent",
+                "--backstage-url",
+                "http://127.0.0.1:7007/"
+            ]))
+            .unwrap(),
+            BackstageSignIn {
+                url: "http://127.0.0.1:7007".into(),
+                user: "user:default/bob".into(),
+                ent: true
+            }
+        );
+        let cases: [(&[&str], &str); 4] = [
+            (&["--backstage"], "option `--user` is required"),
+            (&["--backstage", "--user", "a", "--sub", "a"], "`--sub`"),
+            (
+                &["--backstage", "--user", "a", "--bogus"],
+                "unknown option `--bogus`",
+            ),
+            (&["--backstage=1", "--user", "a"], "takes no value"),
+        ];
+        for (list, message) in cases {
+            let err = parse_backstage(&args(list)).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{list:?}");
+            assert!(err.to_string().contains(message), "{list:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn backstage_sign_in_needs_a_backend() {
+        // A port nothing listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let (code, out, err) = run_args(
+            &[
+                "token",
+                "--backstage",
+                "--user",
+                "alice",
+                "--backstage-url",
+                &url,
+            ],
+            &env(),
+        );
+        assert_eq!((code, out.as_str()), (1, ""));
+        assert!(err.contains("/api/auth/guest/refresh"), "{err}");
+        assert!(err.contains("./build.sh demo"), "{err}");
     }
 
     #[test]

@@ -481,3 +481,46 @@ fn ownership_conditions_are_checked_when_compiled() {
     let err = Policy::from_json(bad_group.to_string().as_bytes()).unwrap_err();
     assert_eq!(err.path, "rules[0].when.groups_any[0]");
 }
+
+/// Any caller the catalog maps to a user (here by email) gets `x-meshgate-user`; a caller it
+/// doesn't map gets none, and neither does a denied request.
+#[test]
+fn the_catalog_user_is_named_to_the_upstream() {
+    let policy = policy(json!({}));
+    let catalog = Catalog::new(&policy, snapshot_with(None)).unwrap();
+    let user_header = |claims: Map<String, Value>, path: &str| {
+        let req = Request {
+            method: "GET",
+            authority: "airflow.internal",
+            path,
+            headers: &[],
+        };
+        let verdict = decide_claims(&policy, CatalogState::Ready(&catalog), claims, &req, NOW);
+        let header = crate::headers::plan(&policy, &verdict, &[])
+            .set
+            .into_iter()
+            .find(|(name, _)| name == crate::headers::USER_HEADER)
+            .map(|(_, value)| value);
+        (verdict.decision.catalog_user, header)
+    };
+    let alice = || claims(json!({"email": "Alice@Example.com"}));
+    assert_eq!(
+        user_header(alice(), "/api/v1/dags"),
+        (
+            Some("user:default/alice".to_owned()),
+            Some("user:default/alice".to_owned())
+        )
+    );
+    // Denied (no rule for this path): the decision knows the user, the upstream gets nothing.
+    assert_eq!(
+        user_header(alice(), "/elsewhere"),
+        (Some("user:default/alice".to_owned()), None)
+    );
+    assert_eq!(
+        user_header(
+            claims(json!({"email": "mallory@example.com", "groups": ["data-eng"]})),
+            "/api/v1/dags"
+        ),
+        (None, None)
+    );
+}

@@ -135,7 +135,9 @@ pub struct JwtCacheConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    pub issuer: String,
+    /// Required, except for a `backstage` provider (derived from its base URL).
+    #[serde(default)]
+    pub issuer: Option<String>,
     #[serde(default)]
     pub audiences: Vec<String>,
     #[serde(default)]
@@ -171,6 +173,39 @@ pub struct ProviderConfig {
     /// How this provider's callers are found in the catalog snapshot.
     #[serde(default)]
     pub catalog_user: Option<CatalogUserConfig>,
+    /// A Backstage auth backend: issuer, audience and JWKS come from its base URL.
+    #[serde(default)]
+    pub backstage: Option<BackstageConfig>,
+}
+
+/// A provider for Backstage user tokens (forwarded by Backstage's proxy with
+/// `credentials: forward`). `issuer` is `{base_url}/api/auth`, the audience `backstage`, the
+/// JWKS `{base_url}/api/auth/.well-known/jwks.json`, fetched through `cluster`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackstageConfig {
+    /// The backend's base URL as Backstage knows it (`backend.baseUrl`): `https://backstage.example.com`.
+    pub base_url: String,
+    /// The Envoy cluster the JWKS is fetched through.
+    pub cluster: String,
+    /// Accept tokens without `typ` whose `aud` is `backstage` (older Backstage releases).
+    #[serde(default)]
+    pub legacy_tokens: bool,
+    /// Count the `group:` refs of the token's `ent` claim. Default: off when a catalog
+    /// snapshot is configured, on when not.
+    #[serde(default)]
+    pub trust_token_groups: Option<bool>,
+    /// As in `remote_jwks`.
+    #[serde(default)]
+    pub cache_duration_s: Option<u64>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// As in `remote_jwks` (default `wait`).
+    #[serde(default)]
+    pub refetch_on_unknown_kid: Option<UnknownKidConfig>,
+    /// As in `remote_jwks`, but 5 by default: Backstage makes new keys all the time.
+    #[serde(default)]
+    pub refetch_min_interval_s: Option<u64>,
 }
 
 /// Like Backstage's sign-in resolvers; the first lookup that finds a user wins.

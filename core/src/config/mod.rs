@@ -9,6 +9,7 @@ pub use rules::compile_rules_json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::backstage::{self, BackstageProfile};
 use crate::claims::ClaimPath;
 use crate::extract::TokenSource;
 use crate::jwks::{KeyOrigin, KeySet};
@@ -169,8 +170,9 @@ impl TryFrom<PluginConfig> for Policy {
         let mut providers = Vec::with_capacity(dto.providers.len());
         let mut by_issuer = HashMap::new();
         let mut owned_headers = Vec::new();
+        let has_snapshot = dto.snapshot.is_some();
         for (name, cfg) in &dto.providers {
-            let provider = compile_provider(name, cfg, &mut sources)?;
+            let provider = compile_provider(name, cfg, &mut sources, has_snapshot)?;
             if let Some(other) = by_issuer.insert(provider.issuer.clone(), providers.len()) {
                 let other_name = providers
                     .get(other)
@@ -308,6 +310,7 @@ fn compile_provider(
     name: &str,
     cfg: &ProviderConfig,
     sources: &mut Vec<TokenSource>,
+    has_snapshot: bool,
 ) -> Result<Provider, ConfigError> {
     let at = |field: &str| format!("providers.{name}.{field}");
     if name.is_empty()
@@ -320,32 +323,9 @@ fn compile_provider(
             "provider names use letters, digits, `-` and `_`",
         ));
     }
-    if cfg.issuer.is_empty() {
-        return Err(ConfigError::new(at("issuer"), "must not be empty"));
-    }
-    if cfg.audiences.iter().any(String::is_empty) {
-        return Err(ConfigError::new(
-            at("audiences"),
-            "audiences must not be empty strings",
-        ));
-    }
-    let keys = match (&cfg.local_jwks, &cfg.remote_jwks) {
-        (Some(local), None) => {
-            KeySource::Local(Arc::new(compile_local_jwks(&at("local_jwks"), local)?))
-        }
-        (None, Some(remote)) => KeySource::Remote(compile_remote_jwks(&at("remote_jwks"), remote)?),
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                format!("providers.{name}"),
-                "set one of `local_jwks` and `remote_jwks`, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                format!("providers.{name}"),
-                "needs `local_jwks` or `remote_jwks`",
-            ))
-        }
+    let identity = match &cfg.backstage {
+        Some(backstage) => compile_backstage(name, cfg, backstage, has_snapshot)?,
+        None => compile_issuer(name, cfg)?,
     };
 
     let mut own_sources = Vec::new();
@@ -463,6 +443,8 @@ fn compile_provider(
             "name at least one lookup: entity_ref, email, username, email_local_part or subject",
         )),
         Some(list) => list.into_iter().map(resolve_by).collect(),
+        // A Backstage token's `sub` is the user's entity ref: nothing else to look up.
+        None if identity.backstage.is_some() => vec![ResolveBy::EntityRef],
         None => vec![ResolveBy::EntityRef, ResolveBy::Email],
     };
     let user_namespace = catalog_user
@@ -478,12 +460,17 @@ fn compile_provider(
         resolve_by,
         user_namespace: user_namespace.to_lowercase(),
         name: name.to_owned(),
-        issuer: cfg.issuer.clone(),
-        audiences: cfg.audiences.clone(),
-        keys,
+        issuer: identity.issuer,
+        audiences: identity.audiences,
+        keys: identity.keys,
         sources: source_indices,
         forward: cfg.forward,
-        groups_claim: claim_path("groups_claim", &cfg.groups_claim, Some("groups"))?,
+        groups_claim: if identity.backstage.is_some() {
+            // Backstage tokens carry groups in `ent`, read by the Backstage profile.
+            None
+        } else {
+            claim_path("groups_claim", &cfg.groups_claim, Some("groups"))?
+        },
         email_claim: claim_path("email_claim", &cfg.email_claim, Some("email"))?,
         username_claim: claim_path(
             "username_claim",
@@ -496,6 +483,118 @@ fn compile_provider(
         max_groups: cfg.max_groups.unwrap_or(DEFAULT_MAX_GROUPS),
         groups_case_insensitive: cfg.groups_case_insensitive,
         claim_to_headers,
+        backstage: identity.backstage,
+    })
+}
+
+/// Who issues a provider's tokens, for whom, and where its keys come from.
+struct Identity {
+    issuer: String,
+    audiences: Vec<String>,
+    keys: KeySource,
+    backstage: Option<BackstageProfile>,
+}
+
+/// A generic provider: `issuer`, `audiences` and one of `local_jwks` / `remote_jwks`.
+fn compile_issuer(name: &str, cfg: &ProviderConfig) -> Result<Identity, ConfigError> {
+    let at = |field: &str| format!("providers.{name}.{field}");
+    let issuer = match cfg.issuer.as_deref() {
+        None => {
+            return Err(ConfigError::new(
+                format!("providers.{name}"),
+                "needs `issuer` (or `backstage` for a Backstage auth backend)",
+            ))
+        }
+        Some("") => return Err(ConfigError::new(at("issuer"), "must not be empty")),
+        Some(issuer) => issuer.to_owned(),
+    };
+    if cfg.audiences.iter().any(String::is_empty) {
+        return Err(ConfigError::new(
+            at("audiences"),
+            "audiences must not be empty strings",
+        ));
+    }
+    let keys = match (&cfg.local_jwks, &cfg.remote_jwks) {
+        (Some(local), None) => {
+            KeySource::Local(Arc::new(compile_local_jwks(&at("local_jwks"), local)?))
+        }
+        (None, Some(remote)) => KeySource::Remote(compile_remote_jwks(&at("remote_jwks"), remote)?),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                format!("providers.{name}"),
+                "set one of `local_jwks` and `remote_jwks`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                format!("providers.{name}"),
+                "needs `local_jwks` or `remote_jwks`",
+            ))
+        }
+    };
+    Ok(Identity {
+        issuer,
+        audiences: cfg.audiences.clone(),
+        keys,
+        backstage: None,
+    })
+}
+
+/// A provider of kind `backstage`: issuer, audience and JWKS derived from the base URL, the
+/// JWKS refetched at once on an unknown `kid` (rate limited to one per 5 s by default).
+fn compile_backstage(
+    name: &str,
+    cfg: &ProviderConfig,
+    backstage: &dto::BackstageConfig,
+    has_snapshot: bool,
+) -> Result<Identity, ConfigError> {
+    let at = |field: &str| format!("providers.{name}.{field}");
+    let derived = [
+        ("issuer", cfg.issuer.is_some()),
+        ("audiences", !cfg.audiences.is_empty()),
+        ("local_jwks", cfg.local_jwks.is_some()),
+        ("remote_jwks", cfg.remote_jwks.is_some()),
+        ("groups_claim", cfg.groups_claim.is_some()),
+    ];
+    if let Some((field, _)) = derived.iter().find(|(_, set)| *set) {
+        let why = if *field == "groups_claim" {
+            "Backstage tokens carry groups in `ent` (see `backstage.trust_token_groups`); remove it"
+        } else {
+            "derived from `backstage.base_url` for a Backstage provider; remove it"
+        };
+        return Err(ConfigError::new(at(field), why));
+    }
+    let base = backstage::normalize_base_url(&backstage.base_url).ok_or_else(|| {
+        ConfigError::new(
+            at("backstage.base_url"),
+            format!(
+                "`{}` is not the backend's base URL (`https://backstage.example.com`: http(s), a host, no query)",
+                backstage.base_url
+            ),
+        )
+    })?;
+    let remote = dto::RemoteJwksConfig {
+        cluster: backstage.cluster.clone(),
+        uri: backstage::jwks_uri(base),
+        cache_duration_s: backstage.cache_duration_s,
+        timeout_ms: backstage.timeout_ms,
+        refetch_on_unknown_kid: backstage.refetch_on_unknown_kid,
+        refetch_min_interval_s: Some(
+            backstage
+                .refetch_min_interval_s
+                .unwrap_or(backstage::DEFAULT_REFETCH_MIN_INTERVAL_S),
+        ),
+    };
+    Ok(Identity {
+        issuer: backstage::issuer(base),
+        audiences: vec![String::from(backstage::USER_AUDIENCE)],
+        keys: KeySource::Remote(compile_remote_jwks(&at("backstage"), &remote)?),
+        backstage: Some(BackstageProfile {
+            legacy_tokens: backstage.legacy_tokens,
+            trust_token_groups: backstage
+                .trust_token_groups
+                .unwrap_or_else(|| BackstageProfile::default_trust_token_groups(has_snapshot)),
+        }),
     })
 }
 

@@ -222,3 +222,115 @@ fn not_json_is_an_error_at_the_root() {
     assert_eq!(err.path, "(root)");
     assert!(Policy::from_json(b"").is_err());
 }
+
+/// A `backstage` provider derives issuer, audience and JWKS; what it derives can't also be set.
+#[test]
+fn backstage_provider_errors_name_the_field() {
+    fn with_backstage() -> Value {
+        let mut config = base();
+        config["providers"]["bs"] = json!({"backstage": {"base_url": "https://backstage.example.com", "cluster": "backstage"}});
+        config
+    }
+    compile(&with_backstage()).unwrap();
+    type Edit = fn(&mut Value);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "no issuer and no backstage",
+            |c| {
+                c["providers"]["bs"] = json!({"remote_jwks": {"cluster": "c", "uri": "http://x/k"}})
+            },
+            "providers.bs",
+        ),
+        (
+            "issuer next to backstage",
+            |c| c["providers"]["bs"]["issuer"] = json!("https://backstage.example.com/api/auth"),
+            "providers.bs.issuer",
+        ),
+        (
+            "audiences next to backstage",
+            |c| c["providers"]["bs"]["audiences"] = json!(["backstage"]),
+            "providers.bs.audiences",
+        ),
+        (
+            "remote_jwks next to backstage",
+            |c| c["providers"]["bs"]["remote_jwks"] = json!({"cluster": "c", "uri": "http://x/k"}),
+            "providers.bs.remote_jwks",
+        ),
+        (
+            "groups_claim next to backstage",
+            |c| c["providers"]["bs"]["groups_claim"] = json!("ent"),
+            "providers.bs.groups_claim",
+        ),
+        (
+            "base_url without scheme",
+            |c| c["providers"]["bs"]["backstage"]["base_url"] = json!("backstage.example.com"),
+            "providers.bs.backstage.base_url",
+        ),
+        (
+            "base_url with a query",
+            |c| c["providers"]["bs"]["backstage"]["base_url"] = json!("https://b.example.com/?x"),
+            "providers.bs.backstage.base_url",
+        ),
+        (
+            "no cluster",
+            |c| c["providers"]["bs"]["backstage"]["cluster"] = json!(""),
+            "providers.bs.backstage.cluster",
+        ),
+        (
+            "refetch interval out of range",
+            |c| c["providers"]["bs"]["backstage"]["refetch_min_interval_s"] = json!(0),
+            "providers.bs.backstage.refetch_min_interval_s",
+        ),
+        (
+            "timeout out of range",
+            |c| c["providers"]["bs"]["backstage"]["timeout_ms"] = json!(0),
+            "providers.bs.backstage.timeout_ms",
+        ),
+        (
+            "unknown backstage field",
+            |c| c["providers"]["bs"]["backstage"]["audience"] = json!("backstage"),
+            "providers.bs.backstage.audience",
+        ),
+        (
+            "bad unknown-kid mode",
+            |c| c["providers"]["bs"]["backstage"]["refetch_on_unknown_kid"] = json!("sometimes"),
+            "providers.bs.backstage.refetch_on_unknown_kid",
+        ),
+        (
+            "the issuer another provider uses",
+            |c| c["providers"]["okta"]["issuer"] = json!("https://backstage.example.com/api/auth"),
+            "providers.okta.issuer",
+        ),
+    ];
+    for (name, edit, field) in cases {
+        let mut config = with_backstage();
+        edit(&mut config);
+        let err = compile(&config)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted"));
+        assert_eq!(err.path, field, "{name}: {err}");
+    }
+    // Explicit JWKS settings reach the key source.
+    let mut config = with_backstage();
+    config["providers"]["bs"]["backstage"]["refetch_min_interval_s"] = json!(60);
+    config["providers"]["bs"]["backstage"]["refetch_on_unknown_kid"] = json!("background");
+    let policy = compile(&config).unwrap();
+    let bs = policy.providers.iter().find(|p| p.name == "bs").unwrap();
+    match &bs.keys {
+        KeySource::Remote(r) => {
+            assert_eq!(r.refetch_min_interval_s, 60);
+            assert_eq!(r.on_unknown_kid, UnknownKid::Background);
+            assert_eq!(
+                r.uri,
+                "https://backstage.example.com/api/auth/.well-known/jwks.json"
+            );
+        }
+        KeySource::Local(_) => panic!("bs should be remote"),
+    }
+    assert_eq!(
+        policy
+            .by_issuer
+            .get("https://backstage.example.com/api/auth"),
+        Some(&0)
+    );
+}

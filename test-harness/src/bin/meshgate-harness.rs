@@ -1,10 +1,11 @@
-//! `meshgate-harness serve`: runs the mock issuer and the upstream stubs for the demo until the
-//! process is killed.
+//! `meshgate-harness serve`: runs the mock issuer, the upstream stubs and, when asked, the fake
+//! Backstage (catalog API and auth backend) for the demo until the process is killed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use meshgate_control_plane::cli::default_keys_path;
+use meshgate_test_harness::backstage::{read_catalog_dir, sample_catalog_dir, BackstageServer};
 use meshgate_test_harness::issuer_server::IssuerServer;
 use meshgate_test_harness::ports::HarnessError;
 use meshgate_test_harness::upstream::UpstreamServer;
@@ -12,11 +13,16 @@ use meshgate_test_harness::upstream::UpstreamServer;
 const USAGE: &str = "\
 usage: meshgate-harness serve [--issuer-port 18080] [--upstream-port 18081]
                               [--keys PATH] [--issuer URL]
+                              [--backstage-port 17007 [--catalog DIR]]
 
 Runs the mock OIDC issuer and the tool-shaped upstream stubs on 127.0.0.1 until killed.
-  --keys PATH     issuer key file, created if absent (default: $MESHGATE_DEMO_DIR/issuer-keys.json,
-                  else .meshgate/demo/issuer-keys.json)
-  --issuer URL    iss of tokens and discovery (default: the issuer's own URL, or the key file's)
+  --keys PATH            issuer key file, created if absent (default: $MESHGATE_DEMO_DIR/issuer-keys.json,
+                         else .meshgate/demo/issuer-keys.json)
+  --issuer URL           iss of tokens and discovery (default: the issuer's own URL, or the key file's)
+  --backstage-port PORT  also run a fake Backstage there: its auth backend signs user tokens
+                         (/api/auth/guest/refresh?user=alice, JWKS at /api/auth/.well-known/jwks.json,
+                         POST /admin/rotate) and its catalog API serves the catalog
+  --catalog DIR          the catalog YAML files the fake Backstage serves (default: the sample catalog)
 ";
 
 struct ServeArgs {
@@ -24,6 +30,19 @@ struct ServeArgs {
     upstream_port: u16,
     keys: PathBuf,
     issuer: Option<String>,
+    backstage_port: Option<u16>,
+    catalog: Option<PathBuf>,
+}
+
+/// The catalog API's bearer token in the demo (the auth routes need none).
+const DEMO_CATALOG_TOKEN: &str = "meshgate-demo-catalog";
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    #[error(transparent)]
+    Backstage(#[from] meshgate_test_harness::backstage::BackstageError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +100,8 @@ fn parse(args: &[String]) -> Result<ServeArgs, ArgsError> {
         upstream_port: 18081,
         keys: default_keys_path(demo_dir.as_deref()),
         issuer: None,
+        backstage_port: None,
+        catalog: None,
     };
     let mut items = rest.iter();
     while let Some(flag) = items.next() {
@@ -95,6 +116,8 @@ fn parse(args: &[String]) -> Result<ServeArgs, ArgsError> {
             "--upstream-port" => serve.upstream_port = port(flag, &value()?)?,
             "--keys" => serve.keys = PathBuf::from(value()?),
             "--issuer" => serve.issuer = Some(value()?),
+            "--backstage-port" => serve.backstage_port = Some(port(flag, &value()?)?),
+            "--catalog" => serve.catalog = Some(PathBuf::from(value()?)),
             _ => return Err(ArgsError::Unknown { arg: flag.clone() }),
         }
     }
@@ -108,15 +131,30 @@ fn port(flag: &str, value: &str) -> Result<u16, ArgsError> {
     })
 }
 
-fn run(serve: ServeArgs) -> Result<(), HarnessError> {
+fn run(serve: ServeArgs) -> Result<(), RunError> {
     let issuer = IssuerServer::start(
         &format!("127.0.0.1:{}", serve.issuer_port),
         serve.keys,
         serve.issuer,
     )?;
     let upstream = UpstreamServer::start(&format!("127.0.0.1:{}", serve.upstream_port))?;
+    let backstage = match serve.backstage_port {
+        Some(port) => {
+            let dir = serve.catalog.unwrap_or_else(sample_catalog_dir);
+            let yaml = read_catalog_dir(&dir)?;
+            Some(BackstageServer::start(
+                &format!("127.0.0.1:{port}"),
+                DEMO_CATALOG_TOKEN,
+                &yaml,
+            )?)
+        }
+        None => None,
+    };
     println!("issuer listening on {}", issuer.url());
     println!("upstream stubs listening on {}", upstream.url());
+    if let Some(backstage) = &backstage {
+        println!("fake Backstage listening on {}", backstage.url());
+    }
     // The servers run on their own threads; SIGTERM or SIGINT ends the process.
     loop {
         std::thread::park();
