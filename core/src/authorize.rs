@@ -453,7 +453,7 @@ fn evaluate(
                 "no allow rule matched {} {}{}",
                 facts.method, facts.host, facts.path
             );
-            let candidates = rules.allow().filter(|r| with_shadow || !r.shadow);
+            let candidates = rules.allow(facts).filter(|r| with_shadow || !r.shadow);
             if let Some(closest) = crate::explain::closest_allow(candidates, facts, &caller) {
                 reason.push_str("; closest: ");
                 reason.push_str(&closest);

@@ -196,6 +196,7 @@ mod tests {
                 group_refs: Vec::new(),
                 catalog_keys: Vec::new(),
                 groups_overage: false,
+                user_ref: None,
                 claims: serde_json::Map::new(),
                 groups_case_insensitive: false,
             }),

@@ -26,6 +26,14 @@ export interface When {
   /** Provider names (keys of `providers`). */
   providers?: string[];
   claims?: ClaimCondition[];
+  /** The caller's groups own the catalog resource named by the path (needs a snapshot). */
+  owns?: Ownership;
+}
+
+/** `{kind: 'airflow.dag', id: '{dag_id}'}`: `id` is built from the rule's path parameters. */
+export interface Ownership {
+  kind: string;
+  id: string;
 }
 
 export interface Rule {
@@ -121,6 +129,33 @@ export interface Provider {
   claim_to_headers?: ClaimToHeader[];
   /** Backstage user tokens; `issuer`, `audiences`, `local_jwks`, `remote_jwks` and `groups_claim` are then derived. */
   backstage?: BackstageProvider;
+  /** How callers are found in the catalog snapshot; the first lookup that finds a user wins. */
+  catalog_user?: CatalogUser;
+}
+
+export type ResolveBy = 'entity_ref' | 'email' | 'username' | 'email_local_part' | 'subject';
+
+export interface CatalogUser {
+  /** Default `['entity_ref', 'email']` (`['entity_ref']` for Backstage providers). */
+  resolve_by?: ResolveBy[];
+  /** Namespace of user entities for name lookups. Default `default`. */
+  namespace?: string;
+}
+
+/** The control plane's signed catalog snapshot, polled through an Envoy cluster. */
+export interface SnapshotSource {
+  cluster: string;
+  uri: string;
+  /** The lines `meshgate keygen` prints. */
+  public_keys: { kid: string; public_key: string }[];
+  /** Default 10. */
+  poll_interval_s?: number;
+  /** Default 5000. */
+  timeout_ms?: number;
+  /** Default: none (the last good snapshot stays in force). */
+  max_staleness_s?: number;
+  /** Default 64 MiB. */
+  max_bytes?: number;
 }
 
 export interface ModeOverride {
@@ -156,6 +191,7 @@ export interface PluginConfig {
   jwt_cache_config?: { jwt_cache_size: number };
   realm?: string;
   failure_mode?: FailureMode;
+  snapshot?: SnapshotSource;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -217,7 +253,8 @@ export type DenyCode =
   | 'token_type_not_allowed'
   | 'path_rejected'
   | 'rule_denied'
-  | 'no_rule_matched';
+  | 'no_rule_matched'
+  | 'snapshot_unavailable';
 
 /** `decided`: made the decision; `matched`: matched, but another rule decided first; `not_matched`: see `detail`; `needs_caller`: the request matches but `when` needs a verified caller. */
 export type RuleOutcome = 'decided' | 'matched' | 'not_matched' | 'needs_caller';
@@ -265,7 +302,7 @@ interface ExplanationCommon {
 export type Explanation = ExplanationCommon &
   (
     | { decision: 'allow'; code: AllowCode; status: 200 }
-    | { decision: 'deny'; code: DenyCode; status: 400 | 401 | 403 }
+    | { decision: 'deny'; code: DenyCode; status: 400 | 401 | 403 | 503 }
   );
 
 export type Validation =

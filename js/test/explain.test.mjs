@@ -60,7 +60,7 @@ describe('explain', () => {
     assert.ok(e.rules.every((r) => r.outcome === 'not_matched'), JSON.stringify(e.rules));
     const trigger = rule(e, 'airflow-trigger');
     assert.match(trigger.detail, /caller is in none of groups_any \[`data-eng`\]/);
-    assert.match(trigger.detail, /caller's groups: \[`data-analysts`\]/);
+    assert.match(trigger.detail, /token groups: \[`data-analysts`\]/);
   });
 
   test('a deny rule beats a matching allow rule', () => {
