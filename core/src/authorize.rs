@@ -431,6 +431,16 @@ fn evaluate(
     let allowed_by = rules.first_allow(facts, Some(&caller), with_shadow);
     let provider = Some(principal.provider.clone());
     let catalog_user = caller.user_ref().map(str::to_owned);
+    let catalog_groups = caller.user.map(|user| {
+        let mut joined = String::new();
+        for group in user.groups.iter() {
+            if !joined.is_empty() {
+                joined.push(',');
+            }
+            joined.push_str(group);
+        }
+        joined
+    });
     let decision = match (denied_by, allowed_by, rules.policy.default_action) {
         // A matching deny rule wins over everything, like RBAC DENY policies and cedar's forbid.
         (Some(rule), _, _) => rule_denied(rule, Some(principal)),
@@ -446,6 +456,7 @@ fn evaluate(
             shadow: None,
             snapshot_version: None,
             catalog_user: None,
+            catalog_groups: None,
         },
         // No rule matched: deny by default, naming the allow rule that came closest...
         (None, None, Action::Deny) => {
@@ -472,10 +483,12 @@ fn evaluate(
             shadow: None,
             snapshot_version: None,
             catalog_user: None,
+            catalog_groups: None,
         },
     };
     Decision {
         catalog_user,
+        catalog_groups,
         ..decision
     }
 }
@@ -516,6 +529,7 @@ fn allowed_without_caller(rule: &Rule) -> Decision {
         shadow: None,
         snapshot_version: None,
         catalog_user: None,
+        catalog_groups: None,
     }
 }
 
@@ -546,6 +560,7 @@ fn deny(
         shadow: None,
         snapshot_version: None,
         catalog_user: None,
+        catalog_groups: None,
     }
 }
 

@@ -203,6 +203,9 @@ pub struct Decision {
     pub snapshot_version: Option<u64>,
     /// The catalog user the caller was mapped to (`user:default/alice`), if any.
     pub catalog_user: Option<String>,
+    /// That catalog user's groups (entity refs, nesting closed), comma-separated, for the
+    /// upstream's `x-meshgate-catalog-groups`.
+    pub catalog_groups: Option<String>,
 }
 
 /// The decision shadow rules would have made.

@@ -15,6 +15,8 @@ pub const RULE_HEADER: &str = "x-meshgate-rule";
 /// The caller's Backstage user entity ref (`user:default/alice`): the catalog user the caller
 /// was mapped to, or the user a Backstage token names.
 pub const USER_HEADER: &str = "x-meshgate-user";
+/// The catalog user's groups, entity refs with nesting closed, comma-separated.
+pub const CATALOG_GROUPS_HEADER: &str = "x-meshgate-catalog-groups";
 /// Longest value meshgate will put in a header; longer claim values are left out.
 pub const MAX_HEADER_VALUE: usize = 8 * 1024;
 
@@ -92,6 +94,9 @@ pub fn plan(policy: &Policy, verdict: &Verdict, incoming: &[(String, String)]) -
         .or(principal.user_ref.as_ref())
     {
         add(USER_HEADER, user.clone());
+    }
+    if let Some(groups) = &verdict.decision.catalog_groups {
+        add(CATALOG_GROUPS_HEADER, groups.clone());
     }
     if let Some(rule) = &verdict.decision.rule_id {
         add(RULE_HEADER, rule.clone());

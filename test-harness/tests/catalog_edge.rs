@@ -208,6 +208,15 @@ fn catalog_groups_and_ownership_decide_at_the_edge() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The upstream learns who the catalog says the caller is.
+    let bob = token(&stack, "bob@example.com", &[]);
+    let echoed = send(&stack, "GET", LIST, Some(&bob)).json();
+    let header = |name: &str| echoed.get("headers").and_then(|h| h.get(name)).cloned();
+    assert_eq!(header("x-meshgate-user"), Some("user:default/bob".into()));
+    assert_eq!(
+        header("x-meshgate-catalog-groups"),
+        Some("group:default/analytics,group:default/data-eng".into())
+    );
     assert!(counter(&stack, "snapshot.loaded") >= 1);
     let version = stack.control_plane.as_ref().unwrap().current_version();
     assert_eq!(

@@ -325,6 +325,13 @@ fn groups_and_ownership_come_from_the_catalog() {
         if matches!(state, CatalogState::Ready(_)) {
             assert_eq!(decision.snapshot_version, Some(1), "{name}");
         }
+        // The catalog user and their closed groups go along for the upstream's headers.
+        let groups = match decision.catalog_user.as_deref() {
+            Some("user:default/alice") => Some("group:default/analytics,group:default/data-eng"),
+            Some("user:default/bob") => Some("group:default/platform-team"),
+            _ => None,
+        };
+        assert_eq!(decision.catalog_groups.as_deref(), groups, "{name}");
     }
 }
 
