@@ -16,14 +16,13 @@ use meshgate_core::provider::{KeySource, RemoteJwks, UnknownKid};
 use meshgate_core::KeyStore;
 
 use crate::host::{Callout, Host, LogLevel, Metric};
+use crate::shared::{self, claim, decode_millis, encode_millis};
 
 /// Longest wait between retries after failures.
 const MAX_BACKOFF_MS: i64 = 60_000;
 const FIRST_RETRY_MS: i64 = 1_000;
 /// How long a worker waits before re-checking when another worker holds the fetch lease.
 const LEASE_RECHECK_MS: i64 = 1_000;
-/// Version prefix of shared-data keys, so a future format can't be misread.
-const SHARED_PREFIX: &str = "meshgate.v1";
 
 #[derive(Debug)]
 struct Entry {
@@ -291,8 +290,7 @@ impl JwksRefresh {
 }
 
 fn shared_key(kind: &str, remote: &RemoteJwks) -> String {
-    // Keyed by cluster and URI: two providers with the same JWKS share one fetch.
-    format!("{SHARED_PREFIX}.{kind}.{}.{}", remote.cluster, remote.uri)
+    shared::shared_key(kind, &remote.cluster, &remote.uri)
 }
 
 fn doc_key(remote: &RemoteJwks) -> String {
@@ -341,32 +339,6 @@ fn fetch_hold_ms(remote: &RemoteJwks) -> i64 {
         .saturating_add(1_000)
 }
 
-fn encode_millis(ms: i64) -> [u8; 8] {
-    ms.to_be_bytes()
-}
-
-fn decode_millis(bytes: &[u8]) -> Option<i64> {
-    Some(i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
-}
-
-/// Takes a shared lease until `now + hold_ms` if nobody holds one. Lost races and host
-/// errors count as "held": skipping a fetch is safe, fetching twice is only wasteful.
-fn claim<H: Host>(host: &mut H, key: &str, now: i64, hold_ms: i64) -> bool {
-    let Ok((value, cas)) = host.get_shared(key) else {
-        return false;
-    };
-    if value
-        .as_deref()
-        .and_then(decode_millis)
-        .is_some_and(|until| until > now)
-    {
-        return false;
-    }
-    let until = now.saturating_add(hold_ms);
-    matches!(host.set_shared(key, &encode_millis(until), cas), Ok(true))
-}
-
-/// Loads the published key set if it is newer than this worker's. True when it loaded one.
 fn sync_from_shared<H: Host>(entry: &mut Entry, host: &mut H, keys: &mut KeyStore) -> bool {
     let Ok((Some(value), Some(version))) = host.get_shared(&doc_key(&entry.remote)) else {
         return false;

@@ -17,6 +17,7 @@ pub mod filter;
 pub mod host;
 pub mod jwks_refresh;
 pub mod reply;
+mod shared;
 pub mod signatures;
 pub mod snapshot_sync;
 

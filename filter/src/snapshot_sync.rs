@@ -14,8 +14,8 @@ use meshgate_core::config::{Policy, SnapshotSource};
 use meshgate_core::snapshot::{Snapshot, SnapshotHeader};
 
 use crate::host::{CallResponse, Callout, Host, LogLevel, Metric};
+use crate::shared::{self, claim, decode_millis, encode_millis};
 
-const SHARED_PREFIX: &str = "meshgate.v1";
 const FIRST_RETRY_MS: i64 = 1_000;
 const MAX_BACKOFF_MS: i64 = 60_000;
 
@@ -174,7 +174,7 @@ impl SnapshotSync {
         }
         let _ = host.set_shared(
             &shared_key("snapshot_lease", &self.source),
-            &now.to_be_bytes(),
+            &encode_millis(now),
             None,
         );
         true
@@ -266,7 +266,7 @@ impl SnapshotSync {
         self.next_due_ms = now.saturating_add(self.poll_ms());
         let _ = host.set_shared(
             &shared_key("snapshot_confirmed", &self.source),
-            &now.to_be_bytes(),
+            &encode_millis(now),
             None,
         );
     }
@@ -301,7 +301,7 @@ impl SnapshotSync {
 }
 
 fn shared_key(kind: &str, source: &SnapshotSource) -> String {
-    format!("{SHARED_PREFIX}.{kind}.{}.{}", source.cluster, source.uri)
+    shared::shared_key(kind, &source.cluster, &source.uri)
 }
 
 /// `[etag length][etag][snapshot]`.
@@ -309,26 +309,4 @@ fn split_published(value: &[u8]) -> Option<(&str, &[u8])> {
     let (&len, rest) = value.split_first()?;
     let (etag, bytes) = rest.split_at_checked(usize::from(len))?;
     Some((std::str::from_utf8(etag).ok()?, bytes))
-}
-
-fn decode_millis(bytes: &[u8]) -> Option<i64> {
-    Some(i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
-}
-
-/// Takes the shared lease until `now + hold_ms` unless another worker holds it.
-fn claim<H: Host>(host: &mut H, key: &str, now: i64, hold_ms: i64) -> bool {
-    let Ok((value, cas)) = host.get_shared(key) else {
-        return false;
-    };
-    if value
-        .as_deref()
-        .and_then(decode_millis)
-        .is_some_and(|until| until > now)
-    {
-        return false;
-    }
-    matches!(
-        host.set_shared(key, &now.saturating_add(hold_ms).to_be_bytes(), cas),
-        Ok(true)
-    )
 }
