@@ -168,9 +168,9 @@ impl Filter {
         };
         let started_us = host.now_micros();
         let now = started_us / 1_000_000;
-        // A worker whose first tick hasn't come takes the snapshot another one published.
-        if let Some(snapshot) = self.snapshot.as_mut().filter(|s| !s.has_catalog()) {
-            snapshot.load_published(host, &self.policy);
+        // Every worker switches as soon as a new snapshot is published, not on its next tick.
+        if let Some(snapshot) = &mut self.snapshot {
+            snapshot.follow_published(host, &self.policy);
         }
         let mut verdict = self.decide(host, &req, now);
         // Keys may have been published by another worker since this one's last tick:

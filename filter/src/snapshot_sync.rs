@@ -2,10 +2,16 @@
 //!
 //! Like the JWKS refresh: workers race for a short shared lease and the winner polls the
 //! control plane (`If-None-Match` with the ETag it has). A verified snapshot newer than the
-//! loaded one is published in shared data, and every worker loads it on its next tick (or
-//! on a request, if it has none yet). Anything that fails verification, is older than what
-//! is loaded, or carries rules that don't compile here is refused, and the last good
-//! snapshot stays in force.
+//! loaded one is published in shared data, and then a small `snapshot_current` key names it.
+//! Every worker reads that key on each request that may consult the catalog (one small
+//! shared-data read) and on each tick, and loads the published snapshot as soon as the key
+//! moves: all workers of an Envoy switch together, so one worker can't deny a user the next
+//! one still lets in. Anything that fails verification, is older than what is loaded, or
+//! carries rules that don't compile here is refused, and the last good snapshot stays.
+//!
+//! A VM that has never served a request (Envoy's main-thread VM) keeps no copy: it may
+//! still win the lease and fetch for the others, but it drops the decoded snapshot once it
+//! has published it.
 
 use std::time::Duration;
 
@@ -19,13 +25,69 @@ use crate::shared::{self, claim, decode_millis, encode_millis};
 const FIRST_RETRY_MS: i64 = 1_000;
 const MAX_BACKOFF_MS: i64 = 60_000;
 
+/// The shared-data keys of one snapshot source.
+#[derive(Debug)]
+struct SharedKeys {
+    /// `[etag length][etag][snapshot]`: the last verified snapshot.
+    snapshot: String,
+    /// Version and content hash of what `snapshot` holds, written after it: a worker whose
+    /// loaded snapshot differs loads the published one.
+    current: String,
+    /// When the control plane last confirmed the snapshot (200 or 304).
+    confirmed: String,
+    /// The fetch lease.
+    lease: String,
+}
+
+impl SharedKeys {
+    fn new(source: &SnapshotSource) -> SharedKeys {
+        let key = |kind| shared::shared_key(kind, &source.cluster, &source.uri);
+        SharedKeys {
+            snapshot: key("snapshot"),
+            current: key("snapshot_current"),
+            confirmed: key("snapshot_confirmed"),
+            lease: key("snapshot_lease"),
+        }
+    }
+}
+
+/// What identifies a loaded snapshot, kept even by a VM that drops the snapshot itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Loaded {
+    version: u64,
+    content_hash: [u8; 32],
+}
+
+impl Loaded {
+    fn of(header: &SnapshotHeader) -> Loaded {
+        Loaded {
+            version: header.version,
+            content_hash: header.content_hash,
+        }
+    }
+
+    /// The `snapshot_current` value: version (8 bytes, big-endian) then content hash.
+    fn stamp(&self) -> [u8; 40] {
+        let mut stamp = [0; 40];
+        let (version, hash) = stamp.split_at_mut(8);
+        version.copy_from_slice(&self.version.to_be_bytes());
+        hash.copy_from_slice(&self.content_hash);
+        stamp
+    }
+}
+
 #[derive(Debug)]
 pub struct SnapshotSync {
     source: SnapshotSource,
+    keys: SharedKeys,
     catalog: Option<Catalog>,
+    /// The snapshot this VM loaded or published last, also when it holds no copy.
+    loaded: Option<Loaded>,
     etag: Option<String>,
-    /// Shared-data version of the published snapshot this worker looked at last.
-    seen_shared_version: Option<u32>,
+    /// Shared-data version of the `snapshot_current` entry this VM acted on last.
+    seen_current: Option<u32>,
+    /// Whether this VM serves requests; one that doesn't keeps no snapshot in memory.
+    serving: bool,
     /// When the control plane last confirmed the loaded snapshot (200 or 304), Unix ms.
     confirmed_at_ms: Option<i64>,
     next_due_ms: i64,
@@ -37,10 +99,13 @@ impl SnapshotSync {
     pub fn new(policy: &Policy) -> Option<SnapshotSync> {
         let source = policy.snapshot.clone()?;
         Some(SnapshotSync {
+            keys: SharedKeys::new(&source),
             source,
             catalog: None,
+            loaded: None,
             etag: None,
-            seen_shared_version: None,
+            seen_current: None,
+            serving: false,
             confirmed_at_ms: None,
             next_due_ms: 0,
             in_flight: None,
@@ -74,16 +139,26 @@ impl SnapshotSync {
         self.catalog.is_some()
     }
 
+    /// Called on every request before deciding: marks this VM as serving and loads the
+    /// published snapshot when `snapshot_current` moved since this VM last looked. Costs one
+    /// small shared-data read when nothing changed.
+    pub fn follow_published<H: Host>(&mut self, host: &mut H, policy: &Policy) {
+        self.serving = true;
+        let Ok((Some(_), Some(version))) = host.get_shared(&self.keys.current) else {
+            return;
+        };
+        if self.seen_current == Some(version) {
+            return;
+        }
+        self.seen_current = Some(version);
+        self.load_published(host, policy);
+    }
+
     /// Loads what another worker published; true when a newer snapshot loaded.
-    pub fn load_published<H: Host>(&mut self, host: &mut H, policy: &Policy) -> bool {
-        let key = shared_key("snapshot", &self.source);
-        let Ok((Some(value), Some(version))) = host.get_shared(&key) else {
+    fn load_published<H: Host>(&mut self, host: &mut H, policy: &Policy) -> bool {
+        let Ok((Some(value), _)) = host.get_shared(&self.keys.snapshot) else {
             return false;
         };
-        if self.seen_shared_version == Some(version) {
-            return false;
-        }
-        self.seen_shared_version = Some(version);
         let Some((etag, bytes)) = split_published(&value) else {
             return false;
         };
@@ -92,19 +167,20 @@ impl SnapshotSync {
             .unwrap_or(false)
     }
 
-    /// Loads published snapshots, refreshes the confirmation time, polls when due.
+    /// Follows published snapshots (in a serving VM), refreshes the confirmation time, polls
+    /// when due.
     pub fn tick<H: Host>(&mut self, host: &mut H, policy: &Policy) {
         let now = host.now_millis();
-        self.load_published(host, policy);
-        if let Ok((Some(value), _)) =
-            host.get_shared(&shared_key("snapshot_confirmed", &self.source))
-        {
+        if self.serving {
+            self.follow_published(host, policy);
+        }
+        if let Ok((Some(value), _)) = host.get_shared(&self.keys.confirmed) {
             if let Some(at) = decode_millis(&value) {
                 self.confirmed_at_ms = Some(self.confirmed_at_ms.map_or(at, |c| c.max(at)));
             }
         }
-        if let (Some(catalog), Some(confirmed)) = (&self.catalog, self.confirmed_at_ms) {
-            host.set_gauge(Metric::SnapshotVersion, catalog.snapshot.version());
+        if let (Some(loaded), Some(confirmed)) = (self.loaded, self.confirmed_at_ms) {
+            host.set_gauge(Metric::SnapshotVersion, loaded.version);
             let age_s = u64::try_from(now.saturating_sub(confirmed) / 1000).unwrap_or(0);
             host.set_gauge(Metric::SnapshotAgeSeconds, age_s);
         }
@@ -119,11 +195,11 @@ impl SnapshotSync {
             return;
         }
         let hold = self.hold_ms();
-        if !claim(host, &shared_key("snapshot_lease", &self.source), now, hold) {
+        if !claim(host, &self.keys.lease, now, hold) {
             self.next_due_ms = now.saturating_add(self.poll_ms());
             return;
         }
-        let etag = self.etag.clone().filter(|_| self.catalog.is_some());
+        let etag = self.etag.clone().filter(|_| self.loaded.is_some());
         let headers: Vec<(&str, &str)> =
             etag.iter().map(|e| ("if-none-match", e.as_str())).collect();
         let callout = Callout {
@@ -153,7 +229,7 @@ impl SnapshotSync {
         self.in_flight = None;
         let now = host.now_millis();
         match (response.status, response.body) {
-            (Some(304), _) if self.catalog.is_some() => {
+            (Some(304), _) if self.loaded.is_some() => {
                 host.increment(Metric::SnapshotNotModified);
                 self.confirmed(host, now);
             }
@@ -172,16 +248,12 @@ impl SnapshotSync {
             (Some(status), _) => self.failed(host, now, &format!("HTTP status {status}")),
             (None, _) => self.failed(host, now, "no response (timeout or connection failure)"),
         }
-        let _ = host.set_shared(
-            &shared_key("snapshot_lease", &self.source),
-            &encode_millis(now),
-            None,
-        );
+        let _ = host.set_shared(&self.keys.lease, &encode_millis(now), None);
         true
     }
 
     /// Verifies, checks the version and compiles a snapshot, then swaps it in. `Ok(false)`:
-    /// the same version is already loaded.
+    /// the same content is already loaded.
     fn accept<H: Host>(
         &mut self,
         host: &mut H,
@@ -198,19 +270,21 @@ impl SnapshotSync {
             reason
         };
         let header = SnapshotHeader::peek(bytes).map_err(|e| refuse(host, e.to_string()))?;
-        if let Some(current) = &self.catalog {
-            let loaded = current.snapshot.version();
+        // A VM that dropped its copy compares against what it last published, but loads
+        // that same content again when it now serves requests.
+        let holds_current = self.catalog.is_some() || !self.serving;
+        if let Some(current) = self.loaded.filter(|_| holds_current) {
             // Same content (another replica may number it differently): a confirmation.
-            if header.content_hash == *current.snapshot.content_hash() {
+            if header.content_hash == current.content_hash {
                 self.etag = etag.or_else(|| self.etag.clone());
                 return Ok(false);
             }
-            if header.version <= loaded {
+            if header.version <= current.version {
                 return Err(refuse(
                     host,
                     format!(
-                        "version {} is not newer than the loaded {loaded}",
-                        header.version
+                        "version {} is not newer than the loaded {}",
+                        header.version, current.version
                     ),
                 ));
             }
@@ -236,27 +310,45 @@ impl SnapshotSync {
             Metric::SnapshotMemoryBytes,
             u64::try_from(catalog.snapshot.heap_size()).unwrap_or(u64::MAX),
         );
+        self.loaded = Some(Loaded::of(catalog.snapshot.header()));
         self.catalog = Some(catalog);
         self.etag = etag;
         Ok(true)
     }
 
+    /// Shares a freshly verified snapshot with the other VMs: the bytes first, then the
+    /// `snapshot_current` stamp that makes every worker switch to them.
     fn publish<H: Host>(&mut self, host: &mut H, bytes: &[u8], etag: &str) {
-        let key = shared_key("snapshot", &self.source);
         let etag = etag.get(..usize::from(u8::MAX)).unwrap_or(etag);
         let mut value =
             Vec::with_capacity(bytes.len().saturating_add(etag.len()).saturating_add(1));
         value.push(u8::try_from(etag.len()).unwrap_or(0));
         value.extend_from_slice(etag.as_bytes());
         value.extend_from_slice(bytes);
-        match host.set_shared(&key, &value, None) {
+        let stamp = self.loaded.map(|loaded| loaded.stamp());
+        let shared =
+            host.set_shared(&self.keys.snapshot, &value, None)
+                .and_then(|_| match &stamp {
+                    Some(stamp) => host.set_shared(&self.keys.current, stamp, None),
+                    None => Ok(true),
+                });
+        drop(value);
+        match shared {
             Ok(_) => {
-                self.seen_shared_version = host.get_shared(&key).ok().and_then(|(_, v)| v);
+                self.seen_current = host
+                    .get_shared(&self.keys.current)
+                    .ok()
+                    .and_then(|(_, v)| v);
             }
             Err(e) => host.log(
                 LogLevel::Warn,
                 &format!("meshgate: could not share the snapshot with other workers: {e}"),
             ),
+        }
+        if !self.serving {
+            // Envoy's main-thread VM fetches for the workers but serves no request.
+            self.catalog = None;
+            self.seen_current = None;
         }
     }
 
@@ -264,11 +356,7 @@ impl SnapshotSync {
         self.consecutive_failures = 0;
         self.confirmed_at_ms = Some(now);
         self.next_due_ms = now.saturating_add(self.poll_ms());
-        let _ = host.set_shared(
-            &shared_key("snapshot_confirmed", &self.source),
-            &encode_millis(now),
-            None,
-        );
+        let _ = host.set_shared(&self.keys.confirmed, &encode_millis(now), None);
     }
 
     fn failed<H: Host>(&mut self, host: &mut H, now: i64, reason: &str) {
@@ -298,10 +386,6 @@ impl SnapshotSync {
             .unwrap_or(i64::MAX)
             .saturating_add(1_000)
     }
-}
-
-fn shared_key(kind: &str, source: &SnapshotSource) -> String {
-    shared::shared_key(kind, &source.cluster, &source.uri)
 }
 
 /// `[etag length][etag][snapshot]`.

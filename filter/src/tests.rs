@@ -928,6 +928,87 @@ mod snapshots {
         assert!(h2.dispatched.is_empty());
     }
 
+    /// The flake this fixes: one worker denied a user removed from a group while the next
+    /// one, whose tick had not come, still let them in.
+    #[test]
+    fn every_worker_switches_on_its_next_request_not_its_next_tick() {
+        let keys = keys();
+        let shared = SharedData::default();
+        let (mut w1, mut w2) = (
+            filter(snapshot_config(&keys, None)),
+            filter(snapshot_config(&keys, None)),
+        );
+        let mut h1 = FakeHost::at(NOW).sharing(&shared);
+        let mut h2 = FakeHost::at(NOW).sharing(&shared);
+        w1.on_tick(&mut h1);
+        let in_group = snapshot(1, &["group:default/data-eng"], &signing_key());
+        answer(&mut w1, &mut h1, 200, &in_group, "\"v1\"");
+        assert_eq!(ask(&mut w2, &mut h2, &keys, 1), None, "w2 follows v1");
+
+        // w1 polls again and loads v2, in which alice left the group; w2 has no tick in between.
+        h1.now_ms += 5_000;
+        w1.on_tick(&mut h1);
+        answer(
+            &mut w1,
+            &mut h1,
+            200,
+            &snapshot(2, &[], &signing_key()),
+            "\"v2\"",
+        );
+        assert_eq!(ask(&mut w1, &mut h1, &keys, 2), Some(403));
+        assert_eq!(
+            ask(&mut w2, &mut h2, &keys, 2),
+            Some(403),
+            "w2 switched too"
+        );
+        assert_eq!(h2.counter("meshgate.snapshot.loaded"), 2);
+
+        // Nothing new: later requests don't load again.
+        assert_eq!(ask(&mut w2, &mut h2, &keys, 3), Some(403));
+        assert_eq!(h2.counter("meshgate.snapshot.loaded"), 2);
+        assert!(h2.dispatched.is_empty(), "w2 never polled");
+    }
+
+    /// Envoy's main-thread VM ticks (and may win the fetch lease) but serves no request: it
+    /// publishes for the workers and keeps no copy.
+    #[test]
+    fn a_vm_that_serves_no_request_fetches_for_the_others_and_keeps_no_copy() {
+        let keys = keys();
+        let shared = SharedData::default();
+        let mut main_vm = filter(snapshot_config(&keys, None));
+        let mut hm = FakeHost::at(NOW).sharing(&shared);
+        main_vm.on_tick(&mut hm);
+        let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
+        answer(&mut main_vm, &mut hm, 200, &v1, "\"v1\"");
+        assert_eq!(hm.counter("meshgate.snapshot.loaded"), 1);
+        assert!(!main_vm.snapshot.as_ref().unwrap().has_catalog());
+
+        // It still revalidates what it published, and takes a 304 as a confirmation.
+        hm.now_ms += 5_000;
+        main_vm.on_tick(&mut hm);
+        let poll = hm.dispatched.last().unwrap().clone();
+        assert_eq!(
+            poll.headers,
+            [("if-none-match".to_owned(), "\"v1\"".to_owned())]
+        );
+        answer(&mut main_vm, &mut hm, 304, b"", "\"v1\"");
+        assert_eq!(hm.counter("meshgate.snapshot.not_modified"), 1);
+        // The same content again is a confirmation, not a reload.
+        hm.now_ms += 5_000;
+        main_vm.on_tick(&mut hm);
+        answer(&mut main_vm, &mut hm, 200, &v1, "\"v1\"");
+        assert_eq!(hm.counter("meshgate.snapshot.loaded"), 1);
+
+        let mut worker = filter(snapshot_config(&keys, None));
+        let mut hw = FakeHost::at(NOW).sharing(&shared);
+        assert_eq!(
+            ask(&mut worker, &mut hw, &keys, 1),
+            None,
+            "the worker loads it"
+        );
+        assert!(worker.snapshot.as_ref().unwrap().has_catalog());
+    }
+
     #[test]
     fn a_snapshot_unconfirmed_beyond_max_staleness_fails_closed() {
         let keys = keys();
