@@ -6,3 +6,4 @@ pub mod issuer;
 pub mod serve;
 pub mod snapshot;
 pub mod validate;
+pub mod view;
