@@ -7,7 +7,9 @@ pub enum SnapshotError {
     TooLarge { len: usize, max: usize },
     #[error("not a meshgate snapshot (bad magic)")]
     NotASnapshot,
-    #[error("snapshot format {found} is not supported (this build reads format {supported})")]
+    #[error(
+        "snapshot format {found} is not supported (this build reads formats up to {supported})"
+    )]
     UnsupportedFormat { found: u16, supported: u16 },
     #[error("snapshot is truncated: {what} needs {needed} more bytes")]
     Truncated { what: &'static str, needed: usize },

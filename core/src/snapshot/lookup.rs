@@ -59,11 +59,14 @@ pub(crate) struct OwnedRecord {
     pub owners: Span,
 }
 
-/// A set of groups from one snapshot: a user's closed memberships or a resource's owners.
-/// Indices are sorted, so membership tests are binary searches and intersections are merges.
+/// A set of groups from one snapshot: a user's memberships (closed under nesting), a
+/// resource's owners or a group's ancestors. Indices are sorted, so membership tests are
+/// binary searches.
 #[derive(Clone, Copy)]
 pub struct GroupSet<'a> {
     indices: &'a [u32],
+    /// `indices` are a user's direct groups: the set is them and all their ancestors.
+    closed: bool,
     snapshot: &'a Snapshot,
 }
 
@@ -224,6 +227,16 @@ impl Snapshot {
         self.set(span)
     }
 
+    /// The ancestors of the group at `index` as a sorted list (empty when none).
+    fn ancestor_list(&self, index: u32) -> &[u32] {
+        let span = self
+            .ancestors
+            .get(index as usize)
+            .copied()
+            .unwrap_or_default();
+        self.members.get(span.range()).unwrap_or_default()
+    }
+
     /// The rules the control plane published, as JSON text.
     pub fn rules_json(&self) -> Option<&str> {
         self.rules.as_deref()
@@ -241,7 +254,10 @@ impl Snapshot {
         let user = self.user_at(position)?;
         Some(UserView {
             entity_ref: self.text(user.entity_ref),
-            groups: self.set(user.groups),
+            groups: GroupSet {
+                closed: true,
+                ..self.set(user.groups)
+            },
         })
     }
 
@@ -255,6 +271,7 @@ impl Snapshot {
     fn set(&self, span: Span) -> GroupSet<'_> {
         GroupSet {
             indices: self.members.get(span.range()).unwrap_or_default(),
+            closed: false,
             snapshot: self,
         }
     }
@@ -275,30 +292,55 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl<'a> GroupSet<'a> {
-    /// Group indices, strictly increasing.
-    pub fn indices(&self) -> &'a [u32] {
-        self.indices
+    /// Group indices of the whole set, strictly increasing. Allocates for a user's set (its
+    /// closure is computed): meant for headers and logs, not for the allow/deny test.
+    pub fn indices(&self) -> Vec<u32> {
+        if !self.closed {
+            return self.indices.to_vec();
+        }
+        let mut all: Vec<u32> = self.raw().collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
+    /// Number of groups in the whole set.
     pub fn len(&self) -> usize {
-        self.indices.len()
+        if self.closed {
+            self.indices().len()
+        } else {
+            self.indices.len()
+        }
     }
 
+    /// A user's closure is empty exactly when they have no direct group.
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }
 
-    /// Group refs, in sorted order.
+    /// Group refs of the whole set, in sorted order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
         let snapshot = self.snapshot;
         // Indices were checked against the group table when the snapshot was decoded.
-        self.indices
-            .iter()
-            .map(move |&index| snapshot.group_ref(index).unwrap_or_default())
+        self.indices()
+            .into_iter()
+            .map(move |index| snapshot.group_ref(index).unwrap_or_default())
     }
 
+    /// Whether the group at `index` is in the set: for a user, one of their direct groups
+    /// or an ancestor of one. Allocation-free.
     pub fn contains_index(&self, index: u32) -> bool {
-        self.indices.binary_search(&index).is_ok()
+        if !self.closed {
+            return self.indices.binary_search(&index).is_ok();
+        }
+        self.indices.iter().any(|&direct| {
+            direct == index
+                || self
+                    .snapshot
+                    .ancestor_list(direct)
+                    .binary_search(&index)
+                    .is_ok()
+        })
     }
 
     pub fn contains(&self, group_ref: &str) -> bool {
@@ -308,25 +350,46 @@ impl<'a> GroupSet<'a> {
     }
 
     /// Whether the two sets share a group, for example whether a user's groups include an
-    /// owner of a resource. Both sets must come from the same snapshot.
+    /// owner of a resource. Both sets must come from the same snapshot. Allocation-free.
     pub fn intersects(&self, other: &GroupSet<'_>) -> bool {
-        let (mut a, mut b) = (
-            self.indices.iter().peekable(),
-            other.indices.iter().peekable(),
-        );
-        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
-            match x.cmp(y) {
-                std::cmp::Ordering::Less => {
-                    a.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    b.next();
-                }
-                std::cmp::Ordering::Equal => return true,
-            }
+        match (self.closed, other.closed) {
+            (false, false) => sorted_lists_meet(self.indices, other.indices),
+            // Walk the plain list (a resource's few owners) and test each in the closure.
+            (true, false) => other.indices.iter().any(|&i| self.contains_index(i)),
+            (false, true) => self.indices.iter().any(|&i| other.contains_index(i)),
+            (true, true) => self.raw().any(|i| other.contains_index(i)),
         }
-        false
     }
+
+    /// Every member, possibly repeated: direct groups followed by their ancestors.
+    fn raw(&self) -> impl Iterator<Item = u32> + 'a {
+        let (snapshot, closed) = (self.snapshot, self.closed);
+        self.indices.iter().flat_map(move |&direct| {
+            let above: &[u32] = if closed {
+                snapshot.ancestor_list(direct)
+            } else {
+                &[]
+            };
+            std::iter::once(direct).chain(above.iter().copied())
+        })
+    }
+}
+
+/// Whether two strictly increasing lists share a value: a merge.
+fn sorted_lists_meet(a: &[u32], b: &[u32]) -> bool {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        match x.cmp(y) {
+            std::cmp::Ordering::Less => {
+                a.next();
+            }
+            std::cmp::Ordering::Greater => {
+                b.next();
+            }
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
 }
 
 impl std::fmt::Debug for GroupSet<'_> {

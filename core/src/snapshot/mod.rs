@@ -26,7 +26,7 @@ mod tests;
 
 pub use decode::DecodeLimits;
 pub use encode::encode;
-pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC};
+pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC, OLDEST_FORMAT_VERSION};
 pub use err::{EncodeError, KeyError, SnapshotError, Violation};
 pub use keys::{
     PublicKeySpec, SigningKey, TrustedKey, MAX_KEY_ID_BYTES, PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES,
