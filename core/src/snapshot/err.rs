@@ -29,6 +29,32 @@ pub enum SnapshotError {
         offset: usize,
         violation: Violation,
     },
+    #[error("snapshot content does not fit an image with 32-bit offsets")]
+    ImageTooLarge,
+    #[error("snapshot image could not be built: {0}")]
+    Image(#[from] ImageError),
+}
+
+/// An image handed to [`super::Snapshot::from_image`] was refused. Only its envelope and
+/// directory are checked; lookups bound every read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    #[error("not a meshgate snapshot image (bad magic)")]
+    NotAnImage,
+    #[error(
+        "snapshot image layout {found} is not supported (this build reads layout {supported})"
+    )]
+    UnsupportedLayout { found: u32, supported: u32 },
+    #[error("snapshot image is truncated: it needs {needed} more bytes")]
+    Truncated { needed: usize },
+    #[error("snapshot image declares {declared} content bytes but holds {actual}")]
+    LengthMismatch { declared: usize, actual: usize },
+    #[error("snapshot image key id is empty, longer than {max} bytes or not printable ASCII")]
+    InvalidKeyId { max: usize },
+    #[error("snapshot image part `{part}` lies outside the image")]
+    PartOutOfBounds { part: &'static str },
+    #[error("snapshot image part `{part}` is not a whole number of records")]
+    PartSize { part: &'static str },
 }
 
 /// How a signed snapshot's content breaks the format. Only a buggy (trusted) encoder produces
