@@ -128,6 +128,8 @@ pub enum EncodeError {
         count: usize,
         max: usize,
     },
+    #[error("{which} snapshot's image is corrupt")]
+    CorruptImage { which: &'static str },
 }
 
 /// A signing or public key is unusable.
@@ -145,4 +147,50 @@ pub enum KeyError {
     },
     #[error("{what} is not a valid Ed25519 key")]
     Invalid { what: &'static str },
+}
+
+/// A delta was refused. The snapshot it was applied to is unchanged; on
+/// [`DeltaError::BaseMismatch`] or [`DeltaError::ResultMismatch`] the caller fetches the full
+/// snapshot instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    #[error("delta is {len} bytes, more than the {max} allowed")]
+    TooLarge { len: usize, max: usize },
+    #[error("not a meshgate snapshot delta (bad magic)")]
+    NotADelta,
+    #[error("delta format {found} is not supported (this build reads format {supported})")]
+    UnsupportedFormat { found: u16, supported: u16 },
+    #[error("delta is truncated: {what} needs {needed} more bytes")]
+    Truncated { what: &'static str, needed: usize },
+    #[error("delta has {extra} bytes after its signature")]
+    TrailingBytes { extra: usize },
+    #[error("delta key id is empty, longer than {max} bytes or not printable ASCII")]
+    InvalidKeyId { max: usize },
+    #[error("delta is signed with key `{kid}`, which is not trusted")]
+    UnknownKey { kid: String },
+    #[error("delta signature does not verify with trusted key `{kid}`")]
+    BadSignature { kid: String },
+    #[error("delta applies to snapshot version {delta_base_version}, not to the loaded version {loaded_version} (content differs)")]
+    BaseMismatch {
+        delta_base_version: u64,
+        loaded_version: u64,
+    },
+    #[error("delta body is malformed at byte {offset}: {violation}")]
+    Malformed { offset: usize, violation: Violation },
+    #[error("delta names group `{group_ref}`, which the resulting snapshot does not hold")]
+    UnknownGroup { group_ref: String },
+    #[error("delta {what} `{value}` appears twice")]
+    Duplicate { what: &'static str, value: String },
+    #[error("the loaded snapshot's image is corrupt")]
+    CorruptBase,
+    #[error("delta result has {count} {what}, more than the {max} allowed")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+    #[error("delta result does not match the image content hash it names (version {version})")]
+    ResultMismatch { version: u64 },
+    #[error("delta result cannot be laid out: {0}")]
+    Build(SnapshotError),
 }

@@ -13,7 +13,9 @@
 //!
 //! The byte layout is documented in `docs/snapshot.md`.
 
+mod apply;
 mod decode;
+mod delta;
 mod encode;
 mod envelope;
 mod err;
@@ -25,14 +27,19 @@ mod sorted;
 mod wire;
 
 #[cfg(test)]
+mod delta_tests;
+#[cfg(test)]
 mod image_tests;
+#[cfg(test)]
+mod test_org;
 #[cfg(test)]
 mod tests;
 
 pub use decode::DecodeLimits;
+pub use delta::{encode_delta, DeltaHeader, DELTA_FORMAT_VERSION, DELTA_HEADER_BYTES, DELTA_MAGIC};
 pub use encode::encode;
 pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC, OLDEST_FORMAT_VERSION};
-pub use err::{EncodeError, ImageError, KeyError, SnapshotError, Violation};
+pub use err::{DeltaError, EncodeError, ImageError, KeyError, SnapshotError, Violation};
 pub use image::{IMAGE_LAYOUT, IMAGE_MAGIC};
 pub use keys::{
     PublicKeySpec, SigningKey, TrustedKey, MAX_KEY_ID_BYTES, PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES,
