@@ -88,7 +88,8 @@ impl<'a> Caller<'a> {
                 .any(|(own, above)| own == index || above.contains_index(index))
     }
 
-    /// Whether any of the caller's groups (catalog and token, closed) is among `owners`.
+    /// Whether the caller is among `owners`: their own catalog user (an entity owned by
+    /// `user:default/dave`), or any of their groups (catalog and token, closed).
     pub fn owns(&self, owners: &GroupSet<'_>) -> bool {
         if self.user.is_some_and(|u| u.groups.intersects(owners)) {
             return true;
@@ -96,6 +97,11 @@ impl<'a> Caller<'a> {
         let Some(snapshot) = self.snapshot else {
             return false;
         };
+        // The groups table holds every ref named anywhere, user owners included.
+        let own_ref = self.user.and_then(|u| snapshot.group_index(u.entity_ref));
+        if own_ref.is_some_and(|index| owners.contains_index(index)) {
+            return true;
+        }
         self.token_groups(snapshot)
             .any(|(own, above)| owners.contains_index(own) || above.intersects(owners))
     }

@@ -53,10 +53,11 @@ fn user(entity_ref: &str, email: &str, groups: &[&str]) -> UserInput {
 fn snapshot_with(rules: Option<&str>) -> Snapshot {
     let input = SnapshotInput {
         users: vec![
+            // A direct group only: data-eng comes from the hierarchy.
             user(
                 "user:default/alice",
                 "alice@example.com",
-                &["group:default/analytics", "group:default/data-eng"],
+                &["group:default/analytics"],
             ),
             user(
                 "user:default/bob",
@@ -530,4 +531,67 @@ fn the_catalog_user_is_named_to_the_upstream() {
         ),
         (None, None)
     );
+}
+
+/// A resource owned by a user (`spec.owner: user:default/dave`), another by a group.
+fn user_owned_snapshot() -> Snapshot {
+    let input = SnapshotInput {
+        users: vec![
+            user("user:default/dave", "dave@example.com", &[]),
+            user(
+                "user:default/erin",
+                "erin@example.com",
+                &["group:default/analytics"],
+            ),
+        ],
+        owned: vec![
+            OwnedInput {
+                kind: "airflow.dag".into(),
+                id: "daves_dag".into(),
+                owners: vec!["user:default/dave".into()],
+            },
+            OwnedInput {
+                kind: "airflow.dag".into(),
+                id: "shared".into(),
+                owners: vec!["user:default/dave".into(), "group:default/data-eng".into()],
+            },
+        ],
+        groups: vec![GroupInput {
+            entity_ref: "group:default/analytics".into(),
+            ancestors: vec!["group:default/data-eng".into()],
+        }],
+        rules: None,
+    };
+    let key = SigningKey::from_seed("cp", [3; 32]).unwrap();
+    let bytes = encode(&input, 1, NOW, &key).unwrap();
+    Snapshot::decode(&bytes, &[key.trusted_key()], &DecodeLimits::default()).unwrap()
+}
+
+#[test]
+fn a_user_owner_owns_their_own_resources() {
+    let policy = policy(json!({}));
+    let catalog = Catalog::new(&policy, user_owned_snapshot()).unwrap();
+    let ready = CatalogState::Ready(&catalog);
+    let cases = [
+        ("dave", "daves_dag", "allow"),
+        ("dave", "shared", "allow"),
+        ("erin", "daves_dag", "no_rule_matched"),
+        ("erin", "shared", "allow"),
+        ("zoe", "daves_dag", "no_rule_matched"),
+    ];
+    for (name, dag, expected) in cases {
+        let decision = decide_at(
+            &policy,
+            ready,
+            claims(json!({"email": format!("{name}@example.com")})),
+            "POST",
+            "airflow.internal",
+            &format!("/api/v1/dags/{dag}/dagRuns"),
+        );
+        let got = match decision.effect {
+            Effect::Allow(_) => "allow",
+            Effect::Deny(code) => code.as_str(),
+        };
+        assert_eq!(got, expected, "{name} on {dag}: {}", decision.reason);
+    }
 }

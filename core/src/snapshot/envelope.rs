@@ -6,8 +6,12 @@ use super::keys::{valid_kid, MAX_KEY_ID_BYTES, SIGNATURE_BYTES};
 
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 6] = *b"MGSNAP";
-/// The layout this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The layout this build writes. Format 2 stores each user's direct groups and relies on the
+/// groups' closed ancestors; format 1 stored each user's closed groups.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest layout this build still reads. Format 1 content is read the same way: a closed
+/// list unioned with its groups' ancestors is itself.
+pub const OLDEST_FORMAT_VERSION: u16 = 1;
 /// Magic, format, version, generated_at, content length, content hash.
 pub const HEADER_BYTES: usize = 6 + 2 + 8 + 8 + 4 + 32;
 
@@ -65,7 +69,7 @@ impl<'a> Envelope<'a> {
             return Err(SnapshotError::NotASnapshot);
         }
         let format = u16::from_le_bytes(take_array(&mut cursor));
-        if format != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&format) {
             return Err(SnapshotError::UnsupportedFormat {
                 found: format,
                 supported: FORMAT_VERSION,

@@ -7,7 +7,9 @@ pub enum SnapshotError {
     TooLarge { len: usize, max: usize },
     #[error("not a meshgate snapshot (bad magic)")]
     NotASnapshot,
-    #[error("snapshot format {found} is not supported (this build reads format {supported})")]
+    #[error(
+        "snapshot format {found} is not supported (this build reads formats up to {supported})"
+    )]
     UnsupportedFormat { found: u16, supported: u16 },
     #[error("snapshot is truncated: {what} needs {needed} more bytes")]
     Truncated { what: &'static str, needed: usize },
@@ -27,6 +29,32 @@ pub enum SnapshotError {
         offset: usize,
         violation: Violation,
     },
+    #[error("snapshot content does not fit an image with 32-bit offsets")]
+    ImageTooLarge,
+    #[error("snapshot image could not be built: {0}")]
+    Image(#[from] ImageError),
+}
+
+/// An image handed to [`super::Snapshot::from_image`] was refused. Only its envelope and
+/// directory are checked; lookups bound every read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    #[error("not a meshgate snapshot image (bad magic)")]
+    NotAnImage,
+    #[error(
+        "snapshot image layout {found} is not supported (this build reads layout {supported})"
+    )]
+    UnsupportedLayout { found: u32, supported: u32 },
+    #[error("snapshot image is truncated: it needs {needed} more bytes")]
+    Truncated { needed: usize },
+    #[error("snapshot image declares {declared} content bytes but holds {actual}")]
+    LengthMismatch { declared: usize, actual: usize },
+    #[error("snapshot image key id is empty, longer than {max} bytes or not printable ASCII")]
+    InvalidKeyId { max: usize },
+    #[error("snapshot image part `{part}` lies outside the image")]
+    PartOutOfBounds { part: &'static str },
+    #[error("snapshot image part `{part}` is not a whole number of records")]
+    PartSize { part: &'static str },
 }
 
 /// How a signed snapshot's content breaks the format. Only a buggy (trusted) encoder produces
@@ -100,6 +128,8 @@ pub enum EncodeError {
         count: usize,
         max: usize,
     },
+    #[error("{which} snapshot's image is corrupt")]
+    CorruptImage { which: &'static str },
 }
 
 /// A signing or public key is unusable.
@@ -117,4 +147,50 @@ pub enum KeyError {
     },
     #[error("{what} is not a valid Ed25519 key")]
     Invalid { what: &'static str },
+}
+
+/// A delta was refused. The snapshot it was applied to is unchanged; on
+/// [`DeltaError::BaseMismatch`] or [`DeltaError::ResultMismatch`] the caller fetches the full
+/// snapshot instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    #[error("delta is {len} bytes, more than the {max} allowed")]
+    TooLarge { len: usize, max: usize },
+    #[error("not a meshgate snapshot delta (bad magic)")]
+    NotADelta,
+    #[error("delta format {found} is not supported (this build reads format {supported})")]
+    UnsupportedFormat { found: u16, supported: u16 },
+    #[error("delta is truncated: {what} needs {needed} more bytes")]
+    Truncated { what: &'static str, needed: usize },
+    #[error("delta has {extra} bytes after its signature")]
+    TrailingBytes { extra: usize },
+    #[error("delta key id is empty, longer than {max} bytes or not printable ASCII")]
+    InvalidKeyId { max: usize },
+    #[error("delta is signed with key `{kid}`, which is not trusted")]
+    UnknownKey { kid: String },
+    #[error("delta signature does not verify with trusted key `{kid}`")]
+    BadSignature { kid: String },
+    #[error("delta applies to snapshot version {delta_base_version}, not to the loaded version {loaded_version} (content differs)")]
+    BaseMismatch {
+        delta_base_version: u64,
+        loaded_version: u64,
+    },
+    #[error("delta body is malformed at byte {offset}: {violation}")]
+    Malformed { offset: usize, violation: Violation },
+    #[error("delta names group `{group_ref}`, which the resulting snapshot does not hold")]
+    UnknownGroup { group_ref: String },
+    #[error("delta {what} `{value}` appears twice")]
+    Duplicate { what: &'static str, value: String },
+    #[error("the loaded snapshot's image is corrupt")]
+    CorruptBase,
+    #[error("delta result has {count} {what}, more than the {max} allowed")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+    #[error("delta result does not match the image content hash it names (version {version})")]
+    ResultMismatch { version: u64 },
+    #[error("delta result cannot be laid out: {0}")]
+    Build(SnapshotError),
 }

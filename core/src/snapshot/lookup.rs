@@ -1,69 +1,32 @@
-//! A decoded snapshot and its request-path lookups. Decoding builds the tables once, off the
-//! request path; lookups allocate nothing (except for an email with upper-case letters, which
-//! is lowercased first).
+//! A snapshot held as its canonical image, and the request-path lookups that read it in
+//! place. Every read is bounds-checked: a corrupt image gives `None` or empty answers, never a
+//! panic. Lookups allocate nothing, except for an email with upper-case letters (lowercased
+//! first) and [`GroupSet::indices`]/[`GroupSet::iter`] on a user's closed set.
+
+use std::cmp::Ordering;
+use std::ops::Range;
 
 use super::envelope::SnapshotHeader;
-use super::table::{text_at, PositionTable, Span};
+use super::err::{ImageError, SnapshotError};
+use super::image::{self, read_u32, Layout, Part, Stamp, AMBIGUOUS, AT_KID};
+use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 
-/// Marks an email that several users share.
-pub(crate) const AMBIGUOUS: u32 = u32::MAX;
-
-/// A verified snapshot. Build one with [`Snapshot::decode`].
+/// A verified snapshot. Build one with [`Snapshot::decode`], adopt a published one with
+/// [`Snapshot::from_image`], or move one forward with [`Snapshot::apply_delta`].
 #[derive(Clone)]
 pub struct Snapshot {
-    pub(crate) header: SnapshotHeader,
-    pub(crate) key_id: Box<str>,
-    pub(crate) encoded_len: usize,
-    /// Every string of the snapshot, back to back.
-    pub(crate) text: Box<str>,
-    /// Every group index list, back to back; each list strictly increasing.
-    pub(crate) members: Box<[u32]>,
-    /// Group refs in `text`, sorted; a group's index is its position.
-    pub(crate) groups: Box<[Span]>,
-    /// Sorted by ref.
-    pub(crate) users: Box<[UserRecord]>,
-    pub(crate) user_table: PositionTable,
-    /// Lowercased emails; `user` is [`AMBIGUOUS`] when several users share one.
-    pub(crate) emails: Box<[EmailRecord]>,
-    pub(crate) email_table: PositionTable,
-    pub(crate) ambiguous_emails: usize,
-    /// Resource kinds in `text`, sorted.
-    pub(crate) kinds: Box<[Span]>,
-    /// Sorted by (kind, id).
-    pub(crate) owned: Box<[OwnedRecord]>,
-    pub(crate) owned_table: PositionTable,
-    /// Per group index, its closed ancestors in `members`; empty when the snapshot has none.
-    pub(crate) ancestors: Box<[Span]>,
-    /// Rules JSON, compiled by the loader.
-    pub(crate) rules: Option<Box<str>>,
+    image: Vec<u8>,
+    layout: Layout,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct UserRecord {
-    pub entity_ref: Span,
-    /// In `members`.
-    pub groups: Span,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct EmailRecord {
-    pub email: Span,
-    pub user: u32,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OwnedRecord {
-    pub kind: u32,
-    pub id: Span,
-    /// In `members`.
-    pub owners: Span,
-}
-
-/// A set of groups from one snapshot: a user's closed memberships or a resource's owners.
-/// Indices are sorted, so membership tests are binary searches and intersections are merges.
+/// A set of groups from one snapshot: a user's memberships (closed under nesting), a
+/// resource's owners or a group's ancestors. Indices are sorted, so membership tests are
+/// binary searches.
 #[derive(Clone, Copy)]
 pub struct GroupSet<'a> {
-    indices: &'a [u32],
+    list: IndexList<'a>,
+    /// `list` holds a user's direct groups: the set is them and all their ancestors.
+    closed: bool,
     snapshot: &'a Snapshot,
 }
 
@@ -75,54 +38,82 @@ pub struct UserView<'a> {
 }
 
 impl Snapshot {
+    /// Adopts an image made by [`Snapshot::image`], typically by another Envoy worker, without
+    /// copying it. Checks the magic, layout, envelope and the bounds of every part: O(number
+    /// of parts), no content scan and no signature (whoever built the image verified the
+    /// snapshot). Never panics; lookups on a corrupt image give empty answers.
+    pub fn from_image(image: Vec<u8>) -> Result<Snapshot, ImageError> {
+        let layout = image::parse_layout(&image)?;
+        Ok(Snapshot { image, layout })
+    }
+
+    /// Lays out verified content as an image.
+    pub(crate) fn build(
+        content: &SortedContent,
+        stamp: &Stamp<'_>,
+    ) -> Result<Snapshot, SnapshotError> {
+        let image = image::build(content, stamp).ok_or(SnapshotError::ImageTooLarge)?;
+        Ok(Snapshot::from_image(image)?)
+    }
+
+    /// The canonical image: what a worker publishes once for the others to adopt.
+    pub fn image(&self) -> &[u8] {
+        &self.image
+    }
+
+    /// SHA-256 of the image's content part: everything but the envelope (version, time, key
+    /// id, wire size and hash). Equal contents give equal hashes.
+    pub fn image_content_hash(&self) -> [u8; 32] {
+        image::content_hash(&self.image)
+    }
+
     pub fn header(&self) -> &SnapshotHeader {
-        &self.header
+        &self.layout.header
     }
 
     pub fn version(&self) -> u64 {
-        self.header.version
+        self.layout.header.version
     }
 
     pub fn generated_at(&self) -> i64 {
-        self.header.generated_at
+        self.layout.header.generated_at
     }
 
-    /// SHA-256 of the content section.
+    /// SHA-256 of the signed snapshot's content section.
     pub fn content_hash(&self) -> &[u8; 32] {
-        &self.header.content_hash
+        &self.layout.header.content_hash
     }
 
     pub fn content_hash_hex(&self) -> String {
-        self.header.content_hash_hex()
+        self.layout.header.content_hash_hex()
     }
 
-    /// The id of the trusted key that signed this snapshot.
+    /// The id of the trusted key that signed this snapshot (or the delta that made it).
     pub fn key_id(&self) -> &str {
-        &self.key_id
+        self.image
+            .get(AT_KID..AT_KID.saturating_add(self.layout.key_id_len))
+            .and_then(|kid| std::str::from_utf8(kid).ok())
+            .unwrap_or_default()
     }
 
-    /// Size of the encoded snapshot in bytes.
+    /// Size of the signed snapshot in bytes.
     pub fn encoded_len(&self) -> usize {
-        self.encoded_len
+        self.layout.encoded_len
     }
 
     /// Whether this snapshot should replace `other`: versions only ever go up.
     pub fn is_newer_than(&self, other: &Snapshot) -> bool {
-        self.header.version > other.header.version
+        self.version() > other.version()
     }
 
-    /// The closed group memberships of a user, by entity ref (`user:default/alice`).
+    /// The groups of a user, closed under nesting, by entity ref (`user:default/alice`).
     pub fn groups_of_user(&self, entity_ref: &str) -> Option<GroupSet<'_>> {
         self.user(entity_ref).map(|user| user.groups)
     }
 
     /// A user by entity ref.
     pub fn user(&self, entity_ref: &str) -> Option<UserView<'_>> {
-        let hash = self.user_table.hash(entity_ref);
-        let position = self.user_table.find(hash, |position| {
-            self.user_at(position)
-                .is_some_and(|user| self.text(user.entity_ref) == entity_ref)
-        })?;
+        let position = self.find(Part::Users, 0..self.count(Part::Users), entity_ref)?;
         self.user_view(position)
     }
 
@@ -137,168 +128,296 @@ impl Snapshot {
         } else {
             email
         };
-        let hash = self.email_table.hash(email);
-        let position = self.email_table.find(hash, |position| {
-            self.emails
-                .get(position as usize)
-                .is_some_and(|record| self.text(record.email) == email)
-        })?;
-        let user = self.emails.get(position as usize)?.user;
+        let position = self.find(Part::Emails, 0..self.count(Part::Emails), email)?;
+        let [_, _, user] = self.record::<3>(Part::Emails, position)?;
         if user == AMBIGUOUS {
             return None;
         }
-        self.user_view(user)
+        self.user_view(user as usize)
     }
 
-    /// The groups owning a resource, such as (`airflow.dag`, `etl_daily`).
+    /// The owners of a resource, such as (`airflow.dag`, `etl_daily`): groups, and users
+    /// when a user owns it.
     pub fn owners_of(&self, kind: &str, id: &str) -> Option<GroupSet<'_>> {
-        let kind = self.kind_index(kind)?;
-        let hash = self.owned_table.hash(&(kind, id));
-        let position = self.owned_table.find(hash, |position| {
-            self.owned
-                .get(position as usize)
-                .is_some_and(|record| record.kind == kind && self.text(record.id) == id)
-        })?;
-        let record = self.owned.get(position as usize)?;
-        Some(self.set(record.owners))
+        let kind = self.find(Part::Kinds, 0..self.count(Part::Kinds), kind)?;
+        let [_, _, first, count] = self.record::<4>(Part::Kinds, kind)?;
+        let first = first as usize;
+        let entries = first..first.checked_add(count as usize)?;
+        let position = self.find(Part::Owned, entries, id)?;
+        let [_, _, offset, count] = self.record::<4>(Part::Owned, position)?;
+        Some(self.set(offset, count, false))
     }
 
     /// The ref of the group at `index`.
     pub fn group_ref(&self, index: u32) -> Option<&str> {
-        self.groups.get(index as usize).map(|&span| self.text(span))
+        let [offset, len] = self.record::<2>(Part::Groups, index as usize)?;
+        self.str_at(offset, len)
     }
 
     /// The index of a group ref.
     pub fn group_index(&self, group_ref: &str) -> Option<u32> {
-        self.groups
-            .binary_search_by(|&span| self.text(span).cmp(group_ref))
-            .ok()
-            .and_then(|index| u32::try_from(index).ok())
+        let index = self.find(Part::Groups, 0..self.count(Part::Groups), group_ref)?;
+        u32::try_from(index).ok()
     }
 
     pub fn user_count(&self) -> usize {
-        self.users.len()
+        self.count(Part::Users)
     }
 
     pub fn group_count(&self) -> usize {
-        self.groups.len()
+        self.count(Part::Groups)
     }
 
     /// Number of (kind, id) resources.
     pub fn owned_count(&self) -> usize {
-        self.owned.len()
+        self.count(Part::Owned)
     }
 
     /// Emails shared by several users, which map to no user.
     pub fn ambiguous_email_count(&self) -> usize {
-        self.ambiguous_emails
+        read_u32(self.part(Part::Meta), 0).map_or(0, |count| count as usize)
     }
 
-    /// Heap bytes held by this decoded snapshot (arenas, records and tables), for a memory
-    /// gauge. It is the same on every target: nothing in it is pointer-sized.
+    /// Bytes held by this snapshot, for a memory gauge: its image. The same on every target.
     pub fn heap_size(&self) -> usize {
-        use std::mem::size_of_val;
-        self.key_id.len()
-            + self.text.len()
-            + size_of_val(&*self.members)
-            + size_of_val(&*self.groups)
-            + size_of_val(&*self.users)
-            + size_of_val(&*self.emails)
-            + size_of_val(&*self.kinds)
-            + size_of_val(&*self.owned)
-            + self.user_table.heap_bytes()
-            + self.email_table.heap_bytes()
-            + self.owned_table.heap_bytes()
-            + size_of_val(&*self.ancestors)
-            + self.rules.as_deref().map_or(0, str::len)
+        self.image.len()
     }
 
     /// Every group above the group at `index` (empty when none, or when the snapshot
     /// carries no hierarchy).
     pub fn ancestors_of(&self, index: u32) -> GroupSet<'_> {
-        let span = self
-            .ancestors
-            .get(index as usize)
-            .copied()
-            .unwrap_or_default();
-        self.set(span)
+        GroupSet {
+            list: self.ancestor_list(index),
+            closed: false,
+            snapshot: self,
+        }
     }
 
     /// The rules the control plane published, as JSON text.
     pub fn rules_json(&self) -> Option<&str> {
-        self.rules.as_deref()
+        let present = read_u32(self.part(Part::Meta), 4)? != 0;
+        present
+            .then(|| std::str::from_utf8(self.part(Part::Rules)).ok())
+            .flatten()
     }
 
-    fn text(&self, span: Span) -> &str {
-        text_at(&self.text, span)
+    /// The editable content back from the image, for a delta to change. `None` when the
+    /// image is corrupt.
+    pub(crate) fn to_sorted(&self) -> Option<SortedContent> {
+        let mut content = SortedContent::default();
+        for index in 0..self.count(Part::Groups) {
+            let [offset, len, list, count] = self.record::<4>(Part::Groups, index)?;
+            content.groups.push(Box::from(self.str_at(offset, len)?));
+            content.ancestors.push(self.list(list, count)?.to_vec());
+        }
+        for index in 0..self.count(Part::Users) {
+            let [offset, len, list, count, email, email_len] =
+                self.record::<6>(Part::Users, index)?;
+            let email = match email_len {
+                0 => None,
+                _ => Some(Box::from(self.str_at(email, email_len)?)),
+            };
+            content.users.push(UserEntry {
+                entity_ref: Box::from(self.str_at(offset, len)?),
+                email,
+                groups: self.list(list, count)?.to_vec(),
+            });
+        }
+        for kind in 0..self.count(Part::Kinds) {
+            let [offset, len, first, count] = self.record::<4>(Part::Kinds, kind)?;
+            let kind: Box<str> = Box::from(self.str_at(offset, len)?);
+            for position in first..first.checked_add(count)? {
+                let [offset, len, list, count] =
+                    self.record::<4>(Part::Owned, position as usize)?;
+                content.owned.push(OwnedEntry {
+                    kind: kind.clone(),
+                    id: Box::from(self.str_at(offset, len)?),
+                    owners: self.list(list, count)?.to_vec(),
+                });
+            }
+        }
+        content.rules = self.rules_json().map(Box::from);
+        Some(content)
     }
 
-    fn user_at(&self, position: u32) -> Option<&UserRecord> {
-        self.users.get(position as usize)
+    fn part(&self, part: Part) -> &[u8] {
+        self.image.get(self.layout.part(part)).unwrap_or_default()
     }
 
-    fn user_view(&self, position: u32) -> Option<UserView<'_>> {
-        let user = self.user_at(position)?;
+    fn count(&self, part: Part) -> usize {
+        self.part(part).len() / part.record_bytes()
+    }
+
+    /// The first `N` fields of record `index` of a part.
+    fn record<const N: usize>(&self, part: Part, index: usize) -> Option<[u32; N]> {
+        let bytes = self.part(part);
+        let start = index.checked_mul(part.record_bytes())?;
+        let mut fields = [0u32; N];
+        for (i, field) in fields.iter_mut().enumerate() {
+            *field = read_u32(bytes, start.checked_add(i * 4)?)?;
+        }
+        Some(fields)
+    }
+
+    fn bytes_at(&self, offset: u32, len: u32) -> Option<&[u8]> {
+        let start = offset as usize;
+        self.part(Part::Strings)
+            .get(start..start.checked_add(len as usize)?)
+    }
+
+    fn str_at(&self, offset: u32, len: u32) -> Option<&str> {
+        std::str::from_utf8(self.bytes_at(offset, len)?).ok()
+    }
+
+    /// The index list at (`offset` in `u32`s, `count`); `None` when out of bounds.
+    fn list(&self, offset: u32, count: u32) -> Option<IndexList<'_>> {
+        let start = (offset as usize).checked_mul(4)?;
+        let end = start.checked_add((count as usize).checked_mul(4)?)?;
+        let bytes = self.part(Part::Lists).get(start..end)?;
+        Some(IndexList { bytes })
+    }
+
+    fn set(&self, offset: u32, count: u32, closed: bool) -> GroupSet<'_> {
+        GroupSet {
+            list: self.list(offset, count).unwrap_or_default(),
+            closed,
+            snapshot: self,
+        }
+    }
+
+    fn ancestor_list(&self, index: u32) -> IndexList<'_> {
+        self.record::<4>(Part::Groups, index as usize)
+            .and_then(|[_, _, offset, count]| self.list(offset, count))
+            .unwrap_or_default()
+    }
+
+    fn user_view(&self, position: usize) -> Option<UserView<'_>> {
+        let [offset, len, list, count] = self.record::<4>(Part::Users, position)?;
         Some(UserView {
-            entity_ref: self.text(user.entity_ref),
-            groups: self.set(user.groups),
+            entity_ref: self.str_at(offset, len)?,
+            groups: self.set(list, count, true),
         })
     }
 
-    fn kind_index(&self, kind: &str) -> Option<u32> {
-        self.kinds
-            .binary_search_by(|&span| self.text(span).cmp(kind))
-            .ok()
-            .and_then(|index| u32::try_from(index).ok())
-    }
-
-    fn set(&self, span: Span) -> GroupSet<'_> {
-        GroupSet {
-            indices: self.members.get(span.range()).unwrap_or_default(),
-            snapshot: self,
+    /// Binary search among records `range` of a sorted part whose first two fields are a
+    /// string key. `None` when absent or when a record is unreadable.
+    fn find(&self, part: Part, range: Range<usize>, key: &str) -> Option<usize> {
+        let key = key.as_bytes();
+        let (mut low, mut high) = (range.start, range.end.min(self.count(part)));
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let [offset, len] = self.record::<2>(part, middle)?;
+            match self.bytes_at(offset, len)?.cmp(key) {
+                Ordering::Less => low = middle + 1,
+                Ordering::Greater => high = middle,
+                Ordering::Equal => return Some(middle),
+            }
         }
+        None
     }
 }
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Snapshot")
-            .field("version", &self.header.version)
-            .field("generated_at", &self.header.generated_at)
-            .field("content_hash", &self.header.content_hash_hex())
-            .field("key_id", &self.key_id)
-            .field("users", &self.users.len())
-            .field("groups", &self.groups.len())
-            .field("owned", &self.owned.len())
+            .field("version", &self.version())
+            .field("generated_at", &self.generated_at())
+            .field("content_hash", &self.content_hash_hex())
+            .field("key_id", &self.key_id())
+            .field("users", &self.user_count())
+            .field("groups", &self.group_count())
+            .field("owned", &self.owned_count())
+            .field("image_bytes", &self.image.len())
             .finish_non_exhaustive()
     }
 }
 
+/// A sorted list of group indices inside the image, read in place.
+#[derive(Debug, Clone, Copy, Default)]
+struct IndexList<'a> {
+    /// A whole number of little-endian `u32`s.
+    bytes: &'a [u8],
+}
+
+impl<'a> IndexList<'a> {
+    fn len(self) -> usize {
+        self.bytes.len() / 4
+    }
+
+    fn get(self, i: usize) -> Option<u32> {
+        read_u32(self.bytes, i.checked_mul(4)?)
+    }
+
+    fn iter(self) -> impl Iterator<Item = u32> + 'a {
+        self.bytes
+            .chunks_exact(4)
+            .filter_map(|word| word.try_into().ok().map(u32::from_le_bytes))
+    }
+
+    fn to_vec(self) -> Vec<u32> {
+        self.iter().collect()
+    }
+
+    fn contains(self, value: u32) -> bool {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let Some(found) = self.get(middle) else {
+                return false;
+            };
+            match found.cmp(&value) {
+                Ordering::Less => low = middle + 1,
+                Ordering::Greater => high = middle,
+                Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+}
+
 impl<'a> GroupSet<'a> {
-    /// Group indices, strictly increasing.
-    pub fn indices(&self) -> &'a [u32] {
-        self.indices
+    /// Group indices of the whole set, strictly increasing. Allocates (a user's closure is
+    /// computed): meant for headers and logs, not for the allow/deny test.
+    pub fn indices(&self) -> Vec<u32> {
+        let mut all: Vec<u32> = self.raw().collect();
+        if self.closed {
+            all.sort_unstable();
+            all.dedup();
+        }
+        all
     }
 
+    /// Number of groups in the whole set.
     pub fn len(&self) -> usize {
-        self.indices.len()
+        if self.closed {
+            self.indices().len()
+        } else {
+            self.list.len()
+        }
     }
 
+    /// A user's closure is empty exactly when they have no direct group.
     pub fn is_empty(&self) -> bool {
-        self.indices.is_empty()
+        self.list.len() == 0
     }
 
-    /// Group refs, in sorted order.
+    /// Group refs of the whole set, in sorted order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
         let snapshot = self.snapshot;
-        // Indices were checked against the group table when the snapshot was decoded.
-        self.indices
-            .iter()
-            .map(move |&index| snapshot.group_ref(index).unwrap_or_default())
+        self.indices()
+            .into_iter()
+            .map(move |index| snapshot.group_ref(index).unwrap_or_default())
     }
 
+    /// Whether the group at `index` is in the set: for a user, one of their direct groups
+    /// or an ancestor of one. Allocation-free: a binary search per direct group.
     pub fn contains_index(&self, index: u32) -> bool {
-        self.indices.binary_search(&index).is_ok()
+        if !self.closed {
+            return self.list.contains(index);
+        }
+        self.list
+            .iter()
+            .any(|direct| direct == index || self.snapshot.ancestor_list(direct).contains(index))
     }
 
     pub fn contains(&self, group_ref: &str) -> bool {
@@ -308,25 +427,47 @@ impl<'a> GroupSet<'a> {
     }
 
     /// Whether the two sets share a group, for example whether a user's groups include an
-    /// owner of a resource. Both sets must come from the same snapshot.
+    /// owner of a resource. Both sets must come from the same snapshot. Allocation-free.
     pub fn intersects(&self, other: &GroupSet<'_>) -> bool {
-        let (mut a, mut b) = (
-            self.indices.iter().peekable(),
-            other.indices.iter().peekable(),
-        );
-        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
-            match x.cmp(y) {
-                std::cmp::Ordering::Less => {
-                    a.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    b.next();
-                }
-                std::cmp::Ordering::Equal => return true,
-            }
+        match (self.closed, other.closed) {
+            (false, false) => sorted_lists_meet(self.list, other.list),
+            // Walk the plain list (a resource's few owners) and test each in the closure.
+            (true, false) => other.list.iter().any(|i| self.contains_index(i)),
+            (false, true) => self.list.iter().any(|i| other.contains_index(i)),
+            (true, true) => self.raw().any(|i| other.contains_index(i)),
         }
-        false
     }
+
+    /// Every member, possibly repeated for a closed set: each direct group, then its
+    /// ancestors.
+    fn raw(&self) -> impl Iterator<Item = u32> + 'a {
+        let (snapshot, closed) = (self.snapshot, self.closed);
+        self.list.iter().flat_map(move |direct| {
+            let above = if closed {
+                snapshot.ancestor_list(direct)
+            } else {
+                IndexList::default()
+            };
+            std::iter::once(direct).chain(above.iter())
+        })
+    }
+}
+
+/// Whether two strictly increasing lists share a value: a merge.
+fn sorted_lists_meet(a: IndexList<'_>, b: IndexList<'_>) -> bool {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        match x.cmp(y) {
+            Ordering::Less => {
+                a.next();
+            }
+            Ordering::Greater => {
+                b.next();
+            }
+            Ordering::Equal => return true,
+        }
+    }
+    false
 }
 
 impl std::fmt::Debug for GroupSet<'_> {

@@ -1,33 +1,46 @@
-//! Snapshots: what the control plane computed from the catalog (users with their closed group
-//! memberships, resources with their owning groups), in a compact, deterministic, signed
-//! binary form that the filter verifies and loads off the request path.
+//! Snapshots: what the control plane computed from the catalog (users with their direct
+//! groups, groups with their closed ancestors, resources with their owners), in a compact,
+//! deterministic, signed binary form that the filter verifies and loads off the request path.
 //!
 //! - [`encode`] sorts and interns the input, hashes the content (SHA-256) and signs the whole
 //!   body with Ed25519. The same input in any order gives the same bytes.
 //! - [`Snapshot::decode`] checks the size, the format, the signature against trusted keys, the
-//!   content hash, and then every count, string, order and index, and builds the lookup tables.
-//! - [`Snapshot`] answers the request path: a user's groups, a user by email, a resource's
-//!   owners.
+//!   content hash, and then every count, string, order and index, and lays the content out as
+//!   one canonical image ([`Snapshot::image`]) that other workers adopt with
+//!   [`Snapshot::from_image`].
+//! - [`Snapshot`] answers the request path from the image: a user's groups (closed under
+//!   nesting), a user by email, a resource's owners.
 //!
 //! The byte layout is documented in `docs/snapshot.md`.
 
+mod apply;
 mod decode;
+mod delta;
 mod encode;
 mod envelope;
 mod err;
+mod image;
 mod keys;
 mod lookup;
 mod model;
-mod table;
+mod sorted;
 mod wire;
 
+#[cfg(test)]
+mod delta_tests;
+#[cfg(test)]
+mod image_tests;
+#[cfg(test)]
+mod test_org;
 #[cfg(test)]
 mod tests;
 
 pub use decode::DecodeLimits;
+pub use delta::{encode_delta, DeltaHeader, DELTA_FORMAT_VERSION, DELTA_HEADER_BYTES, DELTA_MAGIC};
 pub use encode::encode;
-pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC};
-pub use err::{EncodeError, KeyError, SnapshotError, Violation};
+pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC, OLDEST_FORMAT_VERSION};
+pub use err::{DeltaError, EncodeError, ImageError, KeyError, SnapshotError, Violation};
+pub use image::{IMAGE_LAYOUT, IMAGE_MAGIC};
 pub use keys::{
     PublicKeySpec, SigningKey, TrustedKey, MAX_KEY_ID_BYTES, PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,

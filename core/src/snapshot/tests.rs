@@ -86,9 +86,14 @@ fn names(set: GroupSet<'_>) -> Vec<&str> {
 
 /// A validly signed snapshot around arbitrary content, to reach the content checks.
 fn signed(content: &[u8], key: &SigningKey) -> Vec<u8> {
+    signed_as(FORMAT_VERSION, content, key)
+}
+
+/// [`signed`] with any format number in the header.
+fn signed_as(format: u16, content: &[u8], key: &SigningKey) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&format.to_le_bytes());
     out.extend_from_slice(&V.to_le_bytes());
     out.extend_from_slice(&AT.to_le_bytes());
     out.extend_from_slice(&u32::try_from(content.len()).unwrap().to_le_bytes());
@@ -330,8 +335,8 @@ fn tampering_is_reported_by_part() {
             "unsupported format" => matches!(
                 err,
                 SnapshotError::UnsupportedFormat {
-                    found: 0,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "key id" => matches!(err, SnapshotError::UnknownKey { .. }),
@@ -1105,4 +1110,139 @@ fn malformed_hierarchy_and_rules_are_rejected() {
             ..
         })
     ));
+}
+
+/// A deep hierarchy: `engineering` > `data-eng` > `analytics` > `bi`, and `platform` apart.
+fn nested() -> SnapshotInput {
+    SnapshotInput {
+        users: vec![
+            user("user:default/ann", None, &["group:default/bi"]),
+            user(
+                "user:default/ben",
+                None,
+                &["group:default/data-eng", "group:default/platform"],
+            ),
+            user("user:default/cid", None, &[]),
+        ],
+        groups: vec![
+            group(
+                "group:default/bi",
+                &[
+                    "group:default/analytics",
+                    "group:default/data-eng",
+                    "group:default/engineering",
+                ],
+            ),
+            group(
+                "group:default/analytics",
+                &["group:default/data-eng", "group:default/engineering"],
+            ),
+            group("group:default/data-eng", &["group:default/engineering"]),
+        ],
+        owned: vec![
+            owned("airflow.dag", "top", &["group:default/engineering"]),
+            owned("airflow.dag", "bi", &["group:default/bi"]),
+            owned("airflow.dag", "ops", &["group:default/platform"]),
+        ],
+        rules: None,
+    }
+}
+
+#[test]
+fn a_users_groups_are_closed_over_their_direct_groups_ancestors() {
+    let snap = decode(&encoded(&nested())).unwrap();
+    let index = |g: &str| snap.group_index(g).unwrap();
+    let ann = snap.groups_of_user("user:default/ann").unwrap();
+    let closed = [
+        "group:default/analytics",
+        "group:default/bi",
+        "group:default/data-eng",
+        "group:default/engineering",
+    ];
+    assert_eq!(names(ann), closed);
+    assert_eq!(ann.len(), 4);
+    let mut expected: Vec<u32> = closed.iter().map(|g| index(g)).collect();
+    expected.sort_unstable();
+    assert_eq!(ann.indices(), expected);
+    for group in closed {
+        assert!(ann.contains_index(index(group)), "{group}");
+        assert!(ann.contains(group), "{group}");
+    }
+    assert!(!ann.contains("group:default/platform"));
+    assert!(!ann.contains_index(u32::MAX));
+
+    let ben = snap.user("user:default/ben").unwrap().groups;
+    assert_eq!(
+        names(ben),
+        [
+            "group:default/data-eng",
+            "group:default/engineering",
+            "group:default/platform"
+        ]
+    );
+    assert!(!ben.contains("group:default/bi"), "ancestors only go up");
+    let cid = snap.groups_of_user("user:default/cid").unwrap();
+    assert!(cid.is_empty() && names(cid).is_empty());
+    assert_eq!(cid.len(), 0);
+
+    let owners = |id: &str| snap.owners_of("airflow.dag", id).unwrap();
+    let cases = [
+        (ann, "top", true),
+        (ann, "bi", true),
+        (ann, "ops", false),
+        (ben, "top", true),
+        (ben, "bi", false),
+        (ben, "ops", true),
+        (cid, "top", false),
+    ];
+    for (set, id, expected) in cases {
+        assert_eq!(set.intersects(&owners(id)), expected, "{set:?} owns {id}");
+        assert_eq!(
+            owners(id).intersects(&set),
+            expected,
+            "{id} owned by {set:?}"
+        );
+    }
+    // Two closed sets meet through a shared ancestor.
+    assert!(ann.intersects(&ben));
+    assert!(!ann.intersects(&cid));
+    // Ancestor sets stay plain.
+    let above_bi = snap.ancestors_of(index("group:default/bi"));
+    assert_eq!(above_bi.len(), 3);
+    assert!(!above_bi.contains("group:default/bi"));
+}
+
+#[test]
+fn closed_lists_and_format_1_give_the_same_answers() {
+    // Format 1 stored closed lists; the same lists in format 2 are unioned idempotently.
+    let mut closed = nested();
+    closed.users[0].groups = [
+        "group:default/bi",
+        "group:default/analytics",
+        "group:default/data-eng",
+        "group:default/engineering",
+    ]
+    .map(String::from)
+    .to_vec();
+    let direct = decode(&encoded(&nested())).unwrap();
+    let format_2 = decode(&encoded(&closed)).unwrap();
+    let format_1 = decode(&signed_as(1, &content_of(&encoded(&closed)), &key())).unwrap();
+    for snap in [&format_2, &format_1] {
+        for user in ["user:default/ann", "user:default/ben", "user:default/cid"] {
+            assert_eq!(
+                names(snap.groups_of_user(user).unwrap()),
+                names(direct.groups_of_user(user).unwrap()),
+                "{user}"
+            );
+        }
+    }
+    for format in [0, 3, u16::MAX] {
+        assert_eq!(
+            decode(&signed_as(format, &content_of(&encoded(&closed)), &key())).unwrap_err(),
+            SnapshotError::UnsupportedFormat {
+                found: format,
+                supported: FORMAT_VERSION
+            }
+        );
+    }
 }

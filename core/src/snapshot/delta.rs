@@ -1,0 +1,507 @@
+//! Signed deltas: the changes from one snapshot to the next, expressed by refs (indices shift
+//! when groups come and go), so that a one-user change costs a sidecar a few hundred bytes
+//! instead of the whole snapshot. [`encode_delta`] compares two snapshots;
+//! [`super::Snapshot::apply_delta`] (in `apply.rs`) verifies and applies one. The byte layout
+//! is in `docs/snapshot.md`.
+
+use std::cmp::Ordering;
+
+use super::envelope::hex;
+use super::err::{DeltaError, EncodeError, SnapshotError};
+use super::keys::{valid_kid, SigningKey, MAX_KEY_ID_BYTES, SIGNATURE_BYTES};
+use super::lookup::Snapshot;
+use super::sorted::{OwnedEntry, SortedContent, UserEntry};
+use super::wire::{Reader, Writer};
+
+/// First bytes of every delta.
+pub const DELTA_MAGIC: [u8; 7] = *b"MGDELTA";
+/// The delta layout this build writes and reads.
+pub const DELTA_FORMAT_VERSION: u16 = 1;
+/// Magic, format, base version and hash, target version, time, size, hash and image hash,
+/// body length.
+pub const DELTA_HEADER_BYTES: usize = 7 + 2 + 8 + 32 + 8 + 8 + 8 + 32 + 32 + 4;
+
+/// The signed header of a delta: which snapshot it applies to and which it produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeltaHeader {
+    pub base_version: u64,
+    /// Content hash of the snapshot the delta applies to.
+    pub base_content_hash: [u8; 32],
+    pub target_version: u64,
+    pub target_generated_at: i64,
+    /// Size of the full target snapshot, reported by the result's `encoded_len`.
+    pub target_encoded_len: u64,
+    /// Content hash of the full target snapshot, reported by the result's `content_hash`.
+    pub target_content_hash: [u8; 32],
+    /// [`Snapshot::image_content_hash`] of the result: the applier checks it.
+    pub target_image_hash: [u8; 32],
+}
+
+impl DeltaHeader {
+    /// Reads the header without checking the signature, to decide whether a delta is worth
+    /// applying. Nothing read this way may be trusted: only [`Snapshot::apply_delta`]
+    /// authenticates.
+    pub fn peek(bytes: &[u8]) -> Result<DeltaHeader, DeltaError> {
+        DeltaEnvelope::parse(bytes).map(|envelope| envelope.header)
+    }
+
+    pub fn target_content_hash_hex(&self) -> String {
+        hex(&self.target_content_hash)
+    }
+}
+
+/// A delta split into its parts, not yet verified.
+pub(crate) struct DeltaEnvelope<'a> {
+    pub header: DeltaHeader,
+    pub signed: &'a [u8],
+    pub body: &'a [u8],
+    pub kid: &'a str,
+    pub signature: &'a [u8],
+}
+
+impl<'a> DeltaEnvelope<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<DeltaEnvelope<'a>, DeltaError> {
+        let truncated = |what, needed| DeltaError::Truncated { what, needed };
+        let Some((fixed, rest)) = bytes.split_first_chunk::<DELTA_HEADER_BYTES>() else {
+            if !DELTA_MAGIC.starts_with(bytes) && !bytes.starts_with(&DELTA_MAGIC) {
+                return Err(DeltaError::NotADelta);
+            }
+            return Err(truncated(
+                "header",
+                DELTA_HEADER_BYTES.saturating_sub(bytes.len()),
+            ));
+        };
+        let mut cursor: &[u8] = fixed;
+        if take::<7>(&mut cursor) != DELTA_MAGIC {
+            return Err(DeltaError::NotADelta);
+        }
+        let format = u16::from_le_bytes(take(&mut cursor));
+        if format != DELTA_FORMAT_VERSION {
+            return Err(DeltaError::UnsupportedFormat {
+                found: format,
+                supported: DELTA_FORMAT_VERSION,
+            });
+        }
+        let header = DeltaHeader {
+            base_version: u64::from_le_bytes(take(&mut cursor)),
+            base_content_hash: take(&mut cursor),
+            target_version: u64::from_le_bytes(take(&mut cursor)),
+            target_generated_at: i64::from_le_bytes(take(&mut cursor)),
+            target_encoded_len: u64::from_le_bytes(take(&mut cursor)),
+            target_content_hash: take(&mut cursor),
+            target_image_hash: take(&mut cursor),
+        };
+        let body_len = u32::from_le_bytes(take(&mut cursor)) as usize;
+        let Some((body, trailer)) = rest.split_at_checked(body_len) else {
+            return Err(truncated("body", body_len.saturating_sub(rest.len())));
+        };
+        let Some((&kid_len, trailer)) = trailer.split_first() else {
+            return Err(truncated("key id length", 1));
+        };
+        let kid_len = usize::from(kid_len);
+        let Some((kid, trailer)) = trailer.split_at_checked(kid_len) else {
+            return Err(truncated("key id", kid_len.saturating_sub(trailer.len())));
+        };
+        let Some((signature, trailer)) = trailer.split_at_checked(SIGNATURE_BYTES) else {
+            return Err(truncated(
+                "signature",
+                SIGNATURE_BYTES.saturating_sub(trailer.len()),
+            ));
+        };
+        if !trailer.is_empty() {
+            return Err(DeltaError::TrailingBytes {
+                extra: trailer.len(),
+            });
+        }
+        let kid = match std::str::from_utf8(kid) {
+            Ok(kid) if valid_kid(kid.as_bytes()) => kid,
+            _ => {
+                return Err(DeltaError::InvalidKeyId {
+                    max: MAX_KEY_ID_BYTES,
+                })
+            }
+        };
+        let signed_len = DELTA_HEADER_BYTES.saturating_add(body_len);
+        Ok(DeltaEnvelope {
+            header,
+            signed: bytes.get(..signed_len).unwrap_or_default(),
+            body,
+            kid,
+            signature,
+        })
+    }
+}
+
+/// The next `N` bytes of a cursor known to hold enough; zeros otherwise (never reached: the
+/// header's fields add up to [`DELTA_HEADER_BYTES`]).
+fn take<const N: usize>(cursor: &mut &[u8]) -> [u8; N] {
+    match cursor.split_first_chunk::<N>() {
+        Some((head, tail)) => {
+            *cursor = tail;
+            *head
+        }
+        None => [0; N],
+    }
+}
+
+/// What changes from base to target, by refs. Lists of refs are sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Changes {
+    pub groups_removed: Vec<String>,
+    pub groups_added: Vec<String>,
+    /// A group and its whole new ancestor list; an empty list removes its ancestors.
+    pub ancestors: Vec<(String, Vec<String>)>,
+    pub users_removed: Vec<String>,
+    pub users_upserted: Vec<UserChange>,
+    pub owned_removed: Vec<(String, String)>,
+    /// (kind, id, owners).
+    pub owned_upserted: Vec<(String, String, Vec<String>)>,
+    pub rules: RulesChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserChange {
+    pub entity_ref: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum RulesChange {
+    #[default]
+    Unchanged,
+    Removed,
+    Replaced(String),
+}
+
+/// Encodes and signs the delta that turns `base` into `target`. The target's version, time,
+/// size and content hash go in the header, with the image content hash the result must have.
+/// The same pair and key always give the same bytes.
+pub fn encode_delta(
+    base: &Snapshot,
+    target: &Snapshot,
+    key: &SigningKey,
+) -> Result<Vec<u8>, EncodeError> {
+    let corrupt = |which| EncodeError::CorruptImage { which };
+    let from = base.to_sorted().ok_or(corrupt("base"))?;
+    let to = target.to_sorted().ok_or(corrupt("target"))?;
+    let body = write_changes(&diff(&from, &to));
+    let body_len = u32::try_from(body.len()).map_err(|_| EncodeError::TooMany {
+        what: "delta byte",
+        count: body.len(),
+        max: u32::MAX as usize,
+    })?;
+    let kid = key.kid().as_bytes();
+    let mut out =
+        Vec::with_capacity(DELTA_HEADER_BYTES + body.len() + 1 + kid.len() + SIGNATURE_BYTES);
+    out.extend_from_slice(&DELTA_MAGIC);
+    out.extend_from_slice(&DELTA_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&base.version().to_le_bytes());
+    out.extend_from_slice(base.content_hash());
+    out.extend_from_slice(&target.version().to_le_bytes());
+    out.extend_from_slice(&target.generated_at().to_le_bytes());
+    out.extend_from_slice(&(target.encoded_len() as u64).to_le_bytes());
+    out.extend_from_slice(target.content_hash());
+    out.extend_from_slice(&target.image_content_hash());
+    out.extend_from_slice(&body_len.to_le_bytes());
+    out.extend_from_slice(&body);
+    let signature = key.sign(&out);
+    // `SigningKey` guarantees a key id of 1 to 64 bytes.
+    out.push(u8::try_from(kid.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(kid);
+    out.extend_from_slice(&signature);
+    Ok(out)
+}
+
+/// The changes from `from` to `to`, found by merging their sorted tables.
+fn diff(from: &SortedContent, to: &SortedContent) -> Changes {
+    let mut changes = Changes::default();
+    merge(
+        &from.groups,
+        &to.groups,
+        |a, b| a.cmp(b),
+        |step| match step {
+            Step::Left(g) => changes.groups_removed.push(g.to_string()),
+            Step::Right(g) => changes.groups_added.push(g.to_string()),
+            Step::Both(..) => {}
+        },
+    );
+    let refs = |content: &SortedContent, list: &[u32]| -> Vec<String> {
+        content.refs(list).map(str::to_owned).collect()
+    };
+    let no_list: Vec<u32> = Vec::new();
+    for (group, above) in to.groups.iter().zip(&to.ancestors) {
+        let before = from
+            .group_index(group)
+            .and_then(|i| from.ancestors.get(i as usize))
+            .unwrap_or(&no_list);
+        if !from.refs(before).eq(to.refs(above)) {
+            changes.ancestors.push((group.to_string(), refs(to, above)));
+        }
+    }
+    merge(
+        &from.users,
+        &to.users,
+        |a, b| a.entity_ref.cmp(&b.entity_ref),
+        |step| match step {
+            Step::Left(user) => changes.users_removed.push(user.entity_ref.to_string()),
+            Step::Right(user) => changes.users_upserted.push(user_change(to, user)),
+            Step::Both(old, new) => {
+                if old.email != new.email || !from.refs(&old.groups).eq(to.refs(&new.groups)) {
+                    changes.users_upserted.push(user_change(to, new));
+                }
+            }
+        },
+    );
+    let key = |entry: &OwnedEntry| (entry.kind.clone(), entry.id.clone());
+    merge(
+        &from.owned,
+        &to.owned,
+        |a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)),
+        |step| match step {
+            Step::Left(entry) => {
+                let (kind, id) = key(entry);
+                changes.owned_removed.push((kind.into(), id.into()));
+            }
+            Step::Right(entry) => changes.owned_upserted.push(owned_change(to, entry)),
+            Step::Both(old, new) => {
+                if !from.refs(&old.owners).eq(to.refs(&new.owners)) {
+                    changes.owned_upserted.push(owned_change(to, new));
+                }
+            }
+        },
+    );
+    changes.rules = match (&from.rules, &to.rules) {
+        (a, b) if a == b => RulesChange::Unchanged,
+        (_, None) => RulesChange::Removed,
+        (_, Some(rules)) => RulesChange::Replaced(rules.to_string()),
+    };
+    changes
+}
+
+fn user_change(content: &SortedContent, user: &UserEntry) -> UserChange {
+    UserChange {
+        entity_ref: user.entity_ref.to_string(),
+        email: user.email.as_deref().map(str::to_owned),
+        groups: content.refs(&user.groups).map(str::to_owned).collect(),
+    }
+}
+
+fn owned_change(content: &SortedContent, entry: &OwnedEntry) -> (String, String, Vec<String>) {
+    (
+        entry.kind.to_string(),
+        entry.id.to_string(),
+        content.refs(&entry.owners).map(str::to_owned).collect(),
+    )
+}
+
+enum Step<'a, T> {
+    Left(&'a T),
+    Right(&'a T),
+    Both(&'a T, &'a T),
+}
+
+/// Walks two sorted tables together.
+fn merge<'a, T>(
+    left: &'a [T],
+    right: &'a [T],
+    compare: impl Fn(&T, &T) -> Ordering,
+    mut visit: impl FnMut(Step<'a, T>),
+) {
+    let (mut left, mut right) = (left.iter().peekable(), right.iter().peekable());
+    loop {
+        match (left.peek(), right.peek()) {
+            (Some(&a), Some(&b)) => match compare(a, b) {
+                Ordering::Less => {
+                    visit(Step::Left(a));
+                    left.next();
+                }
+                Ordering::Greater => {
+                    visit(Step::Right(b));
+                    right.next();
+                }
+                Ordering::Equal => {
+                    visit(Step::Both(a, b));
+                    left.next();
+                    right.next();
+                }
+            },
+            (Some(&a), None) => {
+                visit(Step::Left(a));
+                left.next();
+            }
+            (None, Some(&b)) => {
+                visit(Step::Right(b));
+                right.next();
+            }
+            (None, None) => return,
+        }
+    }
+}
+
+/// The body: eight parts in a fixed order, strings front-coded within each list.
+pub(crate) fn write_changes(changes: &Changes) -> Vec<u8> {
+    let mut w = Writer::default();
+    write_strings(&mut w, &changes.groups_removed);
+    write_strings(&mut w, &changes.groups_added);
+    w.len(changes.ancestors.len());
+    for (group, above) in &changes.ancestors {
+        w.front_coded(b"", group.as_bytes());
+        write_strings(&mut w, above);
+    }
+    write_strings(&mut w, &changes.users_removed);
+    w.len(changes.users_upserted.len());
+    for user in &changes.users_upserted {
+        w.front_coded(b"", user.entity_ref.as_bytes());
+        match &user.email {
+            None => w.len(0),
+            Some(email) => {
+                w.len(1);
+                w.front_coded(b"", email.as_bytes());
+            }
+        }
+        write_strings(&mut w, &user.groups);
+    }
+    w.len(changes.owned_removed.len());
+    for (kind, id) in &changes.owned_removed {
+        w.front_coded(b"", kind.as_bytes());
+        w.front_coded(b"", id.as_bytes());
+    }
+    w.len(changes.owned_upserted.len());
+    for (kind, id, owners) in &changes.owned_upserted {
+        w.front_coded(b"", kind.as_bytes());
+        w.front_coded(b"", id.as_bytes());
+        write_strings(&mut w, owners);
+    }
+    match &changes.rules {
+        RulesChange::Unchanged => w.len(0),
+        RulesChange::Removed => w.len(1),
+        RulesChange::Replaced(rules) => {
+            w.len(2);
+            w.len(rules.len());
+            w.buf.extend_from_slice(rules.as_bytes());
+        }
+    }
+    w.buf
+}
+
+fn write_strings(w: &mut Writer, values: &[String]) {
+    w.len(values.len());
+    let mut previous = "";
+    for value in values {
+        w.front_coded(previous.as_bytes(), value.as_bytes());
+        previous = value;
+    }
+}
+
+/// Bounds for reading a body.
+pub(crate) struct BodyLimits {
+    pub max_string_bytes: usize,
+    pub max_rules_bytes: usize,
+}
+
+/// Reads a body written by [`write_changes`]. Counts are bounded by the bytes left, strings
+/// by `limits`.
+pub(crate) fn read_changes(body: &[u8], limits: &BodyLimits) -> Result<Changes, DeltaError> {
+    let mut r = Reader::new(body, 0);
+    let mut body_reader = BodyReader {
+        r: &mut r,
+        max: limits.max_string_bytes,
+    };
+    let b = &mut body_reader;
+    let mut changes = Changes {
+        groups_removed: b.strings("removed group")?,
+        groups_added: b.strings("added group")?,
+        ..Changes::default()
+    };
+    for _ in 0..b.count("ancestor entry")? {
+        let group = b.string("ancestor group")?;
+        changes.ancestors.push((group, b.strings("ancestor")?));
+    }
+    changes.users_removed = b.strings("removed user")?;
+    for _ in 0..b.count("user")? {
+        let entity_ref = b.string("user ref")?;
+        let email = match b.r.varint("email flag").map_err(malformed)? {
+            0 => None,
+            _ => Some(b.string("email")?),
+        };
+        let groups = b.strings("user group")?;
+        changes.users_upserted.push(UserChange {
+            entity_ref,
+            email,
+            groups,
+        });
+    }
+    for _ in 0..b.count("removed resource")? {
+        let kind = b.string("resource kind")?;
+        changes.owned_removed.push((kind, b.string("resource id")?));
+    }
+    for _ in 0..b.count("resource")? {
+        let kind = b.string("resource kind")?;
+        let id = b.string("resource id")?;
+        changes.owned_upserted.push((kind, id, b.strings("owner")?));
+    }
+    changes.rules = match b.r.varint("rules change").map_err(malformed)? {
+        0 => RulesChange::Unchanged,
+        1 => RulesChange::Removed,
+        _ => {
+            let len =
+                b.r.bounded("rules", limits.max_rules_bytes)
+                    .map_err(malformed)?;
+            let bytes = b.r.take(len as u64, "rules").map_err(malformed)?;
+            RulesChange::Replaced(b.r.utf8(bytes, "rules").map_err(malformed)?.to_owned())
+        }
+    };
+    if !b.r.is_empty() {
+        return Err(malformed(b.r.fail(
+            super::err::Violation::SectionNotConsumed {
+                tag: 0,
+                extra: b.r.remaining(),
+            },
+        )));
+    }
+    Ok(changes)
+}
+
+struct BodyReader<'r, 'a> {
+    r: &'r mut Reader<'a>,
+    max: usize,
+}
+
+impl BodyReader<'_, '_> {
+    /// A count; each entry takes at least one byte, so more than the bytes left is corrupt.
+    fn count(&mut self, what: &'static str) -> Result<usize, DeltaError> {
+        let left = self.r.remaining();
+        self.r.bounded(what, left).map_err(malformed)
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<String, DeltaError> {
+        let mut current = Vec::new();
+        self.r
+            .front_coded(&mut current, what, self.max)
+            .map_err(malformed)?;
+        Ok(self.r.utf8(&current, what).map_err(malformed)?.to_owned())
+    }
+
+    fn strings(&mut self, what: &'static str) -> Result<Vec<String>, DeltaError> {
+        let count = self.count(what)?;
+        let mut out = Vec::with_capacity(count);
+        let mut current = Vec::new();
+        for _ in 0..count {
+            self.r
+                .front_coded(&mut current, what, self.max)
+                .map_err(malformed)?;
+            out.push(self.r.utf8(&current, what).map_err(malformed)?.to_owned());
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn malformed(error: SnapshotError) -> DeltaError {
+    match error {
+        SnapshotError::Malformed { offset, violation } => {
+            DeltaError::Malformed { offset, violation }
+        }
+        other => DeltaError::Build(other),
+    }
+}

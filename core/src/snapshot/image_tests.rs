@@ -1,0 +1,335 @@
+//! The canonical image: round trip through `from_image`, determinism, the content hash, and
+//! refusal of bad envelopes. Corrupt images never panic a lookup.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+const AT: i64 = 1_700_000_000;
+
+fn key() -> SigningKey {
+    SigningKey::from_seed("cp-1", [7; 32]).unwrap()
+}
+
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| (*v).to_owned()).collect()
+}
+
+fn input() -> SnapshotInput {
+    let user = |r: &str, email: Option<&str>, groups: &[&str]| UserInput {
+        entity_ref: r.into(),
+        email: email.map(Into::into),
+        groups: strings(groups),
+    };
+    SnapshotInput {
+        users: vec![
+            user(
+                "user:default/ann",
+                Some("ann@example.com"),
+                &["group:default/bi"],
+            ),
+            user(
+                "user:default/ben",
+                Some("ops@example.com"),
+                &["group:default/ops"],
+            ),
+            user("user:default/cid", Some("OPS@example.com"), &[]),
+            user("user:default/dee", None, &["group:default/eng"]),
+        ],
+        groups: vec![
+            GroupInput {
+                entity_ref: "group:default/bi".into(),
+                ancestors: strings(&["group:default/data", "group:default/eng"]),
+            },
+            GroupInput {
+                entity_ref: "group:default/data".into(),
+                ancestors: strings(&["group:default/eng"]),
+            },
+        ],
+        owned: vec![
+            OwnedInput {
+                kind: "airflow.dag".into(),
+                id: "etl".into(),
+                owners: strings(&["group:default/data", "user:default/dee"]),
+            },
+            OwnedInput {
+                kind: "buildkite.pipeline".into(),
+                id: "acme/deploy".into(),
+                owners: strings(&["group:default/ops"]),
+            },
+        ],
+        rules: Some(r#"[{"id":"r","action":"allow"}]"#.into()),
+    }
+}
+
+fn decode_at(input: &SnapshotInput, version: u64) -> Snapshot {
+    let bytes = encode(input, version, AT, &key()).unwrap();
+    Snapshot::decode(&bytes, &[key().trusted_key()], &DecodeLimits::default()).unwrap()
+}
+
+/// Every answer a snapshot gives, as text, to compare two snapshots.
+fn answers(snap: &Snapshot) -> Vec<String> {
+    let mut out = vec![
+        format!("{snap:?}"),
+        format!("{:?} {}", snap.header(), snap.encoded_len()),
+        format!("{:?} {}", snap.rules_json(), snap.ambiguous_email_count()),
+    ];
+    for user in [
+        "user:default/ann",
+        "user:default/ben",
+        "user:default/dee",
+        "user:x",
+    ] {
+        out.push(format!("{user}: {:?}", snap.user(user)));
+    }
+    for email in ["ann@example.com", "ops@example.com", "nobody@example.com"] {
+        out.push(format!("{email}: {:?}", snap.user_by_email(email)));
+    }
+    for (kind, id) in [
+        ("airflow.dag", "etl"),
+        ("buildkite.pipeline", "acme/deploy"),
+    ] {
+        out.push(format!("{kind}/{id}: {:?}", snap.owners_of(kind, id)));
+    }
+    for index in 0..snap.group_count() as u32 + 1 {
+        out.push(format!(
+            "{index}: {:?} {:?}",
+            snap.group_ref(index),
+            snap.ancestors_of(index)
+        ));
+    }
+    out
+}
+
+#[test]
+fn an_adopted_image_answers_like_the_decoded_snapshot() {
+    let snap = decode_at(&input(), 3);
+    let adopted = Snapshot::from_image(snap.image().to_vec()).unwrap();
+    assert_eq!(answers(&adopted), answers(&snap));
+    assert_eq!(adopted.image(), snap.image());
+    assert_eq!(adopted.key_id(), "cp-1");
+    assert_eq!(adopted.heap_size(), snap.image().len());
+    assert_eq!(
+        adopted.user_by_email("ann@example.com").unwrap().entity_ref,
+        "user:default/ann"
+    );
+    assert!(adopted.user_by_email("ops@example.com").is_none());
+    assert_eq!(adopted.ambiguous_email_count(), 1);
+    let ann = adopted.groups_of_user("user:default/ann").unwrap();
+    let etl = adopted.owners_of("airflow.dag", "etl").unwrap();
+    assert!(ann.intersects(&etl));
+    assert_eq!(etl.len(), 2);
+}
+
+#[test]
+fn the_image_depends_on_content_only() {
+    let a = decode_at(&input(), 3);
+    let mut shuffled = input();
+    shuffled.users.reverse();
+    shuffled.owned.reverse();
+    shuffled.groups.reverse();
+    let b = decode_at(&shuffled, 3);
+    assert_eq!(a.image(), b.image(), "same content, same bytes");
+
+    // The version is in the envelope: the content hash of the image stays.
+    let later = decode_at(&input(), 4);
+    assert_ne!(a.image(), later.image());
+    assert_eq!(a.image_content_hash(), later.image_content_hash());
+
+    let mut changed = input();
+    changed.users.pop();
+    assert_ne!(
+        a.image_content_hash(),
+        decode_at(&changed, 3).image_content_hash()
+    );
+    let mut no_rules = input();
+    no_rules.rules = None;
+    let mut empty_rules = input();
+    empty_rules.rules = Some(String::new());
+    assert_ne!(
+        decode_at(&no_rules, 3).image_content_hash(),
+        decode_at(&empty_rules, 3).image_content_hash()
+    );
+    assert_eq!(decode_at(&empty_rules, 3).rules_json(), Some(""));
+    assert_eq!(decode_at(&no_rules, 3).rules_json(), None);
+}
+
+/// Offsets of the envelope and directory, as `docs/snapshot.md` describes them.
+const LAYOUT_AT: usize = 8;
+const CONTENT_LEN_AT: usize = 12;
+const KID_LEN_AT: usize = 72;
+const DIRECTORY_AT: usize = 144;
+
+fn patched(image: &[u8], at: usize, value: u32) -> Vec<u8> {
+    let mut image = image.to_vec();
+    image[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    image
+}
+
+#[test]
+fn bad_envelopes_and_directories_are_refused() {
+    let image = decode_at(&input(), 3).image().to_vec();
+    let len = image.len() as u32;
+    let content_len = len - DIRECTORY_AT as u32;
+    let mut longer = image.clone();
+    longer.push(0);
+    let mut bad_magic = image.clone();
+    bad_magic[0] = b'X';
+    let cases: Vec<(&str, Vec<u8>, ImageError)> = vec![
+        ("empty", Vec::new(), ImageError::Truncated { needed: 144 }),
+        (
+            "magic only",
+            b"MGIMAGE".to_vec(),
+            ImageError::Truncated { needed: 137 },
+        ),
+        ("not an image", b"MGSNAP".to_vec(), ImageError::NotAnImage),
+        ("bad magic", bad_magic, ImageError::NotAnImage),
+        (
+            "other layout",
+            patched(&image, LAYOUT_AT, 2),
+            ImageError::UnsupportedLayout {
+                found: 2,
+                supported: 1,
+            },
+        ),
+        (
+            "trailing byte",
+            longer,
+            ImageError::LengthMismatch {
+                declared: content_len as usize,
+                actual: content_len as usize + 1,
+            },
+        ),
+        (
+            "truncated",
+            image[..image.len() - 1].to_vec(),
+            ImageError::LengthMismatch {
+                declared: content_len as usize,
+                actual: content_len as usize - 1,
+            },
+        ),
+        (
+            "empty key id",
+            patched(&image, KID_LEN_AT, 0),
+            ImageError::InvalidKeyId { max: 64 },
+        ),
+        (
+            "key id too long",
+            patched(&image, KID_LEN_AT, 65),
+            ImageError::InvalidKeyId { max: 64 },
+        ),
+        (
+            "part past the end",
+            patched(&image, DIRECTORY_AT + 8 * 8 + 4, content_len),
+            ImageError::PartOutOfBounds { part: "rules" },
+        ),
+        (
+            "part over the directory",
+            patched(&image, DIRECTORY_AT + 8, 0),
+            ImageError::PartOutOfBounds { part: "groups" },
+        ),
+        (
+            "offset overflows",
+            patched(&image, DIRECTORY_AT + 8, u32::MAX),
+            ImageError::PartOutOfBounds { part: "groups" },
+        ),
+        (
+            "part not whole records",
+            patched(&image, DIRECTORY_AT + 2 * 8 + 4, 23),
+            ImageError::PartSize { part: "users" },
+        ),
+        (
+            "meta of the wrong size",
+            patched(&image, DIRECTORY_AT + 4, 4),
+            ImageError::PartSize { part: "meta" },
+        ),
+        (
+            "content length lies",
+            patched(&image, CONTENT_LEN_AT, content_len + 4),
+            ImageError::LengthMismatch {
+                declared: content_len as usize + 4,
+                actual: content_len as usize,
+            },
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        assert_eq!(Snapshot::from_image(bytes).unwrap_err(), expected, "{name}");
+    }
+}
+
+/// Calls every accessor; none may panic, whatever the image holds.
+fn exercise(snap: &Snapshot) -> usize {
+    let mut seen = answers(snap).len();
+    seen += snap.key_id().len() + snap.content_hash_hex().len() + snap.user_count();
+    seen += snap.owned_count() + snap.image_content_hash().len();
+    for index in [0, 1, 2, 5, u32::MAX] {
+        let set = snap.ancestors_of(index);
+        seen += set.len() + set.indices().len() + usize::from(set.contains_index(index));
+    }
+    if let Some(user) = snap.user("user:default/ann") {
+        let owners = snap.owners_of("airflow.dag", "etl");
+        seen += user.groups.len() + user.groups.iter().count();
+        seen += usize::from(
+            owners.is_some_and(|o| user.groups.intersects(&o) || o.intersects(&user.groups)),
+        );
+        seen += usize::from(
+            user.groups.intersects(&user.groups) || user.groups.contains("group:default/eng"),
+        );
+    }
+    seen += snap.to_sorted().map_or(0, |content| content.users.len());
+    seen
+}
+
+#[test]
+fn corrupt_images_never_panic() {
+    let image = decode_at(&input(), 3).image().to_vec();
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut adopted = 0;
+    // Every truncation, and every byte flipped three ways.
+    for len in 0..image.len() {
+        let _ = Snapshot::from_image(image[..len].to_vec()).map(|s| exercise(&s));
+    }
+    for at in 0..image.len() {
+        for flip in [0x01, 0x80, 0xff] {
+            let mut bad = image.clone();
+            bad[at] ^= flip;
+            if let Ok(snap) = Snapshot::from_image(bad) {
+                adopted += 1;
+                exercise(&snap);
+            }
+        }
+    }
+    // Random words written over the directory and records, and random bytes.
+    for round in 0..3000 {
+        let bytes = if round % 4 == 0 {
+            (0..rng.gen_range(0..400)).map(|_| rng.gen()).collect()
+        } else {
+            let mut bad = image.clone();
+            for _ in 0..rng.gen_range(1..5) {
+                let at = rng.gen_range(DIRECTORY_AT..bad.len() - 4);
+                let value: u32 = if rng.gen_bool(0.5) {
+                    rng.gen()
+                } else {
+                    rng.gen_range(0..300)
+                };
+                bad[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            }
+            bad
+        };
+        if let Ok(snap) = Snapshot::from_image(bytes) {
+            adopted += 1;
+            exercise(&snap);
+        }
+    }
+    assert!(
+        adopted > 1000,
+        "the mutations must reach the lookups ({adopted})"
+    );
+}
+
+#[test]
+fn snapshots_can_be_shared_between_threads() {
+    fn shareable<T: Clone + std::fmt::Debug + Send + Sync>() {}
+    shareable::<Snapshot>();
+}
