@@ -39,6 +39,9 @@ pub enum Metric {
     SnapshotRejected,
     SnapshotNotModified,
     SnapshotFetchFailed,
+    /// Deltas (226 answers) applied, and refused (the whole snapshot is fetched instead).
+    SnapshotDeltaApplied,
+    SnapshotDeltaRejected,
     /// Gauges: the loaded snapshot's version, seconds since the control plane confirmed
     /// it, and the memory it takes in this worker.
     SnapshotVersion,
@@ -81,6 +84,8 @@ impl Metric {
             Metric::SnapshotRejected => String::from("meshgate.snapshot.rejected"),
             Metric::SnapshotNotModified => String::from("meshgate.snapshot.not_modified"),
             Metric::SnapshotFetchFailed => String::from("meshgate.snapshot.fetch_failed"),
+            Metric::SnapshotDeltaApplied => String::from("meshgate.snapshot.delta_applied"),
+            Metric::SnapshotDeltaRejected => String::from("meshgate.snapshot.delta_rejected"),
             Metric::SnapshotVersion => String::from("meshgate.snapshot.version"),
             Metric::SnapshotAgeSeconds => String::from("meshgate.snapshot.age_s"),
             Metric::SnapshotMemoryBytes => String::from("meshgate.snapshot.memory_bytes"),

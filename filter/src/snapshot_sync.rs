@@ -1,17 +1,23 @@
-//! Keeps the catalog snapshot current, off the request path, with one fetch per Envoy.
+//! Keeps the catalog snapshot current, off the request path, with one fetch and one decode
+//! per Envoy.
 //!
-//! Like the JWKS refresh: workers race for a short shared lease and the winner polls the
-//! control plane (`If-None-Match` with the ETag it has). A verified snapshot newer than the
-//! loaded one is published in shared data, and then a small `snapshot_current` key names it.
-//! Every worker reads that key on each request that may consult the catalog (one small
-//! shared-data read) and on each tick, and loads the published snapshot as soon as the key
-//! moves: all workers of an Envoy switch together, so one worker can't deny a user the next
-//! one still lets in. Anything that fails verification, is older than what is loaded, or
-//! carries rules that don't compile here is refused, and the last good snapshot stays.
+//! Like the JWKS refresh: VMs race for a short shared lease and the winner polls the control
+//! plane, with the ETag it has in `If-None-Match` and `A-IM: meshgate-delta` (RFC 3229), so an
+//! unchanged catalog costs a 304 and a small change a signed delta (226) instead of the whole
+//! snapshot. The winner verifies the snapshot (or applies the delta to the one it has), checks
+//! that it is newer and that its rules compile, and publishes its canonical *image* in shared
+//! data; then a small `snapshot_current` stamp (version, content hash, ETag) names it.
 //!
-//! A VM that has never served a request (Envoy's main-thread VM) keeps no copy: it may
-//! still win the lease and fetch for the others, but it drops the decoded snapshot once it
-//! has published it.
+//! Every serving VM reads that stamp on each request (one small shared-data read) and on each
+//! tick, and adopts the published image as soon as the stamp moves: all workers of an Envoy
+//! switch together, so one worker can't deny a user whom the next one still lets in. Adopting
+//! an image is a copy out of shared data, with no signature check and no decoding: the image
+//! was verified by the VM that published it, and Envoy's shared data is private to the
+//! process. Anything that fails verification, is older than what is loaded, or carries rules
+//! that don't compile here is refused, and the last good snapshot stays.
+//!
+//! A VM that has never served a request (Envoy's main-thread VM) keeps no copy: it may still
+//! win the lease and fetch for the others, but it drops the snapshot once it has published it.
 
 use std::time::Duration;
 
@@ -24,16 +30,19 @@ use crate::shared::{self, claim, decode_millis, encode_millis};
 
 const FIRST_RETRY_MS: i64 = 1_000;
 const MAX_BACKOFF_MS: i64 = 60_000;
+/// The delta encoding meshgate's control plane serves (RFC 3229 instance manipulation).
+pub const DELTA_ENCODING: &str = "meshgate-delta";
+/// `226 IM Used`: the body is a delta against the snapshot named in `If-None-Match`.
+const IM_USED: u16 = 226;
 
 /// The shared-data keys of one snapshot source.
 #[derive(Debug)]
 struct SharedKeys {
-    /// `[etag length][etag][snapshot]`: the last verified snapshot.
-    snapshot: String,
-    /// Version and content hash of what `snapshot` holds, written after it: a worker whose
-    /// loaded snapshot differs loads the published one.
+    /// The image of the last verified snapshot.
+    image: String,
+    /// [`Stamp`] of what `image` holds, written after it.
     current: String,
-    /// When the control plane last confirmed the snapshot (200 or 304).
+    /// When the control plane last confirmed the snapshot (200, 226 or 304).
     confirmed: String,
     /// The fetch lease.
     lease: String,
@@ -43,7 +52,7 @@ impl SharedKeys {
     fn new(source: &SnapshotSource) -> SharedKeys {
         let key = |kind| shared::shared_key(kind, &source.cluster, &source.uri);
         SharedKeys {
-            snapshot: key("snapshot"),
+            image: key("snapshot_image"),
             current: key("snapshot_current"),
             confirmed: key("snapshot_confirmed"),
             lease: key("snapshot_lease"),
@@ -65,14 +74,36 @@ impl Loaded {
             content_hash: header.content_hash,
         }
     }
+}
 
-    /// The `snapshot_current` value: version (8 bytes, big-endian) then content hash.
-    fn stamp(&self) -> [u8; 40] {
-        let mut stamp = [0; 40];
-        let (version, hash) = stamp.split_at_mut(8);
-        version.copy_from_slice(&self.version.to_be_bytes());
-        hash.copy_from_slice(&self.content_hash);
-        stamp
+/// The `snapshot_current` value: version (8 bytes, big-endian), content hash (32), then the
+/// ETag the control plane gave the snapshot.
+struct Stamp<'a> {
+    loaded: Loaded,
+    etag: &'a str,
+}
+
+impl<'a> Stamp<'a> {
+    const FIXED: usize = 40;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(Self::FIXED.saturating_add(self.etag.len()));
+        value.extend_from_slice(&self.loaded.version.to_be_bytes());
+        value.extend_from_slice(&self.loaded.content_hash);
+        value.extend_from_slice(self.etag.as_bytes());
+        value
+    }
+
+    fn decode(value: &'a [u8]) -> Option<Stamp<'a>> {
+        let (version, rest) = value.split_first_chunk::<8>()?;
+        let (content_hash, etag) = rest.split_first_chunk::<32>()?;
+        Some(Stamp {
+            loaded: Loaded {
+                version: u64::from_be_bytes(*version),
+                content_hash: *content_hash,
+            },
+            etag: std::str::from_utf8(etag).ok()?,
+        })
     }
 }
 
@@ -88,7 +119,9 @@ pub struct SnapshotSync {
     seen_current: Option<u32>,
     /// Whether this VM serves requests; one that doesn't keeps no snapshot in memory.
     serving: bool,
-    /// When the control plane last confirmed the loaded snapshot (200 or 304), Unix ms.
+    /// A delta failed: the next poll asks for the whole snapshot.
+    want_full: bool,
+    /// When the control plane last confirmed the loaded snapshot, Unix ms.
     confirmed_at_ms: Option<i64>,
     next_due_ms: i64,
     in_flight: Option<(u32, i64)>,
@@ -106,6 +139,7 @@ impl SnapshotSync {
             etag: None,
             seen_current: None,
             serving: false,
+            want_full: false,
             confirmed_at_ms: None,
             next_due_ms: 0,
             in_flight: None,
@@ -139,32 +173,62 @@ impl SnapshotSync {
         self.catalog.is_some()
     }
 
-    /// Called on every request before deciding: marks this VM as serving and loads the
+    /// Called on every request before deciding: marks this VM as serving and adopts the
     /// published snapshot when `snapshot_current` moved since this VM last looked. Costs one
     /// small shared-data read when nothing changed.
     pub fn follow_published<H: Host>(&mut self, host: &mut H, policy: &Policy) {
         self.serving = true;
-        let Ok((Some(_), Some(version))) = host.get_shared(&self.keys.current) else {
+        let Ok((Some(value), Some(version))) = host.get_shared(&self.keys.current) else {
             return;
         };
         if self.seen_current == Some(version) {
             return;
         }
-        self.seen_current = Some(version);
-        self.load_published(host, policy);
+        let Some(stamp) = Stamp::decode(&value) else {
+            return;
+        };
+        if self.catalog.is_some() && self.loaded == Some(stamp.loaded) {
+            // This VM published it, or already adopted the same content.
+            self.seen_current = Some(version);
+            return;
+        }
+        let etag = stamp.etag.to_owned();
+        if self.adopt_published(host, policy, etag) {
+            self.seen_current = Some(version);
+        }
     }
 
-    /// Loads what another worker published; true when a newer snapshot loaded.
-    fn load_published<H: Host>(&mut self, host: &mut H, policy: &Policy) -> bool {
-        let Ok((Some(value), _)) = host.get_shared(&self.keys.snapshot) else {
-            return false;
+    /// Adopts the published image. The old snapshot goes first, so a VM never holds two (Wasm
+    /// memory keeps its high-water mark); the published image was verified and compiled with
+    /// the same configuration, so this fails only if the configuration changed in between, and
+    /// then the next request tries again.
+    fn adopt_published<H: Host>(&mut self, host: &mut H, policy: &Policy, etag: String) -> bool {
+        self.catalog = None;
+        let image = match host.get_shared(&self.keys.image) {
+            Ok((Some(image), _)) => image,
+            Ok((None, _)) => return false,
+            Err(e) => {
+                host.log(LogLevel::Warn, &format!("meshgate: {e}"));
+                return false;
+            }
         };
-        let Some((etag, bytes)) = split_published(&value) else {
-            return false;
-        };
-        let etag = etag.to_owned();
-        self.accept(host, policy, bytes, Some(etag))
-            .unwrap_or(false)
+        let loaded = Snapshot::from_image(image)
+            .map_err(|e| e.to_string())
+            .and_then(|snapshot| Catalog::new(policy, snapshot).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(catalog) => {
+                self.install(host, catalog, Some(etag));
+                true
+            }
+            Err(reason) => {
+                host.increment(Metric::SnapshotRejected);
+                host.log(
+                    LogLevel::Error,
+                    &format!("meshgate: the published snapshot could not be adopted: {reason}"),
+                );
+                false
+            }
+        }
     }
 
     /// Follows published snapshots (in a serving VM), refreshes the confirmation time, polls
@@ -199,9 +263,13 @@ impl SnapshotSync {
             self.next_due_ms = now.saturating_add(self.poll_ms());
             return;
         }
-        let etag = self.etag.clone().filter(|_| self.loaded.is_some());
-        let headers: Vec<(&str, &str)> =
-            etag.iter().map(|e| ("if-none-match", e.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
+        if let Some(etag) = self.etag.as_deref().filter(|_| self.loaded.is_some()) {
+            headers.push(("if-none-match", etag));
+            if !self.want_full {
+                headers.push(("a-im", DELTA_ENCODING));
+            }
+        }
         let callout = Callout {
             cluster: &self.source.cluster,
             authority: &self.source.authority,
@@ -228,23 +296,32 @@ impl SnapshotSync {
         }
         self.in_flight = None;
         let now = host.now_millis();
+        let etag = response.etag.map(str::to_owned);
         match (response.status, response.body) {
             (Some(304), _) if self.loaded.is_some() => {
                 host.increment(Metric::SnapshotNotModified);
                 self.confirmed(host, now);
             }
-            (Some(200), Some(body)) => {
-                let etag = response.etag.map(str::to_owned);
-                match self.accept(host, policy, body, etag.clone()) {
-                    Ok(loaded) => {
-                        if loaded {
-                            self.publish(host, body, etag.as_deref().unwrap_or(""));
-                        }
-                        self.confirmed(host, now);
-                    }
-                    Err(reason) => self.failed(host, now, &reason),
+            (Some(200), Some(body)) => match self.accept_full(host, policy, body, etag) {
+                Ok(()) => self.confirmed(host, now),
+                Err(reason) => self.failed(host, now, &reason),
+            },
+            (Some(IM_USED), Some(body)) => match self.accept_delta(host, policy, body, etag) {
+                Ok(()) => {
+                    host.increment(Metric::SnapshotDeltaApplied);
+                    self.confirmed(host, now);
                 }
-            }
+                Err(reason) => {
+                    // The whole snapshot is always a way out: ask for it at the next tick.
+                    host.increment(Metric::SnapshotDeltaRejected);
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("meshgate: snapshot delta refused ({reason}); fetching the whole snapshot"),
+                    );
+                    self.want_full = true;
+                    self.next_due_ms = now;
+                }
+            },
             (Some(status), _) => self.failed(host, now, &format!("HTTP status {status}")),
             (None, _) => self.failed(host, now, "no response (timeout or connection failure)"),
         }
@@ -252,32 +329,24 @@ impl SnapshotSync {
         true
     }
 
-    /// Verifies, checks the version and compiles a snapshot, then swaps it in. `Ok(false)`:
-    /// the same content is already loaded.
-    fn accept<H: Host>(
+    /// A whole snapshot: verified, checked to be newer, its rules compiled, then installed and
+    /// published. The same content again is a confirmation.
+    fn accept_full<H: Host>(
         &mut self,
         host: &mut H,
         policy: &Policy,
         bytes: &[u8],
         etag: Option<String>,
-    ) -> Result<bool, String> {
-        let refuse = |host: &mut H, reason: String| {
-            host.increment(Metric::SnapshotRejected);
-            host.log(
-                LogLevel::Warn,
-                &format!("meshgate: snapshot refused, keeping the current one: {reason}"),
-            );
-            reason
-        };
+    ) -> Result<(), String> {
         let header = SnapshotHeader::peek(bytes).map_err(|e| refuse(host, e.to_string()))?;
-        // A VM that dropped its copy compares against what it last published, but loads
-        // that same content again when it now serves requests.
+        // A serving VM without a copy (its last adoption failed) loads even the same content.
         let holds_current = self.catalog.is_some() || !self.serving;
         if let Some(current) = self.loaded.filter(|_| holds_current) {
             // Same content (another replica may number it differently): a confirmation.
             if header.content_hash == current.content_hash {
                 self.etag = etag.or_else(|| self.etag.clone());
-                return Ok(false);
+                self.want_full = false;
+                return Ok(());
             }
             if header.version <= current.version {
                 return Err(refuse(
@@ -292,6 +361,50 @@ impl SnapshotSync {
         let snapshot = Snapshot::decode(bytes, &self.source.trusted_keys, &self.source.limits)
             .map_err(|e| refuse(host, e.to_string()))?;
         let catalog = Catalog::new(policy, snapshot).map_err(|e| refuse(host, e.to_string()))?;
+        self.want_full = false;
+        self.install(host, catalog, etag);
+        self.publish(host);
+        Ok(())
+    }
+
+    /// A delta against the loaded snapshot: verified and applied by core (which checks the
+    /// base and the result), its rules compiled, then installed and published.
+    fn accept_delta<H: Host>(
+        &mut self,
+        host: &mut H,
+        policy: &Policy,
+        delta: &[u8],
+        etag: Option<String>,
+    ) -> Result<(), String> {
+        // A VM that dropped its copy takes the base back from shared data for the moment.
+        let adopted;
+        let base = match &self.catalog {
+            Some(catalog) => &catalog.snapshot,
+            None => {
+                let image = match host.get_shared(&self.keys.image) {
+                    Ok((Some(image), _)) => image,
+                    _ => return Err(String::from("no base snapshot to apply the delta to")),
+                };
+                adopted = Snapshot::from_image(image).map_err(|e| e.to_string())?;
+                &adopted
+            }
+        };
+        let snapshot = base
+            .apply_delta(delta, &self.source.trusted_keys, &self.source.limits)
+            .map_err(|e| e.to_string())?;
+        if self.loaded.is_some_and(|l| snapshot.version() <= l.version) {
+            return Err(format!(
+                "version {} is not newer than the loaded one",
+                snapshot.version()
+            ));
+        }
+        let catalog = Catalog::new(policy, snapshot).map_err(|e| refuse(host, e.to_string()))?;
+        self.install(host, catalog, etag);
+        self.publish(host);
+        Ok(())
+    }
+
+    fn install<H: Host>(&mut self, host: &mut H, catalog: Catalog, etag: Option<String>) {
         host.log(
             LogLevel::Info,
             &format!(
@@ -313,26 +426,22 @@ impl SnapshotSync {
         self.loaded = Some(Loaded::of(catalog.snapshot.header()));
         self.catalog = Some(catalog);
         self.etag = etag;
-        Ok(true)
     }
 
-    /// Shares a freshly verified snapshot with the other VMs: the bytes first, then the
-    /// `snapshot_current` stamp that makes every worker switch to them.
-    fn publish<H: Host>(&mut self, host: &mut H, bytes: &[u8], etag: &str) {
-        let etag = etag.get(..usize::from(u8::MAX)).unwrap_or(etag);
-        let mut value =
-            Vec::with_capacity(bytes.len().saturating_add(etag.len()).saturating_add(1));
-        value.push(u8::try_from(etag.len()).unwrap_or(0));
-        value.extend_from_slice(etag.as_bytes());
-        value.extend_from_slice(bytes);
-        let stamp = self.loaded.map(|loaded| loaded.stamp());
-        let shared =
-            host.set_shared(&self.keys.snapshot, &value, None)
-                .and_then(|_| match &stamp {
-                    Some(stamp) => host.set_shared(&self.keys.current, stamp, None),
-                    None => Ok(true),
-                });
-        drop(value);
+    /// Shares the snapshot just installed: the image first, then the stamp that makes every
+    /// worker switch to it. A VM that serves no request then drops its copy.
+    fn publish<H: Host>(&mut self, host: &mut H) {
+        let (Some(catalog), Some(loaded)) = (&self.catalog, self.loaded) else {
+            return;
+        };
+        let stamp = Stamp {
+            loaded,
+            etag: self.etag.as_deref().unwrap_or(""),
+        }
+        .encode();
+        let shared = host
+            .set_shared(&self.keys.image, catalog.snapshot.image(), None)
+            .and_then(|_| host.set_shared(&self.keys.current, &stamp, None));
         match shared {
             Ok(_) => {
                 self.seen_current = host
@@ -388,9 +497,12 @@ impl SnapshotSync {
     }
 }
 
-/// `[etag length][etag][snapshot]`.
-fn split_published(value: &[u8]) -> Option<(&str, &[u8])> {
-    let (&len, rest) = value.split_first()?;
-    let (etag, bytes) = rest.split_at_checked(usize::from(len))?;
-    Some((std::str::from_utf8(etag).ok()?, bytes))
+/// Counts and logs a refused snapshot; returns the reason.
+fn refuse<H: Host>(host: &mut H, reason: String) -> String {
+    host.increment(Metric::SnapshotRejected);
+    host.log(
+        LogLevel::Warn,
+        &format!("meshgate: snapshot refused, keeping the current one: {reason}"),
+    );
+    reason
 }

@@ -773,7 +773,10 @@ fn resp(status: Option<u16>, body: Option<&[u8]>) -> crate::host::CallResponse<'
 mod snapshots {
     //! The catalog snapshot poller: load, 304, refusals, sharing, staleness.
 
-    use meshgate_core::snapshot::{encode, GroupInput, SigningKey, SnapshotInput, UserInput};
+    use meshgate_core::snapshot::{
+        encode, encode_delta, DecodeLimits, GroupInput, SigningKey, Snapshot, SnapshotInput,
+        UserInput,
+    };
 
     use super::*;
     use crate::fake::SharedData;
@@ -812,6 +815,14 @@ mod snapshots {
         let mut cfg = config(keys.public_jwk.clone(), json!({"snapshot": source}));
         cfg["providers"]["idp"]["catalog_user"] = json!({"resolve_by": ["subject"]});
         cfg
+    }
+
+    /// The headers of a poll that has `etag` and takes a delta.
+    fn revalidate(etag: &str) -> Vec<(String, String)> {
+        vec![
+            ("if-none-match".to_owned(), etag.to_owned()),
+            ("a-im".to_owned(), "meshgate-delta".to_owned()),
+        ]
     }
 
     /// alice's token has no groups: only the catalog can let her in.
@@ -874,10 +885,7 @@ mod snapshots {
         host.now_ms += 5_000;
         f.on_tick(&mut host);
         let poll = host.dispatched.last().unwrap().clone();
-        assert_eq!(
-            poll.headers,
-            [("if-none-match".to_owned(), "\"v1\"".to_owned())]
-        );
+        assert_eq!(poll.headers, revalidate("\"v1\""));
         answer(&mut f, &mut host, 304, b"", "\"v1\"");
         assert_eq!(host.counter("meshgate.snapshot.not_modified"), 1);
 
@@ -987,10 +995,7 @@ mod snapshots {
         hm.now_ms += 5_000;
         main_vm.on_tick(&mut hm);
         let poll = hm.dispatched.last().unwrap().clone();
-        assert_eq!(
-            poll.headers,
-            [("if-none-match".to_owned(), "\"v1\"".to_owned())]
-        );
+        assert_eq!(poll.headers, revalidate("\"v1\""));
         answer(&mut main_vm, &mut hm, 304, b"", "\"v1\"");
         assert_eq!(hm.counter("meshgate.snapshot.not_modified"), 1);
         // The same content again is a confirmation, not a reload.
@@ -1007,6 +1012,77 @@ mod snapshots {
             "the worker loads it"
         );
         assert!(worker.snapshot.as_ref().unwrap().has_catalog());
+    }
+
+    fn decoded(bytes: &[u8]) -> Snapshot {
+        Snapshot::decode(
+            bytes,
+            &[signing_key().trusted_key()],
+            &DecodeLimits::default(),
+        )
+        .unwrap()
+    }
+
+    /// A small change comes as a signed delta (226); every worker follows it; a delta that
+    /// doesn't apply is refused and the whole snapshot is fetched instead.
+    #[test]
+    fn deltas_apply_and_a_refused_one_falls_back_to_the_whole_snapshot() {
+        let keys = keys();
+        let shared = SharedData::default();
+        // The fetcher is the main-thread VM: it applies deltas to the image in shared data.
+        let mut main_vm = filter(snapshot_config(&keys, None));
+        let mut hm = FakeHost::at(NOW).sharing(&shared);
+        let mut worker = filter(snapshot_config(&keys, None));
+        let mut hw = FakeHost::at(NOW).sharing(&shared);
+        let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
+        let v2 = snapshot(2, &[], &signing_key());
+        let v3 = snapshot(3, &["group:default/analytics"], &signing_key());
+        main_vm.on_tick(&mut hm);
+        answer(&mut main_vm, &mut hm, 200, &v1, "\"v1\"");
+        assert_eq!(ask(&mut worker, &mut hw, &keys, 1), None);
+
+        let delta = encode_delta(&decoded(&v1), &decoded(&v2), &signing_key()).unwrap();
+        hm.now_ms += 5_000;
+        main_vm.on_tick(&mut hm);
+        answer(&mut main_vm, &mut hm, 226, &delta, "\"v2\"");
+        assert_eq!(hm.counter("meshgate.snapshot.delta_applied"), 1);
+        assert_eq!(
+            ask(&mut worker, &mut hw, &keys, 2),
+            Some(403),
+            "v2 everywhere"
+        );
+
+        // A delta from another base (v1 again), then a tampered one: refused, v2 stays, and
+        // the next poll asks for the whole snapshot (no a-im).
+        let stale_base = encode_delta(&decoded(&v1), &decoded(&v3), &signing_key()).unwrap();
+        let mut tampered = encode_delta(&decoded(&v2), &decoded(&v3), &signing_key()).unwrap();
+        let middle = tampered.len() / 2;
+        tampered[middle] ^= 1;
+        for (i, bad) in [stale_base, tampered, b"garbage".to_vec()]
+            .iter()
+            .enumerate()
+        {
+            hm.now_ms += 5_000;
+            main_vm.on_tick(&mut hm);
+            answer(&mut main_vm, &mut hm, 226, bad, "\"v3\"");
+            assert_eq!(hm.counter("meshgate.snapshot.delta_rejected"), i as u64 + 1);
+            assert_eq!(ask(&mut worker, &mut hw, &keys, 10 + i as u32), Some(403));
+            main_vm.on_tick(&mut hm);
+            let poll = hm.dispatched.last().unwrap().clone();
+            assert_eq!(
+                poll.headers,
+                [("if-none-match".to_owned(), "\"v2\"".to_owned())],
+                "the whole snapshot next, at once"
+            );
+            answer(&mut main_vm, &mut hm, 304, b"", "\"v2\"");
+        }
+        hm.now_ms += 5_000;
+        main_vm.on_tick(&mut hm);
+        answer(&mut main_vm, &mut hm, 200, &v3, "\"v3\"");
+        assert_eq!(ask(&mut worker, &mut hw, &keys, 20), None, "v3 everywhere");
+        hm.now_ms += 5_000;
+        main_vm.on_tick(&mut hm);
+        assert_eq!(hm.dispatched.last().unwrap().headers, revalidate("\"v3\""));
     }
 
     #[test]
