@@ -28,6 +28,7 @@
 //! ```
 
 pub mod config;
+pub mod delta;
 pub mod err;
 #[cfg(test)]
 pub(crate) mod fixture;
