@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use crate::authorize::Request;
 use crate::config::Mode;
 use crate::decision::{Decision, Effect, ShadowOutcome};
+use crate::rules::normalize_host;
 
 /// Builds the decision log record. `request_id` is Envoy's `x-request-id`.
 pub fn decision_record(
@@ -26,7 +27,8 @@ pub fn decision_record(
         "mode": match decision.mode { Mode::Enforce => "enforce", Mode::Shadow => "shadow" },
         "shadow": decision.shadow.as_ref().map(shadow_json),
         "method": req.method,
-        "host": req.authority,
+        // The host the rules matched: a proxy in front (Backstage's) sends `host:port`.
+        "host": normalize_host(req.authority),
         "path": decision.normalized_path,
         "provider": decision.provider,
         "subject": principal.and_then(|p| p.subject.as_deref()),
@@ -42,4 +44,42 @@ pub fn shadow_json(shadow: &ShadowOutcome) -> Value {
         Effect::Deny(c) => ("deny", c.as_str()),
     };
     json!({"decision": decision, "code": code, "rule_id": shadow.rule_id})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DenyCode;
+
+    #[test]
+    fn the_logged_host_is_the_one_rules_match() {
+        let decision = Decision {
+            effect: Effect::Deny(DenyCode::TokenMissing),
+            reason: "no token".into(),
+            rule_id: None,
+            provider: None,
+            principal: None,
+            normalized_path: Some("/".into()),
+            mode: Mode::Enforce,
+            shadow: None,
+            snapshot_version: None,
+            catalog_user: None,
+            catalog_groups: None,
+        };
+        for (authority, logged) in [
+            ("airflow.internal:10000", "airflow.internal"),
+            ("Airflow.Internal.", "airflow.internal"),
+            ("[::1]:8080", "[::1]"),
+            ("airflow.internal", "airflow.internal"),
+        ] {
+            let req = Request {
+                method: "GET",
+                authority,
+                path: "/",
+                headers: &[],
+            };
+            let record = decision_record(&decision, &req, None, 0, None);
+            assert_eq!(record["host"], logged, "{authority}");
+        }
+    }
 }

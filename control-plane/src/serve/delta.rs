@@ -96,8 +96,8 @@ mod tests {
             ..SnapshotInput::default()
         };
         let bytes = encode(&input, v, 0, &key()).unwrap();
-        let snapshot = Snapshot::decode(&bytes, &[key().trusted_key()], &DecodeLimits::default())
-            .unwrap();
+        let snapshot =
+            Snapshot::decode(&bytes, &[key().trusted_key()], &DecodeLimits::default()).unwrap();
         (bytes, Arc::new(snapshot))
     }
 
@@ -116,7 +116,11 @@ mod tests {
         }
         assert!(all[0].is_empty(), "nothing to start from");
         assert_eq!(all[1].keys().collect::<Vec<_>>(), ["e0"]);
-        assert_eq!(all[3].keys().collect::<Vec<_>>(), ["e1", "e2"], "capacity 2");
+        assert_eq!(
+            all[3].keys().collect::<Vec<_>>(),
+            ["e1", "e2"],
+            "capacity 2"
+        );
         assert_eq!(history.etags().collect::<Vec<_>>(), ["e2", "e3"]);
         for (base, delta) in &all[3] {
             let index: usize = base[1..].parse().unwrap();
