@@ -188,10 +188,40 @@ fn backstage_token(sign_in: &BackstageSignIn) -> Result<String, CliError> {
     let body: Value = response
         .into_json()
         .map_err(|e| failed(format!("the answer is not JSON: {e}")))?;
-    body.pointer("/backstageIdentity/token")
+    let token = body
+        .pointer("/backstageIdentity/token")
         .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| failed(String::from("the answer has no `backstageIdentity.token`")))
+        .ok_or_else(|| failed(String::from("the answer has no `backstageIdentity.token`")))?;
+    check_signed_in_user(token, &sign_in.user).map_err(failed)?;
+    Ok(token.to_owned())
+}
+
+/// A real Backstage's guest provider ignores `?user=` and signs in its one guest user: the
+/// token's `sub` must be the user asked for, or the command would print someone else's token.
+/// The token is only read here, not verified: the filter verifies it.
+fn check_signed_in_user(token: &str, requested: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let wanted = meshgate_core::groupref::user_ref(requested, "default")
+        .ok_or_else(|| format!("`{requested}` is not a user name or user entity ref"))?;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(|part| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .ok_or_else(|| String::from("the answer's token is not a JWT with a JSON payload"))?;
+    let sub = payload.get("sub").and_then(Value::as_str).unwrap_or("");
+    match meshgate_core::groupref::user_ref(sub, "default") {
+        Some(signed_in) if signed_in == wanted => Ok(()),
+        _ => Err(format!(
+            "the backend signed in `{sub}`, not `{wanted}`: a real Backstage's guest provider \
+             signs in its one guest user whatever `--user` says; sign in as that user in \
+             Backstage instead"
+        )),
+    }
 }
 
 /// `NAME=JSON`; a value that is not JSON is taken as a string so `--claim tenant=acme` works.
@@ -361,6 +391,45 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{list:?}");
             assert!(err.to_string().contains(message), "{list:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_token_for_another_user_than_asked_is_refused() {
+        let token = |payload: &str| {
+            let part = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+            format!("e30.{part}.sig")
+        };
+        for (sub, requested) in [
+            ("user:default/alice", "alice"),
+            ("user:default/Alice", "user:default/alice"),
+            ("user:dev/bob", "user:dev/bob"),
+        ] {
+            let payload = format!(r#"{{"sub":"{sub}"}}"#);
+            assert_eq!(
+                check_signed_in_user(&token(&payload), requested),
+                Ok(()),
+                "{sub}"
+            );
+        }
+        for (payload, requested, needle) in [
+            (
+                r#"{"sub":"user:development/guest"}"#,
+                "alice",
+                "signed in `user:development/guest`",
+            ),
+            (
+                r#"{"sub":"user:default/alice"}"#,
+                "bob",
+                "not `user:default/bob`",
+            ),
+            (r#"{"iss":"x"}"#, "alice", "signed in ``"),
+            ("not json", "alice", "not a JWT"),
+        ] {
+            let err = check_signed_in_user(&token(payload), requested).unwrap_err();
+            assert!(err.contains(needle), "{payload}: {err}");
+        }
+        assert!(check_signed_in_user("nodots", "alice").is_err());
+        assert!(check_signed_in_user(&token("{}"), "group:default/x").is_err());
     }
 
     #[test]
