@@ -143,10 +143,7 @@ pub fn close_membership(index: &CatalogIndex) -> (Membership<'_>, Vec<CatalogWar
         .of_kind("group")
         .map(|group| &group.entity_ref)
         .collect();
-    let users: Vec<&EntityRef> = index
-        .of_kind("user")
-        .map(|user| &user.entity_ref)
-        .collect();
+    let users: Vec<&EntityRef> = index.of_kind("user").map(|user| &user.entity_ref).collect();
     let id_of: HashMap<&EntityRef, u32> = groups.iter().copied().zip(0..).collect();
     let targets = |entity: &EntityRef, wanted: RelationType| -> Vec<u32> {
         let mut ids: Vec<u32> = index
@@ -186,7 +183,8 @@ pub fn close_membership(index: &CatalogIndex) -> (Membership<'_>, Vec<CatalogWar
             if *mark != stamp {
                 *mark = stamp;
                 reached.push(parent);
-                pending.extend_from_slice(usize::try_from(parent).map_or(&[][..], |p| parents.row(p)));
+                pending
+                    .extend_from_slice(usize::try_from(parent).map_or(&[][..], |p| parents.row(p)));
             }
         }
         let own = u32::try_from(group).unwrap_or(u32::MAX);
@@ -341,7 +339,11 @@ mod tests {
         assert!(groups.contains(&"group:default/g10".to_owned()));
         assert_eq!(ancestors_of(&membership, "group:g5").len(), 5);
         // The user holds one direct group; the rest is the groups' closure (groups × depth).
-        let deep = membership.users().iter().position(|u| **u == r("user:deep")).unwrap();
+        let deep = membership
+            .users()
+            .iter()
+            .position(|u| **u == r("user:deep"))
+            .unwrap();
         assert_eq!(membership.direct_groups(deep).count(), 1);
         assert_eq!(membership.entries(), 1 + (0..=10).sum::<usize>());
     }

@@ -210,7 +210,10 @@ mod tests {
         let alice = &input.users[0];
         assert_eq!(alice.entity_ref, "user:default/alice");
         assert_eq!(alice.email.as_deref(), Some("alice@example.com"));
-        assert_eq!(alice.groups, ["group:default/data-eng", "group:default/loop-a"]);
+        assert_eq!(
+            alice.groups,
+            ["group:default/data-eng", "group:default/loop-a"]
+        );
         assert_eq!(
             closed(&input, alice),
             [

@@ -103,6 +103,9 @@ impl CatalogWarning {
     }
 }
 
+/// The most characters of one sample in a [`WarningSummary`] line.
+pub const MAX_SAMPLE_CHARS: usize = 240;
+
 /// Warnings of one kind, reduced to a count and a few examples, so a catalog with 300,000
 /// broken references logs one line, not 300,000.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +122,12 @@ impl fmt::Display for WarningSummary<'_> {
         write!(f, "{} × {}", self.count, self.kind)?;
         let mut separator = ", e.g. ";
         for sample in &self.samples {
-            write!(f, "{separator}{sample}")?;
+            let text = sample.to_string();
+            // A hostile catalog can make names as long as it likes; a log line stays short.
+            match text.char_indices().nth(MAX_SAMPLE_CHARS) {
+                Some((cut, _)) => write!(f, "{separator}{}…", text.get(..cut).unwrap_or(""))?,
+                None => write!(f, "{separator}{text}")?,
+            }
             separator = " | ";
         }
         if self.count > self.samples.len() {
@@ -233,14 +241,36 @@ mod tests {
         let summaries = summarize(&warnings, 5);
         assert_eq!(summaries.len(), 2);
         assert_eq!(
-            (summaries[0].kind, summaries[0].count, summaries[0].samples.len()),
+            (
+                summaries[0].kind,
+                summaries[0].count,
+                summaries[0].samples.len()
+            ),
             ("dangling_ref", 1000, 5)
         );
         let line = summaries[0].to_string();
-        assert!(line.starts_with("1000 × dangling_ref, e.g. group:default/big hasMember user:default/u0"), "{line}");
+        assert!(
+            line.starts_with(
+                "1000 × dangling_ref, e.g. group:default/big hasMember user:default/u0"
+            ),
+            "{line}"
+        );
         assert!(line.ends_with("… 995 more"), "{line}");
-        assert_eq!(summaries[1].to_string(), "1 × group_cycle, e.g. group hierarchy cycle: group:default/a");
+        assert_eq!(
+            summaries[1].to_string(),
+            "1 × group_cycle, e.g. group hierarchy cycle: group:default/a"
+        );
         assert!(summarize(&[], 5).is_empty());
+        let long = CatalogWarning::InvalidEntity {
+            location: "x".repeat(100_000),
+            reason: "no".into(),
+        };
+        let line = summarize([&long], 5)[0].to_string();
+        assert!(
+            line.len() < MAX_SAMPLE_CHARS + 100 && line.ends_with('…'),
+            "{}",
+            line.len()
+        );
     }
 
     #[test]
