@@ -626,3 +626,101 @@ fn a_refused_catalog_is_counted_and_an_operator_can_force_it() {
     assert_eq!(metric(&server, "meshgate_cp_serving_stale"), "0");
     server.stop();
 }
+
+/// Peak resident memory of this process (`VmHWM`), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// An org-scale catalog: `users` users, `groups` groups in chains `depth` deep under four
+/// roots, `owned` components each owned by a group. Files of at most 10,000 documents.
+fn write_org_catalog(dir: &Path, users: usize, groups: usize, depth: usize, owned: usize) {
+    use std::fmt::Write as _;
+    let mut write_chunks = |name: &str, count: usize, document: &dyn Fn(usize) -> String| {
+        for chunk in 0..count.div_ceil(10_000) {
+            let mut text = String::new();
+            for n in chunk * 10_000..((chunk + 1) * 10_000).min(count) {
+                let _ = write!(text, "---\n{}", document(n));
+            }
+            std::fs::write(dir.join(format!("{name}-{chunk:03}.yaml")), text).unwrap();
+        }
+    };
+    let roots = 4;
+    write_chunks("groups", groups, &|n| {
+        if n < roots {
+            return format!("kind: Group\nmetadata: {{name: root{n}}}\nspec: {{type: org}}\n");
+        }
+        let level = (n - roots) % depth;
+        let parent = if level == 0 {
+            format!("root{}", n % roots)
+        } else {
+            format!("g{}", n - 1)
+        };
+        format!("kind: Group\nmetadata: {{name: g{n}}}\nspec: {{type: team, parent: {parent}}}\n")
+    });
+    let group_name = |n: usize| {
+        let n = roots + n % (groups - roots);
+        format!("g{n}")
+    };
+    write_chunks("users", users, &|n| {
+        format!(
+            "kind: User\nmetadata: {{name: user{n}}}\nspec: {{profile: {{email: user{n}@example.com}}, memberOf: [{}, {}]}}\n",
+            group_name(n * 7),
+            group_name(n * 13 + 1)
+        )
+    });
+    write_chunks("components", owned, &|n| {
+        format!(
+            "kind: Component\nmetadata: {{name: dag{n}, annotations: {{meshgate.io/airflow-dag: dag_{n}}}}}\nspec: {{type: pipeline, owner: {}}}\n",
+            group_name(n * 3)
+        )
+    });
+}
+
+/// The figures in docs/control-plane.md ("At organisation scale"). Run alone, in release:
+/// `cargo test --release -p meshgate-control-plane --test serve -- --ignored --nocapture org_scale`
+#[test]
+#[ignore = "org-scale measurement: minutes in debug builds, run in release"]
+fn org_scale_build_and_unchanged_resync() {
+    let scratch = Scratch::new("org-scale");
+    for entry in std::fs::read_dir(&scratch.catalog).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let started = Instant::now();
+    write_org_catalog(&scratch.catalog, 100_001, 10_004, 400, 50_000);
+    eprintln!("generated catalog in {:?}", started.elapsed());
+    let mut config = scratch.config();
+    config.rules_file = None;
+    let key = meshgate_control_plane::snapshot::load_signing_key(&scratch.key_file).unwrap();
+    let mut syncer = meshgate_control_plane::serve::Syncer::new(
+        &config,
+        key,
+        Arc::new(|line: &str| eprintln!("{line}")),
+    );
+    let before = peak_rss_kib().unwrap_or(0);
+    let full = syncer.run();
+    assert_eq!(full.status, SyncStatus::Updated, "{full:?}");
+    let peak = peak_rss_kib().unwrap_or(0);
+    let unchanged = syncer.run();
+    assert_eq!(unchanged.status, SyncStatus::Unchanged);
+    // One user moves: one file re-parsed, the snapshot rebuilt.
+    scratch.edit("users-005.yaml", "memberOf: [g", "memberOf: [root0, g");
+    let one_file = syncer.run();
+    assert_eq!(one_file.status, SyncStatus::Updated);
+    let published = syncer.current().unwrap();
+    eprintln!(
+        "figures: full build {} ms, unchanged resync {} ms, one changed file {} ms, peak RSS {} MiB (before the build {} MiB), snapshot {} bytes, {} users, {} groups, {} owned",
+        full.duration_ms,
+        unchanged.duration_ms,
+        one_file.duration_ms,
+        peak / 1024,
+        before / 1024,
+        published.bytes.len(),
+        published.users,
+        published.groups,
+        published.owned
+    );
+    assert!(unchanged.duration_ms <= 1000, "{unchanged:?}");
+}

@@ -145,40 +145,47 @@ impl DirSource {
         let result = (|| {
             for (path, stamp) in &fingerprint.files {
                 let relative = path.strip_prefix(&self.dir).unwrap_or(path).to_owned();
-                let cached = previous.remove(&relative);
-                if let Some(cached) = cached.as_ref().filter(|cached| cached.stamp == *stamp) {
-                    next.insert(relative, cached.clone());
+                // An entry leaves `previous` only once its replacement is read, so a failed
+                // read keeps the old content of that file.
+                let same_stamp = previous
+                    .get(&relative)
+                    .is_some_and(|cached| cached.stamp == *stamp);
+                if same_stamp {
+                    if let Some(cached) = previous.remove(&relative) {
+                        next.insert(relative, cached);
+                    }
                     continue;
                 }
                 let (text, stamp) = read_stable(path)?;
                 let content_hash = hash(&text);
-                match cached {
-                    Some(mut cached) if cached.content_hash == content_hash => {
+                let same_content = previous
+                    .get(&relative)
+                    .is_some_and(|cached| cached.content_hash == content_hash);
+                if same_content {
+                    if let Some(mut cached) = previous.remove(&relative) {
                         cached.stamp = stamp;
                         refresh.touched += 1;
                         next.insert(relative, cached);
                     }
-                    _ => {
-                        let location = relative.to_string_lossy().replace('\\', "/");
-                        let (entities, warnings) =
-                            parse_documents(&text, &location).map_err(|source| {
-                                CatalogError::Yaml {
-                                    path: path.clone(),
-                                    source,
-                                }
-                            })?;
-                        refresh.parsed += 1;
-                        next.insert(
-                            relative,
-                            CachedFile {
-                                stamp,
-                                content_hash,
-                                entities,
-                                warnings,
-                            },
-                        );
-                    }
+                    continue;
                 }
+                let location = relative.to_string_lossy().replace('\\', "/");
+                let (entities, warnings) =
+                    parse_documents(&text, &location).map_err(|source| CatalogError::Yaml {
+                        path: path.clone(),
+                        source,
+                    })?;
+                previous.remove(&relative);
+                refresh.parsed += 1;
+                next.insert(
+                    relative,
+                    CachedFile {
+                        stamp,
+                        content_hash,
+                        entities,
+                        warnings,
+                    },
+                );
             }
             Ok(())
         })();
@@ -189,8 +196,8 @@ impl DirSource {
                 Ok(refresh)
             }
             Err(error) => {
-                // Put back what was there; files already moved to `next` are unchanged or
-                // newer, and `previous` has the rest.
+                // Every file's entry matches its own stamp: `next` holds those read in this
+                // refresh, `previous` the others.
                 previous.extend(next);
                 self.files = Some(previous).filter(|files| !files.is_empty());
                 Err(error)
@@ -235,4 +242,104 @@ fn hash(text: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn scratch(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "meshgate-dir-source-{label}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn set_modified(path: &Path, time: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
+    fn refresh(parsed: usize, touched: usize, removed: usize) -> Refresh {
+        Refresh {
+            parsed,
+            touched,
+            removed,
+        }
+    }
+
+    #[test]
+    fn only_changed_files_are_parsed_again() {
+        let dir = scratch("refresh");
+        let a = dir.join("a.yaml");
+        let b = dir.join("b.yaml");
+        std::fs::write(&a, "kind: User\nmetadata: {name: alice}\n").unwrap();
+        std::fs::write(&b, "kind: Group\nmetadata: {name: team}\n").unwrap();
+        let mut source = DirSource::new(&dir);
+        assert!(!source.matches(&source.fingerprint().unwrap()));
+        assert_eq!(source.refresh().unwrap(), refresh(2, 0, 0));
+        assert!(source.matches(&source.fingerprint().unwrap()));
+        // Nothing changed: nothing read.
+        assert_eq!(source.refresh().unwrap(), refresh(0, 0, 0));
+        // Touched, same content: read and hashed, not parsed.
+        set_modified(&a, SystemTime::now() + Duration::from_secs(5));
+        assert!(!source.matches(&source.fingerprint().unwrap()));
+        assert_eq!(source.refresh().unwrap(), refresh(0, 1, 0));
+        // Changed content: parsed again; a removed file is noticed.
+        std::fs::write(&a, "kind: User\nmetadata: {name: alicia}\n").unwrap();
+        std::fs::remove_file(&b).unwrap();
+        let got = source.refresh().unwrap();
+        assert_eq!(got, refresh(1, 0, 1));
+        assert!(got.changed());
+        let index = source.index();
+        let names: Vec<String> = index.entities().map(|e| e.entity_ref.to_string()).collect();
+        assert_eq!(names, ["user:default/alicia"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_broken_file_keeps_the_previous_content_and_is_read_again() {
+        let dir = scratch("broken");
+        let a = dir.join("a.yaml");
+        std::fs::write(&a, "kind: User\nmetadata: {name: alice}\n").unwrap();
+        let mut source = DirSource::new(&dir);
+        source.refresh().unwrap();
+        for broken in ["kind: [unclosed\n", "\u{0}\u{1}: ["] {
+            std::fs::write(&a, broken).unwrap();
+            assert!(matches!(source.refresh(), Err(CatalogError::Yaml { .. })));
+            assert_eq!(source.index().len(), 1);
+        }
+        // Empty and duplicated files are content like any other.
+        std::fs::write(&a, "").unwrap();
+        assert_eq!(source.refresh().unwrap(), refresh(1, 0, 0));
+        assert!(source.index().is_empty());
+        let twice = "kind: User\nmetadata: {name: bob}\n---\nkind: User\nmetadata: {name: Bob}\nspec: {memberOf: [x]}\n";
+        std::fs::write(&a, twice).unwrap();
+        source.refresh().unwrap();
+        let index = source.index();
+        assert_eq!(index.len(), 1);
+        assert_eq!(
+            index.warnings(),
+            [CatalogWarning::DuplicateEntity {
+                entity: "user:default/bob".into(),
+                kept: "a.yaml#0".into(),
+                dropped: "a.yaml#1".into(),
+            }]
+        );
+        // A missing directory is an error, not an empty catalog.
+        assert!(matches!(
+            DirSource::new(dir.join("missing")).refresh(),
+            Err(CatalogError::ReadDir { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
