@@ -638,7 +638,7 @@ fn peak_rss_kib() -> Option<u64> {
 /// roots, `owned` components each owned by a group. Files of at most 10,000 documents.
 fn write_org_catalog(dir: &Path, users: usize, groups: usize, depth: usize, owned: usize) {
     use std::fmt::Write as _;
-    let mut write_chunks = |name: &str, count: usize, document: &dyn Fn(usize) -> String| {
+    let write_chunks = |name: &str, count: usize, document: &dyn Fn(usize) -> String| {
         for chunk in 0..count.div_ceil(10_000) {
             let mut text = String::new();
             for n in chunk * 10_000..((chunk + 1) * 10_000).min(count) {

@@ -3,6 +3,7 @@
 //! that has just started.
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "helpers outside #[test] fns should fail the test loudly too"
 )]
 

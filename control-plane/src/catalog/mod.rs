@@ -27,7 +27,9 @@ pub use dir_source::{DirFingerprint, DirSource, Refresh};
 pub use error::CatalogError;
 pub use identity::{IdentityMapping, ResolveBy, ResolveError, UserDirectory};
 pub use index::CatalogIndex;
-pub use model::{Entity, EntityRef, RefError, Relation, RelationSource, RelationType};
+pub use model::{
+    Entity, EntityRef, LocatedEntities, RefError, Relation, RelationSource, RelationType,
+};
 pub use ownership::{ResourceAnnotation, RESOURCE_ANNOTATIONS};
 pub use rest::RestSource;
 pub use snapshot_input::{

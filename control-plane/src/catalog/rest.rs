@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::error::CatalogError;
 use super::index::CatalogIndex;
-use super::model::{Entity, RelationSource};
+use super::model::{Entity, LocatedEntities, RelationSource};
 use super::warning::CatalogWarning;
 
 /// Kinds read by default: people, teams, and the kinds that own tool resources.
@@ -140,9 +140,7 @@ impl RestSource {
     /// [`RestSource::fetch_entities`] with each entity's place in the answer
     /// (`kind=<k> page <p> item <i>`), for duplicate warnings: the first copy in page order is
     /// kept.
-    pub fn fetch_located(
-        &self,
-    ) -> Result<(Vec<(String, Entity)>, Vec<CatalogWarning>), CatalogError> {
+    pub fn fetch_located(&self) -> Result<LocatedEntities, CatalogError> {
         let mut entities = Vec::new();
         let mut warnings = Vec::new();
         self.for_each_item(None, |kind, page, position, item| {

@@ -14,8 +14,7 @@ use serde_json::Value;
 use super::dir_source::DirSource;
 use super::error::CatalogError;
 use super::index::CatalogIndex;
-use super::model::{Entity, RelationSource};
-use super::warning::CatalogWarning;
+use super::model::{Entity, LocatedEntities, RelationSource};
 
 /// How deep directories may nest below the catalog directory.
 const MAX_DEPTH: usize = 32;
@@ -30,10 +29,7 @@ pub fn load_dir(dir: &Path) -> Result<CatalogIndex, CatalogError> {
 
 /// The entities in one multi-document YAML text, each with its location
 /// (`location#<document index>`), in document order. Empty documents are skipped.
-pub fn parse_documents(
-    text: &str,
-    location: &str,
-) -> Result<(Vec<(String, Entity)>, Vec<CatalogWarning>), serde_norway::Error> {
+pub fn parse_documents(text: &str, location: &str) -> Result<LocatedEntities, serde_norway::Error> {
     let mut entities = Vec::new();
     let mut warnings = Vec::new();
     for (position, value) in yaml_documents(text)? {
@@ -98,6 +94,7 @@ pub(crate) fn collect_files(
 
 #[cfg(test)]
 mod tests {
+    use super::super::warning::CatalogWarning;
     use super::*;
 
     fn scratch(label: &str) -> PathBuf {
