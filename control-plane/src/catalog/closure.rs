@@ -115,6 +115,16 @@ impl<'a> Membership<'a> {
         self.resolve(self.ancestors.row(group))
     }
 
+    /// The direct groups of the `user`-th user, as positions in [`Membership::groups`].
+    pub fn direct_group_ids(&self, user: usize) -> &[u32] {
+        self.direct.row(user)
+    }
+
+    /// The ancestors of the `group`-th group, as positions in [`Membership::groups`].
+    pub fn ancestor_ids(&self, group: usize) -> &[u32] {
+        self.ancestors.row(group)
+    }
+
     /// Entries the closure holds (direct memberships plus ancestors): what the snapshot pays.
     pub fn entries(&self) -> usize {
         self.direct.len() + self.ancestors.len()

@@ -50,22 +50,21 @@ pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let name_of = |group: &super::model::EntityRef| -> String {
-        membership
-            .groups()
-            .binary_search(&group)
-            .ok()
-            .and_then(|position| group_names.get(position))
-            .cloned()
-            .unwrap_or_else(|| group.to_string())
+    let names_of = |ids: &[u32]| -> Vec<String> {
+        let mut names: Vec<String> = ids
+            .iter()
+            .filter_map(|id| usize::try_from(*id).ok())
+            .filter_map(|id| group_names.get(id).cloned())
+            .collect();
+        names.sort();
+        names
     };
 
     let mut users: Vec<UserInput> = index
         .of_kind("user")
         .zip(0..)
         .map(|(user, position)| {
-            let mut groups: Vec<String> = membership.direct_groups(position).map(name_of).collect();
-            groups.sort();
+            let groups = names_of(membership.direct_group_ids(position));
             UserInput {
                 entity_ref: user.entity_ref.to_string(),
                 email: user.email.as_deref().and_then(normalize_email),
@@ -79,8 +78,7 @@ pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
         .iter()
         .enumerate()
         .map(|(position, group)| {
-            let mut ancestors: Vec<String> = membership.ancestors(position).map(name_of).collect();
-            ancestors.sort();
+            let ancestors = names_of(membership.ancestor_ids(position));
             GroupInput {
                 entity_ref: group.clone(),
                 ancestors,
