@@ -43,9 +43,11 @@ usage:
                                             JSON line for the filter config
   meshgate serve --config FILE              serve signed catalog snapshots over HTTP,
                                             resyncing from Backstage (docs/control-plane.md)
-  meshgate snapshot build --config FILE --out FILE
+  meshgate snapshot build --config FILE --out FILE [--force]
                                             one sync with the server's config, written to
-                                            FILE (left alone when the content is unchanged)
+                                            FILE (left alone when the content is unchanged);
+                                            fails when a publish guard refuses the catalog
+                                            read, unless --force
   meshgate help                             show this text
 
 token options:

@@ -76,6 +76,8 @@ impl Scratch {
         config.signing_key_file = self.key_file.clone();
         // Only triggered syncs after the first, so the test decides when content changes.
         config.resync_interval = Duration::from_secs(3600);
+        config.watch_interval = None;
+        config.guards.retry_backoff = Duration::from_millis(1);
         config
     }
 
@@ -146,13 +148,21 @@ fn get(server: &RunningServer, path: &str) -> Reply {
     request("GET", &format!("{}{path}", server.url()), None)
 }
 
+/// The user's closed groups: what the snapshot stores for them (direct groups, format 2)
+/// and the ancestors of each; also right once the filter unions them itself.
 fn groups(snapshot: &Snapshot, user: &str) -> Vec<String> {
-    snapshot
+    let mut closed = std::collections::BTreeSet::new();
+    for group in snapshot
         .groups_of_user(user)
         .unwrap_or_else(|| panic!("no {user}"))
         .iter()
-        .map(str::to_owned)
-        .collect()
+    {
+        closed.insert(group.to_owned());
+        if let Some(index) = snapshot.group_index(group) {
+            closed.extend(snapshot.ancestors_of(index).iter().map(str::to_owned));
+        }
+    }
+    closed.into_iter().collect()
 }
 
 fn owners(snapshot: &Snapshot, kind: &str, id: &str) -> Vec<String> {
@@ -496,4 +506,221 @@ fn the_meshgate_binary_serves_and_logs_from_its_threads() {
     assert_eq!(snapshot.user_count(), 5);
     drop(child);
     reader.join().unwrap();
+}
+
+/// Polls `done` every 20 ms for at most `limit`; how long it took, or `None`.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if done() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn the_watch_publishes_a_change_without_waiting_for_the_resync() {
+    let scratch = Scratch::new("watch");
+    let mut config = scratch.config();
+    config.watch_interval = Some(Duration::from_millis(50));
+    let (log, lines) = collect_logs();
+    let mut server = Server::start_with_log(config, log).unwrap();
+    assert!(server.wait_ready(READY));
+    let first = server.current_version().unwrap();
+    // A burst of writes is read once, after it settles.
+    for members in ["  members: []\n", "  members: [bob]\n", "  members: []\n"] {
+        let from = if members.contains("bob") {
+            "  members: []\n"
+        } else {
+            "  members: [bob]\n"
+        };
+        scratch.edit("org.yaml", from, members);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = wait_for(Duration::from_secs(10), || {
+        server
+            .current_version()
+            .is_some_and(|version| version != first)
+    });
+    assert!(took.is_some(), "the watch never synced");
+    let updates = || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.starts_with("sync updated"))
+            .count()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(updates(), 2, "{:?}", lines.lock().unwrap());
+    // Without a change the watch stays quiet: no further syncs.
+    let syncs = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("sync "))
+        .count();
+    std::thread::sleep(Duration::from_millis(400));
+    let later = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("sync "))
+        .count();
+    assert_eq!(syncs, later);
+    server.stop();
+}
+
+#[test]
+fn a_refused_catalog_is_counted_and_an_operator_can_force_it() {
+    let scratch = Scratch::new("guards");
+    let (log, _lines) = collect_logs();
+    let mut server = Server::start_with_log(scratch.config(), log).unwrap();
+    assert!(server.wait_ready(READY));
+    let version = server.current_version().unwrap();
+    for entry in std::fs::read_dir(&scratch.catalog).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let posted = request("POST", &format!("{}/v1/sync", server.url()), None);
+    assert_eq!(posted.status, 500);
+    let json: serde_json::Value = serde_json::from_slice(&posted.body).unwrap();
+    assert_eq!(
+        (json["reason"].as_str(), json["guard"].as_str()),
+        (Some("guard"), Some("empty"))
+    );
+    assert_eq!(json["serving_stale"], true);
+    assert_eq!(server.current_version(), Some(version));
+    assert_eq!(metric(&server, "meshgate_cp_serving_stale"), "1");
+    assert_eq!(
+        metric(&server, "meshgate_cp_guard_refusals_total{guard=\"empty\"}"),
+        "1"
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "meshgate_cp_guard_refusals_total{guard=\"shrink\"}"
+        ),
+        "0"
+    );
+    assert_eq!(
+        metric(&server, "meshgate_cp_sync_failures_total{reason=\"guard\"}"),
+        "1"
+    );
+    let forced = request(
+        "POST",
+        &format!("{}/v1/sync?force=true", server.url()),
+        None,
+    );
+    assert_eq!(forced.status, 200);
+    let json: serde_json::Value = serde_json::from_slice(&forced.body).unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["forced"].as_bool()),
+        (Some("updated"), Some(true))
+    );
+    assert_eq!(
+        metric(&server, "meshgate_cp_snapshot_users{snapshot=\"default\"}"),
+        "0"
+    );
+    assert_eq!(metric(&server, "meshgate_cp_serving_stale"), "0");
+    server.stop();
+}
+
+/// Peak resident memory of this process (`VmHWM`), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// An org-scale catalog: `users` users, `groups` groups in chains `depth` deep under four
+/// roots, `owned` components each owned by a group. Files of at most 10,000 documents.
+fn write_org_catalog(dir: &Path, users: usize, groups: usize, depth: usize, owned: usize) {
+    use std::fmt::Write as _;
+    let write_chunks = |name: &str, count: usize, document: &dyn Fn(usize) -> String| {
+        for chunk in 0..count.div_ceil(10_000) {
+            let mut text = String::new();
+            for n in chunk * 10_000..((chunk + 1) * 10_000).min(count) {
+                let _ = write!(text, "---\n{}", document(n));
+            }
+            std::fs::write(dir.join(format!("{name}-{chunk:03}.yaml")), text).unwrap();
+        }
+    };
+    let roots = 4;
+    write_chunks("groups", groups, &|n| {
+        if n < roots {
+            return format!("kind: Group\nmetadata: {{name: root{n}}}\nspec: {{type: org}}\n");
+        }
+        let level = (n - roots) % depth;
+        let parent = if level == 0 {
+            format!("root{}", n % roots)
+        } else {
+            format!("g{}", n - 1)
+        };
+        format!("kind: Group\nmetadata: {{name: g{n}}}\nspec: {{type: team, parent: {parent}}}\n")
+    });
+    let group_name = |n: usize| {
+        let n = roots + n % (groups - roots);
+        format!("g{n}")
+    };
+    write_chunks("users", users, &|n| {
+        format!(
+            "kind: User\nmetadata: {{name: user{n}}}\nspec: {{profile: {{email: user{n}@example.com}}, memberOf: [{}, {}]}}\n",
+            group_name(n * 7),
+            group_name(n * 13 + 1)
+        )
+    });
+    write_chunks("components", owned, &|n| {
+        format!(
+            "kind: Component\nmetadata: {{name: dag{n}, annotations: {{meshgate.io/airflow-dag: dag_{n}}}}}\nspec: {{type: pipeline, owner: {}}}\n",
+            group_name(n * 3)
+        )
+    });
+}
+
+/// The figures in docs/control-plane.md ("At organisation scale"). Run alone, in release:
+/// `cargo test --release -p meshgate-control-plane --test serve -- --ignored --nocapture org_scale`
+#[test]
+#[ignore = "org-scale measurement: minutes in debug builds, run in release"]
+fn org_scale_build_and_unchanged_resync() {
+    let scratch = Scratch::new("org-scale");
+    for entry in std::fs::read_dir(&scratch.catalog).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let started = Instant::now();
+    write_org_catalog(&scratch.catalog, 100_001, 10_004, 400, 50_000);
+    eprintln!("generated catalog in {:?}", started.elapsed());
+    let mut config = scratch.config();
+    config.rules_file = None;
+    let key = meshgate_control_plane::snapshot::load_signing_key(&scratch.key_file).unwrap();
+    let mut syncer = meshgate_control_plane::serve::Syncer::new(
+        &config,
+        key,
+        Arc::new(|line: &str| eprintln!("{line}")),
+    );
+    let before = peak_rss_kib().unwrap_or(0);
+    let full = syncer.run();
+    assert_eq!(full.status, SyncStatus::Updated, "{full:?}");
+    let peak = peak_rss_kib().unwrap_or(0);
+    let unchanged = syncer.run();
+    assert_eq!(unchanged.status, SyncStatus::Unchanged);
+    // One user moves: one file re-parsed, the snapshot rebuilt.
+    scratch.edit("users-005.yaml", "memberOf: [g", "memberOf: [root0, g");
+    let one_file = syncer.run();
+    assert_eq!(one_file.status, SyncStatus::Updated);
+    let published = syncer.current().unwrap();
+    eprintln!(
+        "figures: full build {} ms, unchanged resync {} ms, one changed file {} ms, peak RSS {} MiB (before the build {} MiB), snapshot {} bytes, {} users, {} groups, {} owned",
+        full.duration_ms,
+        unchanged.duration_ms,
+        one_file.duration_ms,
+        peak / 1024,
+        before / 1024,
+        published.bytes.len(),
+        published.users,
+        published.groups,
+        published.owned
+    );
+    assert!(unchanged.duration_ms <= 1000, "{unchanged:?}");
 }

@@ -13,7 +13,16 @@
 //! - `relations` computed from every entity's `spec` as Backstage's processors do, in both
 //!   directions (`memberOf`/`hasMember`, `childOf`/`parentOf`, `ownedBy`/`ownerOf`, and
 //!   `partOf`/`hasPart` for `spec.system`), while `spec` stays as written.
+//! - `fields=a.b,c` returns only those fields of each item (Backstage's projection), e.g.
+//!   `fields=metadata.uid,metadata.etag` for a cheap consistency check.
+//! - `metadata.etag` is a hash of the entity as served (relations included): it changes
+//!   exactly when the entity does, as Backstage's does.
+//! - `POST /api/catalog/entities/by-refs` with `{"entityRefs": [...], "fields"?: [...]}`
+//!   answers `{"items": [...]}`, one item per ref in order, `null` for unknown refs.
 //! - `Authorization: Bearer <token>` required; 401 with Backstage's error body otherwise.
+//! - [`BackstageServer::cold_start`] models a freshly started backend that answers before it
+//!   has processed its catalog: for the next N reads (a read is a `by-query` first page
+//!   filtered on `kind=user`), users are missing ([`ColdStart`]).
 //!
 //! The catalog can be changed while serving ([`BackstageServer::set_user_groups`],
 //! [`BackstageServer::reload_yaml`]) and made to fail ([`BackstageServer::fail_with`]).
@@ -26,7 +35,9 @@
 //!   `expiresInSeconds`); `ent=true` puts the ownership refs in the token;
 //! - `POST /admin/rotate`: a new signing key (Backstage makes one every token lifetime).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -41,8 +52,21 @@ use serde_json::{json, Map, Value};
 use crate::backstage_auth::{AuthBackend, UserToken};
 use crate::ports::{discard_body, json_response, Bound, HarnessError, Listener};
 
-/// The path of the one endpoint served.
+/// The path of the query endpoint.
 pub const BY_QUERY_PATH: &str = "/api/catalog/entities/by-query";
+/// The path of the batch lookup endpoint.
+pub const BY_REFS_PATH: &str = "/api/catalog/entities/by-refs";
+/// The most bytes of a `by-refs` request body read.
+const MAX_BY_REFS_BODY: u64 = 8 << 20;
+
+/// What a freshly started backend leaves out of its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColdStart {
+    /// No users at all (groups still name their members).
+    NoUsers,
+    /// Every other user (in reference order) is missing; groups still name them.
+    HalfTheUsers,
+}
 
 /// Errors of the fake catalog.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +145,8 @@ struct CatalogState {
     /// Path and query of every request received, in order.
     requests: Vec<String>,
     failure: Option<Failure>,
+    /// While set, reads left before the catalog is "processed".
+    cold: Option<(ColdStart, usize)>,
     auth: AuthBackend,
 }
 
@@ -136,6 +162,7 @@ impl BackstageServer {
             rng: StdRng::from_entropy(),
             requests: Vec::new(),
             failure: None,
+            cold: None,
             auth: AuthBackend::new(&bound.url()),
         };
         state.load(yaml)?;
@@ -216,6 +243,12 @@ impl BackstageServer {
     /// Fails every catalog request as `failure` says, until called with `None`.
     pub fn fail_with(&self, failure: Option<Failure>) {
         self.state().failure = failure;
+    }
+
+    /// Answers the next `reads` catalog reads like a backend that has just started (see
+    /// [`ColdStart`]); `reads` 0 ends it.
+    pub fn cold_start(&self, mode: ColdStart, reads: usize) {
+        self.state().cold = (reads > 0).then_some((mode, reads));
     }
 
     /// Path and query of every request so far.
@@ -344,19 +377,18 @@ impl CatalogState {
             };
             let uid = self.uids.get(&reference).cloned().unwrap_or_default();
             let mut entity = entity.clone();
-            if let Some(metadata) = entity.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.insert("uid".into(), Value::from(uid.as_str()));
-                metadata.insert(
-                    "etag".into(),
-                    Value::from(format!("{:016x}", self.rng.gen::<u64>())),
-                );
-            }
             let mut list: Vec<Value> = relations
                 .get(&reference)
                 .into_iter()
                 .flatten()
                 .map(|(relation, target)| json!({"type": relation, "targetRef": target}))
                 .collect();
+            // The etag follows the content (relations in a fixed order), not the shuffle.
+            let etag = content_etag(&entity, &list);
+            if let Some(metadata) = entity.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.insert("uid".into(), Value::from(uid.as_str()));
+                metadata.insert("etag".into(), Value::from(etag));
+            }
             list.shuffle(&mut self.rng);
             if let Some(object) = entity.as_object_mut() {
                 object.insert("relations".into(), Value::Array(list));
@@ -365,6 +397,45 @@ impl CatalogState {
         }
         served.sort_by(|a, b| a.0.cmp(&b.0));
         served.into_iter().map(|(_, entity)| entity).collect()
+    }
+}
+
+/// A hash of the entity as written and its relations, hex.
+fn content_etag(entity: &Value, relations: &[Value]) -> String {
+    let mut hasher = DefaultHasher::new();
+    entity.to_string().hash(&mut hasher);
+    let mut texts: Vec<String> = relations.iter().map(Value::to_string).collect();
+    texts.sort();
+    texts.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+impl CatalogState {
+    /// The processed entities a backend in its current state serves, and whether this request
+    /// counts as one read of a cold-started backend.
+    fn visible(&mut self, counts_as_read: bool) -> Vec<Value> {
+        let mut entities = self.processed();
+        let Some((mode, left)) = self.cold else {
+            return entities;
+        };
+        let is_user = |entity: &Value| is_kind(entity, "user");
+        match mode {
+            ColdStart::NoUsers => entities.retain(|entity| !is_user(entity)),
+            ColdStart::HalfTheUsers => {
+                let mut users: Vec<String> = entities
+                    .iter()
+                    .filter(|entity| is_user(entity))
+                    .filter_map(own_ref)
+                    .collect();
+                users.sort();
+                let dropped: BTreeSet<String> = users.into_iter().step_by(2).collect();
+                entities.retain(|entity| own_ref(entity).is_none_or(|r| !dropped.contains(&r)));
+            }
+        }
+        if counts_as_read {
+            self.cold = (left > 1).then_some((mode, left - 1));
+        }
+        entities
     }
 }
 
@@ -505,12 +576,18 @@ struct Cursor {
 }
 
 fn handle(state: &Arc<Mutex<CatalogState>>, mut request: tiny_http::Request) {
+    let mut body = Vec::new();
+    // A body that cannot be read is answered as an empty one (400 for by-refs).
+    let _ = request
+        .as_reader()
+        .take(MAX_BY_REFS_BODY)
+        .read_to_end(&mut body);
     discard_body(&mut request);
     let url = request.url().to_owned();
     let (status, body) = {
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         state.requests.push(url.clone());
-        answer(&mut state, request.method(), &url, request.headers())
+        answer(&mut state, request.method(), &url, request.headers(), &body)
     };
     let response = match body {
         Answer::Json(body) => json_response(status, &body, None),
@@ -540,6 +617,7 @@ fn answer(
     method: &tiny_http::Method,
     url: &str,
     headers: &[tiny_http::Header],
+    body: &[u8],
 ) -> (u16, Answer) {
     let method = method.as_str();
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
@@ -557,7 +635,9 @@ fn answer(
             error_body(401, "AuthenticationError", message, method, url),
         );
     }
-    if path != BY_QUERY_PATH || method != "GET" {
+    let known =
+        (path == BY_QUERY_PATH && method == "GET") || (path == BY_REFS_PATH && method == "POST");
+    if !known {
         let message = format!("No route for {method} {path}");
         return (404, error_body(404, "NotFoundError", &message, method, url));
     }
@@ -580,8 +660,21 @@ fn answer(
         }
         None => {}
     }
-    let params = parse_query(query);
     let bad = |message: &str| (400, error_body(400, "InputError", message, method, url));
+    if path == BY_REFS_PATH {
+        return match by_refs(state, body) {
+            Ok(answer) => (200, Answer::Json(answer)),
+            Err(message) => bad(message),
+        };
+    }
+    let params = parse_query(query);
+    let fields: Vec<String> = params
+        .iter()
+        .filter(|(key, _)| key == "fields")
+        .flat_map(|(_, value)| value.split(','))
+        .map(|field| field.trim().to_owned())
+        .filter(|field| !field.is_empty())
+        .collect();
     let limit = match params.iter().find(|(key, _)| key == "limit") {
         None => None,
         Some((_, value)) => match value.parse::<usize>() {
@@ -612,10 +705,15 @@ fn answer(
             limit,
         ),
     };
+    let first_user_page = !params.iter().any(|(key, _)| key == "cursor")
+        && filters
+            .iter()
+            .any(|filter| filter.eq_ignore_ascii_case("kind=user"));
     let matched: Vec<Value> = state
-        .processed()
+        .visible(first_user_page)
         .into_iter()
         .filter(|entity| matches_filters(entity, &filters))
+        .map(|entity| project(entity, &fields))
         .collect();
     let total = matched.len();
     let Some(limit) = limit else {
@@ -721,6 +819,72 @@ fn refresh_response(state: &CatalogState, user_ref: &str, refs: &[String], token
             },
         },
     })
+}
+
+/// `POST by-refs`: one item per requested ref, in order, `null` when unknown.
+fn by_refs(state: &mut CatalogState, body: &[u8]) -> Result<Value, &'static str> {
+    let request: Value =
+        serde_json::from_slice(body).map_err(|_| "Malformed request body, not JSON")?;
+    let refs = request
+        .get("entityRefs")
+        .and_then(Value::as_array)
+        .ok_or("Missing entityRefs array")?;
+    let fields: Vec<String> = match request.get("fields") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(fields)) => fields
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(_) => return Err("fields must be an array"),
+    };
+    let entities = state.visible(false);
+    let by_ref: BTreeMap<String, &Value> = entities
+        .iter()
+        .filter_map(|entity| own_ref(entity).map(|r| (r, entity)))
+        .collect();
+    let items: Vec<Value> = refs
+        .iter()
+        .map(|wanted| {
+            wanted
+                .as_str()
+                .and_then(|wanted| by_ref.get(&wanted.to_lowercase()))
+                .map_or(Value::Null, |entity| project((*entity).clone(), &fields))
+        })
+        .collect();
+    Ok(json!({"items": items}))
+}
+
+/// Only `fields` (dotted paths) of `entity`; all of it when `fields` is empty.
+fn project(entity: Value, fields: &[String]) -> Value {
+    if fields.is_empty() {
+        return entity;
+    }
+    let mut out = Value::Object(Map::new());
+    for field in fields {
+        let mut source = Some(&entity);
+        for segment in field.split('.') {
+            source = source.and_then(|value| value.get(segment));
+        }
+        let Some(found) = source else {
+            continue;
+        };
+        let mut target = &mut out;
+        let segments: Vec<&str> = field.split('.').collect();
+        for (position, segment) in segments.iter().enumerate() {
+            let Some(object) = target.as_object_mut() else {
+                break;
+            };
+            if position + 1 == segments.len() {
+                object.insert((*segment).to_owned(), found.clone());
+                break;
+            }
+            target = object
+                .entry((*segment).to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+        }
+    }
+    out
 }
 
 fn encode_cursor(cursor: &Cursor) -> String {
@@ -880,6 +1044,39 @@ mod tests {
             &entity,
             &["relations.memberof=group:default/Analytics".into()]
         ));
+    }
+
+    #[test]
+    fn fields_project_dotted_paths() {
+        let entity = json!({"kind": "User", "metadata": {"name": "bob", "uid": "u1", "etag": "e1"},
+            "spec": {"profile": {"email": "b@x"}}});
+        let fields = |list: &[&str]| list.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            project(entity.clone(), &fields(&["metadata.uid", "metadata.etag"])),
+            json!({"metadata": {"uid": "u1", "etag": "e1"}})
+        );
+        assert_eq!(
+            project(
+                entity.clone(),
+                &fields(&["kind", "spec.profile.email", "no.such"])
+            ),
+            json!({"kind": "User", "spec": {"profile": {"email": "b@x"}}})
+        );
+        assert_eq!(project(entity.clone(), &[]), entity);
+    }
+
+    #[test]
+    fn etags_follow_content_not_order() {
+        let entity = json!({"kind": "Group", "metadata": {"name": "g"}});
+        let a = json!({"type": "hasMember", "targetRef": "user:default/a"});
+        let b = json!({"type": "hasMember", "targetRef": "user:default/b"});
+        let etag = content_etag(&entity, &[a.clone(), b.clone()]);
+        assert_eq!(content_etag(&entity, &[b.clone(), a.clone()]), etag);
+        assert_ne!(content_etag(&entity, &[a]), etag);
+        assert_ne!(
+            content_etag(&json!({"kind": "Group", "metadata": {"name": "h"}}), &[]),
+            content_etag(&entity, &[])
+        );
     }
 
     #[test]

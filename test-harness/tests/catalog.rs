@@ -32,13 +32,22 @@ fn snapshot(index: &CatalogIndex) -> SnapshotInput {
     input
 }
 
-fn groups_of<'a>(input: &'a SnapshotInput, user: &str) -> &'a [String] {
-    &input
+/// The user's closed groups: their direct groups (snapshot format 2) and the ancestors of
+/// each, as the filter unions them.
+fn groups_of(input: &SnapshotInput, user: &str) -> Vec<String> {
+    let direct = &input
         .users
         .iter()
         .find(|u| u.entity_ref == user)
         .unwrap_or_else(|| panic!("no {user}"))
-        .groups
+        .groups;
+    let mut closed: std::collections::BTreeSet<String> = direct.iter().cloned().collect();
+    for group in direct {
+        if let Some(found) = input.groups.iter().find(|g| &g.entity_ref == group) {
+            closed.extend(found.ancestors.iter().cloned());
+        }
+    }
+    closed.into_iter().collect()
 }
 
 fn get(server: &BackstageServer, query: &str, token: Option<&str>) -> (u16, Value) {

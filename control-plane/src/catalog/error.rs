@@ -20,6 +20,9 @@ pub enum CatalogError {
         path: PathBuf,
         source: serde_norway::Error,
     },
+    /// The file kept changing (size or modification time) while it was read.
+    #[error("catalog file `{}` changed while it was read, {reads} times", .path.display())]
+    Unstable { path: PathBuf, reads: usize },
     #[error("catalog directory `{}` nests deeper than {max} levels", .path.display())]
     TooDeep { path: PathBuf, max: usize },
     /// The catalog could not be reached (DNS, connection refused, timeout, TLS, bad URL).

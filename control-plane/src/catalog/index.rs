@@ -16,37 +16,57 @@ pub struct CatalogIndex {
 }
 
 impl CatalogIndex {
-    /// Indexes `entities`, keeping `warnings` from reading them.
-    ///
-    /// Entities with the same reference: identical copies collapse silently (a paged API read
-    /// can return one twice); differing ones keep the smallest and warn. Every relation whose
-    /// target is in the index is mirrored onto the target (`memberOf` ↔ `hasMember`, `childOf`
-    /// ↔ `parentOf`, `ownedBy` ↔ `ownerOf`), as Backstage's processors emit both directions,
-    /// so a user listed only in `Group.spec.members` is still `memberOf` that group. Relations
-    /// are then sorted and deduplicated.
+    /// Indexes `entities`, keeping `warnings` from reading them. Locations in duplicate
+    /// warnings are the entities' positions in `entities` (`#0`, `#1`, …); sources that know
+    /// better use [`CatalogIndex::from_located`].
     pub fn new(
         entities: impl IntoIterator<Item = Entity>,
         warnings: Vec<CatalogWarning>,
     ) -> CatalogIndex {
+        let located = entities
+            .into_iter()
+            .enumerate()
+            .map(|(position, entity)| (format!("#{position}"), entity));
+        CatalogIndex::from_located(located, warnings)
+    }
+
+    /// Indexes `(location, entity)` pairs given in source order (file path order then document
+    /// order for files, page order for the API), keeping `warnings` from reading them.
+    ///
+    /// Entities with the same reference: identical copies collapse silently (a paged API read
+    /// can return one twice); for differing ones the first in source order is kept and a
+    /// warning names both locations. Every relation whose target is in the index is mirrored
+    /// onto the target (`memberOf` ↔ `hasMember`, `childOf` ↔ `parentOf`, `ownedBy` ↔
+    /// `ownerOf`), as Backstage's processors emit both directions, so a user listed only in
+    /// `Group.spec.members` is still `memberOf` that group. Relations are then sorted and
+    /// deduplicated.
+    pub fn from_located(
+        entities: impl IntoIterator<Item = (String, Entity)>,
+        warnings: Vec<CatalogWarning>,
+    ) -> CatalogIndex {
         let mut warnings = warnings;
-        let mut by_ref: BTreeMap<EntityRef, Entity> = BTreeMap::new();
-        for entity in entities {
+        let mut by_ref: BTreeMap<EntityRef, (String, Entity)> = BTreeMap::new();
+        for (location, entity) in entities {
             match by_ref.entry(entity.entity_ref.clone()) {
                 Entry::Vacant(slot) => {
-                    slot.insert(entity);
+                    slot.insert((location, entity));
                 }
-                Entry::Occupied(mut slot) => {
-                    if *slot.get() != entity {
+                Entry::Occupied(slot) => {
+                    let (kept_at, kept) = slot.get();
+                    if *kept != entity {
                         warnings.push(CatalogWarning::DuplicateEntity {
                             entity: entity.entity_ref.to_string(),
+                            kept: kept_at.clone(),
+                            dropped: location,
                         });
-                        if entity < *slot.get() {
-                            slot.insert(entity);
-                        }
                     }
                 }
             }
         }
+        let mut by_ref: BTreeMap<EntityRef, Entity> = by_ref
+            .into_iter()
+            .map(|(entity_ref, (_, entity))| (entity_ref, entity))
+            .collect();
         let mirrored: Vec<(EntityRef, Relation)> = by_ref
             .values()
             .flat_map(|entity| {
@@ -155,20 +175,40 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_keep_one_whatever_the_order() {
-        let a = entity("Group:X", &[(RelationType::ChildOf, "group:a")]);
-        let b = entity("group:default/x", &[(RelationType::ChildOf, "group:b")]);
-        let one = CatalogIndex::new([a.clone(), b.clone()], Vec::new());
-        let two = CatalogIndex::new([b, a.clone()], Vec::new());
-        assert_eq!(one, two);
-        assert_eq!(one.len(), 1);
-        assert_eq!(
-            one.warnings(),
-            [CatalogWarning::DuplicateEntity {
-                entity: "group:default/x".into()
-            }]
-        );
-        let same = CatalogIndex::new([a.clone(), a], Vec::new());
+    fn duplicates_keep_the_first_in_source_order_and_name_both_places() {
+        // A stray parentless copy after the real group must not strip it from its parent.
+        let real = entity("Group:X", &[(RelationType::ChildOf, "group:a")]);
+        let stray = entity("group:default/x", &[]);
+        let x = EntityRef::parse("group:x", None, "default").unwrap();
+        let cases = [
+            (&real, &stray, "a.yaml#3", "b.yaml#0", 1),
+            (&stray, &real, "a.yaml#3", "b.yaml#0", 0),
+        ];
+        for (first, second, first_at, second_at, relations) in cases {
+            let index = CatalogIndex::from_located(
+                [
+                    (first_at.to_owned(), first.clone()),
+                    (second_at.to_owned(), second.clone()),
+                ],
+                Vec::new(),
+            );
+            assert_eq!(index.len(), 1);
+            assert_eq!(index.get(&x).unwrap().relations.len(), relations);
+            assert_eq!(
+                index.warnings(),
+                [CatalogWarning::DuplicateEntity {
+                    entity: "group:default/x".into(),
+                    kept: first_at.into(),
+                    dropped: second_at.into(),
+                }]
+            );
+            let text = index.warnings()[0].to_string();
+            assert!(
+                text.contains(first_at) && text.contains(second_at) && text.contains("kept"),
+                "{text}"
+            );
+        }
+        let same = CatalogIndex::new([real.clone(), real], Vec::new());
         assert!(same.warnings().is_empty());
     }
 }

@@ -1,5 +1,5 @@
-//! The Backstage catalog as the control plane reads it: who is in which group (closed under
-//! nesting) and which group owns which tool resource, turned into [`SnapshotInput`].
+//! The Backstage catalog as the control plane reads it: who is in which group (direct groups,
+//! and every group's closed ancestors) and which group owns which tool resource, turned into [`SnapshotInput`].
 //!
 //! Sources: a directory of catalog YAML files ([`load_dir`], relations derived from `spec`) or
 //! a Backstage backend's REST API ([`RestSource`], relations read from `relations`). Both give a
@@ -11,6 +11,7 @@
 //! resolvers) is in [`identity`].
 
 pub mod closure;
+pub mod dir_source;
 pub mod error;
 pub mod identity;
 pub mod index;
@@ -21,13 +22,18 @@ pub mod snapshot_input;
 pub mod warning;
 pub mod yaml_dir;
 
-pub use closure::{close_membership, Membership};
+pub use closure::{close_membership, Membership, RelationStats};
+pub use dir_source::{DirFingerprint, DirSource, Refresh};
 pub use error::CatalogError;
 pub use identity::{IdentityMapping, ResolveBy, ResolveError, UserDirectory};
 pub use index::CatalogIndex;
-pub use model::{Entity, EntityRef, RefError, Relation, RelationSource, RelationType};
+pub use model::{
+    Entity, EntityRef, LocatedEntities, RefError, Relation, RelationSource, RelationType,
+};
 pub use ownership::{ResourceAnnotation, RESOURCE_ANNOTATIONS};
 pub use rest::RestSource;
-pub use snapshot_input::{to_snapshot_input, OwnedInput, SnapshotInput, UserInput};
-pub use warning::CatalogWarning;
+pub use snapshot_input::{
+    build_snapshot_input, to_snapshot_input, CatalogBuild, OwnedInput, SnapshotInput, UserInput,
+};
+pub use warning::{summarize, CatalogWarning, WarningSummary};
 pub use yaml_dir::{load_dir, parse_documents, yaml_documents};

@@ -214,6 +214,10 @@ pub struct Entity {
     pub relations: Vec<Relation>,
 }
 
+/// Entities with where each was read (`file#document`, or its place in an API answer), in
+/// source order, and the warnings found while reading them.
+pub type LocatedEntities = (Vec<(String, Entity)>, Vec<CatalogWarning>);
+
 /// Where an entity's relations come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelationSource {

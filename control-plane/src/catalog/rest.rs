@@ -8,6 +8,7 @@
 //! in `uid` order, which differs between catalog instances; [`CatalogIndex`] sorts.
 
 use std::collections::BTreeSet;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::io::Read as _;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use serde_json::Value;
 
 use super::error::CatalogError;
 use super::index::CatalogIndex;
-use super::model::{Entity, RelationSource};
+use super::model::{Entity, LocatedEntities, RelationSource};
 use super::warning::CatalogWarning;
 
 /// Kinds read by default: people, teams, and the kinds that own tool resources.
@@ -123,37 +124,88 @@ impl RestSource {
     /// Reads every entity of the configured kinds into an index. Any failed request fails the
     /// whole read: a partial catalog would silently drop memberships.
     pub fn load(&self) -> Result<CatalogIndex, CatalogError> {
-        let (entities, warnings) = self.fetch_entities()?;
-        Ok(CatalogIndex::new(entities, warnings))
+        let (entities, warnings) = self.fetch_located()?;
+        Ok(CatalogIndex::from_located(entities, warnings))
     }
 
     /// Reads every entity of the configured kinds, in the order the backend returns them.
     pub fn fetch_entities(&self) -> Result<(Vec<Entity>, Vec<CatalogWarning>), CatalogError> {
+        let (located, warnings) = self.fetch_located()?;
+        Ok((
+            located.into_iter().map(|(_, entity)| entity).collect(),
+            warnings,
+        ))
+    }
+
+    /// [`RestSource::fetch_entities`] with each entity's place in the answer
+    /// (`kind=<k> page <p> item <i>`), for duplicate warnings: the first copy in page order is
+    /// kept.
+    pub fn fetch_located(&self) -> Result<LocatedEntities, CatalogError> {
+        let mut entities = Vec::new();
+        let mut warnings = Vec::new();
+        self.for_each_item(None, |kind, page, position, item| {
+            let location = describe_item(kind, item);
+            let (entity, mut problems) =
+                Entity::from_value(item, &location, RelationSource::Relations);
+            entities.extend(entity.map(|entity| {
+                (
+                    format!("catalog API kind={kind} page {page} item {position}"),
+                    entity,
+                )
+            }));
+            warnings.append(&mut problems);
+        })?;
+        Ok((entities, warnings))
+    }
+
+    /// A cheap fingerprint of the catalog: only `metadata.uid` and `metadata.etag` of every
+    /// entity of the configured kinds are read (Backstage's `fields` parameter), and hashed in
+    /// sorted order. Backstage changes an entity's etag whenever the entity (relations
+    /// included) changes, so an equal fingerprint means an unchanged catalog.
+    pub fn consistency_check(&self) -> Result<u64, CatalogError> {
+        let mut stamps: Vec<(String, String)> = Vec::new();
+        self.for_each_item(Some("metadata.uid,metadata.etag"), |kind, _, _, item| {
+            let field = |name: &str| {
+                item.get("metadata")
+                    .and_then(|metadata| metadata.get(name))
+                    .map_or_else(String::new, Value::to_string)
+            };
+            stamps.push((format!("{kind}/{}", field("uid")), field("etag")));
+        })?;
+        stamps.sort();
+        let mut hasher = DefaultHasher::new();
+        stamps.hash(&mut hasher);
+        Ok(hasher.finish())
+    }
+
+    /// Pages through every configured kind, calling `each(kind, page, position, item)`.
+    fn for_each_item(
+        &self,
+        fields: Option<&str>,
+        mut each: impl FnMut(&str, usize, usize, &Value),
+    ) -> Result<(), CatalogError> {
         let agent = ureq::AgentBuilder::new().timeout(self.timeout).build();
         let url = self.query_url();
         let limit = self.page_size.to_string();
-        let mut entities = Vec::new();
-        let mut warnings = Vec::new();
         for kind in &self.kinds {
             let mut cursor: Option<String> = None;
             let mut followed = BTreeSet::new();
-            loop {
+            for page_number in 0.. {
                 let request = agent.get(&url);
                 let request = match &cursor {
                     None => request.query("filter", &format!("kind={kind}")),
                     Some(cursor) => request.query("cursor", cursor),
                 };
                 let mut request = request.query("limit", &limit);
+                if let Some(fields) = fields {
+                    request = request.query("fields", fields);
+                }
                 if let Some(token) = &self.token {
                     request = request.set("Authorization", &format!("Bearer {token}"));
                 }
                 let page = fetch_page(request, &url)?;
-                for item in &page.items {
-                    let location = describe_item(kind, item);
-                    let (entity, mut problems) =
-                        Entity::from_value(item, &location, RelationSource::Relations);
-                    entities.extend(entity);
-                    warnings.append(&mut problems);
+                for (position, item) in page.items.iter().enumerate() {
+                    each(kind, page_number, position, item);
                 }
                 match page.page_info.next_cursor {
                     None => break,
@@ -169,7 +221,7 @@ impl RestSource {
                 }
             }
         }
-        Ok((entities, warnings))
+        Ok(())
     }
 }
 

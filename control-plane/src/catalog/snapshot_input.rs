@@ -1,9 +1,10 @@
-//! The catalog turned into what a snapshot carries: users with closed group memberships, and
-//! owned tool resources.
+//! The catalog turned into what a snapshot carries (format 2): users with their direct
+//! groups, groups with their closed ancestors, and owned tool resources. The filter unions a
+//! user's direct groups with their ancestors at lookup.
 
 use std::collections::BTreeMap;
 
-use super::closure::close_membership;
+use super::closure::{close_membership, RelationStats};
 use super::index::CatalogIndex;
 use super::ownership::owned_resources;
 use super::warning::CatalogWarning;
@@ -16,29 +17,54 @@ pub fn normalize_email(email: &str) -> Option<String> {
     (!email.is_empty()).then(|| email.to_ascii_lowercase())
 }
 
-/// Builds snapshot input from `index`: every user with their closed groups, every group with
-/// its closed ancestors (so the filter can close a token's own group claims), every resource
-/// named by an ownership annotation with its owners. Rules are not the catalog's business and
-/// are left `None`. Every list is sorted by string and
-/// deduplicated, and so are the warnings (the index's own plus those found here), so replicas
-/// reading the same catalog in any order produce identical values.
+/// Snapshot input built from one catalog read, with what the publish guards look at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogBuild {
+    pub input: SnapshotInput,
+    /// Sorted and deduplicated: the index's own warnings plus those found here.
+    pub warnings: Vec<CatalogWarning>,
+    /// Membership relations and how many of them dangle.
+    pub relations: RelationStats,
+}
+
+/// [`build_snapshot_input`] without the relation counts.
 pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWarning>) {
+    let build = build_snapshot_input(index);
+    (build.input, build.warnings)
+}
+
+/// Builds snapshot input from `index`: every user with their direct groups, every group with
+/// its closed ancestors (every group is listed, also those without any, so the group table
+/// holds the whole hierarchy), every resource named by an ownership annotation with its
+/// owners. Rules are not the catalog's business and are left `None`. Every list is sorted by
+/// string and deduplicated, and so are the warnings, so replicas reading the same catalog in
+/// any order produce identical values.
+pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
     let mut warnings: Vec<CatalogWarning> = index.warnings().to_vec();
     let (membership, mut found) = close_membership(index);
     warnings.append(&mut found);
 
+    // Each group's string once; every row below clones it instead of formatting again.
+    let group_names: Vec<String> = membership
+        .groups()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let names_of = |ids: &[u32]| -> Vec<String> {
+        let mut names: Vec<String> = ids
+            .iter()
+            .filter_map(|id| usize::try_from(*id).ok())
+            .filter_map(|id| group_names.get(id).cloned())
+            .collect();
+        names.sort();
+        names
+    };
+
     let mut users: Vec<UserInput> = index
         .of_kind("user")
-        .map(|user| {
-            let mut groups: Vec<String> = membership
-                .users
-                .get(&user.entity_ref)
-                .into_iter()
-                .flatten()
-                .map(ToString::to_string)
-                .collect();
-            groups.sort();
-            groups.dedup();
+        .zip(0..)
+        .map(|(user, position)| {
+            let groups = names_of(membership.direct_group_ids(position));
             UserInput {
                 entity_ref: user.entity_ref.to_string(),
                 email: user.email.as_deref().and_then(normalize_email),
@@ -48,25 +74,20 @@ pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWar
         .collect();
     users.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
 
-    // Every group, also those without parents, so the snapshot's group table lists the whole
-    // catalog hierarchy. `membership.groups` holds each group itself too; ancestors do not.
-    let mut groups: Vec<GroupInput> = membership
-        .groups
+    let mut groups: Vec<GroupInput> = group_names
         .iter()
-        .map(|(group, closed)| {
-            let mut ancestors: Vec<String> = closed
-                .iter()
-                .filter(|ancestor| *ancestor != group)
-                .map(ToString::to_string)
-                .collect();
-            ancestors.sort();
+        .enumerate()
+        .map(|(position, group)| {
+            let ancestors = names_of(membership.ancestor_ids(position));
             GroupInput {
-                entity_ref: group.to_string(),
+                entity_ref: group.clone(),
                 ancestors,
             }
         })
         .collect();
     groups.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
+    let relations = membership.stats;
+    drop(membership);
 
     let mut by_email: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for user in &users {
@@ -92,15 +113,16 @@ pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWar
 
     warnings.sort();
     warnings.dedup();
-    (
-        SnapshotInput {
+    CatalogBuild {
+        input: SnapshotInput {
             users,
             owned,
             groups,
             rules: None,
         },
         warnings,
-    )
+        relations,
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +177,20 @@ mod tests {
         to_snapshot_input(&CatalogIndex::new(entities, warnings))
     }
 
+    /// A user's closed groups as the filter computes them from format 2: direct groups and
+    /// the ancestors of each.
+    fn closed(input: &SnapshotInput, user: &UserInput) -> Vec<String> {
+        let mut closed: Vec<String> = user.groups.clone();
+        for group in &user.groups {
+            if let Some(found) = input.groups.iter().find(|g| &g.entity_ref == group) {
+                closed.extend(found.ancestors.iter().cloned());
+            }
+        }
+        closed.sort();
+        closed.dedup();
+        closed
+    }
+
     #[test]
     fn users_owned_and_warnings_from_a_small_catalog() {
         let (input, warnings) = build(&catalog());
@@ -163,8 +199,10 @@ mod tests {
             .iter()
             .find(|u| u.entity_ref == "user:default/bob")
             .unwrap();
+        // Direct groups only; the closure comes from the groups' ancestors.
+        assert_eq!(bob.groups, ["group:default/analytics"]);
         assert_eq!(
-            bob.groups,
+            closed(&input, bob),
             ["group:default/analytics", "group:default/data-eng"]
         );
         let alice = &input.users[0];
@@ -172,6 +210,10 @@ mod tests {
         assert_eq!(alice.email.as_deref(), Some("alice@example.com"));
         assert_eq!(
             alice.groups,
+            ["group:default/data-eng", "group:default/loop-a"]
+        );
+        assert_eq!(
+            closed(&input, alice),
             [
                 "group:default/data-eng",
                 "group:default/loop-a",
@@ -183,8 +225,9 @@ mod tests {
             .iter()
             .find(|u| u.entity_ref == "user:default/user7")
             .unwrap();
+        assert_eq!(user7.groups, ["group:default/team3"]);
         assert_eq!(
-            user7.groups,
+            closed(&input, user7),
             [
                 "group:default/analytics",
                 "group:default/data-eng",

@@ -21,9 +21,14 @@ pub enum CatalogWarning {
         field: String,
         reason: String,
     },
-    /// Several different entities with the same (case-insensitive) reference; the smallest
-    /// one in meshgate's ordering is kept so every replica keeps the same one.
-    DuplicateEntity { entity: String },
+    /// Several different entities with the same (case-insensitive) reference; the first in
+    /// source order (file path, then document; page order for the API) is kept. `kept` and
+    /// `dropped` are locations (`file#document`).
+    DuplicateEntity {
+        entity: String,
+        kept: String,
+        dropped: String,
+    },
     /// A membership, hierarchy or ownership relation names an entity the catalog does not
     /// hold; the relation is ignored.
     DanglingRef {
@@ -66,6 +71,99 @@ pub enum CatalogWarning {
     },
 }
 
+impl CatalogWarning {
+    /// Every kind, in the order [`CatalogWarning::kind`] sorts them.
+    pub const KINDS: [&'static str; 10] = [
+        "invalid_entity",
+        "invalid_field",
+        "duplicate_entity",
+        "dangling_ref",
+        "unexpected_target_kind",
+        "group_cycle",
+        "duplicate_email",
+        "invalid_annotation",
+        "unowned_resource",
+        "shared_resource",
+    ];
+
+    /// The variant as a stable snake_case name (the `warning` field of its JSON form).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CatalogWarning::InvalidEntity { .. } => "invalid_entity",
+            CatalogWarning::InvalidField { .. } => "invalid_field",
+            CatalogWarning::DuplicateEntity { .. } => "duplicate_entity",
+            CatalogWarning::DanglingRef { .. } => "dangling_ref",
+            CatalogWarning::UnexpectedTargetKind { .. } => "unexpected_target_kind",
+            CatalogWarning::GroupCycle { .. } => "group_cycle",
+            CatalogWarning::DuplicateEmail { .. } => "duplicate_email",
+            CatalogWarning::InvalidAnnotation { .. } => "invalid_annotation",
+            CatalogWarning::UnownedResource { .. } => "unowned_resource",
+            CatalogWarning::SharedResource { .. } => "shared_resource",
+        }
+    }
+}
+
+/// The most characters of one sample in a [`WarningSummary`] line.
+pub const MAX_SAMPLE_CHARS: usize = 240;
+
+/// Warnings of one kind, reduced to a count and a few examples, so a catalog with 300,000
+/// broken references logs one line, not 300,000.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarningSummary<'a> {
+    pub kind: &'static str,
+    /// How many warnings of this kind.
+    pub count: usize,
+    /// The first few (in the order given).
+    pub samples: Vec<&'a CatalogWarning>,
+}
+
+impl fmt::Display for WarningSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} × {}", self.count, self.kind)?;
+        let mut separator = ", e.g. ";
+        for sample in &self.samples {
+            let text = sample.to_string();
+            // A hostile catalog can make names as long as it likes; a log line stays short.
+            match text.char_indices().nth(MAX_SAMPLE_CHARS) {
+                Some((cut, _)) => write!(f, "{separator}{}…", text.get(..cut).unwrap_or(""))?,
+                None => write!(f, "{separator}{text}")?,
+            }
+            separator = " | ";
+        }
+        if self.count > self.samples.len() {
+            write!(f, " | … {} more", self.count - self.samples.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// One summary per kind present in `warnings`, in [`CatalogWarning::KINDS`] order, each with
+/// at most `max_samples` examples.
+pub fn summarize<'a>(
+    warnings: impl IntoIterator<Item = &'a CatalogWarning>,
+    max_samples: usize,
+) -> Vec<WarningSummary<'a>> {
+    let mut summaries: Vec<WarningSummary<'a>> = CatalogWarning::KINDS
+        .iter()
+        .map(|kind| WarningSummary {
+            kind,
+            count: 0,
+            samples: Vec::new(),
+        })
+        .collect();
+    for warning in warnings {
+        let kind = warning.kind();
+        if let Some(summary) = summaries.iter_mut().find(|summary| summary.kind == kind) {
+            summary.count += 1;
+            if summary.samples.len() < max_samples {
+                summary.samples.push(warning);
+            }
+        }
+    }
+    summaries.retain(|summary| summary.count > 0);
+    summaries
+}
+
 impl fmt::Display for CatalogWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -77,12 +175,14 @@ impl fmt::Display for CatalogWarning {
                 field,
                 reason,
             } => write!(f, "{entity}: `{field}` ignored: {reason}"),
-            CatalogWarning::DuplicateEntity { entity } => {
-                write!(
-                    f,
-                    "{entity} is defined more than once with different content"
-                )
-            }
+            CatalogWarning::DuplicateEntity {
+                entity,
+                kept,
+                dropped,
+            } => write!(
+                f,
+                "{entity} is defined more than once with different content: kept {kept}, ignored {dropped}"
+            ),
             CatalogWarning::DanglingRef {
                 entity,
                 relation,
@@ -117,5 +217,67 @@ impl fmt::Display for CatalogWarning {
                 write!(f, "{kind} `{id}` is claimed by {}", entities.join(", "))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dangling(n: usize) -> CatalogWarning {
+        CatalogWarning::DanglingRef {
+            entity: "group:default/big".into(),
+            relation: "hasMember".into(),
+            target: format!("user:default/u{n}"),
+        }
+    }
+
+    #[test]
+    fn summaries_count_every_warning_and_keep_few_samples() {
+        let mut warnings: Vec<CatalogWarning> = (0..1000).map(dangling).collect();
+        warnings.push(CatalogWarning::GroupCycle {
+            groups: vec!["group:default/a".into()],
+        });
+        let summaries = summarize(&warnings, 5);
+        assert_eq!(summaries.len(), 2);
+        assert_eq!(
+            (
+                summaries[0].kind,
+                summaries[0].count,
+                summaries[0].samples.len()
+            ),
+            ("dangling_ref", 1000, 5)
+        );
+        let line = summaries[0].to_string();
+        assert!(
+            line.starts_with(
+                "1000 × dangling_ref, e.g. group:default/big hasMember user:default/u0"
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with("… 995 more"), "{line}");
+        assert_eq!(
+            summaries[1].to_string(),
+            "1 × group_cycle, e.g. group hierarchy cycle: group:default/a"
+        );
+        assert!(summarize(&[], 5).is_empty());
+        let long = CatalogWarning::InvalidEntity {
+            location: "x".repeat(100_000),
+            reason: "no".into(),
+        };
+        let line = summarize([&long], 5)[0].to_string();
+        assert!(
+            line.len() < MAX_SAMPLE_CHARS + 100 && line.ends_with('…'),
+            "{}",
+            line.len()
+        );
+    }
+
+    #[test]
+    fn kinds_match_the_json_tag() {
+        let warning = dangling(1);
+        let json = serde_json::to_value(&warning).unwrap();
+        assert_eq!(json["warning"], warning.kind());
+        assert!(CatalogWarning::KINDS.contains(&warning.kind()));
     }
 }

@@ -11,52 +11,31 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize as _;
 use serde_json::Value;
 
+use super::dir_source::DirSource;
 use super::error::CatalogError;
 use super::index::CatalogIndex;
-use super::model::{Entity, RelationSource};
-use super::warning::CatalogWarning;
+use super::model::{Entity, LocatedEntities, RelationSource};
 
 /// How deep directories may nest below the catalog directory.
 const MAX_DEPTH: usize = 32;
 
-/// Reads every catalog file under `dir` into an index.
+/// Reads every catalog file under `dir` into an index. [`DirSource`] does the same and
+/// remembers what it read, so the next read parses only changed files.
 pub fn load_dir(dir: &Path) -> Result<CatalogIndex, CatalogError> {
-    let mut files = Vec::new();
-    collect_files(dir, 0, &mut files)?;
-    files.sort();
-    let mut entities = Vec::new();
-    let mut warnings = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::ReadFile {
-            path: file.clone(),
-            source,
-        })?;
-        // Locations relative to the directory, so replicas mounting it elsewhere agree.
-        let relative = file.strip_prefix(dir).unwrap_or(&file);
-        let location = relative.to_string_lossy().replace('\\', "/");
-        let (mut found, mut problems) =
-            parse_documents(&text, &location).map_err(|source| CatalogError::Yaml {
-                path: file.clone(),
-                source,
-            })?;
-        entities.append(&mut found);
-        warnings.append(&mut problems);
-    }
-    Ok(CatalogIndex::new(entities, warnings))
+    let mut source = DirSource::new(dir);
+    source.refresh()?;
+    Ok(source.index())
 }
 
-/// The entities in one multi-document YAML text; `location` names it in warnings
-/// (`location#<document index>`). Empty documents are skipped.
-pub fn parse_documents(
-    text: &str,
-    location: &str,
-) -> Result<(Vec<Entity>, Vec<CatalogWarning>), serde_norway::Error> {
+/// The entities in one multi-document YAML text, each with its location
+/// (`location#<document index>`), in document order. Empty documents are skipped.
+pub fn parse_documents(text: &str, location: &str) -> Result<LocatedEntities, serde_norway::Error> {
     let mut entities = Vec::new();
     let mut warnings = Vec::new();
     for (position, value) in yaml_documents(text)? {
         let here = format!("{location}#{position}");
         let (entity, mut problems) = Entity::from_value(&value, &here, RelationSource::Spec);
-        entities.extend(entity);
+        entities.extend(entity.map(|entity| (here, entity)));
         warnings.append(&mut problems);
     }
     Ok((entities, warnings))
@@ -75,7 +54,12 @@ pub fn yaml_documents(text: &str) -> Result<Vec<(usize, Value)>, serde_norway::E
     Ok(documents)
 }
 
-fn collect_files(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), CatalogError> {
+/// Every catalog file under `dir` (not hidden, `*.yaml` or `*.yml`), in directory order.
+pub(crate) fn collect_files(
+    dir: &Path,
+    depth: usize,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), CatalogError> {
     if depth > MAX_DEPTH {
         return Err(CatalogError::TooDeep {
             path: dir.to_owned(),
@@ -110,6 +94,7 @@ fn collect_files(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use super::super::warning::CatalogWarning;
     use super::*;
 
     fn scratch(label: &str) -> PathBuf {

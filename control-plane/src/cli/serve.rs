@@ -35,15 +35,19 @@ pub(super) fn serve(args: &[String]) -> Result<u8, CliError> {
     Err(CliError::ServerStopped)
 }
 
-/// `snapshot build --config FILE --out FILE`. An existing `--out` file signed with the same key
-/// counts as the current snapshot: same content keeps its version and the file is left alone.
+/// `snapshot build --config FILE --out FILE [--force]`. An existing `--out` file signed with the
+/// same key counts as the current snapshot: same content keeps its version and the file is
+/// left alone, and the shrink guard compares with it. A read a guard refuses writes nothing
+/// and fails, unless `--force`.
 pub(super) fn build(args: &[String], out: &mut dyn Write) -> Result<u8, CliError> {
     let (mut config_path, mut out_path): (Option<PathBuf>, Option<PathBuf>) = (None, None);
+    let mut force = false;
     let mut flags = Flags::new(args);
     while let Some(flag) = flags.next_flag()? {
         match flag.name {
             "--config" => config_path = Some(flags.value(&flag)?.into()),
             "--out" => out_path = Some(flags.value(&flag)?.into()),
+            "--force" => force = true,
             other => {
                 return Err(CliError::UnknownFlag {
                     flag: other.to_owned(),
@@ -67,7 +71,7 @@ pub(super) fn build(args: &[String], out: &mut dyn Write) -> Result<u8, CliError
     if let Some(existing) = existing {
         syncer = syncer.with_current(existing);
     }
-    let report = syncer.run();
+    let report = syncer.run_with(force);
     let published = match (report.status, syncer.current()) {
         (SyncStatus::Updated | SyncStatus::Unchanged, Some(published)) => Arc::clone(published),
         _ => return Err(CliError::SnapshotNotBuilt { path: out_path }),

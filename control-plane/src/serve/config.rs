@@ -16,6 +16,12 @@
 //! signing_key_file: snapshot-key.json # from `meshgate keygen`
 //! snapshot_name: default              # default; served at /v1/snapshots/<name>
 //! resync_interval_s: 30               # default
+//! watch_interval_ms: 250              # default; directory catalogs only, 0 turns it off
+//! guards:                             # every field optional
+//!   max_shrink_fraction: 0.1
+//!   max_dangling_fraction: 0.01
+//!   retries: 2
+//!   retry_backoff_ms: 500
 //! ```
 //!
 //! Relative paths in a file are relative to the directory of that file.
@@ -27,6 +33,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::err::ServeConfigError;
+use super::guard::{Fraction, GuardConfig};
 use crate::catalog::rest::{DEFAULT_KINDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT};
 
 /// `listen` when not given.
@@ -36,7 +43,13 @@ pub const DEFAULT_SNAPSHOT_NAME: &str = "default";
 /// `resync_interval_s` when not given.
 pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 
+/// `watch_interval_ms` when not given.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
 const MAX_RESYNC_INTERVAL_S: u64 = 24 * 3600;
+const WATCH_INTERVAL_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+const MAX_GUARD_RETRIES: u32 = 10;
+const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
 const MAX_PAGE_SIZE: usize = 10_000;
 const MAX_TIMEOUT_S: u64 = 600;
 const MAX_SNAPSHOT_NAME: usize = 64;
@@ -58,6 +71,12 @@ pub struct ServeConfig {
     pub snapshot_name: String,
     /// Time between two syncs (a sync can also be triggered with `POST /v1/sync`).
     pub resync_interval: Duration,
+    /// How often a directory catalog's file stamps are polled for changes (`None`: never, only
+    /// every `resync_interval`). Polling, not inotify: inotify misses changes on many volume
+    /// mounts (NFS, some CSI drivers, Kubernetes ConfigMap symlink swaps).
+    pub watch_interval: Option<Duration>,
+    /// When a catalog read is not published.
+    pub guards: GuardConfig,
 }
 
 /// Where the catalog is read from.
@@ -134,6 +153,8 @@ impl ServeConfig {
             signing_key_file: signing_key_file.into(),
             snapshot_name: DEFAULT_SNAPSHOT_NAME.to_owned(),
             resync_interval: DEFAULT_RESYNC_INTERVAL,
+            watch_interval: Some(DEFAULT_WATCH_INTERVAL),
+            guards: GuardConfig::default(),
         }
     }
 
@@ -176,6 +197,20 @@ impl ServeConfig {
                 format!("must be 1 to {MAX_RESYNC_INTERVAL_S} seconds"),
             ));
         }
+        if let Some(watch) = self.watch_interval {
+            let millis = u64::try_from(watch.as_millis()).unwrap_or(u64::MAX);
+            if !WATCH_INTERVAL_MS.contains(&millis) {
+                return Err(ServeConfigError::invalid(
+                    "watch_interval_ms",
+                    format!(
+                        "must be 0 (off) or {} to {} milliseconds",
+                        WATCH_INTERVAL_MS.start(),
+                        WATCH_INTERVAL_MS.end()
+                    ),
+                ));
+            }
+        }
+        check_guards(&self.guards)?;
         check_snapshot_name(&self.snapshot_name)?;
         if self.signing_key_file.as_os_str().is_empty() {
             return Err(ServeConfigError::invalid(
@@ -197,6 +232,36 @@ impl ServeConfig {
             CatalogSource::Directory(_) => Ok(()),
             CatalogSource::Backstage(backstage) => check_backstage(backstage),
         }
+    }
+}
+
+fn check_guards(guards: &GuardConfig) -> Result<(), ServeConfigError> {
+    if guards.retries > MAX_GUARD_RETRIES {
+        return Err(ServeConfigError::invalid(
+            "guards.retries",
+            format!("must be 0 to {MAX_GUARD_RETRIES}"),
+        ));
+    }
+    let backoff = u64::try_from(guards.retry_backoff.as_millis()).unwrap_or(u64::MAX);
+    if backoff > MAX_RETRY_BACKOFF_MS {
+        return Err(ServeConfigError::invalid(
+            "guards.retry_backoff_ms",
+            format!("must be 0 to {MAX_RETRY_BACKOFF_MS} milliseconds"),
+        ));
+    }
+    Ok(())
+}
+
+fn fraction(
+    field: &str,
+    value: Option<f64>,
+    default: Fraction,
+) -> Result<Fraction, ServeConfigError> {
+    match value {
+        None => Ok(default),
+        Some(value) => Fraction::new(value).ok_or_else(|| {
+            ServeConfigError::invalid(field, format!("`{value}` is not a fraction from 0 to 1"))
+        }),
     }
 }
 
@@ -298,6 +363,39 @@ struct ConfigFile {
     signing_key_file: PathBuf,
     snapshot_name: Option<String>,
     resync_interval_s: Option<u64>,
+    watch_interval_ms: Option<u64>,
+    guards: Option<GuardsFile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GuardsFile {
+    max_shrink_fraction: Option<f64>,
+    max_dangling_fraction: Option<f64>,
+    retries: Option<u32>,
+    retry_backoff_ms: Option<u64>,
+}
+
+impl GuardsFile {
+    fn resolve(self) -> Result<GuardConfig, ServeConfigError> {
+        let defaults = GuardConfig::default();
+        Ok(GuardConfig {
+            max_shrink_fraction: fraction(
+                "guards.max_shrink_fraction",
+                self.max_shrink_fraction,
+                defaults.max_shrink_fraction,
+            )?,
+            max_dangling_fraction: fraction(
+                "guards.max_dangling_fraction",
+                self.max_dangling_fraction,
+                defaults.max_dangling_fraction,
+            )?,
+            retries: self.retries.unwrap_or(defaults.retries),
+            retry_backoff: self
+                .retry_backoff_ms
+                .map_or(defaults.retry_backoff, Duration::from_millis),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -370,6 +468,12 @@ impl ConfigFile {
             resync_interval: self
                 .resync_interval_s
                 .map_or(DEFAULT_RESYNC_INTERVAL, Duration::from_secs),
+            watch_interval: match self.watch_interval_ms {
+                None => Some(DEFAULT_WATCH_INTERVAL),
+                Some(0) => None,
+                Some(millis) => Some(Duration::from_millis(millis)),
+            },
+            guards: self.guards.unwrap_or_default().resolve()?,
         })
     }
 }
@@ -416,6 +520,8 @@ mod tests {
                 signing_key_file: "/etc/meshgate/key.json".into(),
                 snapshot_name: "default".into(),
                 resync_interval: Duration::from_secs(30),
+                watch_interval: Some(Duration::from_millis(250)),
+                guards: GuardConfig::default(),
             }
         );
         assert_eq!(
@@ -432,7 +538,9 @@ mod tests {
         let config = parse(
             "listen: '[::1]:9000'\n\
              catalog:\n  backstage:\n    base_url: https://backstage.example.com/\n    token_file: /run/token\n    kinds: [User, group]\n    page_size: 50\n    timeout_s: 5\n\
-             rules_file: rules/edge.yaml\nsigning_key_file: /keys/cp.json\nsnapshot_name: edge\nresync_interval_s: 120\n",
+             rules_file: rules/edge.yaml\nsigning_key_file: /keys/cp.json\nsnapshot_name: edge\nresync_interval_s: 120\n\
+             watch_interval_ms: 0\n\
+             guards: {max_shrink_fraction: 0.25, max_dangling_fraction: 0, retries: 0, retry_backoff_ms: 10}\n",
         )
         .unwrap();
         assert_eq!(
@@ -450,6 +558,13 @@ mod tests {
                 signing_key_file: "/keys/cp.json".into(),
                 snapshot_name: "edge".into(),
                 resync_interval: Duration::from_secs(120),
+                watch_interval: None,
+                guards: GuardConfig {
+                    max_shrink_fraction: Fraction::from_millionths(250_000),
+                    max_dangling_fraction: Fraction::from_millionths(0),
+                    retries: 0,
+                    retry_backoff: Duration::from_millis(10),
+                },
             }
         );
         let config = parse(
@@ -482,6 +597,34 @@ mod tests {
                 "missing field `signing_key_file`",
             ),
             (format!("{MINIMAL}resync: 3\n"), "unknown field `resync`"),
+            (
+                format!("{MINIMAL}guards: {{max_shrink: 0.1}}\n"),
+                "unknown field `max_shrink`",
+            ),
+            (
+                format!("{MINIMAL}guards: {{max_shrink_fraction: 1.5}}\n"),
+                "`guards.max_shrink_fraction`: `1.5` is not a fraction from 0 to 1",
+            ),
+            (
+                format!("{MINIMAL}guards: {{max_dangling_fraction: -0.01}}\n"),
+                "`guards.max_dangling_fraction`: `-0.01` is not a fraction",
+            ),
+            (
+                format!("{MINIMAL}guards: {{max_dangling_fraction: lots}}\n"),
+                "invalid type",
+            ),
+            (
+                format!("{MINIMAL}guards: {{retries: 11}}\n"),
+                "`guards.retries`: must be 0 to 10",
+            ),
+            (
+                format!("{MINIMAL}guards: {{retry_backoff_ms: 60001}}\n"),
+                "`guards.retry_backoff_ms`: must be 0 to 60000 milliseconds",
+            ),
+            (
+                format!("{MINIMAL}watch_interval_ms: 5\n"),
+                "`watch_interval_ms`: must be 0 (off) or 10 to 60000 milliseconds",
+            ),
             (
                 format!("{MINIMAL}listen: localhost\n"),
                 "`listen`: `localhost` is not an IP address and port",

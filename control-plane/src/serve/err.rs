@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::guard::GuardRefusal;
 use crate::catalog::CatalogError;
 use crate::snapshot::{EncodeError, KeyFileError};
 
@@ -84,6 +85,9 @@ pub enum SyncError {
     TokenEmpty { path: PathBuf },
     #[error(transparent)]
     Rules(#[from] RulesError),
+    /// The read looked wrong (empty, shrunk, inconsistent) and was not published.
+    #[error(transparent)]
+    Guard(#[from] GuardRefusal),
     #[error("cannot encode the snapshot")]
     Encode(#[source] EncodeError),
     /// The snapshot just built does not decode with the signing key's public key. Never
@@ -101,12 +105,21 @@ impl SyncError {
             | SyncError::TokenFile { .. }
             | SyncError::TokenEmpty { .. } => "token",
             SyncError::Rules(_) => "rules",
+            SyncError::Guard(_) => "guard",
             SyncError::Encode(_) | SyncError::SelfCheck(_) => "snapshot",
         }
     }
 
     /// Every `reason` label, so that each failure counter exists from the start.
-    pub const REASONS: [&'static str; 4] = ["catalog", "token", "rules", "snapshot"];
+    pub const REASONS: [&'static str; 5] = ["catalog", "token", "rules", "guard", "snapshot"];
+
+    /// The guard that refused the read, for a [`SyncError::Guard`].
+    pub fn guard(&self) -> Option<&'static str> {
+        match self {
+            SyncError::Guard(refusal) => Some(refusal.guard()),
+            _ => None,
+        }
+    }
 }
 
 /// The server could not start.

@@ -84,6 +84,8 @@ impl Fixture {
             &self.key_file,
         );
         config.rules_file = Some(self.rules.clone());
+        // Guard retries without the production backoff, so refused reads fail fast.
+        config.guards.retry_backoff = std::time::Duration::from_millis(1);
         config
     }
 
@@ -102,7 +104,13 @@ impl Fixture {
     }
 
     pub(crate) fn syncer(&self) -> Syncer {
-        Syncer::new(&self.config(), self.key.clone(), self.log()).with_clock(self.clock())
+        self.syncer_for(&self.config())
+    }
+
+    /// A syncer for `config` (usually [`Fixture::config`] with changes), on the fixture's
+    /// clock and log.
+    pub(crate) fn syncer_for(&self, config: &ServeConfig) -> Syncer {
+        Syncer::new(config, self.key.clone(), self.log()).with_clock(self.clock())
     }
 
     pub(crate) fn write_org(&self, text: &str) {

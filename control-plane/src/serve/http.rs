@@ -7,7 +7,7 @@
 //! | GET, HEAD | `/healthz` | 200 while the process runs |
 //! | GET, HEAD | `/readyz` | 200 once a snapshot is available, else 503 |
 //! | GET, HEAD | `/metrics` | Prometheus text (`metrics.rs`) |
-//! | POST | `/v1/sync` | runs a sync now and returns its [`SyncReport`] as JSON: 200 when it succeeded, 500 when it failed |
+//! | POST | `/v1/sync` | runs a sync now and returns its [`SyncReport`] as JSON: 200 when it succeeded, 500 when it failed; `?force=true` publishes past the guards |
 //!
 //! Errors are JSON, `{"code": "...", "message": "..."}`, like the filter's.
 
@@ -82,17 +82,14 @@ impl Reply {
     }
 }
 
-/// Answers one request. `sync` runs a sync and waits for its report; `None` when the server
-/// is stopping.
+/// Answers one request. `sync(force)` runs a sync and waits for its report; `None` when the
+/// server is stopping.
 pub(crate) fn route(
     shared: &Shared,
     request: &RequestParts<'_>,
-    sync: &dyn Fn() -> Option<SyncReport>,
+    sync: &dyn Fn(bool) -> Option<SyncReport>,
 ) -> Reply {
-    let path = request
-        .url
-        .split_once('?')
-        .map_or(request.url, |(path, _)| path);
+    let (path, query) = request.url.split_once('?').unwrap_or((request.url, ""));
     let read = matches!(request.method, "GET" | "HEAD");
     let only = |allowed: &str| {
         Reply::error(
@@ -119,21 +116,46 @@ pub(crate) fn route(
             metrics::CONTENT_TYPE,
             metrics::render(shared.name(), &shared.state()).into_bytes(),
         ),
-        "/v1/sync" if request.method == "POST" => match sync() {
-            Some(report) => {
-                let status = if report.status == SyncStatus::Failed {
-                    500
-                } else {
-                    200
-                };
-                let body = serde_json::to_value(&report).unwrap_or_default();
-                Reply::json(status, &body)
-            }
-            None => Reply::error(503, "stopping", "the server is stopping"),
-        },
+        "/v1/sync" if request.method == "POST" => {
+            let Some(force) = force_parameter(query) else {
+                return Reply::error(400, "bad_request", "`force` must be `true` or `false`");
+            };
+            sync_reply(sync(force))
+        }
         "/healthz" | "/readyz" | "/metrics" => only("GET, HEAD"),
         "/v1/sync" => only("POST"),
         _ => Reply::error(404, "not_found", &format!("no endpoint {path}")),
+    }
+}
+
+/// `force` in a query string: absent or `false` is false, `true` is true, anything else (or
+/// a repeated parameter) is `None`.
+fn force_parameter(query: &str) -> Option<bool> {
+    let mut values = query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .filter(|(key, _)| *key == "force")
+        .map(|(_, value)| value);
+    let force = match values.next() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return None,
+    };
+    values.next().is_none().then_some(force)
+}
+
+fn sync_reply(report: Option<SyncReport>) -> Reply {
+    match report {
+        Some(report) => {
+            let status = if report.status == SyncStatus::Failed {
+                500
+            } else {
+                200
+            };
+            let body = serde_json::to_value(&report).unwrap_or_default();
+            Reply::json(status, &body)
+        }
+        None => Reply::error(503, "stopping", "the server is stopping"),
     }
 }
 
@@ -197,7 +219,7 @@ mod tests {
         }
     }
 
-    fn no_sync() -> Option<SyncReport> {
+    fn no_sync(_force: bool) -> Option<SyncReport> {
         panic!("no sync expected")
     }
 
@@ -373,16 +395,21 @@ mod tests {
             serving_stale: false,
             warnings: 0,
             duration_ms: 3,
+            forced: false,
             reason: None,
+            guard: None,
             error: None,
         };
-        let reply = route(&shared, &post, &|| Some(ok.clone()));
+        let reply = route(&shared, &post, &|force| {
+            assert!(!force);
+            Some(ok.clone())
+        });
         assert_eq!(reply.status, 200);
         let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"status": "unchanged", "version": current.version,
-                "serving_stale": false, "warnings": 0, "duration_ms": 3})
+                "serving_stale": false, "warnings": 0, "duration_ms": 3, "forced": false})
         );
         let failed = SyncReport {
             status: SyncStatus::Failed,
@@ -391,12 +418,58 @@ mod tests {
             error: Some("cannot read the catalog".into()),
             ..ok
         };
-        let reply = route(&shared, &post, &|| Some(failed.clone()));
+        let reply = route(&shared, &post, &|_| Some(failed.clone()));
         assert_eq!(reply.status, 500);
         let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(json["status"], "failed");
         assert_eq!(json["reason"], "catalog");
         assert_eq!(json["version"], current.version);
-        assert_eq!(route(&shared, &post, &|| None).status, 503);
+        assert_eq!(route(&shared, &post, &|_| None).status, 503);
+        let refused = SyncReport {
+            reason: Some("guard"),
+            guard: Some("shrink"),
+            ..failed
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&route(&shared, &post, &|_| Some(refused.clone())).body)
+                .unwrap();
+        assert_eq!(
+            (&json["reason"], &json["guard"]),
+            (&"guard".into(), &"shrink".into())
+        );
+    }
+
+    #[test]
+    fn force_is_true_false_or_a_bad_request() {
+        let fixture = Fixture::new("http-force");
+        let (shared, _) = served(&fixture);
+        let cases = [
+            ("/v1/sync", Some(false)),
+            ("/v1/sync?force=false", Some(false)),
+            ("/v1/sync?force=true", Some(true)),
+            ("/v1/sync?x=1&force=true", Some(true)),
+            ("/v1/sync?force=TRUE", None),
+            ("/v1/sync?force=1", None),
+            ("/v1/sync?force", None),
+            ("/v1/sync?force=true&force=true", None),
+        ];
+        for (url, expected) in cases {
+            let asked = std::cell::Cell::new(None);
+            let post = RequestParts {
+                method: "POST",
+                url,
+                if_none_match: None,
+            };
+            let reply = route(&shared, &post, &|force| {
+                asked.set(Some(force));
+                None
+            });
+            assert_eq!(asked.get(), expected, "{url}");
+            assert_eq!(
+                reply.status,
+                if expected.is_some() { 503 } else { 400 },
+                "{url}"
+            );
+        }
     }
 }

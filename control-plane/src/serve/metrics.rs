@@ -3,7 +3,8 @@
 //! | Metric | Type | Meaning |
 //! |---|---|---|
 //! | `meshgate_cp_sync_successes_total` | counter | syncs that produced or confirmed a snapshot |
-//! | `meshgate_cp_sync_failures_total{reason}` | counter | failed syncs by `reason`: `catalog`, `token`, `rules`, `snapshot` |
+//! | `meshgate_cp_sync_failures_total{reason}` | counter | failed syncs by `reason`: `catalog`, `token`, `rules`, `guard`, `snapshot` |
+//! | `meshgate_cp_guard_refusals_total{guard}` | counter | catalog reads refused by `guard`: `empty`, `shrink`, `dangling` (after retries) |
 //! | `meshgate_cp_last_sync_success_timestamp_seconds` | gauge | unix time of the last successful sync (0: none yet) |
 //! | `meshgate_cp_last_sync_duration_seconds` | gauge | how long the last sync took, successful or not |
 //! | `meshgate_cp_serving_stale` | gauge | 1 when the last sync failed and the last good snapshot is served |
@@ -54,6 +55,17 @@ pub(crate) fn render(name: &str, state: &State) -> String {
         "counter",
         "Failed syncs by reason; the last good snapshot stays served.",
         &failures,
+    );
+    let refusals: Vec<(String, String)> = state
+        .guard_refusals
+        .iter()
+        .map(|(guard, count)| (format!("{{guard=\"{guard}\"}}"), count.to_string()))
+        .collect();
+    metric(
+        "meshgate_cp_guard_refusals_total",
+        "counter",
+        "Catalog reads not published because a guard refused them (after retries).",
+        &refusals,
     );
     metric(
         "meshgate_cp_last_sync_success_timestamp_seconds",

@@ -6,6 +6,8 @@
 //! - [`config`]: the YAML configuration and its validation
 //! - [`rules`]: the rules file, compiled with the filter's compiler
 //! - [`sync`]: one sync, versions, the published snapshot
+//! - `source`: the catalog read incrementally (directory stamps, API consistency check)
+//! - [`guard`]: when a catalog read is not published
 //! - `state`: the served snapshot and counters shared between threads
 //! - `metrics`: Prometheus text
 //! - [`http`]: endpoints as request → reply
@@ -32,16 +34,20 @@ pub mod delta;
 pub mod err;
 #[cfg(test)]
 pub(crate) mod fixture;
+pub mod guard;
 pub mod http;
 pub mod log;
 mod metrics;
 pub mod rules;
 pub mod server;
+mod source;
 mod state;
 pub mod sync;
+mod token;
 
 pub use config::{BackstageCatalog, CatalogSource, CatalogToken, ServeConfig};
 pub use err::{RulesError, ServeConfigError, ServeError, SyncError};
+pub use guard::{CatalogCounts, Fraction, GuardConfig, GuardRefusal};
 pub use log::{error_chain, no_log, stderr_log, LogSink};
 pub use rules::load_rules;
 pub use server::{RunningServer, Server};

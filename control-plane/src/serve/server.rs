@@ -73,8 +73,9 @@ impl Server {
         let sync_thread = {
             let shared = Arc::clone(&shared);
             let interval = config.resync_interval;
+            let watch = config.watch_interval;
             spawn("meshgate-sync", move || {
-                sync_loop(syncer, &shared, &receiver, interval);
+                sync_loop(syncer, &shared, &receiver, interval, watch);
             })?
         };
         running.sync_thread = Some(sync_thread);
@@ -105,34 +106,77 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
 }
 
 enum Command {
-    /// Sync now and send the report here.
-    Sync(Sender<SyncReport>),
+    /// Sync now (past the guards when `force`) and send the report here.
+    Sync {
+        reply: Sender<SyncReport>,
+        force: bool,
+    },
     Stop,
 }
 
-/// Syncs at once, then every `interval` and whenever asked. Requests that arrive while a sync
-/// runs are all answered by the next one.
+/// After a watched change, the catalog must stay unchanged this long before a sync starts, so
+/// a burst of writes (a git checkout, an editor's save) is read once.
+const QUIET: Duration = Duration::from_millis(200);
+/// A catalog that keeps changing is synced after at most this long anyway.
+const QUIET_CAP: Duration = Duration::from_secs(2);
+
+/// Syncs at once, then every `interval`, whenever asked, and (for a directory catalog) when
+/// the watch sees files change. Requests that arrive while a sync runs are all answered by
+/// the next one, forced if any of them asked for force. A change that lands during a sync is
+/// seen by the next watch poll and synced right after.
 fn sync_loop(
     mut syncer: Syncer,
     shared: &Shared,
     commands: &Receiver<Command>,
     interval: Duration,
+    watch: Option<Duration>,
 ) {
+    let watch = watch.filter(|_| syncer.watches());
+    let mut seen = None;
     let mut due = Instant::now();
     loop {
+        let now = Instant::now();
+        let wake = watch.map_or(due, |watch| due.min(now + watch));
         let mut waiting = Vec::new();
-        match commands.recv_timeout(due.saturating_duration_since(Instant::now())) {
-            Ok(Command::Sync(reply)) => waiting.push(reply),
+        let mut force = false;
+        match commands.recv_timeout(wake.saturating_duration_since(now)) {
+            Ok(Command::Sync {
+                reply,
+                force: asked,
+            }) => {
+                waiting.push(reply);
+                force |= asked;
+            }
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if Instant::now() < due {
+                    let current = syncer.watch_fingerprint();
+                    if current == seen {
+                        continue;
+                    }
+                    if settle(&syncer, current, commands) {
+                        return;
+                    }
+                }
+            }
         }
         while let Ok(command) = commands.try_recv() {
             match command {
-                Command::Sync(reply) => waiting.push(reply),
+                Command::Sync {
+                    reply,
+                    force: asked,
+                } => {
+                    waiting.push(reply);
+                    force |= asked;
+                }
                 Command::Stop => return,
             }
         }
-        let report = syncer.run();
+        if watch.is_some() {
+            // What this sync is about to read; anything newer is a change for the watch.
+            seen = syncer.watch_fingerprint();
+        }
+        let report = syncer.run_with(force);
         shared.record(&report, syncer.current().cloned());
         for reply in waiting {
             // The asker may have given up; nothing to do then.
@@ -147,6 +191,27 @@ fn sync_loop(
     }
 }
 
+/// Waits until the catalog has not changed for [`QUIET`] (at most [`QUIET_CAP`]). True when
+/// asked to stop meanwhile.
+fn settle(
+    syncer: &Syncer,
+    mut current: Option<crate::catalog::DirFingerprint>,
+    commands: &Receiver<Command>,
+) -> bool {
+    let deadline = Instant::now() + QUIET_CAP;
+    loop {
+        std::thread::sleep(QUIET);
+        let again = syncer.watch_fingerprint();
+        if again == current || Instant::now() >= deadline {
+            return false;
+        }
+        current = again;
+        if matches!(commands.try_recv(), Ok(Command::Stop)) {
+            return true;
+        }
+    }
+}
+
 fn http_worker(
     http: &tiny_http::Server,
     shared: &Shared,
@@ -154,7 +219,7 @@ fn http_worker(
     commands: &Sender<Command>,
     log: &LogSink,
 ) {
-    let sync = || request_sync(commands);
+    let sync = |force| request_sync(commands, force);
     while !stop.load(Ordering::Acquire) {
         match http.recv_timeout(POLL) {
             Ok(Some(request)) => answer(request, shared, &sync),
@@ -169,13 +234,13 @@ fn http_worker(
     }
 }
 
-fn request_sync(commands: &Sender<Command>) -> Option<SyncReport> {
+fn request_sync(commands: &Sender<Command>, force: bool) -> Option<SyncReport> {
     let (reply, report) = mpsc::channel();
-    commands.send(Command::Sync(reply)).ok()?;
+    commands.send(Command::Sync { reply, force }).ok()?;
     report.recv().ok()
 }
 
-fn answer(request: tiny_http::Request, shared: &Shared, sync: &dyn Fn() -> Option<SyncReport>) {
+fn answer(request: tiny_http::Request, shared: &Shared, sync: &dyn Fn(bool) -> Option<SyncReport>) {
     let if_none_match = request
         .headers()
         .iter()
@@ -269,7 +334,12 @@ impl RunningServer {
     /// Runs a sync now (after any sync already running) and returns its report. `None` when
     /// the server is stopped.
     pub fn trigger_sync(&self) -> Option<SyncReport> {
-        request_sync(&self.commands)
+        request_sync(&self.commands, false)
+    }
+
+    /// [`RunningServer::trigger_sync`] past the publish guards (`POST /v1/sync?force=true`).
+    pub fn trigger_forced_sync(&self) -> Option<SyncReport> {
+        request_sync(&self.commands, true)
     }
 
     /// The version served now; `None` before the first successful sync.

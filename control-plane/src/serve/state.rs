@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::err::SyncError;
+use super::guard::GuardRefusal;
 use super::sync::{Published, SyncReport, SyncStatus};
 
 /// The served snapshot and the sync counters, shared by the sync thread and the HTTP workers.
@@ -24,6 +25,8 @@ pub(crate) struct State {
     pub successes: u64,
     /// Failures by reason; every reason is present from the start.
     pub failures: BTreeMap<&'static str, u64>,
+    /// Refused catalog reads by guard; every guard is present from the start.
+    pub guard_refusals: BTreeMap<&'static str, u64>,
     /// Unix seconds of the last successful sync.
     pub last_success_unix: Option<f64>,
     pub last_duration: Duration,
@@ -41,6 +44,10 @@ impl Shared {
                 failures: SyncError::REASONS
                     .iter()
                     .map(|reason| (*reason, 0))
+                    .collect(),
+                guard_refusals: GuardRefusal::GUARDS
+                    .iter()
+                    .map(|guard| (*guard, 0))
                     .collect(),
                 ..State::default()
             }),
@@ -84,6 +91,10 @@ impl Shared {
                 let reason = report.reason.unwrap_or("snapshot");
                 let count = state.failures.entry(reason).or_insert(0);
                 *count = count.saturating_add(1);
+                if let Some(guard) = report.guard {
+                    let count = state.guard_refusals.entry(guard).or_insert(0);
+                    *count = count.saturating_add(1);
+                }
                 state.stale = report.serving_stale;
             }
         }
@@ -247,7 +258,7 @@ mod tests {
             .filter_map(|line| line.strip_prefix("# TYPE "))
             .map(|line| line.split(' ').next().unwrap())
             .collect();
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 12);
         for name in names {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
             assert!(text

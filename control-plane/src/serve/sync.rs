@@ -1,23 +1,29 @@
-//! One sync: read the catalog, close memberships, attach the compiled rules, encode and sign,
-//! and decide the version. A failed sync changes nothing: the last good snapshot stays.
+//! One sync: read the catalog (only what changed, see `source.rs`), close the group
+//! hierarchy, check the publish guards, attach the compiled rules, encode and sign, and decide
+//! the version. A failed or refused sync changes nothing: the last good snapshot stays.
 //!
 //! Versions are monotonic. Unchanged content (same content hash) keeps the current version
 //! and bytes, so pollers see the same ETag. Changed content gets
 //! `max(previous + 1, now in unix milliseconds)`, so a restarted server, which starts without
 //! a previous version, still goes forward as long as the clock does.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use meshgate_core::snapshot::{DecodeLimits, Snapshot, SnapshotHeader};
 use serde::Serialize;
 
-use super::config::{BackstageCatalog, CatalogSource, CatalogToken, ServeConfig};
+use super::config::ServeConfig;
 use super::err::SyncError;
+use super::guard::{check as check_guards, CatalogCounts, GuardConfig};
 use super::log::{error_chain, LogSink};
 use super::rules::load_rules;
-use crate::catalog::{load_dir, to_snapshot_input, CatalogIndex, CatalogWarning, RestSource};
+use super::source::{CatalogReader, Read};
+use crate::catalog::{
+    build_snapshot_input, summarize, CatalogBuild, CatalogIndex, CatalogWarning, DirFingerprint,
+};
 use crate::snapshot::{build, SigningKey, TrustedKey};
 
 /// A signed snapshot ready to serve.
@@ -107,9 +113,15 @@ pub struct SyncReport {
     /// Catalog warnings of this sync (0 when it failed before reading them).
     pub warnings: usize,
     pub duration_ms: u64,
-    /// Why the sync failed: `catalog`, `token`, `rules` or `snapshot`.
+    /// Whether the sync was asked to publish past the guards.
+    pub forced: bool,
+    /// Why the sync failed: `catalog`, `token`, `rules`, `guard` or `snapshot`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// The guard that refused the read (`empty`, `shrink`, `dangling`) when `reason` is
+    /// `guard`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<&'static str>,
     /// The failure, with its causes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -131,23 +143,37 @@ pub fn system_clock() -> Clock {
 /// Runs syncs for one snapshot and remembers the last good one.
 pub struct Syncer {
     name: String,
-    catalog: CatalogSource,
+    catalog: CatalogReader,
     rules_file: Option<std::path::PathBuf>,
+    guards: GuardConfig,
     key: SigningKey,
     trusted: TrustedKey,
     clock: Clock,
     log: LogSink,
     current: Option<Arc<Published>>,
-    /// Warnings of the last good sync, already logged.
-    logged: BTreeSet<CatalogWarning>,
+    /// What the guards compare the next read with: the counts of the last published read.
+    published_counts: Option<CatalogCounts>,
+    /// The rules published with `current`.
+    published_rules: Option<Option<String>>,
+    /// Set when the last sync failed: the source's memory may be ahead of what is served, so
+    /// the next sync builds whatever the source says.
+    dirty: bool,
+    /// Hashes of the warnings of the last good sync, already logged.
+    logged: HashSet<u64>,
+    /// Warnings of the last good sync.
+    warning_count: usize,
 }
 
 /// A successful sync.
 struct Synced {
     published: Arc<Published>,
     changed: bool,
-    warnings: Vec<CatalogWarning>,
+    /// `None` when the catalog was not read again (same warnings as before).
+    warnings: Option<Vec<CatalogWarning>>,
 }
+
+/// Warning samples per kind in a log line.
+const WARNING_SAMPLES: usize = 5;
 
 impl Syncer {
     /// A syncer for `config`, signing with `key`, on the system clock.
@@ -155,14 +181,19 @@ impl Syncer {
         let trusted = key.trusted_key();
         Syncer {
             name: config.snapshot_name.clone(),
-            catalog: config.catalog.clone(),
+            catalog: CatalogReader::new(&config.catalog),
             rules_file: config.rules_file.clone(),
+            guards: config.guards,
             key,
             trusted,
             clock: system_clock(),
             log,
             current: None,
-            logged: BTreeSet::new(),
+            published_counts: None,
+            published_rules: None,
+            dirty: false,
+            logged: HashSet::new(),
+            warning_count: 0,
         }
     }
 
@@ -173,9 +204,14 @@ impl Syncer {
     }
 
     /// Starts from `published`, as if a sync had produced it: same content keeps its version
-    /// and bytes, and new versions come after it. `meshgate snapshot build` passes the file it
-    /// is about to replace.
+    /// and bytes, new versions come after it, and the shrink guard compares with its counts.
+    /// `meshgate snapshot build` passes the file it is about to replace.
     pub fn with_current(mut self, published: Published) -> Syncer {
+        self.published_counts = Some(CatalogCounts {
+            users: published.users,
+            groups: published.groups,
+            owned: published.owned,
+        });
         self.current = Some(Arc::new(published));
         self
     }
@@ -190,20 +226,36 @@ impl Syncer {
         self.current.as_ref()
     }
 
-    /// Syncs once and logs the outcome: one line per sync, plus each catalog warning the first
-    /// time it appears.
+    /// Whether the catalog is watched between syncs (a directory).
+    pub fn watches(&self) -> bool {
+        self.catalog.watches()
+    }
+
+    /// The catalog directory's file stamps now (`None` for the API or an unreadable
+    /// directory); a watcher compares two of them.
+    pub fn watch_fingerprint(&self) -> Option<DirFingerprint> {
+        self.catalog.watch_fingerprint()
+    }
+
+    /// Syncs once, guarded; see [`Syncer::run_with`].
     pub fn run(&mut self) -> SyncReport {
+        self.run_with(false)
+    }
+
+    /// Syncs once and logs the outcome: one line per sync, plus one line per warning kind with
+    /// warnings not logged before (a count and a few samples). `force` publishes past the
+    /// guards (an operator's decision, `POST /v1/sync?force=true`).
+    pub fn run_with(&mut self, force: bool) -> SyncReport {
         let started = Instant::now();
-        let result = self.sync();
+        let result = self.sync_with_retries(force);
         let duration_ms = millis(started.elapsed());
         match result {
             Ok(synced) => {
-                for warning in &synced.warnings {
-                    if !self.logged.contains(warning) {
-                        (self.log)(&format!("catalog warning: {warning}"));
-                    }
+                self.dirty = false;
+                if let Some(warnings) = &synced.warnings {
+                    self.log_new_warnings(warnings);
+                    self.warning_count = warnings.len();
                 }
-                self.logged = synced.warnings.iter().cloned().collect();
                 let status = if synced.changed {
                     SyncStatus::Updated
                 } else {
@@ -211,27 +263,31 @@ impl Syncer {
                 };
                 let snapshot = &synced.published;
                 (self.log)(&format!(
-                    "sync {}: snapshot `{}` version {}, {} users, {} groups, {} owned, {} warnings, {} bytes, {duration_ms} ms",
+                    "sync {}{}: snapshot `{}` version {}, {} users, {} groups, {} owned, {} warnings, {} bytes, {duration_ms} ms",
                     if synced.changed { "updated" } else { "unchanged" },
+                    if force { " (forced past the guards)" } else { "" },
                     snapshot.name,
                     snapshot.version,
                     snapshot.users,
                     snapshot.groups,
                     snapshot.owned,
-                    synced.warnings.len(),
+                    self.warning_count,
                     snapshot.bytes.len(),
                 ));
                 SyncReport {
                     status,
                     version: Some(snapshot.version),
                     serving_stale: false,
-                    warnings: synced.warnings.len(),
+                    warnings: self.warning_count,
                     duration_ms,
+                    forced: force,
                     reason: None,
+                    guard: None,
                     error: None,
                 }
             }
             Err(error) => {
+                self.dirty = true;
                 let message = error_chain(&error);
                 let serving = match &self.current {
                     Some(current) => format!("keeping version {}", current.version),
@@ -247,31 +303,110 @@ impl Syncer {
                     serving_stale: self.current.is_some(),
                     warnings: 0,
                     duration_ms,
+                    forced: force,
                     reason: Some(error.reason()),
+                    guard: error.guard(),
                     error: Some(message),
                 }
             }
         }
     }
 
-    fn sync(&mut self) -> Result<Synced, SyncError> {
-        let index = read_catalog(&self.catalog)?;
-        let (mut input, warnings) = to_snapshot_input(&index);
-        input.rules = match &self.rules_file {
+    /// One line per warning kind that has warnings not logged before; then remembers the
+    /// warnings of this sync, so one that goes away and comes back is logged again.
+    fn log_new_warnings(&mut self, warnings: &[CatalogWarning]) {
+        let hashes: Vec<u64> = warnings.iter().map(warning_hash).collect();
+        let new = warnings
+            .iter()
+            .zip(&hashes)
+            .filter(|(_, hash)| !self.logged.contains(hash))
+            .map(|(warning, _)| warning);
+        for summary in summarize(new, WARNING_SAMPLES) {
+            (self.log)(&format!("catalog warnings: {summary}"));
+        }
+        self.logged = hashes.into_iter().collect();
+    }
+
+    /// Syncs; a read the guards refuse (or, for the API, a read that fails) is read again
+    /// after a backoff, up to `guards.retries` times.
+    fn sync_with_retries(&mut self, force: bool) -> Result<Synced, SyncError> {
+        let rules = match &self.rules_file {
             Some(path) => Some(load_rules(path)?),
             None => None,
         };
+        let may_skip = !force
+            && !self.dirty
+            && self.current.is_some()
+            && self.published_rules.as_ref() == Some(&rules);
+        let mut backoff = self.guards.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            let result = self.sync(may_skip && attempt == 0, force, &rules);
+            let retryable = match &result {
+                Err(SyncError::Guard(_)) => true,
+                Err(SyncError::Catalog(_)) => self.catalog.is_remote(),
+                _ => false,
+            };
+            if !retryable || attempt >= self.guards.retries {
+                return result;
+            }
+            attempt += 1;
+            std::thread::sleep(backoff);
+            backoff = backoff.saturating_mul(2);
+        }
+    }
+
+    fn sync(
+        &mut self,
+        may_skip: bool,
+        force: bool,
+        rules: &Option<String>,
+    ) -> Result<Synced, SyncError> {
+        let index = match self.catalog.read(may_skip)? {
+            Read::Unchanged => {
+                if let Some(current) = &self.current {
+                    return Ok(Synced {
+                        published: Arc::clone(current),
+                        changed: false,
+                        warnings: None,
+                    });
+                }
+                // Never reached: skipping needs a current snapshot. Read in full.
+                match self.catalog.read(false)? {
+                    Read::Catalog(index) => index,
+                    Read::Unchanged => CatalogIndex::default(),
+                }
+            }
+            Read::Catalog(index) => index,
+        };
+        let CatalogBuild {
+            mut input,
+            warnings,
+            relations,
+        } = build_snapshot_input(&index);
+        drop(index);
+        let counts = CatalogCounts {
+            users: input.users.len(),
+            groups: input.groups.len(),
+            owned: input.owned.len(),
+        };
+        if !force {
+            check_guards(&self.guards, counts, relations, self.published_counts)?;
+        }
+        input.rules.clone_from(rules);
         let now_ms = (self.clock)();
         let version = next_version(self.current.as_ref().map(|c| c.version), now_ms);
         let generated_at = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         let bytes = build(input, version, generated_at, &self.key).map_err(SyncError::Encode)?;
         let header = SnapshotHeader::peek(&bytes).map_err(SyncError::SelfCheck)?;
+        self.published_counts = Some(counts);
+        self.published_rules = Some(rules.clone());
         if let Some(current) = &self.current {
             if current.content_hash == header.content_hash_hex() {
                 return Ok(Synced {
                     published: Arc::clone(current),
                     changed: false,
-                    warnings,
+                    warnings: Some(warnings),
                 });
             }
         }
@@ -283,55 +418,19 @@ impl Syncer {
         Ok(Synced {
             published,
             changed: true,
-            warnings,
+            warnings: Some(warnings),
         })
     }
 }
 
+fn warning_hash(warning: &CatalogWarning) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    warning.hash(&mut hasher);
+    hasher.finish()
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn read_catalog(source: &CatalogSource) -> Result<CatalogIndex, SyncError> {
-    match source {
-        CatalogSource::Directory(dir) => load_dir(dir).map_err(SyncError::Catalog),
-        CatalogSource::Backstage(backstage) => {
-            rest_source(backstage)?.load().map_err(SyncError::Catalog)
-        }
-    }
-}
-
-fn rest_source(backstage: &BackstageCatalog) -> Result<RestSource, SyncError> {
-    let source = RestSource::new(backstage.base_url.as_str())
-        .with_kinds(backstage.kinds.iter().cloned())
-        .with_page_size(backstage.page_size)
-        .with_timeout(backstage.timeout);
-    Ok(match &backstage.token {
-        None => source,
-        Some(token) => source.with_token(resolve_token(token)?),
-    })
-}
-
-fn resolve_token(token: &CatalogToken) -> Result<String, SyncError> {
-    match token {
-        CatalogToken::Value(value) => Ok(value.trim().to_owned()),
-        CatalogToken::Env(var) => std::env::var(var)
-            .ok()
-            .map(|value| value.trim().to_owned())
-            .filter(|value| !value.is_empty())
-            .ok_or_else(|| SyncError::TokenEnv { var: var.clone() }),
-        CatalogToken::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| SyncError::TokenFile {
-                path: path.clone(),
-                source,
-            })?;
-            let token = text.trim();
-            if token.is_empty() {
-                return Err(SyncError::TokenEmpty { path: path.clone() });
-            }
-            Ok(token.to_owned())
-        }
-    }
 }
 
 #[cfg(test)]
@@ -350,11 +449,21 @@ mod tests {
         .unwrap()
     }
 
+    /// The user's closed groups: what the snapshot stores for them (direct groups in format
+    /// 2) and the ancestors of each; also right once the filter unions them itself.
     fn groups(snapshot: &Snapshot, user: &str) -> Vec<String> {
-        snapshot
+        let mut closed = std::collections::BTreeSet::new();
+        for group in snapshot
             .groups_of_user(user)
-            .map(|set| set.iter().map(str::to_owned).collect())
-            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|set| set.iter())
+        {
+            closed.insert(group.to_owned());
+            if let Some(index) = snapshot.group_index(group) {
+                closed.extend(snapshot.ancestors_of(index).iter().map(str::to_owned));
+            }
+        }
+        closed.into_iter().collect()
     }
 
     #[test]
@@ -599,7 +708,11 @@ mod tests {
             "{ORG}---\nkind: User\nmetadata: {{name: carol}}\nspec: {{memberOf: [ghost]}}\n"
         );
         fixture.write_org(&dangling);
-        let mut syncer = fixture.syncer();
+        // One dangling reference in a catalog this small is far above the default 1%.
+        let mut config = fixture.config();
+        config.guards.max_dangling_fraction =
+            super::super::guard::Fraction::from_millionths(500_000);
+        let mut syncer = fixture.syncer_for(&config);
         for _ in 0..3 {
             assert_eq!(syncer.run().warnings, 1);
         }
@@ -610,13 +723,14 @@ mod tests {
         let logged = fixture.logged();
         let warnings: Vec<&String> = logged
             .iter()
-            .filter(|l| l.starts_with("catalog warning:"))
+            .filter(|l| l.starts_with("catalog warnings:"))
             .collect();
+        // Each warning once, when it appears: carol's, then only dan's (new).
         assert_eq!(
             warnings,
             [
-                "catalog warning: user:default/carol memberOf group:default/ghost, which is not in the catalog; ignored",
-                "catalog warning: user:default/dan memberOf group:default/phantom, which is not in the catalog; ignored",
+                "catalog warnings: 1 × dangling_ref, e.g. user:default/carol memberOf group:default/ghost, which is not in the catalog; ignored",
+                "catalog warnings: 1 × dangling_ref, e.g. user:default/dan memberOf group:default/phantom, which is not in the catalog; ignored",
             ]
         );
         let syncs: Vec<&String> = logged.iter().filter(|l| l.starts_with("sync ")).collect();
@@ -634,31 +748,210 @@ mod tests {
         );
     }
 
+    fn lenient(fixture: &Fixture) -> ServeConfig {
+        let mut config = fixture.config();
+        config.guards.max_dangling_fraction =
+            super::super::guard::Fraction::from_millionths(1_000_000);
+        config
+    }
+
     #[test]
-    fn tokens_come_from_env_files_or_values() {
-        let fixture = Fixture::new("sync-token");
-        let file = fixture.dir.join("token");
-        std::fs::write(&file, "  s3cret\n").unwrap();
-        assert_eq!(
-            resolve_token(&CatalogToken::File(file.clone())).unwrap(),
-            "s3cret"
-        );
-        std::fs::write(&file, "\n").unwrap();
-        assert!(matches!(
-            resolve_token(&CatalogToken::File(file.clone())),
-            Err(SyncError::TokenEmpty { .. })
+    fn a_group_with_300000_dangling_members_logs_a_few_short_lines() {
+        let fixture = Fixture::new("sync-many-warnings");
+        let members: Vec<String> = (0..300_000).map(|n| format!("ghost{n}")).collect();
+        fixture.write_org(&format!(
+            "{ORG}---\nkind: Group\nmetadata: {{name: big}}\nspec: {{members: [{}]}}\n",
+            members.join(",")
         ));
-        assert!(matches!(
-            resolve_token(&CatalogToken::File(fixture.dir.join("none"))),
-            Err(SyncError::TokenFile { .. })
-        ));
+        let mut syncer = fixture.syncer_for(&lenient(&fixture));
+        let report = syncer.run();
         assert_eq!(
-            resolve_token(&CatalogToken::Value("v".into())).unwrap(),
-            "v"
+            (report.status, report.warnings),
+            (SyncStatus::Updated, 300_000)
         );
-        let missing = "MESHGATE_TEST_TOKEN_THAT_IS_NEVER_SET";
-        let error = resolve_token(&CatalogToken::Env(missing.into())).unwrap_err();
-        assert_eq!(error.reason(), "token");
-        assert!(error.to_string().contains(missing));
+        let logged = fixture.logged();
+        assert!(logged.len() <= 3, "{}", logged.len());
+        let bytes: usize = logged.iter().map(String::len).sum();
+        assert!(bytes < 4096, "{bytes} bytes logged");
+        assert!(logged.iter().any(|line| line
+            .starts_with("catalog warnings: 300000 × dangling_ref, e.g. ")
+            && line.ends_with("… 299995 more")));
+        // The same warnings again are not logged again.
+        fixture.set_now(1_800_000_000_000);
+        std::fs::write(
+            fixture.catalog.join("extra.yaml"),
+            "kind: User\nmetadata: {name: zed}\n",
+        )
+        .unwrap();
+        assert_eq!(syncer.run().status, SyncStatus::Updated);
+        assert_eq!(fixture.logged().len(), logged.len() + 1);
+    }
+
+    /// Runs `syncer` and checks that the guard refused and the last good snapshot stays.
+    fn assert_refused(
+        fixture: &Fixture,
+        syncer: &mut Syncer,
+        guard: &str,
+        served: Option<&Arc<Published>>,
+    ) {
+        let report = syncer.run();
+        assert_eq!(
+            (
+                report.status,
+                report.reason,
+                report.guard,
+                report.serving_stale
+            ),
+            (
+                SyncStatus::Failed,
+                Some("guard"),
+                Some(guard),
+                served.is_some()
+            ),
+            "{report:?}"
+        );
+        match served {
+            Some(served) => assert!(Arc::ptr_eq(syncer.current().unwrap(), served)),
+            None => assert!(syncer.current().is_none()),
+        }
+        let last = fixture.logged().pop().unwrap();
+        assert!(
+            last.starts_with("sync failed (guard), ")
+                && last.contains(&format!("guard `{guard}` refused")),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn an_empty_directory_is_never_published() {
+        let fixture = Fixture::new("sync-guard-empty");
+        let org = fixture.catalog.join("org.yaml");
+        std::fs::remove_file(&org).unwrap();
+        // The first sync: nothing to keep, nothing published.
+        let mut syncer = fixture.syncer();
+        assert_refused(&fixture, &mut syncer, "empty", None);
+        std::fs::write(&org, ORG).unwrap();
+        assert_eq!(syncer.run().status, SyncStatus::Updated);
+        let served = Arc::clone(syncer.current().unwrap());
+        // A failed mount or a git-sync swap: the directory is there, the files are not.
+        std::fs::remove_file(&org).unwrap();
+        assert_refused(&fixture, &mut syncer, "empty", Some(&served));
+        // Groups but no users is just as empty.
+        std::fs::write(&org, ORG.replace("kind: User", "kind: Robot")).unwrap();
+        assert_refused(&fixture, &mut syncer, "empty", Some(&served));
+        assert!(fixture
+            .logged()
+            .pop()
+            .unwrap()
+            .contains("0 users, 2 groups"));
+    }
+
+    /// 51 users, as in the report that showed a truncated `org.yaml` publishing 19 of them.
+    fn org_with_users(users: usize) -> String {
+        let mut text = String::from(ORG);
+        for n in 0..users.saturating_sub(2) {
+            text.push_str(&format!(
+                "---\nkind: User\nmetadata: {{name: user{n}}}\nspec: {{memberOf: [analytics]}}\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn a_truncated_org_file_that_is_still_yaml_is_not_published() {
+        let fixture = Fixture::new("sync-guard-shrink");
+        fixture.write_org(&org_with_users(51));
+        let mut syncer = fixture.syncer();
+        assert_eq!(syncer.run().status, SyncStatus::Updated);
+        let served = Arc::clone(syncer.current().unwrap());
+        let full = org_with_users(51);
+        // Cut at a document boundary: valid YAML, 19 users.
+        let cut = full.match_indices("---\n").nth(19 + 2).unwrap().0;
+        fixture.write_org(&full[..cut]);
+        assert_refused(&fixture, &mut syncer, "shrink", Some(&served));
+        let last = fixture.logged().pop().unwrap();
+        assert!(last.contains("users 51 → 19"), "{last}");
+        // Shrinking by 10% at most is a normal change and is published.
+        fixture.write_org(&org_with_users(46));
+        assert_eq!(syncer.run().status, SyncStatus::Updated);
+        // Retried before giving up: the file finished writing between two reads.
+        let finish = std::thread::spawn({
+            let path = fixture.catalog.join("org.yaml");
+            let full = org_with_users(46);
+            move || {
+                std::thread::sleep(Duration::from_millis(30));
+                std::fs::write(path, full).unwrap();
+            }
+        });
+        fixture.write_org(&full[..cut]);
+        let mut config = fixture.config();
+        config.guards.retry_backoff = Duration::from_millis(100);
+        let mut patient = fixture
+            .syncer_for(&config)
+            .with_current((**syncer.current().unwrap()).clone());
+        let report = patient.run();
+        finish.join().unwrap();
+        assert_eq!(report.status, SyncStatus::Unchanged, "{report:?}");
+    }
+
+    #[test]
+    fn an_operator_can_force_a_publish_past_the_guards() {
+        let fixture = Fixture::new("sync-guard-force");
+        fixture.write_org(&org_with_users(51));
+        let mut syncer = fixture.syncer();
+        syncer.run();
+        fixture.write_org(&org_with_users(10));
+        let served = Arc::clone(syncer.current().unwrap());
+        assert_refused(&fixture, &mut syncer, "shrink", Some(&served));
+        let report = syncer.run_with(true);
+        assert_eq!((report.status, report.forced), (SyncStatus::Updated, true));
+        assert_eq!(syncer.current().unwrap().users, 10);
+        assert!(fixture
+            .logged()
+            .pop()
+            .unwrap()
+            .starts_with("sync updated (forced past the guards): "));
+        // The forced snapshot is the new reference for the shrink guard.
+        assert_eq!(syncer.run().status, SyncStatus::Unchanged);
+        // Force publishes an empty catalog too, when that is what the operator wants.
+        fixture.write_org("");
+        assert_eq!(syncer.run().guard, Some("empty"));
+        assert_eq!(syncer.run_with(true).status, SyncStatus::Updated);
+        assert_eq!(syncer.current().unwrap().users, 0);
+    }
+
+    #[test]
+    fn an_unchanged_directory_is_not_read_again() {
+        let fixture = Fixture::new("sync-unchanged");
+        let mut syncer = fixture.syncer();
+        let first = syncer.run();
+        // Made unreadable without changing its stamp: a sync that read it would fail.
+        let org = fixture.catalog.join("org.yaml");
+        let stamp = std::fs::metadata(&org).unwrap().modified().unwrap();
+        std::fs::write(&org, ORG.replace("kind: Group", "kind: [Grou")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&org)
+            .unwrap()
+            .set_modified(stamp)
+            .unwrap();
+        let report = syncer.run();
+        assert_eq!(
+            (report.status, report.version),
+            (SyncStatus::Unchanged, first.version)
+        );
+        // Its stamp moves: read, and the broken YAML is reported.
+        std::fs::File::options()
+            .write(true)
+            .open(&org)
+            .unwrap()
+            .set_modified(stamp + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(syncer.run().reason, Some("catalog"));
+        // A rules change rebuilds even when the catalog did not change.
+        fixture.write_org(ORG);
+        assert_eq!(syncer.run().status, SyncStatus::Unchanged);
+        std::fs::write(&fixture.rules, "[]\n").unwrap();
+        assert_eq!(syncer.run().status, SyncStatus::Updated);
     }
 }
