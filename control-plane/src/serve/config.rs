@@ -22,6 +22,13 @@
 //!   max_dangling_fraction: 0.01
 //!   retries: 2
 //!   retry_backoff_ms: 500
+//! delta_history: 4                    # default; versions a delta is served from, 0: none
+//! views:                              # optional; each served at /v1/snapshots/<name>
+//!   - name: airflow
+//!     groups: [data-eng, group:default/analytics]
+//!     kinds: [airflow.dag]
+//!     from_rules: true                # also what the published rules name
+//!     rules_file: airflow-rules.yaml  # also what these rules name (the sidecar's own)
 //! ```
 //!
 //! Relative paths in a file are relative to the directory of that file.
@@ -32,6 +39,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::delta::DEFAULT_DELTA_HISTORY;
 use super::err::ServeConfigError;
 use super::guard::{Fraction, GuardConfig};
 use crate::catalog::rest::{DEFAULT_KINDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT};
@@ -53,6 +61,7 @@ const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
 const MAX_PAGE_SIZE: usize = 10_000;
 const MAX_TIMEOUT_S: u64 = 600;
 const MAX_SNAPSHOT_NAME: usize = 64;
+const MAX_DELTA_HISTORY: usize = 64;
 
 /// What the snapshot server needs to run. Build it with [`ServeConfig::new`] and set fields, or
 /// read a file with [`ServeConfig::load`].
@@ -77,6 +86,24 @@ pub struct ServeConfig {
     pub watch_interval: Option<Duration>,
     /// When a catalog read is not published.
     pub guards: GuardConfig,
+    /// How many earlier versions of each snapshot a delta is served from.
+    pub delta_history: usize,
+    /// Scoped snapshots served next to the whole one.
+    pub views: Vec<ViewConfig>,
+}
+
+/// A scoped view of the catalog (`views[]`), served at `/v1/snapshots/<name>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewConfig {
+    pub name: String,
+    /// Groups as rules write them (`data-eng` or `group:default/data-eng`).
+    pub groups: Vec<String>,
+    /// Entity kinds whose ownership the view keeps (`airflow.dag`).
+    pub kinds: Vec<String>,
+    /// Also the groups and kinds the published rules name.
+    pub from_rules: bool,
+    /// Also the groups and kinds these rules name (YAML or JSON list, like `rules_file`).
+    pub rules_file: Option<PathBuf>,
 }
 
 /// Where the catalog is read from.
@@ -155,6 +182,8 @@ impl ServeConfig {
             resync_interval: DEFAULT_RESYNC_INTERVAL,
             watch_interval: Some(DEFAULT_WATCH_INTERVAL),
             guards: GuardConfig::default(),
+            delta_history: DEFAULT_DELTA_HISTORY,
+            views: Vec::new(),
         }
     }
 
@@ -211,7 +240,14 @@ impl ServeConfig {
             }
         }
         check_guards(&self.guards)?;
-        check_snapshot_name(&self.snapshot_name)?;
+        check_snapshot_name("snapshot_name", &self.snapshot_name)?;
+        if self.delta_history > MAX_DELTA_HISTORY {
+            return Err(ServeConfigError::invalid(
+                "delta_history",
+                format!("must be 0 to {MAX_DELTA_HISTORY}"),
+            ));
+        }
+        check_views(&self.snapshot_name, &self.views)?;
         if self.signing_key_file.as_os_str().is_empty() {
             return Err(ServeConfigError::invalid(
                 "signing_key_file",
@@ -265,7 +301,61 @@ fn fraction(
     }
 }
 
-fn check_snapshot_name(name: &str) -> Result<(), ServeConfigError> {
+fn check_views(main: &str, views: &[ViewConfig]) -> Result<(), ServeConfigError> {
+    let mut names = std::collections::BTreeSet::from([main]);
+    for (i, view) in views.iter().enumerate() {
+        let field = |name: &str| format!("views[{i}].{name}");
+        check_snapshot_name(&field("name"), &view.name)?;
+        if !names.insert(&view.name) {
+            return Err(ServeConfigError::invalid(
+                field("name"),
+                format!(
+                    "`{}` is already served (snapshot_name or another view)",
+                    view.name
+                ),
+            ));
+        }
+        if let Some(bad) = view
+            .groups
+            .iter()
+            .find(|group| meshgate_core::groupref::GroupName::parse(group).is_none())
+        {
+            return Err(ServeConfigError::invalid(
+                field("groups"),
+                format!("`{bad}` is not a group name or group entity ref"),
+            ));
+        }
+        if let Some(bad) = view.kinds.iter().find(|kind| kind.trim().is_empty()) {
+            return Err(ServeConfigError::invalid(
+                field("kinds"),
+                format!("`{bad}` is not an entity kind"),
+            ));
+        }
+        if view
+            .rules_file
+            .as_ref()
+            .is_some_and(|file| file.as_os_str().is_empty())
+        {
+            return Err(ServeConfigError::invalid(
+                field("rules_file"),
+                "must not be empty",
+            ));
+        }
+        if view.groups.is_empty()
+            && view.kinds.is_empty()
+            && !view.from_rules
+            && view.rules_file.is_none()
+        {
+            return Err(ServeConfigError::invalid(
+                format!("views[{i}]"),
+                "names nothing: give `groups`, `kinds`, `from_rules: true` or `rules_file`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_snapshot_name(field: &str, name: &str) -> Result<(), ServeConfigError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if name.is_empty()
         || name.len() > MAX_SNAPSHOT_NAME
@@ -273,7 +363,7 @@ fn check_snapshot_name(name: &str) -> Result<(), ServeConfigError> {
         || name.starts_with('.')
     {
         return Err(ServeConfigError::invalid(
-            "snapshot_name",
+            field,
             format!(
                 "`{name}` must be 1 to {MAX_SNAPSHOT_NAME} letters, digits, `-`, `_` or `.`, not starting with `.`"
             ),
@@ -365,6 +455,22 @@ struct ConfigFile {
     resync_interval_s: Option<u64>,
     watch_interval_ms: Option<u64>,
     guards: Option<GuardsFile>,
+    delta_history: Option<usize>,
+    #[serde(default)]
+    views: Vec<ViewFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewFile {
+    name: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    kinds: Vec<String>,
+    #[serde(default)]
+    from_rules: bool,
+    rules_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -474,6 +580,22 @@ impl ConfigFile {
                 Some(millis) => Some(Duration::from_millis(millis)),
             },
             guards: self.guards.unwrap_or_default().resolve()?,
+            delta_history: self.delta_history.unwrap_or(DEFAULT_DELTA_HISTORY),
+            views: self
+                .views
+                .into_iter()
+                .map(|view| ViewConfig {
+                    name: view.name,
+                    groups: view.groups,
+                    kinds: view
+                        .kinds
+                        .iter()
+                        .map(|kind| kind.trim().to_owned())
+                        .collect(),
+                    from_rules: view.from_rules,
+                    rules_file: view.rules_file.map(|file| relative_to(base, file)),
+                })
+                .collect(),
         })
     }
 }
@@ -522,6 +644,8 @@ mod tests {
                 resync_interval: Duration::from_secs(30),
                 watch_interval: Some(Duration::from_millis(250)),
                 guards: GuardConfig::default(),
+                delta_history: 4,
+                views: Vec::new(),
             }
         );
         assert_eq!(
@@ -540,7 +664,9 @@ mod tests {
              catalog:\n  backstage:\n    base_url: https://backstage.example.com/\n    token_file: /run/token\n    kinds: [User, group]\n    page_size: 50\n    timeout_s: 5\n\
              rules_file: rules/edge.yaml\nsigning_key_file: /keys/cp.json\nsnapshot_name: edge\nresync_interval_s: 120\n\
              watch_interval_ms: 0\n\
-             guards: {max_shrink_fraction: 0.25, max_dangling_fraction: 0, retries: 0, retry_backoff_ms: 10}\n",
+             guards: {max_shrink_fraction: 0.25, max_dangling_fraction: 0, retries: 0, retry_backoff_ms: 10}\n\
+             delta_history: 0\n\
+             views:\n  - {name: airflow, groups: [data-eng], kinds: [' airflow.dag'], from_rules: true, rules_file: airflow.yaml}\n  - {name: ci, from_rules: true}\n",
         )
         .unwrap();
         assert_eq!(
@@ -565,6 +691,21 @@ mod tests {
                     retries: 0,
                     retry_backoff: Duration::from_millis(10),
                 },
+                delta_history: 0,
+                views: vec![
+                    ViewConfig {
+                        name: "airflow".into(),
+                        groups: vec!["data-eng".into()],
+                        kinds: vec!["airflow.dag".into()],
+                        from_rules: true,
+                        rules_file: Some("/etc/meshgate/airflow.yaml".into()),
+                    },
+                    ViewConfig {
+                        name: "ci".into(),
+                        from_rules: true,
+                        ..ViewConfig::default()
+                    },
+                ],
             }
         );
         let config = parse(
@@ -696,6 +837,42 @@ mod tests {
                 "`catalog.backstage.base_url`: `http://b/?x=1` must be",
             ),
             ("[1, 2]".into(), "invalid type"),
+            (
+                format!("{MINIMAL}delta_history: 65\n"),
+                "`delta_history`: must be 0 to 64",
+            ),
+            (
+                format!("{MINIMAL}views: [{{name: v, group: [a]}}]\n"),
+                "unknown field `group`",
+            ),
+            (
+                format!("{MINIMAL}views: [{{groups: [a]}}]\n"),
+                "missing field `name`",
+            ),
+            (
+                format!("{MINIMAL}views: [{{name: v}}]\n"),
+                "`views[0]`: names nothing",
+            ),
+            (
+                format!("{MINIMAL}views: [{{name: default, groups: [a]}}]\n"),
+                "`views[0].name`: `default` is already served",
+            ),
+            (
+                format!("{MINIMAL}views: [{{name: v, groups: [a]}}, {{name: v, kinds: [k]}}]\n"),
+                "`views[1].name`: `v` is already served",
+            ),
+            (
+                format!("{MINIMAL}views: [{{name: 'a/b', groups: [a]}}]\n"),
+                "`views[0].name`: `a/b` must be",
+            ),
+            (
+                format!("{MINIMAL}views: [{{name: v, groups: ['user:default/alice']}}]\n"),
+                "`views[0].groups`: `user:default/alice` is not a group",
+            ),
+            (
+                format!("{MINIMAL}views: [{{name: v, kinds: ['']}}]\n"),
+                "`views[0].kinds`: `` is not an entity kind",
+            ),
         ];
         for (yaml, expected) in cases {
             let error = parse(&yaml).unwrap_err();

@@ -85,6 +85,13 @@ pub enum SyncError {
     TokenEmpty { path: PathBuf },
     #[error(transparent)]
     Rules(#[from] RulesError),
+    /// A view's rules (published or its own `rules_file`) do not compile.
+    #[error("rules of view `{view}` do not compile")]
+    ViewRules {
+        view: String,
+        #[source]
+        source: meshgate_core::config::ConfigError,
+    },
     /// The read looked wrong (empty, shrunk, inconsistent) and was not published.
     #[error(transparent)]
     Guard(#[from] GuardRefusal),
@@ -104,7 +111,7 @@ impl SyncError {
             SyncError::TokenEnv { .. }
             | SyncError::TokenFile { .. }
             | SyncError::TokenEmpty { .. } => "token",
-            SyncError::Rules(_) => "rules",
+            SyncError::Rules(_) | SyncError::ViewRules { .. } => "rules",
             SyncError::Guard(_) => "guard",
             SyncError::Encode(_) | SyncError::SelfCheck(_) => "snapshot",
         }

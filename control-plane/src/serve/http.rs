@@ -25,6 +25,10 @@ pub const SNAPSHOTS_PREFIX: &str = "/v1/snapshots/";
 pub const VERSION_HEADER: &str = "X-Meshgate-Snapshot-Version";
 /// `Content-Type` of snapshot replies.
 pub const SNAPSHOT_CONTENT_TYPE: &str = "application/octet-stream";
+/// `Content-Type` of delta replies (`226 IM Used`).
+pub const DELTA_CONTENT_TYPE: &str = "application/vnd.meshgate.snapshot-delta";
+/// The instance manipulation (RFC 3229) a filter asks for with `A-IM`.
+pub const DELTA_ENCODING: &str = "meshgate-delta";
 
 /// One request, as much of it as routing needs.
 pub(crate) struct RequestParts<'a> {
@@ -32,6 +36,8 @@ pub(crate) struct RequestParts<'a> {
     /// Path and query, as received.
     pub url: &'a str,
     pub if_none_match: Option<&'a str>,
+    /// `A-IM` (RFC 3229): the delta encodings the client takes.
+    pub a_im: Option<&'a str>,
 }
 
 /// One reply. `length` is the `Content-Length` to announce: the body's, except for a 304,
@@ -103,7 +109,7 @@ pub(crate) fn route(
         if !read {
             return only("GET, HEAD");
         }
-        return snapshot(shared, name, request.if_none_match);
+        return snapshot(shared, name, request.if_none_match, request.a_im);
     }
     match path {
         "/healthz" if read => Reply::text(200, "ok\n"),
@@ -159,15 +165,22 @@ fn sync_reply(report: Option<SyncReport>) -> Reply {
     }
 }
 
-fn snapshot(shared: &Shared, name: &str, if_none_match: Option<&str>) -> Reply {
-    if name != shared.name() {
+fn snapshot(shared: &Shared, name: &str, if_none_match: Option<&str>, a_im: Option<&str>) -> Reply {
+    if !shared.serves(name) {
         return Reply::error(
             404,
             "unknown_snapshot",
             &format!("no snapshot named `{name}`"),
         );
     }
-    let Some(current) = shared.current() else {
+    let served = shared.current().and_then(|whole| {
+        if name == shared.name() {
+            Some(whole)
+        } else {
+            whole.views.get(name).cloned()
+        }
+    });
+    let Some(current) = served else {
         return Reply::error(
             503,
             "no_snapshot_yet",
@@ -180,6 +193,7 @@ fn snapshot(shared: &Shared, name: &str, if_none_match: Option<&str>) -> Reply {
             .header("ETag", current.etag.clone())
             .header(VERSION_HEADER, current.version.to_string())
             .header("Cache-Control", "no-cache")
+            .header("Vary", "A-IM")
     };
     if if_none_match.is_some_and(|tags| etag_matches(tags, &current.etag)) {
         return headers(Reply {
@@ -189,11 +203,34 @@ fn snapshot(shared: &Shared, name: &str, if_none_match: Option<&str>) -> Reply {
             length: current.bytes.len(),
         });
     }
+    let delta = if_none_match
+        .filter(|_| a_im.is_some_and(takes_delta))
+        .and_then(|tags| delta_for(&current.deltas, tags));
+    if let Some(delta) = delta {
+        return headers(Reply::new(226, DELTA_CONTENT_TYPE, delta)).header("IM", DELTA_ENCODING);
+    }
     headers(Reply::new(
         200,
         SNAPSHOT_CONTENT_TYPE,
         Arc::clone(&current.bytes),
     ))
+}
+
+/// Whether an `A-IM` list names meshgate's delta encoding (parameters ignored).
+fn takes_delta(a_im: &str) -> bool {
+    a_im.split(',').any(|item| {
+        item.split(';')
+            .next()
+            .is_some_and(|im| im.trim().eq_ignore_ascii_case(DELTA_ENCODING))
+    })
+}
+
+/// The delta from the first of the client's tags that one is kept for.
+fn delta_for(deltas: &super::delta::Deltas, if_none_match: &str) -> Option<Arc<[u8]>> {
+    if_none_match.split(',').find_map(|tag| {
+        let tag = tag.trim().trim_start_matches("W/");
+        deltas.get(tag).cloned()
+    })
 }
 
 /// `If-None-Match` against the current entity tag: `*`, or a comma-separated list of tags, any
@@ -216,8 +253,31 @@ mod tests {
             method: "GET",
             url,
             if_none_match,
+            a_im: None,
         }
     }
+
+    const ORG_WITHOUT_ALICE_IN_DATA_ENG: &str = "\
+kind: Group
+metadata: {name: data-eng}
+spec: {type: team, children: []}
+---
+kind: Group
+metadata: {name: analytics}
+spec: {type: team, parent: data-eng, children: [], members: [bob]}
+---
+kind: User
+metadata: {name: alice}
+spec: {profile: {email: alice@example.com}, memberOf: []}
+---
+kind: User
+metadata: {name: bob}
+spec: {profile: {email: bob@example.com}, memberOf: []}
+---
+kind: Component
+metadata: {name: etl-daily, annotations: {meshgate.io/airflow-dag: etl_daily}}
+spec: {type: pipeline, owner: data-eng}
+";
 
     fn no_sync(_force: bool) -> Option<SyncReport> {
         panic!("no sync expected")
@@ -235,6 +295,105 @@ mod tests {
         shared.record(&report, syncer.current().cloned());
         let current = shared.current().unwrap();
         (shared, current)
+    }
+
+    /// Scoped views are served by name; a poller that says `A-IM: meshgate-delta` and names
+    /// an earlier version gets a signed delta (226) that turns it into the current one.
+    #[test]
+    fn views_and_deltas() {
+        use meshgate_core::snapshot::{DecodeLimits, Snapshot};
+        let fixture = Fixture::new("http-views");
+        let mut config = fixture.config();
+        config.views = vec![super::super::config::ViewConfig {
+            name: "analytics".into(),
+            groups: vec!["analytics".into()],
+            ..Default::default()
+        }];
+        let shared = Shared::new("default").with_views(["analytics".to_owned()]);
+        let mut syncer = fixture.syncer_for(&config);
+        let mut sync = |shared: &Shared| {
+            let report = syncer.run();
+            assert_ne!(report.status, SyncStatus::Failed, "{report:?}");
+            shared.record(&report, syncer.current().cloned());
+        };
+        let trusted = [fixture.key.trusted_key()];
+        let decode =
+            |bytes: &[u8]| Snapshot::decode(bytes, &trusted, &DecodeLimits::default()).unwrap();
+        let ask = |url: &'static str, etag: Option<&str>, a_im: Option<&str>| {
+            let request = RequestParts {
+                method: "GET",
+                url,
+                if_none_match: etag,
+                a_im,
+            };
+            route(&shared, &request, &no_sync)
+        };
+        assert_eq!(ask("/v1/snapshots/analytics", None, None).status, 503);
+        assert_eq!(ask("/v1/snapshots/nope", None, None).status, 404);
+        sync(&shared);
+
+        let view_v1 = ask("/v1/snapshots/analytics", None, None);
+        assert_eq!(view_v1.status, 200);
+        let view = decode(&view_v1.body);
+        assert_eq!(view.user_count(), 1, "bob only");
+        assert!(view.user("user:default/bob").is_some());
+        assert_eq!(ask("/v1/snapshots/nope", None, None).status, 404);
+        let whole_v1 = ask("/v1/snapshots/default", None, None);
+        let (etag_v1, view_etag) = (
+            whole_v1.header_value("etag").unwrap().to_owned(),
+            view_v1.header_value("etag").unwrap().to_owned(),
+        );
+
+        // alice leaves data-eng: the whole snapshot changes, the view does not.
+        fixture.write_org(&ORG_WITHOUT_ALICE_IN_DATA_ENG);
+        fixture.set_now(1_700_000_100_000);
+        sync(&shared);
+        let delta = ask(
+            "/v1/snapshots/default",
+            Some(&etag_v1),
+            Some("meshgate-delta"),
+        );
+        assert_eq!(delta.status, 226);
+        assert_eq!(delta.header_value("im"), Some("meshgate-delta"));
+        assert_eq!(
+            delta.header_value("content-type"),
+            Some("application/vnd.meshgate.snapshot-delta")
+        );
+        let whole_v2 = ask("/v1/snapshots/default", None, None);
+        assert_eq!(delta.header_value("etag"), whole_v2.header_value("etag"));
+        let applied = decode(&whole_v1.body)
+            .apply_delta(&delta.body, &trusted, &DecodeLimits::default())
+            .unwrap();
+        assert_eq!(applied.image(), decode(&whole_v2.body).image());
+        assert!(delta.body.len() < whole_v2.body.len());
+        for (etag, a_im, why) in [
+            (Some(etag_v1.as_str()), None, "no A-IM"),
+            (Some(etag_v1.as_str()), Some("gzip"), "another encoding"),
+            (
+                Some("\"1-unknown\""),
+                Some("meshgate-delta"),
+                "unknown base",
+            ),
+            (None, Some("meshgate-delta"), "no base"),
+        ] {
+            let reply = ask("/v1/snapshots/default", etag, a_im);
+            assert_eq!(reply.status, 200, "{why}");
+        }
+        assert_eq!(
+            ask(
+                "/v1/snapshots/default",
+                Some(&etag_v1),
+                Some("vcdiff, Meshgate-Delta;q=1")
+            )
+            .status,
+            226
+        );
+        let same_view = ask(
+            "/v1/snapshots/analytics",
+            Some(&view_etag),
+            Some("meshgate-delta"),
+        );
+        assert_eq!(same_view.status, 304, "the view did not change");
     }
 
     #[test]
@@ -261,6 +420,7 @@ mod tests {
             method: "HEAD",
             url: "/v1/snapshots/default?x=1",
             if_none_match: None,
+            a_im: None,
         };
         assert_eq!(route(&shared, &head, &no_sync), reply);
     }
@@ -328,6 +488,7 @@ mod tests {
             method,
             url,
             if_none_match: None,
+            a_im: None,
         };
         let cases = [
             (request("GET", "/readyz"), 200, None, "ready: version"),
@@ -388,6 +549,7 @@ mod tests {
             method: "POST",
             url: "/v1/sync",
             if_none_match: None,
+            a_im: None,
         };
         let ok = SyncReport {
             status: SyncStatus::Unchanged,
@@ -459,6 +621,7 @@ mod tests {
                 method: "POST",
                 url,
                 if_none_match: None,
+                a_im: None,
             };
             let reply = route(&shared, &post, &|force| {
                 asked.set(Some(force));

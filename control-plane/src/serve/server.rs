@@ -48,7 +48,10 @@ impl Server {
         })?;
         let addr = http.server_addr().to_ip().unwrap_or(config.listen);
         let http = Arc::new(http);
-        let shared = Arc::new(Shared::new(&config.snapshot_name));
+        let shared = Arc::new(
+            Shared::new(&config.snapshot_name)
+                .with_views(config.views.iter().map(|view| view.name.clone())),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let (commands, receiver) = mpsc::channel();
         let mut running = RunningServer {
@@ -241,11 +244,15 @@ fn request_sync(commands: &Sender<Command>, force: bool) -> Option<SyncReport> {
 }
 
 fn answer(request: tiny_http::Request, shared: &Shared, sync: &dyn Fn(bool) -> Option<SyncReport>) {
-    let if_none_match = request
-        .headers()
-        .iter()
-        .find(|header| header.field.equiv("If-None-Match"))
-        .map(|header| header.value.as_str().to_owned());
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|header| header.field.equiv(name))
+            .map(|header| header.value.as_str().to_owned())
+    };
+    let if_none_match = header("If-None-Match");
+    let a_im = header("A-IM");
     let method = request.method().as_str().to_owned();
     let url = request.url().to_owned();
     let reply = route(
@@ -254,6 +261,7 @@ fn answer(request: tiny_http::Request, shared: &Shared, sync: &dyn Fn(bool) -> O
             method: &method,
             url: &url,
             if_none_match: if_none_match.as_deref(),
+            a_im: a_im.as_deref(),
         },
         sync,
     );

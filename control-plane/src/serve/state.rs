@@ -13,6 +13,8 @@ use super::sync::{Published, SyncReport, SyncStatus};
 /// The served snapshot and the sync counters, shared by the sync thread and the HTTP workers.
 pub(crate) struct Shared {
     name: String,
+    /// Names of the configured views, served next to `name`.
+    views: Vec<String>,
     state: Mutex<State>,
     /// Signalled when a snapshot first becomes available.
     ready: Condvar,
@@ -40,6 +42,7 @@ impl Shared {
     pub(crate) fn new(name: &str) -> Shared {
         Shared {
             name: name.to_owned(),
+            views: Vec::new(),
             state: Mutex::new(State {
                 failures: SyncError::REASONS
                     .iter()
@@ -55,9 +58,20 @@ impl Shared {
         }
     }
 
+    /// Also serves these views.
+    pub(crate) fn with_views(mut self, views: impl IntoIterator<Item = String>) -> Shared {
+        self.views = views.into_iter().collect();
+        self
+    }
+
     /// The snapshot name served.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether `name` is the whole snapshot or a configured view.
+    pub(crate) fn serves(&self, name: &str) -> bool {
+        name == self.name || self.views.iter().any(|view| view == name)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -7,15 +7,16 @@
 //! `max(previous + 1, now in unix milliseconds)`, so a restarted server, which starts without
 //! a previous version, still goes forward as long as the clock does.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use meshgate_core::snapshot::{DecodeLimits, Snapshot, SnapshotHeader};
+use meshgate_core::snapshot::{DecodeLimits, Snapshot, SnapshotHeader, SnapshotInput};
 use serde::Serialize;
 
-use super::config::ServeConfig;
+use super::config::{ServeConfig, ViewConfig};
+use super::delta::{DeltaHistory, Deltas};
 use super::err::SyncError;
 use super::guard::{check as check_guards, CatalogCounts, GuardConfig};
 use super::log::{error_chain, LogSink};
@@ -25,6 +26,7 @@ use crate::catalog::{
     build_snapshot_input, summarize, CatalogBuild, CatalogIndex, CatalogWarning, DirFingerprint,
 };
 use crate::snapshot::{build, SigningKey, TrustedKey};
+use crate::view::{project, ViewScope};
 
 /// A signed snapshot ready to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,10 @@ pub struct Published {
     pub owned: usize,
     /// Whether the snapshot carries rules.
     pub has_rules: bool,
+    /// Signed deltas to this snapshot, by the ETag of the earlier version each applies to.
+    pub deltas: Deltas,
+    /// The scoped views published with this snapshot, by name (empty for a view itself).
+    pub views: BTreeMap<String, Arc<Published>>,
 }
 
 impl Published {
@@ -54,13 +60,22 @@ impl Published {
         bytes: Arc<[u8]>,
         trusted: &TrustedKey,
     ) -> Result<Published, meshgate_core::snapshot::SnapshotError> {
+        Published::decoded(name, bytes, trusted).map(|(published, _)| published)
+    }
+
+    /// [`Published::from_bytes`], also handing back the decoded snapshot.
+    fn decoded(
+        name: &str,
+        bytes: Arc<[u8]>,
+        trusted: &TrustedKey,
+    ) -> Result<(Published, Snapshot), meshgate_core::snapshot::SnapshotError> {
         let snapshot = Snapshot::decode(
             &bytes,
             std::slice::from_ref(trusted),
             &DecodeLimits::default(),
         )?;
         let content_hash = snapshot.content_hash_hex();
-        Ok(Published {
+        let published = Published {
             name: name.to_owned(),
             version: snapshot.version(),
             generated_at: snapshot.generated_at(),
@@ -71,7 +86,10 @@ impl Published {
             owned: snapshot.owned_count(),
             has_rules: snapshot.rules_json().is_some(),
             bytes,
-        })
+            deltas: Deltas::new(),
+            views: BTreeMap::new(),
+        };
+        Ok((published, snapshot))
     }
 }
 
@@ -162,6 +180,16 @@ pub struct Syncer {
     logged: HashSet<u64>,
     /// Warnings of the last good sync.
     warning_count: usize,
+    /// Earlier versions of the whole snapshot, to sign deltas from.
+    history: DeltaHistory,
+    views: Vec<ViewState>,
+}
+
+/// One configured view: its config, what it last published, and its own history.
+struct ViewState {
+    config: ViewConfig,
+    current: Option<Arc<Published>>,
+    history: DeltaHistory,
 }
 
 /// A successful sync.
@@ -194,6 +222,16 @@ impl Syncer {
             dirty: false,
             logged: HashSet::new(),
             warning_count: 0,
+            history: DeltaHistory::new(config.delta_history),
+            views: config
+                .views
+                .iter()
+                .map(|view| ViewState {
+                    config: view.clone(),
+                    current: None,
+                    history: DeltaHistory::new(config.delta_history),
+                })
+                .collect(),
         }
     }
 
@@ -394,6 +432,7 @@ impl Syncer {
             check_guards(&self.guards, counts, relations, self.published_counts)?;
         }
         input.rules.clone_from(rules);
+        let for_views = (!self.views.is_empty()).then(|| input.clone());
         let now_ms = (self.clock)();
         let version = next_version(self.current.as_ref().map(|c| c.version), now_ms);
         let generated_at = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
@@ -401,19 +440,47 @@ impl Syncer {
         let header = SnapshotHeader::peek(&bytes).map_err(SyncError::SelfCheck)?;
         self.published_counts = Some(counts);
         self.published_rules = Some(rules.clone());
-        if let Some(current) = &self.current {
+        if let Some(current) = self.current.clone() {
             if current.content_hash == header.content_hash_hex() {
+                // Same catalog; a view's own rules file may still have changed.
+                let published = match for_views {
+                    Some(whole) => {
+                        let views = self.publish_views(&whole, now_ms)?;
+                        if views == current.views {
+                            current
+                        } else {
+                            let mut updated = (*current).clone();
+                            updated.views = views;
+                            let updated = Arc::new(updated);
+                            self.current = Some(Arc::clone(&updated));
+                            updated
+                        }
+                    }
+                    None => current,
+                };
                 return Ok(Synced {
-                    published: Arc::clone(current),
+                    published,
                     changed: false,
                     warnings: Some(warnings),
                 });
             }
         }
-        let published = Arc::new(
-            Published::from_bytes(&self.name, Arc::from(bytes), &self.trusted)
-                .map_err(SyncError::SelfCheck)?,
-        );
+        let (mut published, snapshot) =
+            Published::decoded(&self.name, Arc::from(bytes), &self.trusted)
+                .map_err(SyncError::SelfCheck)?;
+        published.deltas = self
+            .history
+            .publish(
+                &published.etag,
+                Arc::new(snapshot),
+                published.bytes.len(),
+                &self.key,
+            )
+            .map_err(SyncError::Encode)?;
+        if let Some(whole) = for_views {
+            published.views = self.publish_views(&whole, now_ms)?;
+        }
+        let published = Arc::new(published);
         self.current = Some(Arc::clone(&published));
         Ok(Synced {
             published,
@@ -421,6 +488,77 @@ impl Syncer {
             warnings: Some(warnings),
         })
     }
+}
+
+impl Syncer {
+    /// Projects and publishes every view of a changed catalog. A view whose content did not
+    /// change keeps its version and bytes, like the whole snapshot.
+    fn publish_views(
+        &mut self,
+        whole: &SnapshotInput,
+        now_ms: u64,
+    ) -> Result<BTreeMap<String, Arc<Published>>, SyncError> {
+        let generated_at = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        let mut published = BTreeMap::new();
+        for view in &mut self.views {
+            let scope = view_scope(&view.config, whole.rules.as_deref())?;
+            let input = project(whole, &scope);
+            let version = next_version(view.current.as_ref().map(|c| c.version), now_ms);
+            let bytes =
+                build(input, version, generated_at, &self.key).map_err(SyncError::Encode)?;
+            let header = SnapshotHeader::peek(&bytes).map_err(SyncError::SelfCheck)?;
+            let current = match &view.current {
+                Some(current) if current.content_hash == header.content_hash_hex() => {
+                    Arc::clone(current)
+                }
+                _ => {
+                    let (mut fresh, snapshot) =
+                        Published::decoded(&view.config.name, Arc::from(bytes), &self.trusted)
+                            .map_err(SyncError::SelfCheck)?;
+                    fresh.deltas = view
+                        .history
+                        .publish(
+                            &fresh.etag,
+                            Arc::new(snapshot),
+                            fresh.bytes.len(),
+                            &self.key,
+                        )
+                        .map_err(SyncError::Encode)?;
+                    Arc::new(fresh)
+                }
+            };
+            view.current = Some(Arc::clone(&current));
+            published.insert(view.config.name.clone(), current);
+        }
+        Ok(published)
+    }
+}
+
+/// What a view keeps: its groups and kinds, and what the rules it follows name.
+fn view_scope(view: &ViewConfig, published_rules: Option<&str>) -> Result<ViewScope, SyncError> {
+    let compile_error = |source| SyncError::ViewRules {
+        view: view.name.clone(),
+        source,
+    };
+    let mut scope = ViewScope {
+        groups: view
+            .groups
+            .iter()
+            .filter_map(|group| meshgate_core::groupref::GroupName::parse(group))
+            .map(|group| group.catalog_ref)
+            .collect(),
+        kinds: view.kinds.iter().cloned().collect(),
+    };
+    if view.from_rules {
+        if let Some(rules) = published_rules {
+            scope = scope.union(ViewScope::from_rules_json(rules).map_err(compile_error)?);
+        }
+    }
+    if let Some(file) = &view.rules_file {
+        let rules = load_rules(file)?;
+        scope = scope.union(ViewScope::from_rules_json(&rules).map_err(compile_error)?);
+    }
+    Ok(scope)
 }
 
 fn warning_hash(warning: &CatalogWarning) -> u64 {
