@@ -345,7 +345,7 @@ spec: {type: pipeline, owner: data-eng}
         );
 
         // alice leaves data-eng: the whole snapshot changes, the view does not.
-        fixture.write_org(&ORG_WITHOUT_ALICE_IN_DATA_ENG);
+        fixture.write_org(ORG_WITHOUT_ALICE_IN_DATA_ENG);
         fixture.set_now(1_700_000_100_000);
         sync(&shared);
         let delta = ask(
