@@ -138,13 +138,14 @@ fn run(args: &Args, work_dir: &Path, figures: &mut Figures) -> Result<(), Stop> 
         figures,
         rng: choices(args.spec.seed),
         concurrency: args.concurrency,
+        ready_at: None,
     };
     let outcome = phases.run(args.changes, args.reloads);
     // The peak is read last, whatever stopped the run (a stopped process has none).
     if let Some(peak) = session.cp_mib("VmHWM") {
         figures.cp_peak_rss_mib = Some(peak);
     }
-    if outcome.is_err() {
+    if outcome.as_ref().is_err_and(|stop| !stop.is_limit()) {
         let log = work_dir.join("meshgate-serve.log");
         eprintln!("control-plane log: {}", log.display());
     }

@@ -25,7 +25,8 @@ pub struct Figures {
     pub full_rebuild_ms: Option<u64>,
     pub snapshot_bytes: Option<u64>,
     pub correctness: Option<Correctness>,
-    /// First snapshot: control plane ready → Envoy serving its version.
+    /// First snapshot: control plane ready → Envoy serving its version (the correctness
+    /// check runs in between, so this is an upper bound).
     pub first_load_ms: Option<u64>,
     pub envoy_rss_baseline_mib: Option<f64>,
     pub envoy_rss_first_load_mib: Option<f64>,

@@ -230,7 +230,8 @@ impl Session {
         Ok(())
     }
 
-    /// Polls `check` every `every` until it yields a value, guarding each round.
+    /// Polls `check` every `every` until it yields a value, guarding each round; `None` when
+    /// `timeout` passes first.
     pub fn wait_for<T>(
         &mut self,
         phase: &'static str,
@@ -246,6 +247,8 @@ impl Session {
             }
             std::thread::sleep(every);
         }
+        // A wait cut short by the deadline is the deadline's doing, not a failure.
+        self.guard(phase)?;
         Ok(None)
     }
 
@@ -290,7 +293,16 @@ impl Session {
             .post(&self.cp_url("/v1/sync"))
             .timeout(timeout)
             .call()
-            .map_err(|e| Stop::failed("POST /v1/sync", e))?;
+            .map_err(|e| {
+                if self.time_left().is_zero() {
+                    Stop::Deadline {
+                        deadline: self.deadline,
+                        phase: "a POST /v1/sync",
+                    }
+                } else {
+                    Stop::failed("POST /v1/sync", e)
+                }
+            })?;
         let body = response
             .into_string()
             .map_err(|e| Stop::failed("read /v1/sync answer", e))?;
