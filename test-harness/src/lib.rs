@@ -18,6 +18,8 @@ pub mod corpus;
 pub mod envoy;
 pub mod http_client;
 pub mod issuer_server;
+pub mod orggen;
 pub mod ports;
+pub mod scale_probe;
 pub mod stack;
 pub mod upstream;
