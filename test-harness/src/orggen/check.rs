@@ -66,7 +66,7 @@ pub fn check_snapshot(snapshot: &Snapshot, org: &Org, reference: &Reference) -> 
 fn closed_in_snapshot(snapshot: &Snapshot, direct: &[u32]) -> Vec<u32> {
     let mut closed: Vec<u32> = direct.to_vec();
     for group in direct {
-        closed.extend_from_slice(snapshot.ancestors_of(*group).indices());
+        closed.extend(snapshot.ancestors_of(*group).indices());
     }
     closed.sort_unstable();
     closed.dedup();
@@ -109,7 +109,7 @@ fn check_users(snapshot: &Snapshot, org: &Org, reference: &Reference, report: &m
             .filter_map(|group| to_snapshot.get(*group as usize).copied().flatten())
             .collect();
         expected.sort_unstable();
-        let found = closed_in_snapshot(snapshot, view.groups.indices());
+        let found = closed_in_snapshot(snapshot, &view.groups.indices());
         if expected.len() != expected_org.len() || found != expected {
             let name = |group: &u32| snapshot.group_ref(*group).unwrap_or("?").to_owned();
             let missing: Vec<String> = expected_org

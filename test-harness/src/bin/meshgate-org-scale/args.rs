@@ -11,6 +11,7 @@ pub const USAGE: &str = "\
 usage: meshgate-org-scale [--quick] [--users N] [--groups N] [--entities N]
          [--nesting shallow|deep] [--seed N] [--huge-group[=N]] [--changes N] [--reloads N]
          [--concurrency N] [--deadline-s N] [--max-cp-rss-mib N] [--meshgate PATH]
+         [--snapshot default|five]
          [--out FILE] [--backstage-json] [--keep]
 
 Generates an organisation-scale catalog, serves it with the release `meshgate serve` to a real
@@ -31,6 +32,8 @@ const MAX_RSS_MIB: usize = 1_048_576;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
     pub spec: OrgSpec,
+    /// What the Envoy polls: `default` (the whole catalog) or `five` (a five-group view).
+    pub snapshot: String,
     pub changes: usize,
     pub reloads: usize,
     pub concurrency: u32,
@@ -82,7 +85,7 @@ pub fn parse(args: &[String]) -> Result<Args, ArgsError> {
             "--quick" | "--backstage-json" | "--keep" | "--huge-group" => false,
             "--users" | "--groups" | "--entities" | "--nesting" | "--seed" | "--changes"
             | "--reloads" | "--concurrency" | "--deadline-s" | "--max-cp-rss-mib"
-            | "--meshgate" | "--out" => true,
+            | "--meshgate" | "--out" | "--snapshot" => true,
             _ => return Err(ArgsError::UnknownFlag { flag }),
         };
         let value = match (takes_value, inline) {
@@ -119,6 +122,7 @@ pub fn parse(args: &[String]) -> Result<Args, ArgsError> {
         out: repo_root().join("target/bench/org-scale.json"),
         backstage_json: false,
         keep: false,
+        snapshot: String::from("default"),
     };
     for (flag, value) in values {
         let given = value.is_some();
@@ -188,6 +192,16 @@ pub fn parse(args: &[String]) -> Result<Args, ArgsError> {
                     parsed.meshgate = PathBuf::from(text);
                 }
             }
+            "--snapshot" => match text.as_str() {
+                "default" | "five" => parsed.snapshot = text,
+                _ => {
+                    return Err(ArgsError::BadValue {
+                        flag,
+                        value: text,
+                        reason: "is not `default` or `five`".into(),
+                    })
+                }
+            },
             "--backstage-json" => parsed.backstage_json = true,
             "--keep" => parsed.keep = true,
             _ => {}
@@ -239,6 +253,8 @@ mod tests {
         bad("--users 5000001", "--users");
         bad("--users -5", "--users"); // hostile
         bad("--users 1e5", "--users");
+        bad("--snapshot edge", "--snapshot");
+        bad("--snapshot", "--snapshot");
         bad("--users 100 --users 200", "--users"); // duplicated
         bad("--nesting diagonal", "--nesting");
         bad("--concurrency 0", "--concurrency");

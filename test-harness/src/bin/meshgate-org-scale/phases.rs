@@ -66,7 +66,13 @@ impl Phases<'_> {
 
     fn first_sync(&mut self) -> Result<(), Stop> {
         let started = Instant::now();
-        self.session.start_control_plane(self.catalog)?;
+        // The five deepest groups: a team-sized view.
+        let groups = self.org.group_count();
+        let view_groups: Vec<String> = (groups.saturating_sub(5)..groups)
+            .filter_map(|index| self.org.group_ref(index))
+            .collect();
+        self.session
+            .start_control_plane(self.catalog, &view_groups)?;
         let timeout = self.session.time_left();
         let ready = self
             .session
@@ -114,9 +120,13 @@ impl Phases<'_> {
         let started = self.ready_at.unwrap_or_else(Instant::now);
         let workers = u64::from(self.concurrency);
         let timeout = CHANGE_TIMEOUT.min(self.session.time_left());
+        // Workers take a snapshot when they serve requests (a VM that serves none keeps no
+        // copy), so traffic flows while the first load is awaited.
+        let token = self.session.token("first-load", "nobody@example.com")?;
         let loaded = self
             .session
             .wait_for("the first load", timeout, POLL, |s| {
+                s.probe(&token, 2);
                 (s.envoy_loaded() >= workers && s.envoy_version().is_some_and(|v| v > 0))
                     .then_some(())
             })?;

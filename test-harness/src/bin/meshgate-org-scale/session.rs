@@ -83,6 +83,9 @@ pub struct Session {
     http: ureq::Agent,
 }
 
+/// The view the control plane always serves: five groups (`--snapshot five` polls it).
+pub const VIEW_NAME: &str = "five";
+
 impl Session {
     /// Starts the issuer, the tool stub, the proxy and Envoy (no control plane yet, so Envoy
     /// runs without a snapshot).
@@ -92,6 +95,7 @@ impl Session {
         deadline: Duration,
         max_cp_rss_mib: u64,
         meshgate: &Path,
+        snapshot_name: &str,
     ) -> Result<Session, Stop> {
         let started = Instant::now();
         for needed in [repo_root().join("dist/meshgate.wasm"), meshgate.to_owned()] {
@@ -132,6 +136,10 @@ impl Session {
                     "\"poll_interval_s\": 2".into(),
                     "\"poll_interval_s\": 1".into(),
                 ),
+                (
+                    "/v1/snapshots/default".into(),
+                    format!("/v1/snapshots/{snapshot_name}"),
+                ),
             ],
         )?;
         let mut options = EnvoyOptions::new(yaml, admin_port);
@@ -157,15 +165,23 @@ impl Session {
         })
     }
 
-    /// Writes the control-plane config and starts `meshgate serve` on it.
-    pub fn start_control_plane(&mut self, catalog: &Path) -> Result<(), Stop> {
+    /// Writes the control-plane config (the whole catalog as `default`, and a view `five`
+    /// naming `view_groups`) and starts `meshgate serve` on it.
+    pub fn start_control_plane(
+        &mut self,
+        catalog: &Path,
+        view_groups: &[String],
+    ) -> Result<(), Stop> {
         let config = self.work_dir.join("cp.yaml");
         let key = repo_root().join(DEMO_CP_KEY);
+        let groups: Vec<String> = view_groups.iter().map(|g| json_string(g)).collect();
         let text = format!(
-            "listen: 127.0.0.1:{}\ncatalog:\n  directory: {}\nsigning_key_file: {}\nresync_interval_s: 1\n",
+            "listen: 127.0.0.1:{}\ncatalog:\n  directory: {}\nsigning_key_file: {}\nresync_interval_s: 1\n\
+             views:\n  - name: {VIEW_NAME}\n    groups: [{}]\n",
             self.cp_port,
             json_string(&catalog.display().to_string()),
             json_string(&key.display().to_string()),
+            groups.join(", "),
         );
         std::fs::write(&config, text).map_err(|e| Stop::failed("control-plane config", e))?;
         let mut command = Command::new(&self.meshgate);
