@@ -735,7 +735,9 @@ fn token_denial(e: &TokenError) -> Denial {
         | TokenError::NotCompactJws { .. }
         | TokenError::BadBase64 { .. }
         | TokenError::BadJson { .. }
-        | TokenError::UnknownCritical { .. } => DenyCode::TokenInvalid,
+        | TokenError::UnknownCritical { .. }
+        | TokenError::EmptyCritical
+        | TokenError::CompressionOnJws => DenyCode::TokenInvalid,
         TokenError::AlgorithmNotAccepted { .. } | TokenError::AlgorithmNotPinned { .. } => {
             DenyCode::AlgorithmNotAllowed
         }
@@ -756,6 +758,7 @@ fn claim_denial(e: ClaimError) -> Denial {
         ClaimError::AudienceNotAccepted { .. } => DenyCode::AudienceMismatch,
         ClaimError::Missing { .. }
         | ClaimError::WrongType { .. }
+        | ClaimError::DateOutOfRange { .. }
         | ClaimError::LifetimeTooLong { .. }
         | ClaimError::TooManyGroups { .. } => DenyCode::TokenInvalid,
     };
