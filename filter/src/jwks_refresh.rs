@@ -388,6 +388,23 @@ fn sync_from_shared<H: Host>(entry: &mut Entry, host: &mut H, keys: &mut KeyStor
     }
 }
 
+/// Logs and counts the keys each provider's configured (`local_jwks`) key set skipped,
+/// once per accepted configuration. (A set with no usable key fails the configuration.)
+pub fn report_local_skips<H: Host>(host: &mut H, policy: &Policy) {
+    for provider in &policy.providers {
+        let KeySource::Local(set) = &provider.keys else {
+            continue;
+        };
+        for skipped in &set.skipped {
+            host.increment(Metric::JwksKeySkipped);
+            host.log(
+                LogLevel::Warn,
+                &format!("meshgate: provider `{}`: skipped {skipped}", provider.name),
+            );
+        }
+    }
+}
+
 /// Logs and counts each key a newly fetched document skips: once per document, in the
 /// worker that fetched it.
 fn report_skipped<H: Host>(entry: &Entry, host: &mut H, set: &KeySet) {

@@ -1066,3 +1066,19 @@ fn an_empty_key_set_is_logged_once_and_counted_apart() {
     assert_eq!(empty_logs(&host), 2);
     assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 0);
 }
+
+/// Keys a configured key set skips are logged with kid and reason, and counted.
+#[test]
+fn skipped_local_keys_are_reported_at_configure() {
+    let keys = keys();
+    let mut cfg = config(keys.public_jwk.clone(), json!({}));
+    cfg["providers"]["idp"]["local_jwks"]["inline"]["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "RSA", "kid": "enc-key", "use": "enc", "n": "AQAB", "e": "AQAB"}));
+    let policy = Policy::from_json(cfg.to_string().as_bytes()).unwrap();
+    let mut host = FakeHost::at(NOW);
+    crate::jwks_refresh::report_local_skips(&mut host, &policy);
+    assert_eq!(host.counter("meshgate.jwks.key_skipped"), 1);
+    assert!(host.logged("provider `idp`: skipped key `enc-key`: `use` is `enc`, not `sig`"));
+}
