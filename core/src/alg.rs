@@ -9,6 +9,8 @@ pub enum Algorithm {
     Ps384,
     Ps512,
     Es256,
+    Es384,
+    Es512,
     EdDsa,
     Hs256,
     Hs384,
@@ -16,7 +18,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 11] = [
+    pub const ALL: [Algorithm; 13] = [
         Algorithm::Rs256,
         Algorithm::Rs384,
         Algorithm::Rs512,
@@ -24,6 +26,8 @@ impl Algorithm {
         Algorithm::Ps384,
         Algorithm::Ps512,
         Algorithm::Es256,
+        Algorithm::Es384,
+        Algorithm::Es512,
         Algorithm::EdDsa,
         Algorithm::Hs256,
         Algorithm::Hs384,
@@ -44,6 +48,8 @@ impl Algorithm {
             Algorithm::Ps384 => "PS384",
             Algorithm::Ps512 => "PS512",
             Algorithm::Es256 => "ES256",
+            Algorithm::Es384 => "ES384",
+            Algorithm::Es512 => "ES512",
             Algorithm::EdDsa => "EdDSA",
             Algorithm::Hs256 => "HS256",
             Algorithm::Hs384 => "HS384",
@@ -61,6 +67,8 @@ impl Algorithm {
             Algorithm::Ps384 => &[Algorithm::Ps384],
             Algorithm::Ps512 => &[Algorithm::Ps512],
             Algorithm::Es256 => &[Algorithm::Es256],
+            Algorithm::Es384 => &[Algorithm::Es384],
+            Algorithm::Es512 => &[Algorithm::Es512],
             Algorithm::EdDsa => &[Algorithm::EdDsa],
             Algorithm::Hs256 => &[Algorithm::Hs256],
             Algorithm::Hs384 => &[Algorithm::Hs384],

@@ -595,10 +595,16 @@ fn identify(
     now: i64,
     cache_hit: &mut Option<bool>,
 ) -> Result<CachedIdentity, IdentifyError> {
-    // A hit verified with keys that have since changed is verified again.
-    let cached = cache
-        .get(token)
-        .filter(|hit| hit.key_generation == verifier.keys.generation(hit.provider));
+    // A hit verified with keys that have since changed is verified again; so is one a
+    // provider without `issuer` took from another place: where a token is found is what
+    // chooses among those providers.
+    let cached = cache.get(token).filter(|hit| {
+        hit.key_generation == verifier.keys.generation(hit.provider)
+            && policy
+                .providers
+                .get(hit.provider)
+                .is_none_or(|p| p.issuer.is_some() || p.sources.contains(&source))
+    });
     *cache_hit = Some(cached.is_some());
     if let Some(hit) = cached {
         let provider = policy.providers.get(hit.provider);
@@ -619,7 +625,7 @@ fn identify(
 
 fn verify(
     policy: &Policy,
-    verifier: Verifier<'_>,
+    mut verifier: Verifier<'_>,
     token: &str,
     source: usize,
     now: i64,
@@ -627,8 +633,52 @@ fn verify(
     let parsed = UnverifiedToken::parse(token, policy.max_token_bytes)
         .map_err(|e| (token_denial(&e), None))?;
     let typ = parsed.header.typ.as_deref();
-    let (index, provider) = provider_for(policy, &parsed.claims)
+    let candidates = candidate_providers(policy, &parsed.claims, Some(source))
         .map_err(|unclaimed| backstage_non_user_token(policy, typ).unwrap_or(unclaimed))?;
+    // Providers without `issuer` are tried in order: the first whose keys verify the
+    // signature decides. When none does, the first one's answer is reported.
+    let mut first_error = None;
+    for index in candidates {
+        match verify_for(policy, &mut verifier, &parsed, index, source) {
+            Ok(()) => {
+                let provider = policy.providers.get(index).ok_or_else(|| {
+                    (
+                        Denial::new(DenyCode::IssuerUnknown, "provider vanished"),
+                        None,
+                    )
+                })?;
+                let mut identity = accept(index, provider, parsed.claims, source, now)?;
+                identity.key_generation = verifier.keys.generation(index);
+                return Ok(identity);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| {
+        (
+            Denial::new(DenyCode::IssuerUnknown, "no provider takes this token"),
+            None,
+        )
+    }))
+}
+
+/// The signature of `parsed` checked with provider `index`'s keys, after the checks that
+/// need no keys (where the token was found, its Backstage type).
+fn verify_for(
+    policy: &Policy,
+    verifier: &mut Verifier<'_>,
+    parsed: &UnverifiedToken<'_>,
+    index: usize,
+    source: usize,
+) -> Result<(), IdentifyError> {
+    let Some(provider) = policy.providers.get(index) else {
+        return Err((
+            Denial::new(DenyCode::IssuerUnknown, "provider vanished"),
+            None,
+        ));
+    };
     let name = Some(provider.name.clone());
     if !provider.sources.contains(&source) {
         return Err((location_denial(), name));
@@ -636,7 +686,7 @@ fn verify(
     // Before the keys: a token of the wrong type is refused without a JWKS refetch.
     if let Some(profile) = provider.backstage {
         profile
-            .check_type(typ, &parsed.claims)
+            .check_type(parsed.header.typ.as_deref(), &parsed.claims)
             .map_err(|e| (type_denial(&e), name.clone()))?;
     }
     let Some(set) = verifier.keys.get(index) else {
@@ -650,36 +700,54 @@ fn verify(
     };
     parsed
         .verify_using(set, verifier.backend, verifier.checks)
-        .map_err(|e| (token_denial(&e), name.clone()))?;
-    let mut identity = accept(index, provider, parsed.claims, source, now)?;
-    identity.key_generation = verifier.keys.generation(index);
-    Ok(identity)
+        .map_err(|e| (token_denial(&e), name))?;
+    Ok(())
 }
 
-/// The provider named by the token's `iss`.
-fn provider_for<'p>(
-    policy: &'p Policy,
+/// The providers that may have issued a token with these claims, found at `source`
+/// (`None`: a preview without a token), in the order to try them
+/// ([`Policy::providers_for`]). None is an error naming why.
+fn candidate_providers(
+    policy: &Policy,
     claims: &Map<String, Value>,
-) -> Result<(usize, &'p Provider), IdentifyError> {
-    let issuer = claims::string_claim(claims, "iss")
-        .map_err(|e| (claim_denial(e), None))?
-        .ok_or_else(|| {
-            (
-                Denial::new(DenyCode::TokenInvalid, "token has no `iss` claim"),
-                None,
-            )
-        })?;
-    policy
-        .by_issuer
-        .get(issuer)
-        .and_then(|&i| policy.providers.get(i).map(|p| (i, p)))
-        .ok_or_else(|| {
+    source: Option<usize>,
+) -> Result<Vec<usize>, IdentifyError> {
+    let issuer = claims::string_claim(claims, "iss").map_err(|e| (claim_denial(e), None))?;
+    let candidates = policy.providers_for(issuer, source);
+    if !candidates.is_empty() {
+        return Ok(candidates);
+    }
+    Err(match issuer {
+        None => (
+            Denial::new(DenyCode::TokenInvalid, "token has no `iss` claim"),
+            None,
+        ),
+        Some(issuer) => {
             let shown: String = issuer.chars().take(200).collect();
             (
                 Denial::new(
                     DenyCode::IssuerUnknown,
                     format!("issuer `{shown}` is not configured"),
                 ),
+                None,
+            )
+        }
+    })
+}
+
+/// The provider a token's claims name, for a preview without a token: the first
+/// candidate.
+fn provider_for<'p>(
+    policy: &'p Policy,
+    claims: &Map<String, Value>,
+) -> Result<(usize, &'p Provider), IdentifyError> {
+    let candidates = candidate_providers(policy, claims, None)?;
+    candidates
+        .first()
+        .and_then(|&i| policy.providers.get(i).map(|p| (i, p)))
+        .ok_or_else(|| {
+            (
+                Denial::new(DenyCode::IssuerUnknown, "no provider takes this token"),
                 None,
             )
         })
@@ -735,7 +803,9 @@ fn token_denial(e: &TokenError) -> Denial {
         | TokenError::NotCompactJws { .. }
         | TokenError::BadBase64 { .. }
         | TokenError::BadJson { .. }
-        | TokenError::UnknownCritical { .. } => DenyCode::TokenInvalid,
+        | TokenError::UnknownCritical { .. }
+        | TokenError::EmptyCritical
+        | TokenError::CompressionOnJws => DenyCode::TokenInvalid,
         TokenError::AlgorithmNotAccepted { .. } | TokenError::AlgorithmNotPinned { .. } => {
             DenyCode::AlgorithmNotAllowed
         }
@@ -756,6 +826,7 @@ fn claim_denial(e: ClaimError) -> Denial {
         ClaimError::AudienceNotAccepted { .. } => DenyCode::AudienceMismatch,
         ClaimError::Missing { .. }
         | ClaimError::WrongType { .. }
+        | ClaimError::DateOutOfRange { .. }
         | ClaimError::LifetimeTooLong { .. }
         | ClaimError::TooManyGroups { .. } => DenyCode::TokenInvalid,
     };

@@ -22,6 +22,10 @@ pub enum ClaimError {
     LifetimeTooLong { lifetime_s: i64, max_s: i64 },
     #[error("audience {found} is not one of the accepted audiences")]
     AudienceNotAccepted { found: String },
+    #[error(
+        "claim `{claim}` is {value}, a time no clock reaches (allowed: 0 to {MAX_NUMERIC_DATE})"
+    )]
+    DateOutOfRange { claim: &'static str, value: String },
     #[error("groups claim `{claim}` has {count} entries, more than the {max} allowed")]
     TooManyGroups {
         claim: String,
@@ -64,8 +68,12 @@ impl ClaimPath {
     }
 }
 
-/// RFC 7519 NumericDate: a JSON number of seconds, possibly fractional. Fractions are
-/// dropped toward the past; out-of-range values saturate instead of wrapping.
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z.
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
+
+/// RFC 7519 NumericDate: a JSON number of seconds, possibly fractional; fractions are
+/// dropped toward the past. Only 0 (1970) to [`MAX_NUMERIC_DATE`] (year 9999) is a time:
+/// a negative value, `1e300` or `2^64` is refused, never clamped to "never expires".
 pub fn numeric_date(
     claims: &Map<String, Value>,
     claim: &'static str,
@@ -73,14 +81,23 @@ pub fn numeric_date(
     match claims.get(claim) {
         None => Ok(None),
         Some(Value::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                Ok(Some(i))
-            } else if let Some(f) = n.as_f64().filter(|f| f.is_finite()) {
-                // `as` saturates for floats: 1e300 becomes i64::MAX, which is what we want.
-                #[expect(clippy::cast_possible_truncation, reason = "saturating by design")]
-                Ok(Some(f.floor() as i64))
+            let out_of_range = || ClaimError::DateOutOfRange {
+                claim,
+                value: n.to_string().chars().take(40).collect(),
+            };
+            let seconds = match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => i,
+                // Compared as floats first, so the cast below can't saturate.
+                #[expect(clippy::cast_possible_truncation, reason = "range checked first")]
+                (None, Some(f)) if (0.0..MAX_NUMERIC_DATE as f64 + 1.0).contains(&f) => {
+                    f.floor() as i64
+                }
+                _ => return Err(out_of_range()),
+            };
+            if (0..=MAX_NUMERIC_DATE).contains(&seconds) {
+                Ok(Some(seconds))
             } else {
-                Ok(Some(i64::MAX))
+                Err(out_of_range())
             }
         }
         Some(_) => Err(ClaimError::WrongType {
@@ -166,6 +183,41 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// Times no clock reaches are refused, never clamped (RFC 7519 §2 NumericDate).
+    #[test]
+    fn numeric_dates_outside_0_to_year_9999_are_refused() {
+        let cases: Vec<(&str, Result<Option<i64>, ()>)> = vec![
+            ("{}", Ok(None)),
+            (r#"{"exp": 0}"#, Ok(Some(0))),
+            (r#"{"exp": 1700000000}"#, Ok(Some(1_700_000_000))),
+            (r#"{"exp": 1700000000.9}"#, Ok(Some(1_700_000_000))),
+            (r#"{"exp": 253402300799}"#, Ok(Some(MAX_NUMERIC_DATE))),
+            (r#"{"exp": 253402300799.5}"#, Ok(Some(MAX_NUMERIC_DATE))),
+            (r#"{"exp": 253402300800}"#, Err(())),
+            (r#"{"exp": 1e300}"#, Err(())),
+            (r#"{"exp": 1.7e308}"#, Err(())),
+            (r#"{"exp": 18446744073709551615}"#, Err(())),
+            (r#"{"exp": 18446744073709551616}"#, Err(())),
+            (r#"{"exp": 9223372036854775807}"#, Err(())),
+            (r#"{"exp": 1000000000000000000000000000000}"#, Err(())),
+            (r#"{"exp": -1}"#, Err(())),
+            (r#"{"exp": -0.5}"#, Err(())),
+            (r#"{"exp": -9223372036854775808}"#, Err(())),
+            (r#"{"exp": -1e300}"#, Err(())),
+        ];
+        for (json, expected) in cases {
+            let claims: Map<String, Value> = serde_json::from_str(json).unwrap();
+            let got = numeric_date(&claims, "exp");
+            match expected {
+                Ok(v) => assert_eq!(got, Ok(v), "{json}"),
+                Err(()) => assert!(
+                    matches!(got, Err(ClaimError::DateOutOfRange { claim: "exp", .. })),
+                    "{json}: {got:?}"
+                ),
+            }
+        }
+    }
+
     #[test]
     fn claim_paths() {
         let claims = map(json!({
@@ -229,8 +281,14 @@ mod tests {
         assert_eq!(numeric_date(&claims, "a"), Ok(Some(10)));
         assert_eq!(numeric_date(&claims, "b"), Ok(Some(10)));
         assert!(numeric_date(&claims, "c").is_err());
-        assert_eq!(numeric_date(&claims, "d"), Ok(Some(i64::MAX)));
-        assert_eq!(numeric_date(&claims, "e"), Ok(Some(-5)));
+        assert!(matches!(
+            numeric_date(&claims, "d"),
+            Err(ClaimError::DateOutOfRange { .. })
+        ));
+        assert!(matches!(
+            numeric_date(&claims, "e"),
+            Err(ClaimError::DateOutOfRange { .. })
+        ));
         assert_eq!(numeric_date(&claims, "zz"), Ok(None));
     }
 

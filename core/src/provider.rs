@@ -72,7 +72,9 @@ pub struct ClaimToHeader {
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub name: String,
-    pub issuer: String,
+    /// `None`: any issuer (Envoy's `jwt_authn` without `issuer`); chosen for a token by where
+    /// the token was found (see [`crate::config::Policy::providers_for`]).
+    pub issuer: Option<String>,
     /// Any-of; empty means `aud` is not checked.
     pub audiences: Vec<String>,
     pub keys: KeySource,

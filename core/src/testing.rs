@@ -28,6 +28,27 @@ pub fn ec_private() -> Value {
     key_file(include_str!("../../testdata/keys/ec.json"))
 }
 
+/// meshgate's P-384 test key (no RFC has one): the scalar is SHA-512 of
+/// `meshgate test key P-384`, reduced; generated once with Python's `cryptography`.
+pub fn ec384_private() -> Value {
+    json!({
+        "kty": "EC", "crv": "P-384",
+        "x": "G-0VCQebNFg-D0Gw4zK2OzCtBhZXRTyCmXzUQaddeS9pmLwE1iCZhaplwXrBa3n8",
+        "y": "Q9a--ydchrxxngl0KspVsxmY2fQsdgyZkWfiJK02gkLch5o3S7AvMMtbRGqWLeoN",
+        "d": "AFBLZq3pObDUE88c54c-vHPzySMaXyKgrGQiGYBw3urR1kAxip7gvi4heEfGYikB"
+    })
+}
+
+/// RFC 7520 §3.2: the P-521 key of the JOSE cookbook.
+pub fn ec521_private() -> Value {
+    json!({
+        "kty": "EC", "crv": "P-521",
+        "x": "AHKZLLOsCOzz5cY97ewNUajB957y-C-U88c3v13nmGZx6sYl_oJXu9A5RkTKqjqvjyekWF-7ytDyRXYgCF5cj0Kt",
+        "y": "AdymlHvOiLxXkEhayXQnNCvDX4h9htZaCJN34kfmC6pV5OhQHiraVySsUdaQkAgDPrwQrJmbnX9cwlGfP-HqHZR1",
+        "d": "AAhRON2r9cqXX1hg-RoI6R1tX5p2rUAYdmpHZoC1XNM56KtscrX6zbKipQrCW9CGZH3T4ubpnoTKLDYJ_fF3_rJt"
+    })
+}
+
 /// RFC 8037 Appendix A.1: an Ed25519 key (`testdata/keys/ed25519.json`).
 pub fn ed25519_private() -> Value {
     key_file(include_str!("../../testdata/keys/ed25519.json"))
@@ -64,6 +85,26 @@ pub fn sign(alg: &str, key: &Value, header: &Value, claims: &Value) -> String {
 }
 
 pub fn sign_bytes(alg: &str, key: &Value, message: &[u8]) -> Vec<u8> {
+    use p384::ecdsa::signature::Signer as _;
+    let scalar = || URL_SAFE_NO_PAD.decode(key["d"].as_str().unwrap()).unwrap();
+    match alg {
+        // RFC 6979 deterministic signatures: the same input always signs the same.
+        "ES384" => {
+            let sk = p384::ecdsa::SigningKey::from_slice(&scalar()).unwrap();
+            let sig: p384::ecdsa::Signature = sk.sign(message);
+            return sig.to_bytes().to_vec();
+        }
+        "ES512" => {
+            // p521 0.13 signs with a random nonce only: a seeded one keeps tokens fixed.
+            use p521::ecdsa::signature::RandomizedSigner as _;
+            use rand::SeedableRng as _;
+            let sk = p521::ecdsa::SigningKey::from_slice(&scalar()).unwrap();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(521);
+            let sig: p521::ecdsa::Signature = sk.sign_with_rng(&mut rng, message);
+            return sig.to_bytes().to_vec();
+        }
+        _ => {}
+    }
     let jwk: JsonWebKey<'_> = serde_json::from_value(key.clone()).unwrap();
     match alg {
         "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => {

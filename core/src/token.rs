@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs384, Hs512, Rsa};
 use jwt_compact::AlgorithmSignature;
+use p384::ecdsa::signature::Verifier as _;
 use serde::Deserialize;
 
 use crate::alg::Algorithm;
@@ -28,6 +29,13 @@ pub enum TokenError {
     AlgorithmNotAccepted { alg: String },
     #[error("token header marks `{name}` critical, which meshgate does not understand")]
     UnknownCritical { name: String },
+    /// RFC 7515 §4.1.11: `crit` must not be an empty list.
+    #[error("token header has an empty `crit` list")]
+    EmptyCritical,
+    /// RFC 7516 §4.1.3: `zip` belongs to encrypted tokens (JWE); a signed one must not
+    /// carry it.
+    #[error("token header has `zip`, which only an encrypted token (JWE) may carry")]
+    CompressionOnJws,
     #[error("no key with kid `{kid}`")]
     UnknownKid { kid: String },
     #[error("no key accepts algorithm `{alg}`")]
@@ -102,16 +110,7 @@ impl<'t> UnverifiedToken<'t> {
             .map(|(input, _)| input)
             .ok_or(TokenError::NotCompactJws { parts: 1 })?;
 
-        let header_bytes = decode_part(header_b64, TokenPart::Header)?;
-        let header: JoseHeader =
-            serde_json::from_slice(&header_bytes).map_err(|e| TokenError::BadJson {
-                part: TokenPart::Header,
-                detail: e.to_string(),
-            })?;
-        if let Some(name) = header.crit.as_ref().and_then(|c| c.first()) {
-            // RFC 7515 §4.1.11: a recipient must reject extensions it does not understand.
-            return Err(TokenError::UnknownCritical { name: name.clone() });
-        }
+        let header = parse_header(&decode_part(header_b64, TokenPart::Header)?)?;
         let algorithm =
             Algorithm::from_name(&header.alg).ok_or_else(|| TokenError::AlgorithmNotAccepted {
                 alg: header.alg.chars().take(32).collect(),
@@ -134,11 +133,13 @@ impl<'t> UnverifiedToken<'t> {
     }
 
     /// `header.payload`, the bytes the signature covers.
+    #[cfg(test)]
     pub(crate) fn signing_input(&self) -> &'t str {
         self.signing_input
     }
 
     /// The decoded signature bytes.
+    #[cfg(test)]
     pub(crate) fn signature(&self) -> &[u8] {
         &self.signature
     }
@@ -150,7 +151,7 @@ impl<'t> UnverifiedToken<'t> {
     }
 
     /// [`verify`](Self::verify), with `backend` checking the signatures it can (RS256/384/512,
-    /// ES256). A check the backend fails to answer is done in Rust; its `false` is final.
+    /// ES256/384/512). A check the backend fails to answer is done in Rust; its `false` is final.
     /// `checks` counts who checked what.
     pub fn verify_using<'k>(
         &self,
@@ -159,29 +160,34 @@ impl<'t> UnverifiedToken<'t> {
         checks: &mut SignatureChecks,
     ) -> Result<&'k VerificationKey, TokenError> {
         let kid = self.header.kid.as_deref();
-        let mut saw_kid = false;
-        let mut tried = false;
+        // Keys carrying the token's `kid` (every key when it has none) come first; with a
+        // `kid`, keys without one follow (`KeySet::candidates`).
+        let mut named_key = false;
+        let mut named_tried = false;
         for key in set.candidates(kid) {
-            saw_kid = true;
+            let named = kid.is_none() || key.kid.is_some();
+            named_key |= named;
             if !key.allows(self.algorithm) {
                 continue;
             }
-            tried = true;
+            named_tried |= named;
             if self.check_signature(key, backend, checks) {
                 return Ok(key);
             }
         }
-        match (kid, saw_kid, tried) {
+        match (kid, named_key, named_tried) {
             (_, _, true) => Err(TokenError::BadSignature),
-            (Some(kid), false, _) => Err(TokenError::UnknownKid {
-                kid: kid.chars().take(64).collect(),
+            (None, _, false) => Err(TokenError::NoKeyForAlgorithm {
+                alg: self.algorithm.name(),
             }),
             (Some(kid), true, false) => Err(TokenError::AlgorithmNotPinned {
                 kid: kid.chars().take(64).collect(),
                 alg: self.algorithm.name(),
             }),
-            (None, _, false) => Err(TokenError::NoKeyForAlgorithm {
-                alg: self.algorithm.name(),
+            // No key carries this `kid` (keys without one may have been tried and failed):
+            // it may be a new key, which is what a refetch on an unknown `kid` is for.
+            (Some(kid), false, _) => Err(TokenError::UnknownKid {
+                kid: kid.chars().take(64).collect(),
             }),
         }
     }
@@ -232,10 +238,36 @@ impl<'t> UnverifiedToken<'t> {
     }
 }
 
+/// The protected header: a JSON object (RFC 7515 §4: an array is not a header, though a
+/// struct deserializer would read one by position) with unique members, without `zip`,
+/// and without `crit` (meshgate understands no extension, and an empty list is invalid).
+fn parse_header(bytes: &[u8]) -> Result<JoseHeader, TokenError> {
+    let bad_json = |e: serde_json::Error| TokenError::BadJson {
+        part: TokenPart::Header,
+        detail: e.to_string(),
+    };
+    let members = serde_json::from_slice::<UniqueKeys>(bytes)
+        .map_err(bad_json)?
+        .0;
+    if members.contains_key("zip") {
+        return Err(TokenError::CompressionOnJws);
+    }
+    let header: JoseHeader =
+        serde_json::from_value(serde_json::Value::Object(members)).map_err(bad_json)?;
+    match header.crit.as_deref() {
+        None => Ok(header),
+        Some([]) => Err(TokenError::EmptyCritical),
+        // RFC 7515 §4.1.11: a recipient must reject extensions it does not understand.
+        Some([name, ..]) => Err(TokenError::UnknownCritical {
+            name: name.chars().take(64).collect(),
+        }),
+    }
+}
+
 /// A JSON object whose keys are unique. Parsers disagree on duplicates (first wins, last
 /// wins, error), so `{"iss":"a","iss":"b"}` could mean different issuers to different
 /// readers of the same token: refuse it. Nested objects are plain JSON values.
-struct UniqueKeys(serde_json::Map<String, serde_json::Value>);
+pub(crate) struct UniqueKeys(pub(crate) serde_json::Map<String, serde_json::Value>);
 
 impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -275,7 +307,12 @@ fn decode_part(part: &str, which: TokenPart) -> Result<Vec<u8>, TokenError> {
         .map_err(|_| TokenError::BadBase64 { part: which })
 }
 
-fn verify_with(alg: Algorithm, key: &KeyMaterial, message: &str, signature: &[u8]) -> bool {
+pub(crate) fn verify_with(
+    alg: Algorithm,
+    key: &KeyMaterial,
+    message: &str,
+    signature: &[u8],
+) -> bool {
     let message = message.as_bytes();
     match (alg, key) {
         (Algorithm::Rs256, KeyMaterial::Rsa(k)) => rsa_verify(Rsa::rs256(), k, message, signature),
@@ -285,6 +322,10 @@ fn verify_with(alg: Algorithm, key: &KeyMaterial, message: &str, signature: &[u8
         (Algorithm::Ps384, KeyMaterial::Rsa(k)) => rsa_verify(Rsa::ps384(), k, message, signature),
         (Algorithm::Ps512, KeyMaterial::Rsa(k)) => rsa_verify(Rsa::ps512(), k, message, signature),
         (Algorithm::Es256, KeyMaterial::P256(k)) => verify_alg(&Es256, k, message, signature),
+        (Algorithm::Es384, KeyMaterial::P384(k)) => p384::ecdsa::Signature::from_slice(signature)
+            .is_ok_and(|sig| k.verify(message, &sig).is_ok()),
+        (Algorithm::Es512, KeyMaterial::P521(k)) => p521::ecdsa::Signature::from_slice(signature)
+            .is_ok_and(|sig| k.verify(message, &sig).is_ok()),
         (Algorithm::EdDsa, KeyMaterial::Ed25519(k)) => verify_alg(&Ed25519, k, message, signature),
         (Algorithm::Hs256, KeyMaterial::Hs256(k)) => verify_alg(&Hs256, k, message, signature),
         (Algorithm::Hs384, KeyMaterial::Hs384(k)) => verify_alg(&Hs384, k, message, signature),

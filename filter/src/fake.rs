@@ -209,6 +209,9 @@ impl VerifyArguments {
             return <Rsa as Algorithm>::Signature::try_from_slice(&self.signature)
                 .is_ok_and(|sig| alg.verify_signature(&sig, &key, &self.text));
         }
+        if let Some(valid) = self.verify_p384_p521() {
+            return valid;
+        }
         // id-ecPublicKey + prime256v1, then the uncompressed point.
         const P256_SPKI_PREFIX: [u8; 26] = [
             0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
@@ -221,6 +224,37 @@ impl VerifyArguments {
         self.hash_function == "sha256"
             && <Es256 as Algorithm>::Signature::from_der(&self.signature)
                 .is_ok_and(|sig| Es256.verify_signature(&sig, &key, &self.text))
+    }
+}
+
+impl VerifyArguments {
+    /// P-384 (secp384r1) and P-521 (secp521r1) keys, by their SPKI prefix as OpenSSL writes
+    /// it; `None` for other keys.
+    fn verify_p384_p521(&self) -> Option<bool> {
+        use p384::ecdsa::signature::Verifier as _;
+        const P384_SPKI_PREFIX: [u8; 23] = [
+            0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x05, 0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
+        ];
+        const P521_SPKI_PREFIX: [u8; 25] = [
+            0x30, 0x81, 0x9b, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+            0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23, 0x03, 0x81, 0x86, 0x00,
+        ];
+        if let Some(point) = self.public_key.strip_prefix(&P384_SPKI_PREFIX[..]) {
+            let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point).unwrap();
+            return Some(
+                self.hash_function == "sha384"
+                    && p384::ecdsa::Signature::from_der(&self.signature)
+                        .is_ok_and(|sig| key.verify(&self.text, &sig).is_ok()),
+            );
+        }
+        let point = self.public_key.strip_prefix(&P521_SPKI_PREFIX[..])?;
+        let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(point).unwrap();
+        Some(
+            self.hash_function == "sha512"
+                && p521::ecdsa::Signature::from_der(&self.signature)
+                    .is_ok_and(|sig| key.verify(&self.text, &sig).is_ok()),
+        )
     }
 }
 

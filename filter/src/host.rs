@@ -28,6 +28,12 @@ pub enum Metric {
     JwksFetchFailed,
     /// Refetches triggered by a token with an unknown `kid`.
     JwksRefetchUnknownKid,
+    /// Fetches answered with a key set without keys (`{"keys": []}`): an IdP with no signing
+    /// key yet, such as Backstage before its first sign-in. Not a failure.
+    JwksEmpty,
+    /// Keys skipped when a key set loaded (too short, unsupported curve or `alg`, bad
+    /// encoding), once per key set document.
+    JwksKeySkipped,
     /// Gauge: seconds since the provider's current keys were fetched.
     JwksAgeSeconds(String),
     /// A token found in the verified-token cache, or not.
@@ -77,6 +83,8 @@ impl Metric {
             Metric::JwksFetchOk => String::from("meshgate.jwks.fetch_ok"),
             Metric::JwksFetchFailed => String::from("meshgate.jwks.fetch_failed"),
             Metric::JwksRefetchUnknownKid => String::from("meshgate.jwks.refetch_unknown_kid"),
+            Metric::JwksEmpty => String::from("meshgate.jwks.empty"),
+            Metric::JwksKeySkipped => String::from("meshgate.jwks.key_skipped"),
             Metric::JwksAgeSeconds(provider) => format!("meshgate.jwks.{provider}.age_s"),
             Metric::TokenCacheHit => String::from("meshgate.token_cache.hit"),
             Metric::TokenCacheMiss => String::from("meshgate.token_cache.miss"),

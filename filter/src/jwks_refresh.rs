@@ -5,13 +5,15 @@
 //! loads a newer published set if there is one, and when a refresh is due the workers
 //! race for a short lease; only the winner fetches. A token with an unknown `kid` can
 //! trigger an early refetch, rate limited by a second shared lease. A failed or garbage
-//! fetch never replaces keys that work.
+//! fetch never replaces keys that work. An empty key set (`{"keys": []}`, Backstage before
+//! its first sign-in) is not a failure: it is counted apart, logged once, and stands in
+//! for "no keys" only while nothing better was ever loaded.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshgate_core::config::Policy;
-use meshgate_core::jwks::{KeyOrigin, KeySet};
+use meshgate_core::jwks::{JwksError, KeyOrigin, KeySet};
 use meshgate_core::provider::{KeySource, RemoteJwks, UnknownKid};
 use meshgate_core::KeyStore;
 
@@ -35,6 +37,11 @@ struct Entry {
     /// Shared-data version of the key set this worker loaded, and when it was fetched.
     loaded_version: Option<u32>,
     loaded_fetched_at_ms: Option<i64>,
+    /// The document behind the keys this worker holds, so skipped keys are reported once
+    /// per document, not on every refresh.
+    loaded_fingerprint: Option<u64>,
+    /// The IdP's key set was empty and that was logged; cleared when keys arrive.
+    empty_logged: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +90,8 @@ impl JwksRefresh {
                     consecutive_failures: 0,
                     loaded_version: None,
                     loaded_fetched_at_ms: None,
+                    loaded_fingerprint: None,
+                    empty_logged: false,
                 }),
                 KeySource::Local(_) => None,
             })
@@ -256,29 +265,36 @@ impl JwksRefresh {
         };
         let refetch_until = entry.in_flight.take().and_then(|f| f.refetch_until);
         let parsed = match (status, body) {
-            (Some(200), Some(body)) => {
-                KeySet::parse(body, KeyOrigin::Remote).map_err(|e| e.to_string())
-            }
-            (Some(200), None) => Err(String::from("empty body")),
-            (Some(status), _) => Err(format!("HTTP status {status}")),
-            (None, _) => Err(String::from(
+            (Some(200), Some(body)) => KeySet::parse(body, KeyOrigin::Remote)
+                .map(|set| (set, body))
+                .map_err(Failure::Parse),
+            (Some(200), None) => Err(Failure::Other(String::from("empty body"))),
+            (Some(status), _) => Err(Failure::Other(format!("HTTP status {status}"))),
+            (None, _) => Err(Failure::Other(String::from(
                 "no response status (timeout or connection failure)",
-            )),
+            ))),
         };
-        match (parsed, body) {
-            (Ok(set), Some(body)) => {
+        match parsed {
+            Ok((set, body)) => {
                 publish(entry, host, now, body);
+                report_skipped(entry, host, &set);
                 load(entry, host, keys, set, now);
                 host.increment(Metric::JwksFetchOk);
             }
-            (Err(reason), _) => record_failure(entry, host, now, &reason),
-            (Ok(_), None) => record_failure(entry, host, now, "empty body"),
+            Err(Failure::Parse(JwksError::Empty)) => {
+                if let Some(body) = body {
+                    publish(entry, host, now, body);
+                }
+                record_empty(entry, host, keys, now);
+            }
+            Err(Failure::Parse(e)) => record_failure(entry, host, now, &e.to_string()),
+            Err(Failure::Other(reason)) => record_failure(entry, host, now, &reason),
         }
         // After the keys are published, so a worker that sees the refetch done finds them.
         finish_refetch(host, &entry.remote, refetch_until);
-        // Hand the lease back. After a failure it stays taken until the retry time, so
-        // the other workers back off with this one instead of each hitting the IdP.
-        let until = if entry.consecutive_failures > 0 {
+        // Hand the lease back. After a failure or an empty set it stays taken until the
+        // next try, so the other workers wait with this one instead of each asking the IdP.
+        let until = if entry.consecutive_failures > 0 || entry.empty_logged {
             entry.next_due_ms
         } else {
             now
@@ -287,6 +303,12 @@ impl JwksRefresh {
         self.settled.push(entry.provider);
         true
     }
+}
+
+/// Why a fetch brought no keys.
+enum Failure {
+    Parse(JwksError),
+    Other(String),
 }
 
 fn shared_key(kind: &str, remote: &RemoteJwks) -> String {
@@ -352,11 +374,79 @@ fn sync_from_shared<H: Host>(entry: &mut Entry, host: &mut H, keys: &mut KeyStor
     };
     match KeySet::parse(body, KeyOrigin::Remote) {
         Ok(set) => {
+            // The worker that fetched it reported its skipped keys.
+            entry.loaded_fingerprint = Some(set.fingerprint);
             load(entry, host, keys, set, fetched_at);
+            true
+        }
+        Err(JwksError::Empty) if !keys.has_keys(entry.provider) => {
+            keys.set(entry.provider, Arc::new(KeySet::default()));
             true
         }
         // Only sets that parsed are published; refuse anyway rather than trust that.
         Err(_) => false,
+    }
+}
+
+/// Logs and counts the keys each provider's configured (`local_jwks`) key set skipped,
+/// once per accepted configuration. (A set with no usable key fails the configuration.)
+pub fn report_local_skips<H: Host>(host: &mut H, policy: &Policy) {
+    for provider in &policy.providers {
+        let KeySource::Local(set) = &provider.keys else {
+            continue;
+        };
+        for skipped in &set.skipped {
+            host.increment(Metric::JwksKeySkipped);
+            host.log(
+                LogLevel::Warn,
+                &format!("meshgate: provider `{}`: skipped {skipped}", provider.name),
+            );
+        }
+    }
+}
+
+/// Logs and counts each key a newly fetched document skips: once per document, in the
+/// worker that fetched it.
+fn report_skipped<H: Host>(entry: &Entry, host: &mut H, set: &KeySet) {
+    if entry.loaded_fingerprint == Some(set.fingerprint) {
+        return;
+    }
+    for skipped in &set.skipped {
+        host.increment(Metric::JwksKeySkipped);
+        host.log(
+            LogLevel::Warn,
+            &format!(
+                "meshgate: provider `{}`: skipped {skipped}",
+                entry.provider_name
+            ),
+        );
+    }
+}
+
+/// The IdP answered with no keys. Not a failure (no backoff, `fetch_failed` untouched):
+/// counted, logged once until keys arrive, and refreshed on the usual schedule. Keys
+/// loaded before are kept; with none, the empty set is loaded, so tokens are refused as
+/// `key_unknown` (which still triggers a refetch) rather than as an outage.
+fn record_empty<H: Host>(entry: &mut Entry, host: &mut H, keys: &mut KeyStore, now: i64) {
+    host.increment(Metric::JwksEmpty);
+    let refresh_ms =
+        i64::try_from(entry.remote.cache_duration_s.saturating_mul(1_000)).unwrap_or(i64::MAX);
+    entry.consecutive_failures = 0;
+    entry.next_due_ms = now.saturating_add(refresh_ms);
+    if !keys.has_keys(entry.provider) {
+        keys.set(entry.provider, Arc::new(KeySet::default()));
+    }
+    if !entry.empty_logged {
+        entry.empty_logged = true;
+        host.log(
+            LogLevel::Info,
+            &format!(
+                "meshgate: provider `{}`: the key set at {} has no keys yet (Backstage \
+                 publishes none before its first sign-in); asking again in {}s or on a \
+                 token's unknown key id",
+                entry.provider_name, entry.remote.uri, entry.remote.cache_duration_s
+            ),
+        );
     }
 }
 
@@ -367,15 +457,8 @@ fn load<H: Host>(
     set: KeySet,
     fetched_at: i64,
 ) {
-    for skipped in &set.skipped {
-        host.log(
-            LogLevel::Warn,
-            &format!(
-                "meshgate: provider `{}`: skipped {skipped}",
-                entry.provider_name
-            ),
-        );
-    }
+    entry.loaded_fingerprint = Some(set.fingerprint);
+    entry.empty_logged = false;
     host.log(
         LogLevel::Info,
         &format!(

@@ -1,5 +1,5 @@
 //! Who verifies token signatures in this VM. Envoy's own BoringSSL, reached through the
-//! `verify_signature` foreign function, checks RS256/384/512 and ES256 several times
+//! `verify_signature` foreign function, checks RS256/384/512 and ES256/384/512 several times
 //! faster than Rust compiled to Wasm. It is used only if it passes a known-answer
 //! self-test when the VM starts (`meshgate_core::signature::self_test`); otherwise, and
 //! for the other algorithms, Rust verifies. Decided once per VM, logged once.
@@ -19,7 +19,7 @@ pub enum Verifier {
     /// meshgate's Rust code, for every algorithm.
     #[default]
     Rust,
-    /// Envoy's `verify_signature` for RS256/384/512 and ES256; Rust for the rest.
+    /// Envoy's `verify_signature` for RS256/384/512 and ES256/384/512; Rust for the rest.
     Envoy,
 }
 
@@ -79,7 +79,7 @@ pub fn detect<H: Host>(host: &H) -> Verifier {
         Ok(()) => {
             host.log(
                 LogLevel::Info,
-                "meshgate: RS256/RS384/RS512/ES256 signatures are verified by Envoy \
+                "meshgate: RS256/RS384/RS512/ES256/ES384/ES512 signatures are verified by Envoy \
                  (`verify_signature` foreign function); other algorithms in Rust",
             );
             Verifier::Envoy

@@ -326,15 +326,30 @@ fn remote_jwks_is_fetched_kept_and_retried() {
         &mut f.keys,
         token,
         Some(200),
-        Some(br#"{"keys": []}"#)
+        Some(br#"{"keys": [1]}"#)
     ));
     assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 2);
     assert_eq!(request(&mut f, NOW + 62), 200);
     assert!(host.logged("keeping the current keys"));
 
-    // A dispatch the host refuses is a failure too, and is retried.
+    // An empty set is no failure, and doesn't replace the keys either.
+    host.now_ms += 2_000;
+    f.on_tick(&mut host);
+    let token = host.dispatched.last().unwrap().token;
+    assert!(f.jwks.on_response(
+        &mut host,
+        &mut f.keys,
+        token,
+        Some(200),
+        Some(br#"{"keys": []}"#)
+    ));
+    assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 2);
+    assert_eq!(host.counter("meshgate.jwks.empty"), 1);
+    assert_eq!(request(&mut f, NOW + 64), 200);
+
+    // A dispatch the host refuses is a failure, and is retried.
     host.fail_dispatch = true;
-    host.now_ms += 10_000;
+    host.now_ms += 70_000;
     f.on_tick(&mut host);
     assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 3);
 }
@@ -543,7 +558,9 @@ fn a_token_before_any_keys_fetches_them_and_waits() {
     f.on_tick(&mut host);
     let first = host.dispatched[0].token;
     f.on_http_call_response(&mut host, first, &resp(Some(200), Some(b"{\"keys\": []}")));
-    assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 1);
+    // An empty key set is no outage: counted apart, not as a failed fetch.
+    assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 0);
+    assert_eq!(host.counter("meshgate.jwks.empty"), 1);
 
     host.new_request(10, request_headers(&alice(&keys, &["data-eng"])));
     assert_eq!(f.on_request_headers(&mut host, 10), Next::Pause);
@@ -557,7 +574,7 @@ fn a_token_before_any_keys_fetches_them_and_waits() {
     let req = host.request(10);
     assert!(req.resumed && req.reply.is_none(), "{:?}", req.reply);
 
-    // With `off`, the same request fails closed without a fetch.
+    // With `off`, the same request fails closed without a fetch (no keys ever answered).
     let mut f = filter(remote_config("off"));
     let mut host = FakeHost::at(NOW);
     host.new_request(10, request_headers(&alice(&keys, &["data-eng"])));
@@ -1119,4 +1136,106 @@ mod snapshots {
             "40 s old: too stale"
         );
     }
+}
+
+/// Every skipped key is logged with its `kid` and reason and counted once per document:
+/// not again when a refresh brings the same document, nor in workers that load it from
+/// shared data; again when the document changes.
+#[test]
+fn skipped_keys_are_logged_and_counted_once_per_document() {
+    let good = keys_with_kid("good");
+    let document = json!({"keys": [
+        good.public_jwk.clone(),
+        {"kty": "EC", "crv": "P-192", "kid": "old-curve", "x": "AA", "y": "AA"},
+        {"kty": "RSA", "kid": "garbage", "n": "!!", "e": "AQAB"}
+    ]})
+    .to_string();
+    let shared = crate::fake::SharedData::default();
+    let mut f = filter(remote_config("wait"));
+    let mut host = FakeHost::at(NOW).sharing(&shared);
+    let fetch = |f: &mut Filter, host: &mut FakeHost, body: &str| {
+        f.on_tick(host);
+        let token = host.dispatched.last().unwrap().token;
+        f.on_http_call_response(host, token, &resp(Some(200), Some(body.as_bytes())));
+    };
+    fetch(&mut f, &mut host, &document);
+    assert_eq!(host.counter("meshgate.jwks.key_skipped"), 2);
+    assert!(
+        host.logged("skipped key `old-curve`: key type `EC` with curve `P-192` is not supported")
+    );
+    assert!(host.logged("skipped key `garbage`"));
+
+    // The same document again at the next refresh: nothing new to say.
+    host.now_ms += 301_000;
+    fetch(&mut f, &mut host, &document);
+    assert_eq!(host.counter("meshgate.jwks.fetch_ok"), 2);
+    assert_eq!(host.counter("meshgate.jwks.key_skipped"), 2);
+
+    // Another worker takes the published set silently.
+    let mut w2 = filter(remote_config("wait"));
+    let mut h2 = FakeHost::at(NOW).sharing(&shared);
+    w2.on_tick(&mut h2);
+    assert!(h2.dispatched.is_empty());
+    assert_eq!(h2.counter("meshgate.jwks.key_skipped"), 0);
+
+    // A changed document is reported.
+    let changed = document.replace("garbage", "garbage-2");
+    host.now_ms += 301_000;
+    fetch(&mut f, &mut host, &changed);
+    assert_eq!(host.counter("meshgate.jwks.key_skipped"), 4);
+}
+
+/// An empty key set is logged once at info, counted in `meshgate.jwks.empty`, and not as
+/// a failure; once keys arrive, a later empty set is logged again.
+#[test]
+fn an_empty_key_set_is_logged_once_and_counted_apart() {
+    let keys = keys_with_kid("k1");
+    let mut f = filter(remote_config("wait"));
+    let mut host = FakeHost::at(NOW);
+    let answer = |f: &mut Filter, host: &mut FakeHost, body: &[u8]| {
+        f.on_tick(host);
+        let token = host.dispatched.last().unwrap().token;
+        f.on_http_call_response(host, token, &resp(Some(200), Some(body)));
+        host.now_ms += 301_000;
+    };
+    let empty_logs = |host: &FakeHost| {
+        host.logs
+            .borrow()
+            .iter()
+            .filter(|(level, line)| {
+                *level == crate::host::LogLevel::Info && line.contains("has no keys yet")
+            })
+            .count()
+    };
+    answer(&mut f, &mut host, br#"{"keys": []}"#);
+    let after_first = host.dispatched.len();
+    answer(&mut f, &mut host, br#"{"keys": []}"#);
+    assert_eq!(
+        host.dispatched.len(),
+        after_first + 1,
+        "refreshed on the usual schedule"
+    );
+    assert_eq!(host.counter("meshgate.jwks.empty"), 2);
+    assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 0);
+    assert_eq!(empty_logs(&host), 1);
+    answer(&mut f, &mut host, jwks_of(&[&keys]).as_bytes());
+    answer(&mut f, &mut host, br#"{"keys": []}"#);
+    assert_eq!(empty_logs(&host), 2);
+    assert_eq!(host.counter("meshgate.jwks.fetch_failed"), 0);
+}
+
+/// Keys a configured key set skips are logged with kid and reason, and counted.
+#[test]
+fn skipped_local_keys_are_reported_at_configure() {
+    let keys = keys();
+    let mut cfg = config(keys.public_jwk.clone(), json!({}));
+    cfg["providers"]["idp"]["local_jwks"]["inline"]["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "RSA", "kid": "enc-key", "use": "enc", "n": "AQAB", "e": "AQAB"}));
+    let policy = Policy::from_json(cfg.to_string().as_bytes()).unwrap();
+    let mut host = FakeHost::at(NOW);
+    crate::jwks_refresh::report_local_skips(&mut host, &policy);
+    assert_eq!(host.counter("meshgate.jwks.key_skipped"), 1);
+    assert!(host.logged("provider `idp`: skipped key `enc-key`: `use` is `enc`, not `sig`"));
 }

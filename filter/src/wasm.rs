@@ -260,6 +260,7 @@ impl RootContext for Root {
         };
         match Policy::from_json(&raw) {
             Ok(policy) => {
+                crate::jwks_refresh::report_local_skips(&mut self.host, &policy);
                 let mut filter = Filter::new(policy);
                 filter.verifier = self.verifier;
                 let remote = !filter.jwks.is_empty() || filter.snapshot.is_some();

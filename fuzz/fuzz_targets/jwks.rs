@@ -24,6 +24,8 @@ fn check_key(key: &VerificationKey) {
                 | Algorithm::Ps512
         ),
         KeyMaterial::P256(_) => *alg == Algorithm::Es256,
+        KeyMaterial::P384(_) => *alg == Algorithm::Es384,
+        KeyMaterial::P521(_) => *alg == Algorithm::Es512,
         KeyMaterial::Ed25519(_) => *alg == Algorithm::EdDsa,
         KeyMaterial::Hs256(_) => *alg == Algorithm::Hs256,
         KeyMaterial::Hs384(_) => *alg == Algorithm::Hs384,

@@ -350,7 +350,7 @@ mod decisions {
     fn the_provider_is_derived_from_the_base_url() {
         let policy = policy(json!({}), true);
         let provider = &policy.providers[0];
-        assert_eq!(provider.issuer, ISS);
+        assert_eq!(provider.issuer.as_deref(), Some(ISS));
         assert_eq!(provider.audiences, ["backstage"]);
         match &provider.keys {
             crate::provider::KeySource::Remote(remote) => {

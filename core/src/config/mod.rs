@@ -95,6 +95,9 @@ pub enum Mode {
 pub struct Policy {
     pub providers: Vec<Provider>,
     pub by_issuer: HashMap<String, usize>,
+    /// Providers without `issuer`, in name order: the candidates for a token whose `iss`
+    /// no provider names.
+    pub any_issuer: Vec<usize>,
     /// Every place any provider reads tokens from, in lookup order.
     pub sources: Vec<TokenSource>,
     pub rules: RuleSet,
@@ -135,6 +138,28 @@ pub struct SnapshotSource {
 pub const DEFAULT_SNAPSHOT_POLL_S: u64 = 10;
 
 impl Policy {
+    /// The providers that may have issued a token with this `iss` (if any) found at token
+    /// source `source`, in the order to try them: the provider naming that issuer, alone;
+    /// else the providers without `issuer` that read tokens from `source`, in name order.
+    /// A provider naming the issuer wins even when it doesn't read from `source` (the
+    /// token is then refused as found in the wrong place).
+    pub fn providers_for(&self, iss: Option<&str>, source: Option<usize>) -> Vec<usize> {
+        if let Some(&index) = iss.and_then(|iss| self.by_issuer.get(iss)) {
+            return vec![index];
+        }
+        self.any_issuer
+            .iter()
+            .copied()
+            .filter(|&index| {
+                source.is_none_or(|source| {
+                    self.providers
+                        .get(index)
+                        .is_some_and(|p| p.sources.contains(&source))
+                })
+            })
+            .collect()
+    }
+
     /// The mode for this request: the first matching override, else the global mode.
     pub fn mode_for(&self, facts: &crate::rules::RequestFacts<'_>) -> Mode {
         self.mode_overrides
@@ -169,21 +194,24 @@ impl TryFrom<PluginConfig> for Policy {
         let mut sources: Vec<TokenSource> = Vec::new();
         let mut providers = Vec::with_capacity(dto.providers.len());
         let mut by_issuer = HashMap::new();
+        let mut any_issuer = Vec::new();
         let mut owned_headers = Vec::new();
         let has_snapshot = dto.snapshot.is_some();
         for (name, cfg) in &dto.providers {
             let provider = compile_provider(name, cfg, &mut sources, has_snapshot)?;
-            if let Some(other) = by_issuer.insert(provider.issuer.clone(), providers.len()) {
-                let other_name = providers
-                    .get(other)
-                    .map_or("?", |p: &Provider| p.name.as_str());
-                return Err(ConfigError::new(
-                    format!("providers.{name}.issuer"),
-                    format!(
-                        "issuer `{}` is also used by provider `{other_name}`",
-                        provider.issuer
-                    ),
-                ));
+            match &provider.issuer {
+                Some(issuer) => {
+                    if let Some(other) = by_issuer.insert(issuer.clone(), providers.len()) {
+                        let other_name = providers
+                            .get(other)
+                            .map_or("?", |p: &Provider| p.name.as_str());
+                        return Err(ConfigError::new(
+                            format!("providers.{name}.issuer"),
+                            format!("issuer `{issuer}` is also used by provider `{other_name}`"),
+                        ));
+                    }
+                }
+                None => any_issuer.push(providers.len()),
             }
             owned_headers.extend(
                 provider
@@ -252,6 +280,7 @@ impl TryFrom<PluginConfig> for Policy {
             has_shadow_rules: rules.has_shadow_rules(),
             providers,
             by_issuer,
+            any_issuer,
             sources,
             rules,
             default_action: match dto.default_action {
@@ -489,24 +518,20 @@ fn compile_provider(
 
 /// Who issues a provider's tokens, for whom, and where its keys come from.
 struct Identity {
-    issuer: String,
+    issuer: Option<String>,
     audiences: Vec<String>,
     keys: KeySource,
     backstage: Option<BackstageProfile>,
 }
 
-/// A generic provider: `issuer`, `audiences` and one of `local_jwks` / `remote_jwks`.
+/// A generic provider: `issuer` (none: any issuer), `audiences` and one of `local_jwks` /
+/// `remote_jwks`.
 fn compile_issuer(name: &str, cfg: &ProviderConfig) -> Result<Identity, ConfigError> {
     let at = |field: &str| format!("providers.{name}.{field}");
     let issuer = match cfg.issuer.as_deref() {
-        None => {
-            return Err(ConfigError::new(
-                format!("providers.{name}"),
-                "needs `issuer` (or `backstage` for a Backstage auth backend)",
-            ))
-        }
+        None => None,
         Some("") => return Err(ConfigError::new(at("issuer"), "must not be empty")),
-        Some(issuer) => issuer.to_owned(),
+        Some(issuer) => Some(issuer.to_owned()),
     };
     if cfg.audiences.iter().any(String::is_empty) {
         return Err(ConfigError::new(
@@ -586,7 +611,7 @@ fn compile_backstage(
         ),
     };
     Ok(Identity {
-        issuer: backstage::issuer(base),
+        issuer: Some(backstage::issuer(base)),
         audiences: vec![String::from(backstage::USER_AUDIENCE)],
         keys: KeySource::Remote(compile_remote_jwks(&at("backstage"), &remote)?),
         backstage: Some(BackstageProfile {

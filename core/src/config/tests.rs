@@ -235,13 +235,6 @@ fn backstage_provider_errors_name_the_field() {
     type Edit = fn(&mut Value);
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
-            "no issuer and no backstage",
-            |c| {
-                c["providers"]["bs"] = json!({"remote_jwks": {"cluster": "c", "uri": "http://x/k"}})
-            },
-            "providers.bs",
-        ),
-        (
             "issuer next to backstage",
             |c| c["providers"]["bs"]["issuer"] = json!("https://backstage.example.com/api/auth"),
             "providers.bs.issuer",
@@ -333,4 +326,112 @@ fn backstage_provider_errors_name_the_field() {
             .get("https://backstage.example.com/api/auth"),
         Some(&0)
     );
+}
+
+/// A provider without `issuer` takes any issuer, like Envoy's `jwt_authn`. A token whose
+/// `iss` names a provider goes to that one; any other token (or one without `iss`) goes to
+/// the providers without `issuer` that read from where it was found, in name order.
+#[test]
+fn providers_without_issuer_are_chosen_by_token_source_then_name() {
+    let mut config = base();
+    config["providers"]["zeta"] = json!({
+        "local_jwks": {"inline": {"keys": [public_jwk(&rsa_private(), "z", None)]}},
+        "from_headers": [{"name": "x-zeta-token"}]
+    });
+    config["providers"]["any-b"] = json!({
+        "local_jwks": {"inline": {"keys": [public_jwk(&rsa_private(), "b", None)]}}
+    });
+    config["providers"]["any-a"] = json!({
+        "remote_jwks": {"cluster": "a", "uri": "https://a.example/keys"},
+        "from_params": ["access_token"]
+    });
+    let policy = compile(&config).unwrap();
+    let index = |name: &str| {
+        policy
+            .providers
+            .iter()
+            .position(|p| p.name == name)
+            .unwrap()
+    };
+    let source = |pred: fn(&TokenSource) -> bool| policy.sources.iter().position(pred).unwrap();
+    let bearer =
+        source(|s| matches!(s, TokenSource::Header { name, .. } if name == "authorization"));
+    let zeta_header =
+        source(|s| matches!(s, TokenSource::Header { name, .. } if name == "x-zeta-token"));
+    let param = source(|s| matches!(s, TokenSource::Param { .. }));
+    assert_eq!(
+        policy.any_issuer,
+        [index("any-a"), index("any-b"), index("zeta")]
+    );
+    assert!(policy.providers[index("any-a")].issuer.is_none());
+
+    let okta = "https://example.okta.com/oauth2/default";
+    let cases: Vec<(Option<&str>, Option<usize>, Vec<usize>)> = vec![
+        // A configured issuer decides alone, wherever the token was found.
+        (Some(okta), Some(bearer), vec![index("okta")]),
+        (Some(okta), Some(param), vec![index("okta")]),
+        // Any other issuer, or none: the issuer-less providers reading that source.
+        (
+            Some("https://other"),
+            Some(bearer),
+            vec![index("any-a"), index("any-b")],
+        ),
+        (None, Some(bearer), vec![index("any-a"), index("any-b")]),
+        (Some("https://other"), Some(param), vec![index("any-a")]),
+        (
+            Some("https://other"),
+            Some(zeta_header),
+            vec![index("zeta")],
+        ),
+        // A preview without a token: all of them, in name order.
+        (
+            None,
+            None,
+            vec![index("any-a"), index("any-b"), index("zeta")],
+        ),
+    ];
+    for (iss, source, expected) in cases {
+        assert_eq!(
+            policy.providers_for(iss, source),
+            expected,
+            "{iss:?} at {source:?}"
+        );
+    }
+    // Without issuer-less providers, an unknown issuer has no candidate.
+    let policy = compile(&base()).unwrap();
+    assert!(policy
+        .providers_for(Some("https://other"), Some(0))
+        .is_empty());
+    assert!(policy.any_issuer.is_empty());
+    // `issuer: ""` is still a mistake, not "any".
+    let mut config = base();
+    config["providers"]["okta"]["issuer"] = json!("");
+    assert_eq!(compile(&config).unwrap_err().path, "providers.okta.issuer");
+}
+
+/// A local key set without a usable key is refused, with every key's reason.
+#[test]
+fn inline_key_set_without_usable_key_names_each_skip() {
+    let mut config = base();
+    config["providers"]["okta"]["local_jwks"] = json!({"inline": {"keys": [
+        {"kty": "EC", "crv": "P-192", "kid": "old-curve", "x": "AA", "y": "AA"},
+        {"kty": "RSA", "kid": "enc-key", "use": "enc", "n": "AQAB", "e": "AQAB"},
+        {"kty": "oct", "kid": "short", "k": "c2hvcnQ"}
+    ]}});
+    let err = compile(&config).unwrap_err();
+    assert_eq!(err.path, "providers.okta.local_jwks");
+    let message = err.to_string();
+    for needle in [
+        "3 skipped",
+        "key `old-curve`: key type `EC` with curve `P-192` is not supported",
+        "key `enc-key`: `use` is `enc`",
+        "key `short`: HMAC secret is 5 bytes",
+    ] {
+        assert!(message.contains(needle), "{needle} not in {message}");
+    }
+    config["providers"]["okta"]["local_jwks"] = json!({"inline": {"keys": []}});
+    assert!(compile(&config)
+        .unwrap_err()
+        .to_string()
+        .contains("no keys"));
 }

@@ -58,7 +58,7 @@ fn pinning_by_kty_crv_alg() {
         match expected {
             Some(algs) => assert_eq!(result.unwrap().keys[0].algorithms, algs, "{jwk}"),
             None => assert!(
-                matches!(result, Err(JwksError::NoUsableKeys { skipped: 1 })),
+                matches!(&result, Err(JwksError::NoUsableKeys { skipped }) if skipped.0.len() == 1),
                 "{jwk}"
             ),
         }
@@ -109,8 +109,50 @@ fn hmac_keys_only_locally_and_long_enough() {
         parse(json!([short]), KeyOrigin::Local),
         Err(JwksError::NoUsableKeys { .. })
     ));
-    let no_alg = json!({"kty": "oct", "k": b64(&[7; 64])});
-    assert!(parse(json!([no_alg]), KeyOrigin::Local).is_err());
+}
+
+/// An `oct` key without `alg` verifies each HS algorithm its length allows (RFC 7518
+/// §3.2), like an RSA key without `alg` verifies every RS/PS algorithm.
+#[test]
+fn hmac_keys_without_alg_take_every_algorithm_their_length_allows() {
+    use Algorithm::*;
+    type Expected = Result<Vec<Algorithm>, ()>;
+    let cases: Vec<(usize, Expected)> = vec![
+        (64, Ok(vec![Hs256, Hs384, Hs512])),
+        (100, Ok(vec![Hs256, Hs384, Hs512])),
+        (63, Ok(vec![Hs256, Hs384])),
+        (48, Ok(vec![Hs256, Hs384])),
+        (32, Ok(vec![Hs256])),
+        (31, Err(())),
+        (0, Err(())),
+    ];
+    for (len, expected) in cases {
+        let jwk = json!({"kty": "oct", "kid": "k", "k": b64(&vec![7; len])});
+        let result = parse(json!([jwk]), KeyOrigin::Local);
+        match expected {
+            Ok(algs) => {
+                let set = result.unwrap();
+                let got: Vec<Algorithm> = set
+                    .keys
+                    .iter()
+                    .flat_map(|k| k.algorithms.iter().copied())
+                    .collect();
+                assert_eq!(got, algs, "{len} bytes");
+                assert!(set.keys.iter().all(|k| k.kid.as_deref() == Some("k")));
+            }
+            Err(()) => assert!(
+                matches!(&result, Err(JwksError::NoUsableKeys { skipped })
+                    if matches!(skipped.0.as_slice(), [KeySkipped::HmacTooShort { min: 32, .. }])),
+                "{len} bytes: {result:?}"
+            ),
+        }
+    }
+    // Still never from a remote set, with or without `alg`.
+    let remote = json!({"kty": "oct", "k": b64(&[7; 64])});
+    assert!(parse(json!([remote]), KeyOrigin::Remote).is_err());
+    // And an `alg` that is not HMAC doesn't fit a symmetric key.
+    let wrong = json!({"kty": "oct", "k": b64(&[7; 64]), "alg": "RS256"});
+    assert!(parse(json!([wrong]), KeyOrigin::Local).is_err());
 }
 
 #[test]
@@ -128,11 +170,12 @@ fn malformed_documents() {
             matches!(e, JwksError::Malformed { .. })
         }),
         (br#"{"keys": []}"#.to_vec(), |e| {
-            matches!(e, JwksError::NoUsableKeys { skipped: 0 })
+            matches!(e, JwksError::Empty)
         }),
-        (br#"{"keys": [1, "x", null]}"#.to_vec(), |e| {
-            matches!(e, JwksError::NoUsableKeys { skipped: 3 })
-        }),
+        (
+            br#"{"keys": [1, "x", null]}"#.to_vec(),
+            |e| matches!(e, JwksError::NoUsableKeys { skipped } if skipped.0.len() == 3),
+        ),
         (vec![b' '; MAX_JWKS_BYTES + 1], |e| {
             matches!(e, JwksError::TooLarge { .. })
         }),

@@ -10,10 +10,10 @@ use serde_json::json;
 use super::*;
 use crate::jwks::KeyOrigin;
 use crate::testing::{
-    ec_private, ed25519_private, hs_key_jwk, other_rsa_public, public_jwk, rsa_private, sign,
-    sign_bytes,
+    ec384_private, ec521_private, ec_private, ed25519_private, hs_key_jwk, other_rsa_public,
+    public_jwk, rsa_private, sign, sign_bytes,
 };
-use crate::token::{TokenError, DEFAULT_MAX_TOKEN_BYTES};
+use crate::token::{TokenError, UnverifiedToken, DEFAULT_MAX_TOKEN_BYTES};
 
 const NO_CATALOG: crate::catalog::CatalogState<'static> =
     crate::catalog::CatalogState::NotConfigured;
@@ -63,6 +63,9 @@ impl Reference {
             };
             return alg.verify_signature(&signature, &key, check.message);
         }
+        if let Some(valid) = Reference::check_p384_p521(check) {
+            return valid;
+        }
         let prefix = hex(&OPENSSL_P256_SPKI[..52]);
         let Some(point) = check.public_key.strip_prefix(prefix.as_slice()) else {
             return false;
@@ -73,6 +76,33 @@ impl Reference {
         };
         check.hash == HashFunction::Sha256
             && Es256.verify_signature(&signature, &key, check.message)
+    }
+}
+
+impl Reference {
+    /// P-384 and P-521 keys through the `spki` crate's parser and the curve crates' DER
+    /// signature parsers; `None` for other keys.
+    fn check_p384_p521(check: &SignatureCheck<'_>) -> Option<bool> {
+        use p384::ecdsa::signature::Verifier as _;
+        use x509_cert::der::{asn1::ObjectIdentifier, Decode as _};
+        let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(check.public_key).ok()?;
+        let curve: ObjectIdentifier = spki.algorithm.parameters?.decode_as().ok()?;
+        let point = spki.subject_public_key.raw_bytes();
+        Some(match curve.to_string().as_str() {
+            "1.3.132.0.34" => {
+                let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point).unwrap();
+                check.hash == HashFunction::Sha384
+                    && p384::ecdsa::Signature::from_der(check.signature)
+                        .is_ok_and(|sig| key.verify(check.message, &sig).is_ok())
+            }
+            "1.3.132.0.35" => {
+                let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(point).unwrap();
+                check.hash == HashFunction::Sha512
+                    && p521::ecdsa::Signature::from_der(check.signature)
+                        .is_ok_and(|sig| key.verify(check.message, &sig).is_ok())
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -429,30 +459,71 @@ fn es256_signatures_convert_to_der() {
             .concat()),
         ),
         // Not in [1, n-1]: refused, never converted.
-        (raw(&[0; 32], &low), Err(EcdsaSignatureError::NonCanonical)),
-        (raw(&low, &[0; 32]), Err(EcdsaSignatureError::NonCanonical)),
-        (raw(&N, &low), Err(EcdsaSignatureError::NonCanonical)),
-        (raw(&low, &N), Err(EcdsaSignatureError::NonCanonical)),
+        (
+            raw(&[0; 32], &low),
+            Err(EcdsaSignatureError::NonCanonical { alg: "ES256" }),
+        ),
+        (
+            raw(&low, &[0; 32]),
+            Err(EcdsaSignatureError::NonCanonical { alg: "ES256" }),
+        ),
+        (
+            raw(&N, &low),
+            Err(EcdsaSignatureError::NonCanonical { alg: "ES256" }),
+        ),
+        (
+            raw(&low, &N),
+            Err(EcdsaSignatureError::NonCanonical { alg: "ES256" }),
+        ),
         (
             raw(&[0xff; 32], &low),
-            Err(EcdsaSignatureError::NonCanonical),
+            Err(EcdsaSignatureError::NonCanonical { alg: "ES256" }),
         ),
         (
             raw(&low, &[0xff; 32]),
-            Err(EcdsaSignatureError::NonCanonical),
+            Err(EcdsaSignatureError::NonCanonical { alg: "ES256" }),
         ),
         // Wrong sizes (a DER signature where raw belongs, too).
-        (low.to_vec(), Err(EcdsaSignatureError::Length { len: 32 })),
-        (vec![], Err(EcdsaSignatureError::Length { len: 0 })),
+        (
+            low.to_vec(),
+            Err(EcdsaSignatureError::Length {
+                alg: "ES256",
+                len: 32,
+                expected: 64,
+            }),
+        ),
+        (
+            vec![],
+            Err(EcdsaSignatureError::Length {
+                alg: "ES256",
+                len: 0,
+                expected: 64,
+            }),
+        ),
         (
             raw(&low, &low[..31]),
-            Err(EcdsaSignatureError::Length { len: 63 }),
+            Err(EcdsaSignatureError::Length {
+                alg: "ES256",
+                len: 63,
+                expected: 64,
+            }),
         ),
         (
             [&low[..], &low, &[1]].concat(),
-            Err(EcdsaSignatureError::Length { len: 65 }),
+            Err(EcdsaSignatureError::Length {
+                alg: "ES256",
+                len: 65,
+                expected: 64,
+            }),
         ),
-        (vec![0x30; 72], Err(EcdsaSignatureError::Length { len: 72 })),
+        (
+            vec![0x30; 72],
+            Err(EcdsaSignatureError::Length {
+                alg: "ES256",
+                len: 72,
+                expected: 64,
+            }),
+        ),
     ];
     for (input, expected) in cases {
         let got = es256_signature_der(&input);
@@ -540,12 +611,15 @@ fn self_test_trusts_only_a_backend_that_gets_it_right() {
     for (backend, expected) in cases {
         assert_eq!(self_test(backend), expected);
     }
-    // Six calls: four valid signatures, two of them tampered with as well.
+    // Ten calls: six valid signatures, four of them tampered with as well.
     let reference = Reference::default();
     self_test(&reference).unwrap();
     let hashes: Vec<HashFunction> = reference.calls.borrow().iter().map(|c| c.0).collect();
     use HashFunction::*;
-    assert_eq!(hashes, [Sha256, Sha256, Sha384, Sha512, Sha256, Sha256]);
+    assert_eq!(
+        hashes,
+        [Sha256, Sha256, Sha384, Sha512, Sha256, Sha256, Sha384, Sha384, Sha512, Sha512]
+    );
 }
 
 fn b64_decode(part: &str) -> Vec<u8> {
@@ -871,4 +945,141 @@ fn decisions_report_who_checked() {
         Some(DenyCode::SignatureInvalid)
     );
     assert_eq!(denied.signature_checks.foreign, 1);
+}
+
+#[test]
+fn es384_and_es512_vectors_verify_in_rust_and_in_the_backend_form() {
+    let set = key_set(
+        json!([
+            public_jwk(&ec384_private(), "ec384", None),
+            public_jwk(&ec521_private(), "bilbo.baggins@hobbiton.example", None)
+        ]),
+        KeyOrigin::Remote,
+    );
+    for (token, alg) in [
+        (ES384_TEST_KEY, Algorithm::Es384),
+        (RFC7520_4_3, Algorithm::Es512),
+    ] {
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        let key = set.candidates(None).find(|k| k.allows(alg)).unwrap();
+        assert!(crate::token::verify_with(
+            alg,
+            &key.material,
+            message,
+            &signature
+        ));
+        let mut tampered = message.to_owned();
+        tampered.push('x');
+        assert!(!crate::token::verify_with(
+            alg,
+            &key.material,
+            &tampered,
+            &signature
+        ));
+        let HostForm::Check {
+            hash,
+            public_key,
+            signature: der,
+        } = host_form(alg, key, &signature)
+        else {
+            panic!("{alg:?} not handled")
+        };
+        assert!(Reference::check(&SignatureCheck {
+            hash,
+            public_key,
+            signature: &der,
+            message: message.as_bytes(),
+        }));
+    }
+}
+
+#[test]
+fn es384_and_es512_tokens_signed_here_verify_only_with_their_key() {
+    let set = key_set(
+        json!([
+            public_jwk(&ec384_private(), "p384", None),
+            public_jwk(&ec521_private(), "p521", None),
+            public_jwk(&ec_private(), "p256", None)
+        ]),
+        KeyOrigin::Remote,
+    );
+    let claims = json!({"iss": "joe", "exp": 4_102_444_800_i64});
+    for (alg, private, kid) in [
+        ("ES384", ec384_private(), "p384"),
+        ("ES512", ec521_private(), "p521"),
+    ] {
+        let token = sign(alg, &private, &json!({"alg": alg, "kid": kid}), &claims);
+        let parsed = UnverifiedToken::parse(&token, DEFAULT_MAX_TOKEN_BYTES).unwrap();
+        assert_eq!(parsed.verify(&set).unwrap().kid.as_deref(), Some(kid));
+        // Through the backend (Envoy's form): one foreign check, no Rust.
+        let mut checks = SignatureChecks::default();
+        parsed
+            .verify_using(&set, Some(&Reference::default()), &mut checks)
+            .unwrap();
+        assert_eq!((checks.foreign, checks.rust), (1, 0), "{alg}");
+        // The other curve's key under the same kid is pinned away.
+        let wrong = sign(alg, &private, &json!({"alg": alg, "kid": "p256"}), &claims);
+        let parsed = UnverifiedToken::parse(&wrong, DEFAULT_MAX_TOKEN_BYTES).unwrap();
+        assert!(matches!(
+            parsed.verify(&set),
+            Err(TokenError::AlgorithmNotPinned { .. })
+        ));
+    }
+}
+
+#[test]
+fn ecdsa_signatures_of_every_curve_are_refused_when_malformed() {
+    for (alg, size) in [
+        (Algorithm::Es256, 32),
+        (Algorithm::Es384, 48),
+        (Algorithm::Es512, 66),
+    ] {
+        let expected = size * 2;
+        for len in [0, expected - 1, expected + 1, 72] {
+            assert_eq!(
+                ecdsa_signature_der(alg, &vec![1; len]),
+                Err(EcdsaSignatureError::Length {
+                    alg: alg.name(),
+                    len,
+                    expected
+                })
+            );
+        }
+        let zero = [vec![0; size], vec![1; size]].concat();
+        let high = [vec![1; size], vec![0xff; size]].concat();
+        for raw in [zero, high] {
+            assert_eq!(
+                ecdsa_signature_der(alg, &raw),
+                Err(EcdsaSignatureError::NonCanonical { alg: alg.name() })
+            );
+        }
+        assert!(ecdsa_signature_der(alg, &vec![1; expected]).is_ok());
+    }
+    assert!(matches!(
+        ecdsa_signature_der(Algorithm::Rs256, &[1; 64]),
+        Err(EcdsaSignatureError::NotEcdsa { .. })
+    ));
+}
+
+#[test]
+fn group_orders_match_the_curve_crates() {
+    use p384::elliptic_curve::bigint::Encoding as _;
+    use p384::elliptic_curve::Curve as _;
+    assert_eq!(P256_ORDER, p256_order_from_crate());
+    assert_eq!(P384_ORDER, p384::NistP384::ORDER.to_be_bytes());
+    // P-521's order is held in 576 bits by the crate: the top 6 bytes are zero.
+    let wide = p521::NistP521::ORDER.to_be_bytes();
+    assert_eq!(&wide[..6], &[0; 6]);
+    assert_eq!(P521_ORDER[..], wide[6..]);
+}
+
+fn p256_order_from_crate() -> [u8; 32] {
+    // The n of the RFC 7515 A.3 key's curve, through a signature the crate refuses at n
+    // and accepts at n - 1.
+    let mut n_minus_one = P256_ORDER;
+    n_minus_one[31] -= 1;
+    assert!(EcSignature::try_from([&n_minus_one[..], &n_minus_one].concat().as_slice()).is_ok());
+    assert!(EcSignature::try_from([&P256_ORDER[..], &n_minus_one].concat().as_slice()).is_err());
+    P256_ORDER
 }

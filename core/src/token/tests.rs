@@ -444,3 +444,163 @@ fn a_one_megabyte_token_is_refused_before_any_decoding() {
         }
     );
 }
+
+/// RFC 7515 §4: the protected header is a JSON object; §4.1.11: `crit` is a non-empty
+/// list of understood names; RFC 7516 §4.1.3: `zip` is for JWE only.
+#[test]
+fn strict_protected_headers() {
+    let claims = json!({"iss": "joe"});
+    let signed = |header: &str| {
+        let input = format!(
+            "{}.{}",
+            b64(header.as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        format!("{input}.{}", b64(&[0; 32]))
+    };
+    type Check = fn(&TokenError) -> bool;
+    let bad_header: Check = |e| {
+        matches!(
+            e,
+            TokenError::BadJson {
+                part: TokenPart::Header,
+                ..
+            }
+        )
+    };
+    let cases: Vec<(&str, Check)> = vec![
+        (r#"["HS256", "hs"]"#, bad_header),
+        (r#"["HS256"]"#, bad_header),
+        ("[]", bad_header),
+        ("\"HS256\"", bad_header),
+        ("null", bad_header),
+        ("", bad_header),
+        (r#"{"alg": "HS256""#, bad_header),
+        (r#"{"alg": "HS256", "alg": "HS256"}"#, bad_header),
+        (r#"{"alg": "HS256", "crit": []}"#, |e| {
+            matches!(e, TokenError::EmptyCritical)
+        }),
+        (
+            r#"{"alg": "HS256", "crit": ["exp"]}"#,
+            |e| matches!(e, TokenError::UnknownCritical { name } if name == "exp"),
+        ),
+        (r#"{"alg": "HS256", "crit": "exp"}"#, bad_header),
+        (r#"{"alg": "HS256", "zip": "DEF"}"#, |e| {
+            matches!(e, TokenError::CompressionOnJws)
+        }),
+        (r#"{"alg": "HS256", "zip": null}"#, |e| {
+            matches!(e, TokenError::CompressionOnJws)
+        }),
+    ];
+    for (header, check) in cases {
+        let err = UnverifiedToken::parse(&signed(header), DEFAULT_MAX_TOKEN_BYTES).unwrap_err();
+        assert!(check(&err), "{header}: {err:?}");
+    }
+    // The same header as an object parses.
+    assert!(UnverifiedToken::parse(
+        &signed(r#"{"alg": "HS256", "kid": "hs"}"#),
+        DEFAULT_MAX_TOKEN_BYTES
+    )
+    .is_ok());
+}
+
+/// RFC 7515 §4.1.4: `kid` is a hint. A key without `kid` is a candidate for a token with
+/// one, after the keys carrying that `kid`; a token whose `kid` no key carries is still
+/// `UnknownKid` when the keys without one don't verify it (so a refetch can find it).
+#[test]
+fn keys_without_kid_are_candidates_for_tokens_with_one() {
+    let claims = json!({"iss": "joe"});
+    let mut unnamed = public_jwk(&rsa_private(), "x", None);
+    unnamed.as_object_mut().unwrap().remove("kid");
+    let set_unnamed = set(json!([unnamed.clone()]), KeyOrigin::Remote);
+    let token = sign(
+        "RS256",
+        &rsa_private(),
+        &json!({"alg": "RS256", "kid": "rotated-1"}),
+        &claims,
+    );
+    let parsed = UnverifiedToken::parse(&token, DEFAULT_MAX_TOKEN_BYTES).unwrap();
+    assert_eq!(parsed.verify(&set_unnamed).unwrap().kid, None);
+
+    // Named keys come first: with the right named key present, it is the one that verifies.
+    let both = set(
+        json!([
+            unnamed.clone(),
+            public_jwk(&rsa_private(), "rotated-1", None)
+        ]),
+        KeyOrigin::Remote,
+    );
+    let order: Vec<Option<&str>> = both
+        .candidates(Some("rotated-1"))
+        .map(|k| k.kid.as_deref())
+        .collect();
+    assert_eq!(order, [Some("rotated-1"), None]);
+    assert_eq!(
+        parsed.verify(&both).unwrap().kid.as_deref(),
+        Some("rotated-1")
+    );
+
+    // Another key's token: the unnamed key is tried and fails; the kid is unknown.
+    let other = sign(
+        "ES256",
+        &ec_private(),
+        &json!({"alg": "ES256", "kid": "new"}),
+        &claims,
+    );
+    let mut unnamed_ec = public_jwk(&ec_private(), "x", None);
+    unnamed_ec.as_object_mut().unwrap().remove("kid");
+    let forged = sign(
+        "RS256",
+        &rsa_private(),
+        &json!({"alg": "RS256", "kid": "new"}),
+        &claims,
+    );
+    let parsed_forged = UnverifiedToken::parse(&forged, DEFAULT_MAX_TOKEN_BYTES).unwrap();
+    let ec_only = set(json!([unnamed_ec]), KeyOrigin::Remote);
+    assert!(matches!(
+        parsed_forged.verify(&ec_only),
+        Err(TokenError::UnknownKid { .. })
+    ));
+    let parsed_other = UnverifiedToken::parse(&other, DEFAULT_MAX_TOKEN_BYTES).unwrap();
+    assert!(matches!(
+        parsed_other.verify(&set_unnamed),
+        Err(TokenError::UnknownKid { .. })
+    ));
+    // A tampered token whose kid is named: a bad signature, as before.
+    let named = set(
+        json!([public_jwk(&rsa_private(), "rotated-1", None), unnamed]),
+        KeyOrigin::Remote,
+    );
+    let other_claims = sign(
+        "RS256",
+        &rsa_private(),
+        &json!({"alg": "RS256", "kid": "rotated-1"}),
+        &json!({"iss": "eve"}),
+    );
+    let (input, _) = token.rsplit_once('.').unwrap();
+    let (_, other_signature) = other_claims.rsplit_once('.').unwrap();
+    let tampered = format!("{input}.{other_signature}");
+    let parsed = UnverifiedToken::parse(&tampered, DEFAULT_MAX_TOKEN_BYTES).unwrap();
+    assert_eq!(parsed.verify(&named).unwrap_err(), TokenError::BadSignature);
+}
+
+/// An `oct` key without `alg` verifies the HS algorithms its length allows.
+#[test]
+fn hmac_key_without_alg_verifies_hs256_hs384_hs512() {
+    let mut jwk = testing::hs_key_jwk("HS256");
+    jwk.as_object_mut().unwrap().remove("alg");
+    let keys = set(json!([jwk.clone()]), KeyOrigin::Local);
+    for alg in ["HS256", "HS384", "HS512"] {
+        let token = sign(
+            alg,
+            &jwk,
+            &json!({"alg": alg, "kid": "hs"}),
+            &json!({"iss": "joe"}),
+        );
+        let parsed = UnverifiedToken::parse(&token, DEFAULT_MAX_TOKEN_BYTES).unwrap();
+        assert!(
+            parsed.verify(&keys).unwrap().allows(parsed.algorithm),
+            "{alg}"
+        );
+    }
+}
