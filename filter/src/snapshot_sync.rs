@@ -198,6 +198,21 @@ impl SnapshotSync {
         }
     }
 
+    /// A VM that serves no request keeps no snapshot, but it may poll for the others: it takes
+    /// the version and ETag of what another VM published, so it asks for a delta from that (the
+    /// base it will take from shared data), not from what it published itself long ago.
+    fn follow_stamp<H: Host>(&mut self, host: &mut H) {
+        let Ok((Some(value), _)) = host.get_shared(&self.keys.current) else {
+            return;
+        };
+        if let Some(stamp) = Stamp::decode(&value) {
+            if self.loaded != Some(stamp.loaded) {
+                self.loaded = Some(stamp.loaded);
+                self.etag = Some(stamp.etag.to_owned());
+            }
+        }
+    }
+
     /// Adopts the published image. The old snapshot goes first, so a VM never holds two (Wasm
     /// memory keeps its high-water mark); the published image was verified and compiled with
     /// the same configuration, so this fails only if the configuration changed in between, and
@@ -237,6 +252,8 @@ impl SnapshotSync {
         let now = host.now_millis();
         if self.serving {
             self.follow_published(host, policy);
+        } else {
+            self.follow_stamp(host);
         }
         if let Ok((Some(value), _)) = host.get_shared(&self.keys.confirmed) {
             if let Some(at) = decode_millis(&value) {

@@ -1102,6 +1102,36 @@ mod snapshots {
         assert_eq!(hm.dispatched.last().unwrap().headers, revalidate("\"v3\""));
     }
 
+    /// The main-thread VM published v1 long ago; a worker fetched v2 since. When the main VM
+    /// polls next, it asks for a delta from v2 (what shared data holds), and applies it.
+    #[test]
+    fn a_vm_that_serves_nothing_polls_from_what_others_published() {
+        let keys = keys();
+        let shared = SharedData::default();
+        let mut main_vm = filter(snapshot_config(&keys, None));
+        let mut hm = FakeHost::at(NOW).sharing(&shared);
+        let mut worker = filter(snapshot_config(&keys, None));
+        let mut hw = FakeHost::at(NOW).sharing(&shared);
+        let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
+        let v2 = snapshot(2, &[], &signing_key());
+        let v3 = snapshot(3, &["group:default/data-eng"], &signing_key());
+        main_vm.on_tick(&mut hm);
+        answer(&mut main_vm, &mut hm, 200, &v1, "\"v1\"");
+        assert_eq!(ask(&mut worker, &mut hw, &keys, 1), None);
+        hw.now_ms += 5_000;
+        worker.on_tick(&mut hw);
+        answer(&mut worker, &mut hw, 200, &v2, "\"v2\"");
+
+        hm.now_ms += 5_000;
+        main_vm.on_tick(&mut hm);
+        assert_eq!(hm.dispatched.last().unwrap().headers, revalidate("\"v2\""));
+        let delta = encode_delta(&decoded(&v2), &decoded(&v3), &signing_key()).unwrap();
+        answer(&mut main_vm, &mut hm, 226, &delta, "\"v3\"");
+        assert_eq!(hm.counter("meshgate.snapshot.delta_applied"), 1);
+        assert_eq!(hm.counter("meshgate.snapshot.delta_rejected"), 0);
+        assert_eq!(ask(&mut worker, &mut hw, &keys, 2), None, "v3 everywhere");
+    }
+
     #[test]
     fn a_snapshot_unconfirmed_beyond_max_staleness_fails_closed() {
         let keys = keys();
