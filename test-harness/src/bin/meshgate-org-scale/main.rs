@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         }
     };
     let mut figures = Figures {
+        snapshot: args.snapshot.clone(),
         command: format!("meshgate-org-scale {}", raw.join(" ")),
         ..Figures::default()
     };
