@@ -18,6 +18,10 @@
 //!
 //! A VM that has never served a request (Envoy's main-thread VM) keeps no copy: it may still
 //! win the lease and fetch for the others, but it drops the snapshot once it has published it.
+//! While such a VM polls, serving VMs leave polling to it: a whole snapshot decoded in a
+//! worker would raise that worker's Wasm memory high-water mark for good (Wasm memory never
+//! shrinks), while the main-thread VM pays it once. Workers take over when it has not polled
+//! for [`TAKEOVER_POLLS`] intervals, so a stuck main thread costs freshness, never the snapshot.
 
 use std::time::Duration;
 
@@ -34,6 +38,8 @@ const MAX_BACKOFF_MS: i64 = 60_000;
 pub const DELTA_ENCODING: &str = "meshgate-delta";
 /// `226 IM Used`: the body is a delta against the snapshot named in `If-None-Match`.
 const IM_USED: u16 = 226;
+/// Poll intervals without a poll by a VM that serves nothing before serving VMs poll again.
+const TAKEOVER_POLLS: i64 = 3;
 
 /// The shared-data keys of one snapshot source.
 #[derive(Debug)]
@@ -46,6 +52,8 @@ struct SharedKeys {
     confirmed: String,
     /// The fetch lease.
     lease: String,
+    /// When a VM that serves no request last started a poll, Unix ms.
+    idle_polled: String,
 }
 
 impl SharedKeys {
@@ -56,6 +64,7 @@ impl SharedKeys {
             current: key("snapshot_current"),
             confirmed: key("snapshot_confirmed"),
             lease: key("snapshot_lease"),
+            idle_polled: key("snapshot_idle_polled"),
         }
     }
 }
@@ -275,6 +284,10 @@ impl SnapshotSync {
         if now < self.next_due_ms {
             return;
         }
+        if self.serving && self.idle_vm_polls(host, now) {
+            self.next_due_ms = now.saturating_add(self.poll_ms());
+            return;
+        }
         let hold = self.hold_ms();
         if !claim(host, &self.keys.lease, now, hold) {
             self.next_due_ms = now.saturating_add(self.poll_ms());
@@ -298,6 +311,19 @@ impl SnapshotSync {
             Ok(token) => self.in_flight = Some((token, now.saturating_add(hold))),
             Err(e) => self.failed(host, now, &e.to_string()),
         }
+        if !self.serving {
+            let _ = host.set_shared(&self.keys.idle_polled, &encode_millis(now), None);
+        }
+    }
+
+    /// Whether a VM that serves no request has polled within the last [`TAKEOVER_POLLS`]
+    /// intervals (it polls whether or not the control plane answers).
+    fn idle_vm_polls<H: Host>(&self, host: &mut H, now: i64) -> bool {
+        let Ok((Some(value), _)) = host.get_shared(&self.keys.idle_polled) else {
+            return false;
+        };
+        let window = self.poll_ms().saturating_mul(TAKEOVER_POLLS);
+        decode_millis(&value).is_some_and(|at| now.saturating_sub(at) <= window)
     }
 
     /// Handles a callout response; false when the token isn't this poller's.

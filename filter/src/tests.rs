@@ -1118,11 +1118,12 @@ mod snapshots {
         main_vm.on_tick(&mut hm);
         answer(&mut main_vm, &mut hm, 200, &v1, "\"v1\"");
         assert_eq!(ask(&mut worker, &mut hw, &keys, 1), None);
-        hw.now_ms += 5_000;
+        // The main-thread VM falls silent for longer than three intervals: the worker polls.
+        hw.now_ms += 20_000;
         worker.on_tick(&mut hw);
         answer(&mut worker, &mut hw, 200, &v2, "\"v2\"");
 
-        hm.now_ms += 5_000;
+        hm.now_ms += 25_000;
         main_vm.on_tick(&mut hm);
         assert_eq!(hm.dispatched.last().unwrap().headers, revalidate("\"v2\""));
         let delta = encode_delta(&decoded(&v2), &decoded(&v3), &signing_key()).unwrap();
@@ -1130,6 +1131,41 @@ mod snapshots {
         assert_eq!(hm.counter("meshgate.snapshot.delta_applied"), 1);
         assert_eq!(hm.counter("meshgate.snapshot.delta_rejected"), 0);
         assert_eq!(ask(&mut worker, &mut hw, &keys, 2), None, "v3 everywhere");
+    }
+
+    #[test]
+    fn workers_leave_polling_to_the_main_thread_vm_while_it_polls() {
+        let keys = keys();
+        let shared = SharedData::default();
+        let mut main_vm = filter(snapshot_config(&keys, None));
+        let mut hm = FakeHost::at(NOW).sharing(&shared);
+        let mut worker = filter(snapshot_config(&keys, None));
+        let mut hw = FakeHost::at(NOW).sharing(&shared);
+        let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
+        main_vm.on_tick(&mut hm);
+        answer(&mut main_vm, &mut hm, 200, &v1, "\"v1\"");
+        assert_eq!(ask(&mut worker, &mut hw, &keys, 1), None, "adopted from shared data");
+
+        for _ in 0..4 {
+            hw.now_ms += 5_000;
+            worker.on_tick(&mut hw);
+            hm.now_ms += 5_000;
+            main_vm.on_tick(&mut hm);
+            answer(&mut main_vm, &mut hm, 304, b"", "\"v1\"");
+        }
+        assert!(hw.dispatched.is_empty(), "the worker left every poll to the main-thread VM");
+        assert_eq!(hm.dispatched.len(), 5);
+
+        // The main-thread VM falls silent: three intervals later the worker takes over.
+        for _ in 0..3 {
+            hw.now_ms += 5_000;
+            worker.on_tick(&mut hw);
+        }
+        assert!(hw.dispatched.is_empty(), "up to three intervals: still the main thread's");
+        hw.now_ms += 5_000;
+        worker.on_tick(&mut hw);
+        assert_eq!(hw.dispatched.len(), 1, "silent for longer: the worker polls");
+        assert_eq!(hw.dispatched.last().unwrap().headers, revalidate("\"v1\""));
     }
 
     #[test]
