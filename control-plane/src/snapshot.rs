@@ -12,19 +12,19 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 pub use meshgate_core::snapshot::{
-    EncodeError, KeyError, OwnedInput, PublicKeySpec, SigningKey, SnapshotInput, TrustedKey,
-    UserInput,
+    EncodeError, IndexedInput, KeyError, OwnedInput, PublicKeySpec, SigningKey, SnapshotInput,
+    TrustedKey, UserInput,
 };
 
 /// Encodes and signs a snapshot. The same input (in any order), version, time and key give
 /// the same bytes on every replica.
 pub fn build(
-    input: SnapshotInput,
+    input: &IndexedInput,
     version: u64,
     generated_at: i64,
     signing_key: &SigningKey,
 ) -> Result<Vec<u8>, EncodeError> {
-    meshgate_core::snapshot::encode(&input, version, generated_at, signing_key)
+    meshgate_core::snapshot::encode_indexed(input, version, generated_at, signing_key)
 }
 
 /// A signing key file could not be read or written.
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn built_snapshots_verify_with_the_printed_public_key() {
         let key = generate_signing_key(Some("cp-test"), &mut StdRng::seed_from_u64(1)).unwrap();
-        let bytes = build(input(), 3, 1_700_000_000, &key).unwrap();
+        let bytes = build(&input().interned(), 3, 1_700_000_000, &key).unwrap();
         let spec: PublicKeySpec = serde_json::from_str(&public_key_line(&key)).unwrap();
         let trusted = TrustedKey::from_spec(&spec).unwrap();
         let snap = Snapshot::decode(&bytes, &[trusted], &DecodeLimits::default()).unwrap();
@@ -185,7 +185,10 @@ mod tests {
         let owners = snap.owners_of("airflow.dag", "etl_daily").unwrap();
         assert!(alice.groups.intersects(&owners));
         // Replicas with the same key and input publish the same bytes.
-        assert_eq!(build(input(), 3, 1_700_000_000, &key).unwrap(), bytes);
+        assert_eq!(
+            build(&input().interned(), 3, 1_700_000_000, &key).unwrap(),
+            bytes
+        );
     }
 
     #[test]
@@ -257,7 +260,7 @@ mod tests {
         let mut twice = input();
         twice.users.extend(input().users);
         assert!(matches!(
-            build(twice, 1, 0, &key),
+            build(&twice.interned(), 1, 0, &key),
             Err(EncodeError::DuplicateUser { .. })
         ));
     }

@@ -17,7 +17,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use meshgate_core::config::{compile_rules_json, ConfigError};
-use meshgate_core::snapshot::{GroupInput, OwnedInput, SnapshotInput, UserInput};
+use meshgate_core::snapshot::{IndexedGroup, IndexedInput, IndexedOwned, IndexedUser};
 
 /// What a view keeps: group refs (`group:default/data-eng`, lowercased) and entity kinds
 /// (`airflow.dag`).
@@ -53,48 +53,80 @@ impl ViewScope {
     }
 }
 
-/// The part of `input` that `scope` needs; rules are kept as they are.
-pub fn project(input: &SnapshotInput, scope: &ViewScope) -> SnapshotInput {
-    let owned: Vec<OwnedInput> = input
+/// The part of `input` that `scope` needs; rules are kept as they are. Works on interned refs,
+/// so a view of a deep hierarchy costs integers, not strings.
+pub fn project(input: &IndexedInput, scope: &ViewScope) -> IndexedInput {
+    // One position per distinct ref, so the same ref at two positions is one group.
+    let mut first: HashMap<&str, u32> = HashMap::with_capacity(input.refs.len());
+    let canonical: Vec<u32> = input
+        .refs
+        .iter()
+        .zip(0u32..)
+        .map(|(name, position)| *first.entry(name.as_str()).or_insert(position))
+        .collect();
+    let canon =
+        |position: u32| -> Option<u32> { canonical.get(usize::try_from(position).ok()?).copied() };
+
+    let owned: Vec<IndexedOwned> = input
         .owned
         .iter()
         .filter(|entry| scope.kinds.contains(&entry.kind))
         .cloned()
         .collect();
-    let mut relevant: HashSet<&str> = scope.groups.iter().map(String::as_str).collect();
+    let mut relevant = vec![false; input.refs.len()];
+    let mut mark = |position: u32| {
+        if let Some(slot) = canon(position)
+            .and_then(|p| usize::try_from(p).ok())
+            .and_then(|p| relevant.get_mut(p))
+        {
+            *slot = true;
+        }
+    };
+    for group in &scope.groups {
+        if let Some(&position) = first.get(group.as_str()) {
+            mark(position);
+        }
+    }
     let mut owner_users: HashSet<&str> = HashSet::new();
-    for owner in owned.iter().flat_map(|entry| &entry.owners) {
-        if owner.starts_with("user:") {
-            owner_users.insert(owner);
-        } else {
-            relevant.insert(owner);
+    for &owner in owned.iter().flat_map(|entry| &entry.owners) {
+        match input.ref_at(owner) {
+            Some(name) if name.starts_with("user:") => {
+                owner_users.insert(name);
+            }
+            Some(_) => mark(owner),
+            None => {}
         }
     }
 
     let mut above = RelevantAbove {
-        ancestors: input
-            .groups
-            .iter()
-            .map(|group| (group.entity_ref.as_str(), group.ancestors.as_slice()))
-            .collect(),
+        ancestors: HashMap::new(),
         relevant,
         memo: HashMap::new(),
     };
-    let mut relevant_above = |group: &str| above.of(group);
+    for group in &input.groups {
+        if let Some(own) = canon(group.group) {
+            above
+                .ancestors
+                .entry(own)
+                .or_default()
+                .extend(group.ancestors.iter().filter_map(|&a| canon(a)));
+        }
+    }
 
     let mut users = Vec::new();
     for user in &input.users {
-        let mut groups: Vec<String> = user
+        let mut groups: Vec<u32> = user
             .groups
             .iter()
-            .flat_map(|group| relevant_above(group))
+            .filter_map(|&group| canon(group))
+            .flat_map(|group| above.of(group))
             .collect();
         groups.sort_unstable();
         groups.dedup();
         if groups.is_empty() && !owner_users.contains(user.entity_ref.as_str()) {
             continue;
         }
-        users.push(UserInput {
+        users.push(IndexedUser {
             entity_ref: user.entity_ref.clone(),
             email: user.email.clone(),
             groups,
@@ -105,18 +137,17 @@ pub fn project(input: &SnapshotInput, scope: &ViewScope) -> SnapshotInput {
         .groups
         .iter()
         .filter_map(|group| {
-            let kept: Vec<String> = relevant_above(&group.entity_ref)
-                .into_iter()
-                .filter(|g| *g != group.entity_ref)
-                .collect();
-            (!kept.is_empty()).then(|| GroupInput {
-                entity_ref: group.entity_ref.clone(),
+            let own = canon(group.group)?;
+            let kept: Vec<u32> = above.of(own).into_iter().filter(|&g| g != own).collect();
+            (!kept.is_empty()).then_some(IndexedGroup {
+                group: own,
                 ancestors: kept,
             })
         })
         .collect();
 
-    SnapshotInput {
+    IndexedInput {
+        refs: input.refs.clone(),
         users,
         owned,
         groups,
@@ -125,31 +156,53 @@ pub fn project(input: &SnapshotInput, scope: &ViewScope) -> SnapshotInput {
 }
 
 /// A group and everything above it, kept to the relevant groups; computed once per group.
-struct RelevantAbove<'a> {
-    ancestors: HashMap<&'a str, &'a [String]>,
-    relevant: HashSet<&'a str>,
-    memo: HashMap<String, Vec<String>>,
+/// Positions are canonical (the first position of each distinct ref).
+struct RelevantAbove {
+    ancestors: HashMap<u32, Vec<u32>>,
+    relevant: Vec<bool>,
+    memo: HashMap<u32, Vec<u32>>,
 }
 
-impl RelevantAbove<'_> {
-    fn of(&mut self, group: &str) -> Vec<String> {
-        if let Some(found) = self.memo.get(group) {
+impl RelevantAbove {
+    fn of(&mut self, group: u32) -> Vec<u32> {
+        if let Some(found) = self.memo.get(&group) {
             return found.clone();
         }
-        let upward = self.ancestors.get(group).copied().unwrap_or_default();
-        let found: Vec<String> = std::iter::once(group)
-            .chain(upward.iter().map(String::as_str))
-            .filter(|g| self.relevant.contains(g))
-            .map(str::to_owned)
+        let is_relevant = |position: u32| {
+            usize::try_from(position)
+                .ok()
+                .and_then(|p| self.relevant.get(p))
+                .copied()
+                .unwrap_or(false)
+        };
+        let upward = self
+            .ancestors
+            .get(&group)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let found: Vec<u32> = std::iter::once(group)
+            .chain(upward.iter().copied())
+            .filter(|&g| is_relevant(g))
             .collect();
-        self.memo.insert(group.to_owned(), found.clone());
+        self.memo.insert(group, found.clone());
         found
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use meshgate_core::snapshot::{GroupInput, OwnedInput, SnapshotInput, UserInput};
+
     use super::*;
+
+    /// [`super::project`] on the string form, user groups sorted like the encoder sorts them.
+    fn project(input: &SnapshotInput, scope: &ViewScope) -> SnapshotInput {
+        let mut view = super::project(&input.interned(), scope).to_strings();
+        for user in &mut view.users {
+            user.groups.sort();
+        }
+        view
+    }
 
     fn user(name: &str, groups: &[&str]) -> UserInput {
         UserInput {

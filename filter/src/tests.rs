@@ -1144,7 +1144,11 @@ mod snapshots {
         let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
         main_vm.on_tick(&mut hm);
         answer(&mut main_vm, &mut hm, 200, &v1, "\"v1\"");
-        assert_eq!(ask(&mut worker, &mut hw, &keys, 1), None, "adopted from shared data");
+        assert_eq!(
+            ask(&mut worker, &mut hw, &keys, 1),
+            None,
+            "adopted from shared data"
+        );
 
         for _ in 0..4 {
             hw.now_ms += 5_000;
@@ -1153,7 +1157,10 @@ mod snapshots {
             main_vm.on_tick(&mut hm);
             answer(&mut main_vm, &mut hm, 304, b"", "\"v1\"");
         }
-        assert!(hw.dispatched.is_empty(), "the worker left every poll to the main-thread VM");
+        assert!(
+            hw.dispatched.is_empty(),
+            "the worker left every poll to the main-thread VM"
+        );
         assert_eq!(hm.dispatched.len(), 5);
 
         // The main-thread VM falls silent: three intervals later the worker takes over.
@@ -1161,10 +1168,17 @@ mod snapshots {
             hw.now_ms += 5_000;
             worker.on_tick(&mut hw);
         }
-        assert!(hw.dispatched.is_empty(), "up to three intervals: still the main thread's");
+        assert!(
+            hw.dispatched.is_empty(),
+            "up to three intervals: still the main thread's"
+        );
         hw.now_ms += 5_000;
         worker.on_tick(&mut hw);
-        assert_eq!(hw.dispatched.len(), 1, "silent for longer: the worker polls");
+        assert_eq!(
+            hw.dispatched.len(),
+            1,
+            "silent for longer: the worker polls"
+        );
         assert_eq!(hw.dispatched.last().unwrap().headers, revalidate("\"v1\""));
     }
 

@@ -2,14 +2,17 @@
 //! groups, groups with their closed ancestors, and owned tool resources. The filter unions a
 //! user's direct groups with their ancestors at lookup.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::closure::{close_membership, RelationStats};
 use super::index::CatalogIndex;
 use super::ownership::owned_resources;
 use super::warning::CatalogWarning;
 
-pub use meshgate_core::snapshot::{GroupInput, OwnedInput, SnapshotInput, UserInput};
+pub use meshgate_core::snapshot::{
+    GroupInput, IndexedGroup, IndexedInput, IndexedOwned, IndexedUser, OwnedInput, SnapshotInput,
+    UserInput,
+};
 
 /// The email as stored and compared: trimmed, ASCII-lowercased, `None` when empty.
 pub fn normalize_email(email: &str) -> Option<String> {
@@ -20,72 +23,66 @@ pub fn normalize_email(email: &str) -> Option<String> {
 /// Snapshot input built from one catalog read, with what the publish guards look at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CatalogBuild {
-    pub input: SnapshotInput,
+    /// Refs interned: groups × depth ancestor entries stay integers all the way to the encoder.
+    pub input: IndexedInput,
     /// Sorted and deduplicated: the index's own warnings plus those found here.
     pub warnings: Vec<CatalogWarning>,
     /// Membership relations and how many of them dangle.
     pub relations: RelationStats,
 }
 
-/// [`build_snapshot_input`] without the relation counts.
+/// [`build_snapshot_input`] without the relation counts, with refs spelled out.
 pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWarning>) {
     let build = build_snapshot_input(index);
-    (build.input, build.warnings)
+    let mut input = build.input.to_strings();
+    // The string form is compared in tests: sorted like the encoder sorts.
+    for user in &mut input.users {
+        user.groups.sort();
+    }
+    input.users.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
+    for group in &mut input.groups {
+        group.ancestors.sort();
+    }
+    input.groups.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
+    (input, build.warnings)
 }
 
 /// Builds snapshot input from `index`: every user with their direct groups, every group with
 /// its closed ancestors (every group is listed, also those without any, so the group table
 /// holds the whole hierarchy), every resource named by an ownership annotation with its
-/// owners. Rules are not the catalog's business and are left `None`. Every list is sorted by
-/// string and deduplicated, and so are the warnings, so replicas reading the same catalog in
-/// any order produce identical values.
+/// owners. Rules are not the catalog's business and are left `None`. Refs stay interned (the
+/// closure's own ids), users and owned entries are sorted, and so are the warnings, so
+/// replicas reading the same catalog in any order produce identical snapshots.
 pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
     let mut warnings: Vec<CatalogWarning> = index.warnings().to_vec();
     let (membership, mut found) = close_membership(index);
     warnings.append(&mut found);
 
-    // Each group's string once; every row below clones it instead of formatting again.
-    let group_names: Vec<String> = membership
+    // The ref table starts with the groups in closure order, so closure ids are positions.
+    let mut refs: Vec<String> = membership
         .groups()
         .iter()
         .map(ToString::to_string)
         .collect();
-    let names_of = |ids: &[u32]| -> Vec<String> {
-        let mut names: Vec<String> = ids
-            .iter()
-            .filter_map(|id| usize::try_from(*id).ok())
-            .filter_map(|id| group_names.get(id).cloned())
-            .collect();
-        names.sort();
-        names
-    };
 
-    let mut users: Vec<UserInput> = index
+    let mut users: Vec<IndexedUser> = index
         .of_kind("user")
         .zip(0..)
-        .map(|(user, position)| {
-            let groups = names_of(membership.direct_group_ids(position));
-            UserInput {
-                entity_ref: user.entity_ref.to_string(),
-                email: user.email.as_deref().and_then(normalize_email),
-                groups,
-            }
+        .map(|(user, position)| IndexedUser {
+            entity_ref: user.entity_ref.to_string(),
+            email: user.email.as_deref().and_then(normalize_email),
+            groups: membership.direct_group_ids(position).to_vec(),
         })
         .collect();
     users.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
 
-    let mut groups: Vec<GroupInput> = group_names
-        .iter()
-        .enumerate()
-        .map(|(position, group)| {
-            let ancestors = names_of(membership.ancestor_ids(position));
-            GroupInput {
-                entity_ref: group.clone(),
-                ancestors,
-            }
+    let groups: Vec<IndexedGroup> = (0..refs.len())
+        .zip(0u32..)
+        .map(|(position, group)| IndexedGroup {
+            group,
+            ancestors: membership.ancestor_ids(position).to_vec(),
         })
         .collect();
-    groups.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
     let relations = membership.stats;
     drop(membership);
 
@@ -107,17 +104,40 @@ pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
         }
     }
 
-    let (mut owned, mut found) = owned_resources(index);
+    let (mut resources, mut found) = owned_resources(index);
     warnings.append(&mut found);
-    owned.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+    resources.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+    // Owners are groups (already in the table) or users, added once each.
+    let mut positions: HashMap<String, u32> = refs.iter().cloned().zip(0u32..).collect();
+    let owned: Vec<IndexedOwned> = resources
+        .into_iter()
+        .map(|resource| IndexedOwned {
+            owners: resource
+                .owners
+                .into_iter()
+                .map(|owner| match positions.get(&owner) {
+                    Some(&position) => position,
+                    None => {
+                        let position = u32::try_from(refs.len()).unwrap_or(u32::MAX);
+                        refs.push(owner.clone());
+                        positions.insert(owner, position);
+                        position
+                    }
+                })
+                .collect(),
+            kind: resource.kind,
+            id: resource.id,
+        })
+        .collect();
 
     warnings.sort();
     warnings.dedup();
     CatalogBuild {
-        input: SnapshotInput {
+        input: IndexedInput {
+            refs,
             users,
-            owned,
             groups,
+            owned,
             rules: None,
         },
         warnings,

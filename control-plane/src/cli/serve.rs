@@ -193,6 +193,27 @@ mod tests {
         assert_eq!(leftovers, 1);
     }
 
+    /// The shrink guard compares a read with the file it replaces in the same units: a
+    /// catalog whose owners include users (which the snapshot's group table holds) is
+    /// "unchanged" the second time, not a shrink.
+    #[test]
+    fn snapshot_build_over_its_own_file_with_user_owners_is_unchanged() {
+        let fixture = Fixture::new("cli-build-user-owners");
+        fixture.write_org(&format!(
+            "{ORG}---\nkind: Component\nmetadata: {{name: adhoc, annotations: {{meshgate.io/airflow-dag: adhoc}}}}\n\
+             spec: {{type: pipeline, owner: user:alice}}\n"
+        ));
+        let config = write_config(&fixture, "");
+        let out = fixture.dir.join("edge.snap").display().to_string();
+        let args = ["snapshot", "build", "--config", &config, "--out", &out];
+        let (code, stdout, stderr) = run_args(&args, &env());
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("3 groups, 2 owned"), "{stdout}");
+        let (code, stdout, stderr) = run_args(&args, &env());
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.starts_with("unchanged `"), "{stdout}");
+    }
+
     #[test]
     fn snapshot_build_and_serve_errors() {
         let fixture = Fixture::new("cli-build-errors");

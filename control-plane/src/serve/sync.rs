@@ -12,7 +12,7 @@ use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use meshgate_core::snapshot::{DecodeLimits, Snapshot, SnapshotHeader, SnapshotInput};
+use meshgate_core::snapshot::{DecodeLimits, IndexedInput, Snapshot, SnapshotHeader};
 use serde::Serialize;
 
 use super::config::{ServeConfig, ViewConfig};
@@ -198,6 +198,56 @@ struct Synced {
     changed: bool,
     /// `None` when the catalog was not read again (same warnings as before).
     warnings: Option<Vec<CatalogWarning>>,
+    /// Where the time went.
+    phases: PhaseTimes,
+}
+
+/// Milliseconds spent in each step of one sync, logged with it so an operator (and a
+/// benchmark) sees what a slow sync spent its time on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PhaseTimes {
+    read: u64,
+    model: u64,
+    encode: u64,
+    check: u64,
+    deltas: u64,
+    views: u64,
+}
+
+impl PhaseTimes {
+    /// `read 12, model 3, ...` with the steps that ran.
+    fn describe(&self) -> String {
+        [
+            ("read", self.read),
+            ("model", self.model),
+            ("encode", self.encode),
+            ("check", self.check),
+            ("deltas", self.deltas),
+            ("views", self.views),
+        ]
+        .iter()
+        .filter(|(_, ms)| *ms > 0)
+        .map(|(name, ms)| format!("{name} {ms}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
+/// Times steps one after another.
+struct Stopwatch(Instant);
+
+impl Stopwatch {
+    fn start() -> Stopwatch {
+        Stopwatch(Instant::now())
+    }
+
+    /// Milliseconds since the last lap (or the start).
+    fn lap(&mut self) -> u64 {
+        let now = Instant::now();
+        let elapsed = millis(now.duration_since(self.0));
+        self.0 = now;
+        elapsed
+    }
 }
 
 /// Warning samples per kind in a log line.
@@ -300,8 +350,14 @@ impl Syncer {
                     SyncStatus::Unchanged
                 };
                 let snapshot = &synced.published;
+                let phases = synced.phases.describe();
+                let phases = if phases.is_empty() {
+                    phases
+                } else {
+                    format!(" ({phases})")
+                };
                 (self.log)(&format!(
-                    "sync {}{}: snapshot `{}` version {}, {} users, {} groups, {} owned, {} warnings, {} bytes, {duration_ms} ms",
+                    "sync {}{}: snapshot `{}` version {}, {} users, {} groups, {} owned, {} warnings, {} bytes, {duration_ms} ms{phases}",
                     if synced.changed { "updated" } else { "unchanged" },
                     if force { " (forced past the guards)" } else { "" },
                     snapshot.name,
@@ -400,6 +456,8 @@ impl Syncer {
         force: bool,
         rules: &Option<String>,
     ) -> Result<Synced, SyncError> {
+        let mut phases = PhaseTimes::default();
+        let mut watch = Stopwatch::start();
         let index = match self.catalog.read(may_skip)? {
             Read::Unchanged => {
                 if let Some(current) = &self.current {
@@ -407,6 +465,7 @@ impl Syncer {
                         published: Arc::clone(current),
                         changed: false,
                         warnings: None,
+                        phases,
                     });
                 }
                 // Never reached: skipping needs a current snapshot. Read in full.
@@ -417,27 +476,32 @@ impl Syncer {
             }
             Read::Catalog(index) => index,
         };
+        phases.read = watch.lap();
         let CatalogBuild {
             mut input,
             warnings,
             relations,
         } = build_snapshot_input(&index);
         drop(index);
+        // Counted as the snapshot counts them (what `with_current` reads back from a file):
+        // `groups` is the group table, which also holds owners that are users.
         let counts = CatalogCounts {
             users: input.users.len(),
-            groups: input.groups.len(),
+            groups: input.refs.len(),
             owned: input.owned.len(),
         };
         if !force {
             check_guards(&self.guards, counts, relations, self.published_counts)?;
         }
         input.rules.clone_from(rules);
-        let for_views = (!self.views.is_empty()).then(|| input.clone());
         let now_ms = (self.clock)();
         let version = next_version(self.current.as_ref().map(|c| c.version), now_ms);
         let generated_at = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
-        let bytes = build(input, version, generated_at, &self.key).map_err(SyncError::Encode)?;
+        phases.model = watch.lap();
+        let bytes = build(&input, version, generated_at, &self.key).map_err(SyncError::Encode)?;
         let header = SnapshotHeader::peek(&bytes).map_err(SyncError::SelfCheck)?;
+        phases.encode = watch.lap();
+        let for_views = (!self.views.is_empty()).then_some(input);
         self.published_counts = Some(counts);
         self.published_rules = Some(rules.clone());
         if let Some(current) = self.current.clone() {
@@ -458,16 +522,19 @@ impl Syncer {
                     }
                     None => current,
                 };
+                phases.views = watch.lap();
                 return Ok(Synced {
                     published,
                     changed: false,
                     warnings: Some(warnings),
+                    phases,
                 });
             }
         }
         let (mut published, snapshot) =
             Published::decoded(&self.name, Arc::from(bytes), &self.trusted)
                 .map_err(SyncError::SelfCheck)?;
+        phases.check = watch.lap();
         published.deltas = self
             .history
             .publish(
@@ -477,15 +544,18 @@ impl Syncer {
                 &self.key,
             )
             .map_err(SyncError::Encode)?;
+        phases.deltas = watch.lap();
         if let Some(whole) = for_views {
             published.views = self.publish_views(&whole, now_ms)?;
         }
+        phases.views = watch.lap();
         let published = Arc::new(published);
         self.current = Some(Arc::clone(&published));
         Ok(Synced {
             published,
             changed: true,
             warnings: Some(warnings),
+            phases,
         })
     }
 }
@@ -495,7 +565,7 @@ impl Syncer {
     /// change keeps its version and bytes, like the whole snapshot.
     fn publish_views(
         &mut self,
-        whole: &SnapshotInput,
+        whole: &IndexedInput,
         now_ms: u64,
     ) -> Result<BTreeMap<String, Arc<Published>>, SyncError> {
         let generated_at = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
@@ -505,7 +575,7 @@ impl Syncer {
             let input = project(whole, &scope);
             let version = next_version(view.current.as_ref().map(|c| c.version), now_ms);
             let bytes =
-                build(input, version, generated_at, &self.key).map_err(SyncError::Encode)?;
+                build(&input, version, generated_at, &self.key).map_err(SyncError::Encode)?;
             let header = SnapshotHeader::peek(&bytes).map_err(SyncError::SelfCheck)?;
             let current = match &view.current {
                 Some(current) if current.content_hash == header.content_hash_hex() => {

@@ -8,6 +8,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::envelope::{FORMAT_VERSION, HEADER_BYTES, MAGIC};
 use super::err::EncodeError;
+use super::indexed::IndexedInput;
 use super::keys::{SigningKey, SIGNATURE_BYTES};
 use super::model::SnapshotInput;
 use super::wire::Writer;
@@ -21,6 +22,17 @@ use super::{MAX_STRING_BYTES, TAG_ANCESTORS, TAG_GROUPS, TAG_OWNED, TAG_RULES, T
 /// [`MAX_STRING_BYTES`].
 pub fn encode(
     input: &SnapshotInput,
+    version: u64,
+    generated_at: i64,
+    key: &SigningKey,
+) -> Result<Vec<u8>, EncodeError> {
+    encode_indexed(&input.interned(), version, generated_at, key)
+}
+
+/// [`encode`] for input whose refs are already interned: the same bytes for the same content,
+/// without turning every membership into a string first.
+pub fn encode_indexed(
+    input: &IndexedInput,
     version: u64,
     generated_at: i64,
     key: &SigningKey,
@@ -50,41 +62,19 @@ pub fn encode(
 }
 
 /// The sorted, interned content: three tagged sections.
-fn encode_content(input: &SnapshotInput) -> Result<Vec<u8>, EncodeError> {
-    // Group table: every group named anywhere, sorted, referenced by position.
-    let mut group_set = BTreeSet::new();
-    for user in &input.users {
-        for group in &user.groups {
-            group_set.insert(checked(group, "group ref")?);
-        }
-    }
-    for owned in &input.owned {
-        for group in &owned.owners {
-            group_set.insert(checked(group, "group ref")?);
-        }
-    }
-    for group in &input.groups {
-        group_set.insert(checked(&group.entity_ref, "group ref")?);
-        for ancestor in &group.ancestors {
-            group_set.insert(checked(ancestor, "group ref")?);
-        }
-    }
-    let groups: Vec<&str> = group_set.into_iter().collect();
-    if u32::try_from(groups.len()).is_err() {
-        return Err(EncodeError::TooMany {
-            what: "group",
-            count: groups.len(),
-            max: u32::MAX as usize,
-        });
-    }
-    let index: HashMap<&str, u32> = groups.iter().copied().zip(0..).collect();
-    // Every name was inserted above, so no lookup misses.
-    let indices = |names: &[String]| -> Vec<u32> {
-        let set: BTreeSet<u32> = names
+fn encode_content(input: &IndexedInput) -> Result<Vec<u8>, EncodeError> {
+    // Group table: every ref a list points at, sorted, referenced by position.
+    let table = RefTable::new(input)?;
+    let groups: Vec<&str> = table.sorted.iter().map(|&(name, _)| name).collect();
+    // Every position was checked by `RefTable::new`, so no lookup misses.
+    let indices = |ids: &[u32]| -> Vec<u32> {
+        let mut mapped: Vec<u32> = ids
             .iter()
-            .filter_map(|name| index.get(name.as_str()).copied())
+            .filter_map(|&id| table.new_position(id))
             .collect();
-        set.into_iter().collect()
+        mapped.sort_unstable();
+        mapped.dedup();
+        mapped
     };
 
     let mut users = Vec::with_capacity(input.users.len());
@@ -190,7 +180,7 @@ fn encode_content(input: &SnapshotInput) -> Result<Vec<u8>, EncodeError> {
     // Ancestors: only groups that have any, by group index; entries for one group merge.
     let mut ancestors: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
     for group in &input.groups {
-        let Some(&own) = index.get(group.entity_ref.as_str()) else {
+        let Some(own) = table.new_position(group.group) else {
             continue;
         };
         let above: BTreeSet<u32> = indices(&group.ancestors)
@@ -244,4 +234,79 @@ fn checked<'a>(value: &'a str, what: &'static str) -> Result<&'a str, EncodeErro
         });
     }
     Ok(value)
+}
+
+/// The refs the lists point at, sorted and deduplicated, and where each input position went.
+struct RefTable<'a> {
+    /// Distinct refs in order, each with its first input position.
+    sorted: Vec<(&'a str, u32)>,
+    /// Per input position, its position in `sorted` (`u32::MAX` when nothing points at it).
+    renumbered: Vec<u32>,
+}
+
+impl<'a> RefTable<'a> {
+    fn new(input: &'a IndexedInput) -> Result<RefTable<'a>, EncodeError> {
+        let len = input.refs.len();
+        let mut used = vec![false; len];
+        let mut mark = |ids: &[u32], what: &'static str| -> Result<(), EncodeError> {
+            for &id in ids {
+                let slot = usize::try_from(id)
+                    .ok()
+                    .and_then(|i| used.get_mut(i))
+                    .ok_or(EncodeError::UnknownRef {
+                        what,
+                        position: id,
+                        refs: len,
+                    })?;
+                *slot = true;
+            }
+            Ok(())
+        };
+        for user in &input.users {
+            mark(&user.groups, "user group")?;
+        }
+        for entry in &input.owned {
+            mark(&entry.owners, "owner")?;
+        }
+        for group in &input.groups {
+            mark(std::slice::from_ref(&group.group), "group")?;
+            mark(&group.ancestors, "ancestor")?;
+        }
+        let mut order: Vec<(&str, u32)> = Vec::new();
+        for ((name, used), position) in input.refs.iter().zip(&used).zip(0u32..) {
+            if *used {
+                order.push((checked(name, "group ref")?, position));
+            }
+        }
+        order.sort_unstable();
+        let mut renumbered = vec![u32::MAX; len];
+        let mut sorted: Vec<(&str, u32)> = Vec::with_capacity(order.len());
+        for (name, position) in order {
+            if sorted.last().is_none_or(|&(last, _)| last != name) {
+                sorted.push((name, position));
+            }
+            let new = u32::try_from(sorted.len().saturating_sub(1)).map_err(|_| {
+                EncodeError::TooMany {
+                    what: "group",
+                    count: sorted.len(),
+                    max: u32::MAX as usize,
+                }
+            })?;
+            if let Some(slot) = usize::try_from(position)
+                .ok()
+                .and_then(|p| renumbered.get_mut(p))
+            {
+                *slot = new;
+            }
+        }
+        Ok(RefTable { sorted, renumbered })
+    }
+
+    fn new_position(&self, position: u32) -> Option<u32> {
+        let position = usize::try_from(position).ok()?;
+        self.renumbered
+            .get(position)
+            .copied()
+            .filter(|&p| p != u32::MAX)
+    }
 }

@@ -130,6 +130,12 @@ pub enum EncodeError {
     },
     #[error("{which} snapshot's image is corrupt")]
     CorruptImage { which: &'static str },
+    #[error("{what} points at ref {position}, but there are only {refs} refs")]
+    UnknownRef {
+        what: &'static str,
+        position: u32,
+        refs: usize,
+    },
 }
 
 /// A signing or public key is unusable.

@@ -20,6 +20,7 @@ mod encode;
 mod envelope;
 mod err;
 mod image;
+mod indexed;
 mod keys;
 mod lookup;
 mod model;
@@ -37,10 +38,11 @@ mod tests;
 
 pub use decode::DecodeLimits;
 pub use delta::{encode_delta, DeltaHeader, DELTA_FORMAT_VERSION, DELTA_HEADER_BYTES, DELTA_MAGIC};
-pub use encode::encode;
+pub use encode::{encode, encode_indexed};
 pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC, OLDEST_FORMAT_VERSION};
 pub use err::{DeltaError, EncodeError, ImageError, KeyError, SnapshotError, Violation};
 pub use image::{IMAGE_LAYOUT, IMAGE_MAGIC};
+pub use indexed::{IndexedGroup, IndexedInput, IndexedOwned, IndexedUser};
 pub use keys::{
     PublicKeySpec, SigningKey, TrustedKey, MAX_KEY_ID_BYTES, PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,

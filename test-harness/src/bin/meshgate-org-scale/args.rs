@@ -12,12 +12,14 @@ usage: meshgate-org-scale [--quick] [--users N] [--groups N] [--entities N]
          [--nesting shallow|deep] [--seed N] [--huge-group[=N]] [--changes N] [--reloads N]
          [--concurrency N] [--deadline-s N] [--max-cp-rss-mib N] [--meshgate PATH]
          [--snapshot default|five]
-         [--out FILE] [--backstage-json] [--keep]
+         [--out FILE] [--backstage-json] [--keep] [--generate-only DIR]
 
 Generates an organisation-scale catalog, serves it with the release `meshgate serve` to a real
 Envoy running dist/meshgate.wasm, and measures catalog -> edge. Defaults: the issue's scale
 (100,001 users, 10,004 groups, 50,000 owned entities, deep nesting), 10 changes, 100 reloads,
-Envoy --concurrency 2, a 900 s deadline, out target/bench/org-scale.json.";
+Envoy --concurrency 2, a 900 s deadline, out target/bench/org-scale.json.
+--generate-only DIR writes the catalog (YAML files) to DIR and exits, for profiling the
+control plane alone (`meshgate snapshot build --catalog DIR ...`).";
 
 const MAX_USERS: usize = 5_000_000;
 const MAX_GROUPS: usize = 1_000_000;
@@ -46,6 +48,8 @@ pub struct Args {
     pub backstage_json: bool,
     /// Keep the generated catalog and logs.
     pub keep: bool,
+    /// Write the catalog here and stop.
+    pub generate_only: Option<PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -85,7 +89,7 @@ pub fn parse(args: &[String]) -> Result<Args, ArgsError> {
             "--quick" | "--backstage-json" | "--keep" | "--huge-group" => false,
             "--users" | "--groups" | "--entities" | "--nesting" | "--seed" | "--changes"
             | "--reloads" | "--concurrency" | "--deadline-s" | "--max-cp-rss-mib"
-            | "--meshgate" | "--out" | "--snapshot" => true,
+            | "--meshgate" | "--out" | "--snapshot" | "--generate-only" => true,
             _ => return Err(ArgsError::UnknownFlag { flag }),
         };
         let value = match (takes_value, inline) {
@@ -122,6 +126,7 @@ pub fn parse(args: &[String]) -> Result<Args, ArgsError> {
         out: repo_root().join("target/bench/org-scale.json"),
         backstage_json: false,
         keep: false,
+        generate_only: None,
         snapshot: String::from("default"),
     };
     for (flag, value) in values {
@@ -178,7 +183,7 @@ pub fn parse(args: &[String]) -> Result<Args, ArgsError> {
                 parsed.deadline = Duration::from_secs(number(10, MAX_DEADLINE_S)? as u64);
             }
             "--max-cp-rss-mib" => parsed.max_cp_rss_mib = number(64, MAX_RSS_MIB)? as u64,
-            "--meshgate" | "--out" => {
+            "--meshgate" | "--out" | "--generate-only" => {
                 if text.is_empty() || text.contains('\0') {
                     return Err(ArgsError::BadValue {
                         flag,
@@ -188,6 +193,8 @@ pub fn parse(args: &[String]) -> Result<Args, ArgsError> {
                 }
                 if flag == "--out" {
                     parsed.out = PathBuf::from(text);
+                } else if flag == "--generate-only" {
+                    parsed.generate_only = Some(PathBuf::from(text));
                 } else {
                     parsed.meshgate = PathBuf::from(text);
                 }
@@ -235,6 +242,9 @@ mod tests {
         assert_eq!(inline.spec.huge_group_members, 12);
         assert_eq!(inline.out, PathBuf::from("x.json"));
         assert_eq!(inline.reloads, 0);
+        assert_eq!(full.generate_only, None);
+        let only = args("--quick --generate-only /tmp/org").unwrap();
+        assert_eq!(only.generate_only, Some(PathBuf::from("/tmp/org")));
     }
 
     #[test]
@@ -263,6 +273,8 @@ mod tests {
         bad("--huge-group=", "--huge-group");
         bad("--frobnicate", "--frobnicate");
         bad("--seed 0x10", "--seed");
+        bad("--generate-only", "--generate-only");
+        bad("--generate-only=", "--generate-only");
         assert_eq!(args("--help"), Err(ArgsError::Help));
         assert!(matches!(
             parse(&["--out".to_owned(), String::new()]),

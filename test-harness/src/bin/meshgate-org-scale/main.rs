@@ -48,6 +48,9 @@ fn main() -> ExitCode {
         command: format!("meshgate-org-scale {}", raw.join(" ")),
         ..Figures::default()
     };
+    if let Some(dir) = &args.generate_only {
+        return generate_only(&args, dir);
+    }
     let work_dir = std::env::temp_dir().join(format!("meshgate-org-scale-{}", std::process::id()));
     let outcome = run(&args, &work_dir, &mut figures);
     if let Err(stop) = &outcome {
@@ -81,6 +84,33 @@ fn main() -> ExitCode {
         Err(stop) if stop.is_limit() => ExitCode::from(3),
         Err(stop) => {
             eprintln!("meshgate-org-scale: {stop}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--generate-only DIR`: the catalog alone, for profiling the control plane without Envoy.
+fn generate_only(args: &Args, dir: &Path) -> ExitCode {
+    let written = Org::generate(&args.spec)
+        .map_err(|e| e.to_string())
+        .and_then(|org| {
+            org.write_dir(dir).map_err(|e| e.to_string())?;
+            Ok(org)
+        });
+    match written {
+        Ok(org) => {
+            println!(
+                "catalog: {} users, {} groups ({} levels), {} owned entities written to {}",
+                org.user_count(),
+                org.group_count(),
+                org.depth(),
+                org.owned_count(),
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("meshgate-org-scale: {error}");
             ExitCode::FAILURE
         }
     }
