@@ -6,6 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshgate_control_plane::cli::{self, CliEnv};
 
+/// See the `mimalloc` line in Cargo.toml: a sync of a large catalog is allocation-bound.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Lossy conversion rather than a panic on arguments that are not UTF-8.
     let args: Vec<String> = std::env::args_os()

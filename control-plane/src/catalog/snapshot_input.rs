@@ -2,6 +2,7 @@
 //! groups, groups with their closed ancestors, and owned tool resources. The filter unions a
 //! user's direct groups with their ancestors at lookup.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use super::closure::{close_membership, RelationStats};
@@ -65,7 +66,8 @@ pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
         .map(ToString::to_string)
         .collect();
 
-    let mut users: Vec<IndexedUser> = index
+    // In reference order already; the encoder sorts by string, which may differ.
+    let users: Vec<IndexedUser> = index
         .of_kind("user")
         .zip(0..)
         .map(|(user, position)| IndexedUser {
@@ -74,7 +76,6 @@ pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
             groups: membership.direct_group_ids(position).to_vec(),
         })
         .collect();
-    users.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
 
     let groups: Vec<IndexedGroup> = (0..refs.len())
         .zip(0u32..)
@@ -86,22 +87,30 @@ pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
     let relations = membership.stats;
     drop(membership);
 
-    let mut by_email: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // Hashing, not sorting: 100,000 emails are compared once each, and only shared ones
+    // get a list.
+    let mut first_holder: HashMap<&str, &str> = HashMap::with_capacity(users.len());
+    let mut shared: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for user in &users {
-        if let Some(email) = &user.email {
-            by_email
+        let Some(email) = user.email.as_deref() else {
+            continue;
+        };
+        match first_holder.entry(email) {
+            Entry::Vacant(slot) => {
+                slot.insert(&user.entity_ref);
+            }
+            Entry::Occupied(first) => shared
                 .entry(email)
-                .or_default()
-                .push(user.entity_ref.clone());
+                .or_insert_with(|| vec![*first.get()])
+                .push(&user.entity_ref),
         }
     }
-    for (email, holders) in by_email {
-        if holders.len() > 1 {
-            warnings.push(CatalogWarning::DuplicateEmail {
-                email: email.to_owned(),
-                users: holders,
-            });
-        }
+    for (email, mut holders) in shared {
+        holders.sort_unstable();
+        warnings.push(CatalogWarning::DuplicateEmail {
+            email: email.to_owned(),
+            users: holders.into_iter().map(str::to_owned).collect(),
+        });
     }
 
     let (mut resources, mut found) = owned_resources(index);

@@ -182,35 +182,57 @@ pub fn encode_delta(
     target: &Snapshot,
     key: &SigningKey,
 ) -> Result<Vec<u8>, EncodeError> {
-    let corrupt = |which| EncodeError::CorruptImage { which };
-    let from = base.to_sorted().ok_or(corrupt("base"))?;
-    let to = target.to_sorted().ok_or(corrupt("target"))?;
-    let body = write_changes(&diff(&from, &to));
-    let body_len = u32::try_from(body.len()).map_err(|_| EncodeError::TooMany {
-        what: "delta byte",
-        count: body.len(),
-        max: u32::MAX as usize,
-    })?;
-    let kid = key.kid().as_bytes();
-    let mut out =
-        Vec::with_capacity(DELTA_HEADER_BYTES + body.len() + 1 + kid.len() + SIGNATURE_BYTES);
-    out.extend_from_slice(&DELTA_MAGIC);
-    out.extend_from_slice(&DELTA_FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&base.version().to_le_bytes());
-    out.extend_from_slice(base.content_hash());
-    out.extend_from_slice(&target.version().to_le_bytes());
-    out.extend_from_slice(&target.generated_at().to_le_bytes());
-    out.extend_from_slice(&(target.encoded_len() as u64).to_le_bytes());
-    out.extend_from_slice(target.content_hash());
-    out.extend_from_slice(&target.image_content_hash());
-    out.extend_from_slice(&body_len.to_le_bytes());
-    out.extend_from_slice(&body);
-    let signature = key.sign(&out);
-    // `SigningKey` guarantees a key id of 1 to 64 bytes.
-    out.push(u8::try_from(kid.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(kid);
-    out.extend_from_slice(&signature);
-    Ok(out)
+    DeltaTarget::new(target)?.delta_from(base, key)
+}
+
+/// A snapshot to sign deltas to from several earlier versions: its tables are sorted out of
+/// the image once, not once per base.
+pub struct DeltaTarget<'a> {
+    target: &'a Snapshot,
+    sorted: SortedContent,
+}
+
+impl<'a> DeltaTarget<'a> {
+    pub fn new(target: &'a Snapshot) -> Result<DeltaTarget<'a>, EncodeError> {
+        let sorted = target
+            .to_sorted()
+            .ok_or(EncodeError::CorruptImage { which: "target" })?;
+        Ok(DeltaTarget { target, sorted })
+    }
+
+    /// [`encode_delta`] from `base` to this target.
+    pub fn delta_from(&self, base: &Snapshot, key: &SigningKey) -> Result<Vec<u8>, EncodeError> {
+        let target = self.target;
+        let from = base
+            .to_sorted()
+            .ok_or(EncodeError::CorruptImage { which: "base" })?;
+        let body = write_changes(&diff(&from, &self.sorted));
+        let body_len = u32::try_from(body.len()).map_err(|_| EncodeError::TooMany {
+            what: "delta byte",
+            count: body.len(),
+            max: u32::MAX as usize,
+        })?;
+        let kid = key.kid().as_bytes();
+        let mut out =
+            Vec::with_capacity(DELTA_HEADER_BYTES + body.len() + 1 + kid.len() + SIGNATURE_BYTES);
+        out.extend_from_slice(&DELTA_MAGIC);
+        out.extend_from_slice(&DELTA_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&base.version().to_le_bytes());
+        out.extend_from_slice(base.content_hash());
+        out.extend_from_slice(&target.version().to_le_bytes());
+        out.extend_from_slice(&target.generated_at().to_le_bytes());
+        out.extend_from_slice(&(target.encoded_len() as u64).to_le_bytes());
+        out.extend_from_slice(target.content_hash());
+        out.extend_from_slice(&target.image_content_hash());
+        out.extend_from_slice(&body_len.to_le_bytes());
+        out.extend_from_slice(&body);
+        let signature = key.sign(&out);
+        // `SigningKey` guarantees a key id of 1 to 64 bytes.
+        out.push(u8::try_from(kid.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(kid);
+        out.extend_from_slice(&signature);
+        Ok(out)
+    }
 }
 
 /// The changes from `from` to `to`, found by merging their sorted tables.
