@@ -31,6 +31,13 @@ pub enum CatalogError {
         url: String,
         source: Box<ureq::Transport>,
     },
+    /// The catalog's TLS certificate was refused: signed by a CA that is neither a public
+    /// root nor in `catalog.backstage.ca_file`, expired, or for another name.
+    #[error("the catalog's TLS certificate at `{url}` is not trusted (a private CA goes in `catalog.backstage.ca_file`)")]
+    Certificate { url: String, source: rustls::Error },
+    /// The TLS settings could not be built (never expected with the ring provider).
+    #[error("cannot set up TLS for the catalog")]
+    Tls { source: rustls::Error },
     /// 401 or 403: no token, a wrong one, or one without catalog read permission.
     #[error(
         "the catalog refused the request to `{url}` with status {status}; check the catalog token"

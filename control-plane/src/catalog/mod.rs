@@ -19,6 +19,7 @@ pub mod model;
 pub mod ownership;
 pub mod rest;
 pub mod snapshot_input;
+pub mod tls;
 pub mod warning;
 pub mod yaml_dir;
 
@@ -35,5 +36,6 @@ pub use rest::RestSource;
 pub use snapshot_input::{
     build_snapshot_input, to_snapshot_input, CatalogBuild, OwnedInput, SnapshotInput, UserInput,
 };
+pub use tls::{CaBundle, CaFileError};
 pub use warning::{summarize, CatalogWarning, WarningSummary};
 pub use yaml_dir::{load_dir, parse_documents, yaml_documents};

@@ -6,6 +6,9 @@
 //! from each entity's `relations`, which the backend computed from every entity's `spec`;
 //! `spec` itself is left as written and is not consulted for them. The backend returns items
 //! in `uid` order, which differs between catalog instances; [`CatalogIndex`] sorts.
+//!
+//! `https://` URLs are served by rustls with the roots of [`super::tls::client_config`]: the
+//! public webpki roots, plus a private CA bundle given with [`RestSource::with_ca_bundle`].
 
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
@@ -18,6 +21,7 @@ use serde_json::Value;
 use super::error::CatalogError;
 use super::index::CatalogIndex;
 use super::model::{Entity, LocatedEntities, RelationSource};
+use super::tls::{client_config, CaBundle};
 use super::warning::CatalogWarning;
 
 /// Kinds read by default: people, teams, and the kinds that own tool resources.
@@ -43,6 +47,7 @@ pub struct RestSource {
     page_size: usize,
     kinds: Vec<String>,
     timeout: Duration,
+    ca_bundle: Option<CaBundle>,
 }
 
 impl std::fmt::Debug for RestSource {
@@ -53,6 +58,7 @@ impl std::fmt::Debug for RestSource {
             .field("page_size", &self.page_size)
             .field("kinds", &self.kinds)
             .field("timeout", &self.timeout)
+            .field("ca_bundle", &self.ca_bundle)
             .finish()
     }
 }
@@ -85,6 +91,7 @@ impl RestSource {
                 .map(|kind| (*kind).to_owned())
                 .collect(),
             timeout: DEFAULT_TIMEOUT,
+            ca_bundle: None,
         }
     }
 
@@ -113,6 +120,12 @@ impl RestSource {
     /// Timeout of each request (connect and read).
     pub fn with_timeout(mut self, timeout: Duration) -> RestSource {
         self.timeout = timeout;
+        self
+    }
+
+    /// Also trusts the certificates of `bundle` (a private CA) for an `https://` URL.
+    pub fn with_ca_bundle(mut self, bundle: CaBundle) -> RestSource {
+        self.ca_bundle = Some(bundle);
         self
     }
 
@@ -184,7 +197,12 @@ impl RestSource {
         fields: Option<&str>,
         mut each: impl FnMut(&str, usize, usize, &Value),
     ) -> Result<(), CatalogError> {
-        let agent = ureq::AgentBuilder::new().timeout(self.timeout).build();
+        let tls = client_config(self.ca_bundle.as_ref())
+            .map_err(|source| CatalogError::Tls { source })?;
+        let agent = ureq::AgentBuilder::new()
+            .timeout(self.timeout)
+            .tls_config(tls)
+            .build();
         let url = self.query_url();
         let limit = self.page_size.to_string();
         for kind in &self.kinds {
@@ -263,9 +281,26 @@ fn fetch_page(request: ureq::Request, url: &str) -> Result<Page, CatalogError> {
                 body,
             })
         }
-        Err(ureq::Error::Transport(transport)) => Err(CatalogError::Transport {
-            url: url.to_owned(),
-            source: Box::new(transport),
-        }),
+        Err(ureq::Error::Transport(transport)) => match refused_certificate(&transport) {
+            Some(source) => Err(CatalogError::Certificate {
+                url: url.to_owned(),
+                source,
+            }),
+            None => Err(CatalogError::Transport {
+                url: url.to_owned(),
+                source: Box::new(transport),
+            }),
+        },
+    }
+}
+
+/// The certificate error of a failed TLS handshake. ureq wraps rustls' error in the
+/// `io::Error` the handshake returned; `io::Error::source` skips the wrapped error itself, so
+/// it is taken out with `get_ref`.
+fn refused_certificate(transport: &ureq::Transport) -> Option<rustls::Error> {
+    let io = std::error::Error::source(transport)?.downcast_ref::<std::io::Error>()?;
+    match io.get_ref()?.downcast_ref::<rustls::Error>()? {
+        error @ rustls::Error::InvalidCertificate(_) => Some(error.clone()),
+        _ => None,
     }
 }

@@ -12,6 +12,7 @@
 //!     kinds: [user, group, component, resource, system]   # default
 //!     page_size: 500                  # default
 //!     timeout_s: 30                   # default
+//!     ca_file: /etc/meshgate/backstage-ca.pem   # optional; PEM CA bundle, https:// only
 //! rules_file: rules.yaml              # optional
 //! signing_key_file: snapshot-key.json # from `meshgate keygen`
 //! snapshot_name: default              # default; served at /v1/snapshots/<name>
@@ -43,6 +44,7 @@ use super::delta::DEFAULT_DELTA_HISTORY;
 use super::err::ServeConfigError;
 use super::guard::{Fraction, GuardConfig};
 use crate::catalog::rest::{DEFAULT_KINDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT};
+use crate::catalog::CaBundle;
 
 /// `listen` when not given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:18090";
@@ -128,6 +130,9 @@ pub struct BackstageCatalog {
     pub page_size: usize,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// A private CA trusted next to the public roots for an `https://` URL (`ca_file`). Read
+    /// and checked once, when the configuration is loaded.
+    pub ca_bundle: Option<CaBundle>,
 }
 
 /// The catalog's bearer token (a Backstage static or service token). It is read at every
@@ -165,6 +170,7 @@ impl BackstageCatalog {
                 .collect(),
             page_size: DEFAULT_PAGE_SIZE,
             timeout: DEFAULT_TIMEOUT,
+            ca_bundle: None,
         }
     }
 }
@@ -438,6 +444,12 @@ fn check_backstage(backstage: &BackstageCatalog) -> Result<(), ServeConfigError>
             format!("must be 1 to {MAX_TIMEOUT_S} seconds"),
         ));
     }
+    if backstage.ca_bundle.is_some() && !url.starts_with("https://") {
+        return Err(ServeConfigError::invalid(
+            "catalog.backstage.ca_file",
+            format!("is only used with an https:// `base_url`, not `{url}`"),
+        ));
+    }
     Ok(())
 }
 
@@ -520,6 +532,7 @@ struct BackstageFile {
     kinds: Option<Vec<String>>,
     page_size: Option<usize>,
     timeout_s: Option<u64>,
+    ca_file: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -545,6 +558,23 @@ impl ConfigFile {
                     (None, Some(path)) => Some(CatalogToken::File(relative_to(base, path))),
                     (None, None) => None,
                 };
+                let ca_bundle = match file.ca_file {
+                    None => None,
+                    Some(path) if path.as_os_str().is_empty() => {
+                        return Err(ServeConfigError::invalid(
+                            "catalog.backstage.ca_file",
+                            "must not be empty",
+                        ))
+                    }
+                    Some(path) => {
+                        Some(CaBundle::read(relative_to(base, path)).map_err(|error| {
+                            ServeConfigError::invalid(
+                                "catalog.backstage.ca_file",
+                                super::log::error_chain(&error),
+                            )
+                        })?)
+                    }
+                };
                 let defaults = BackstageCatalog::new(file.base_url.trim());
                 CatalogSource::Backstage(BackstageCatalog {
                     token,
@@ -559,6 +589,7 @@ impl ConfigFile {
                         .unwrap_or(defaults.kinds.clone()),
                     page_size: file.page_size.unwrap_or(defaults.page_size),
                     timeout: file.timeout_s.map_or(defaults.timeout, Duration::from_secs),
+                    ca_bundle,
                     ..defaults
                 })
             }
@@ -679,6 +710,7 @@ mod tests {
                     kinds: vec!["user".into(), "group".into()],
                     page_size: 50,
                     timeout: Duration::from_secs(5),
+                    ca_bundle: None,
                 }),
                 rules_file: Some("/etc/meshgate/rules/edge.yaml".into()),
                 signing_key_file: "/keys/cp.json".into(),
@@ -882,6 +914,65 @@ mod tests {
                 "{yaml}\n→ {text}\nwanted: {expected}"
             );
         }
+    }
+
+    #[test]
+    fn ca_file_is_read_at_load_and_refused_with_its_reason() {
+        let dir = crate::issuer::test_keys::temp_dir("serve-config-ca");
+        std::fs::write(
+            dir.join("ca.pem"),
+            crate::catalog::tls::test_ca_pem("meshgate config CA"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("empty.pem"), "").unwrap();
+        std::fs::write(
+            dir.join("key.pem"),
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("cut.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        std::fs::write(dir.join("text.pem"), "not a certificate\n").unwrap();
+        let yaml = |url: &str, ca_file: &str| {
+            format!("catalog:\n  backstage: {{base_url: '{url}', ca_file: '{ca_file}'}}\nsigning_key_file: k\n")
+        };
+        let config = ServeConfig::from_yaml(&yaml("https://b:7007", "ca.pem"), &dir).unwrap();
+        let CatalogSource::Backstage(backstage) = config.catalog else {
+            panic!("{config:?}")
+        };
+        let bundle = backstage.ca_bundle.unwrap();
+        assert_eq!(
+            (bundle.path(), bundle.certificates()),
+            (dir.join("ca.pem").as_path(), 1)
+        );
+        let cases = [
+            ("https://b", "missing.pem", "cannot read `"),
+            ("https://b", "empty.pem", "empty.pem` is empty"),
+            ("https://b", "key.pem", "block 1 of `"),
+            ("https://b", "cut.pem", "has no `-----END` line"),
+            ("https://b", "text.pem", "holds no PEM `CERTIFICATE` block"),
+            ("https://b", "", "must not be empty"),
+            (
+                "http://b",
+                "ca.pem",
+                "is only used with an https:// `base_url`",
+            ),
+        ];
+        for (url, ca_file, expected) in cases {
+            let error = ServeConfig::from_yaml(&yaml(url, ca_file), &dir).unwrap_err();
+            let text = message(&error);
+            assert!(
+                text.starts_with("`catalog.backstage.ca_file`: ") && text.contains(expected),
+                "{ca_file}\n→ {text}\nwanted: {expected}"
+            );
+            assert!(!text.contains('\n'), "{text}");
+        }
+        let unknown = ServeConfig::from_yaml(
+            "catalog: {backstage: {base_url: 'https://b', ca_files: x}}\nsigning_key_file: k\n",
+            &dir,
+        )
+        .unwrap_err();
+        assert!(message(&unknown).contains("unknown field `ca_files`"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

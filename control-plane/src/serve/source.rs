@@ -96,6 +96,10 @@ fn rest_source(backstage: &BackstageCatalog) -> Result<RestSource, SyncError> {
         .with_kinds(backstage.kinds.iter().cloned())
         .with_page_size(backstage.page_size)
         .with_timeout(backstage.timeout);
+    let source = match &backstage.ca_bundle {
+        None => source,
+        Some(bundle) => source.with_ca_bundle(bundle.clone()),
+    };
     Ok(match &backstage.token {
         None => source,
         Some(token) => source.with_token(resolve_token(token)?),
