@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::closure::{close_membership, RelationStats};
 use super::index::CatalogIndex;
-use super::ownership::owned_resources;
+use super::ownership::{owned_resources, OwnershipAnnotations};
 use super::warning::CatalogWarning;
 
 pub use meshgate_core::snapshot::{GroupInput, OwnedInput, SnapshotInput, UserInput};
@@ -27,19 +27,23 @@ pub struct CatalogBuild {
     pub relations: RelationStats,
 }
 
-/// [`build_snapshot_input`] without the relation counts.
+/// [`build_snapshot_input`] with the default ownership annotations, without the relation
+/// counts.
 pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWarning>) {
-    let build = build_snapshot_input(index);
+    let build = build_snapshot_input(index, &OwnershipAnnotations::default());
     (build.input, build.warnings)
 }
 
 /// Builds snapshot input from `index`: every user with their direct groups, every group with
 /// its closed ancestors (every group is listed, also those without any, so the group table
-/// holds the whole hierarchy), every resource named by an ownership annotation with its
+/// holds the whole hierarchy), every resource named by one of `annotations` with its
 /// owners. Rules are not the catalog's business and are left `None`. Every list is sorted by
 /// string and deduplicated, and so are the warnings, so replicas reading the same catalog in
 /// any order produce identical values.
-pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
+pub fn build_snapshot_input(
+    index: &CatalogIndex,
+    annotations: &OwnershipAnnotations,
+) -> CatalogBuild {
     let mut warnings: Vec<CatalogWarning> = index.warnings().to_vec();
     let (membership, mut found) = close_membership(index);
     warnings.append(&mut found);
@@ -107,7 +111,7 @@ pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
         }
     }
 
-    let (mut owned, mut found) = owned_resources(index);
+    let (mut owned, mut found) = owned_resources(index, annotations);
     warnings.append(&mut found);
     owned.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
 

@@ -194,6 +194,37 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_build_reads_the_configured_annotation_keys() {
+        let fixture = Fixture::new("cli-build-annotations");
+        fixture.write_org(&format!(
+            "{ORG}---\nkind: Component\nmetadata: {{name: ci, annotations: {{acme.io/ci-pipeline: acme/deploy}}}}\nspec: {{type: pipeline, owner: data-eng}}\n"
+        ));
+        let config = fixture.dir.join("cp.yaml");
+        std::fs::write(
+            &config,
+            "catalog:\n  directory: catalog\n  ownership_annotations:\n    buildkite.pipeline: [acme.io/ci-pipeline]\nsigning_key_file: key.json\n",
+        )
+        .unwrap();
+        let out_path = fixture.dir.join("x.snap");
+        let (config, out) = (config.display().to_string(), out_path.display().to_string());
+        let (code, stdout, stderr) = run_args(
+            &["snapshot", "build", "--config", &config, "--out", &out],
+            &env(),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains(" 2 owned"), "{stdout}");
+        let snapshot = Snapshot::decode(
+            &std::fs::read(&out_path).unwrap(),
+            &[fixture.key.trusted_key()],
+            &DecodeLimits::default(),
+        )
+        .unwrap();
+        assert!(snapshot
+            .owners_of("buildkite.pipeline", "acme/deploy")
+            .is_some());
+    }
+
+    #[test]
     fn snapshot_build_and_serve_errors() {
         let fixture = Fixture::new("cli-build-errors");
         let config = write_config(&fixture, "");
