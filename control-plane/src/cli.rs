@@ -7,6 +7,7 @@ mod err;
 mod keygen;
 mod keys;
 mod serve;
+mod show;
 mod table;
 mod token;
 
@@ -67,6 +68,7 @@ enum Command {
     Keygen(keygen::KeygenCommand),
     Serve(serve::ServeCommand),
     SnapshotBuild(serve::BuildCommand),
+    SnapshotShow(show::ShowCommand),
 }
 
 /// Finds the command in the table and reads its arguments against its entry.
@@ -102,6 +104,7 @@ fn execute(command: Command, env: &CliEnv, out: &mut dyn Write) -> Result<u8, Cl
         Command::Keygen(command) => keygen::run(command, out).map(|()| 0),
         Command::Serve(command) => serve::serve(command),
         Command::SnapshotBuild(command) => serve::build(command, out),
+        Command::SnapshotShow(command) => show::run(&command, out),
     }
 }
 

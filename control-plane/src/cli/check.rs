@@ -206,7 +206,7 @@ pub(super) fn check(command: CheckCommand, now: i64, out: &mut dyn Write) -> Res
 }
 
 /// A plugin configuration from JSON, or the one meshgate configuration in a YAML file.
-fn load_policy(path: &str) -> Result<Policy, CliError> {
+pub(super) fn load_policy(path: &str) -> Result<Policy, CliError> {
     let found = validate_file(Path::new(path))?;
     let mut found = found.into_iter();
     match (found.next(), found.next()) {

@@ -5,10 +5,11 @@
 use std::fmt::Write as _;
 
 use super::args::{CommandSpec, OptionSpec};
-use super::{check, keygen, keys, serve, token, Command};
+use super::{check, keygen, keys, serve, show, token, Command};
 
 const TITLE: &str = "meshgate: identity-aware JWT and RBAC authorization for Envoy";
-const EXIT_STATUS: &str = "exit status: 0 success, 1 failure, 2 unusable command line";
+const EXIT_STATUS: &str = "exit status: 0 success, 1 failure, 2 unusable command line \
+                           (snapshot show: also an unreadable or unverifiable snapshot)";
 /// Column of a command's description in the usage lines.
 const ABOUT_COLUMN: usize = 44;
 /// Column of an option's description.
@@ -291,6 +292,40 @@ pub(super) static SNAPSHOT_BUILD: CommandSpec = CommandSpec {
     parse: serve::parse_build,
 };
 
+pub(super) static SNAPSHOT_SHOW: CommandSpec = CommandSpec {
+    words: &["snapshot", "show"],
+    form: None,
+    synopsis: "FILE|URL [--user REF] [--key FILE] [--json]",
+    about: "what a signed snapshot holds: header, counts,\n\
+            users, groups, owned resources, rules; with\n\
+            --user, that user's groups and what they own",
+    note: "",
+    operands: Some("FILE|URL"),
+    single_operand: true,
+    options: &[
+        option(
+            "--user",
+            Some("REF"),
+            "only this user (`user:default/dave`, `dave` or an email): their\n\
+             closed groups and the resources they own through them",
+        ),
+        option(
+            "--key",
+            Some("FILE"),
+            "verify the signature with this key: a public key line from\n\
+             `meshgate keygen` (one, or a JSON list), or the signing key file",
+        ),
+        option(
+            "--config",
+            Some("FILE"),
+            "verify as the filter would: the plugin configuration's\n\
+             snapshot.public_keys and size limits",
+        ),
+        option("--json", None, "print JSON instead of text"),
+    ],
+    parse: show::parse,
+};
+
 pub(super) static HELP: CommandSpec = CommandSpec {
     words: &["help"],
     form: None,
@@ -313,6 +348,7 @@ pub(super) static COMMANDS: &[&CommandSpec] = &[
     &KEYGEN,
     &SERVE,
     &SNAPSHOT_BUILD,
+    &SNAPSHOT_SHOW,
     &HELP,
 ];
 

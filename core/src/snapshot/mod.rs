@@ -35,7 +35,7 @@ mod test_org;
 #[cfg(test)]
 mod tests;
 
-pub use decode::DecodeLimits;
+pub use decode::{DecodeLimits, UnverifiedSnapshot};
 pub use delta::{encode_delta, DeltaHeader, DELTA_FORMAT_VERSION, DELTA_HEADER_BYTES, DELTA_MAGIC};
 pub use encode::encode;
 pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC, OLDEST_FORMAT_VERSION};
@@ -45,7 +45,7 @@ pub use keys::{
     PublicKeySpec, SigningKey, TrustedKey, MAX_KEY_ID_BYTES, PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,
 };
-pub use lookup::{GroupSet, Snapshot, UserView};
+pub use lookup::{GroupSet, OwnedView, Snapshot, UserView};
 pub use model::{GroupInput, OwnedInput, SnapshotInput, UserInput};
 
 /// Longest string the encoder writes, and the decoder's default bound.
