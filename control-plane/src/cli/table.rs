@@ -295,7 +295,7 @@ pub(super) static SNAPSHOT_BUILD: CommandSpec = CommandSpec {
 pub(super) static SNAPSHOT_SHOW: CommandSpec = CommandSpec {
     words: &["snapshot", "show"],
     form: None,
-    synopsis: "FILE|URL [--user REF] [--key FILE] [--json]",
+    synopsis: "FILE|URL [--user REF] [--key FILE | --config FILE] [--json]",
     about: "what a signed snapshot holds: header, counts,\n\
             users, groups, owned resources, rules; with\n\
             --user, that user's groups and what they own",
