@@ -8,8 +8,8 @@ use super::args::{CommandSpec, OptionSpec};
 use super::{check, keygen, keys, serve, show, token, Command};
 
 const TITLE: &str = "meshgate: identity-aware JWT and RBAC authorization for Envoy";
-const EXIT_STATUS: &str = "exit status: 0 success, 1 failure, 2 unusable command line \
-                           (snapshot show: also an unreadable or unverifiable snapshot)";
+const EXIT_STATUS: &str = "exit status: 0 success, 1 failure, 2 unusable command line\n\
+                           \x20            (snapshot show: also an unreadable or unverifiable snapshot)";
 /// Column of a command's description in the usage lines.
 const ABOUT_COLUMN: usize = 44;
 /// Column of an option's description.
