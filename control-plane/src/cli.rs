@@ -7,6 +7,8 @@ mod err;
 mod keygen;
 mod keys;
 mod serve;
+mod show;
+mod table;
 mod token;
 
 use std::io::Write;
@@ -21,73 +23,11 @@ pub const DEMO_AUDIENCE: &str = "meshgate-demo";
 const KEY_FILE_NAME: &str = "issuer-keys.json";
 const DEFAULT_DEMO_DIR: &str = ".meshgate/demo";
 
-pub const USAGE: &str = "\
-meshgate: identity-aware JWT and RBAC authorization for Envoy
-
-usage:
-  meshgate token --sub SUBJECT [options]    mint a token with the demo issuer's keys
-  meshgate token --backstage --user NAME [--ent] [--backstage-url URL]
-                                            sign NAME in at the demo's fake Backstage
-                                            (default http://127.0.0.1:17007) and print
-                                            their Backstage user token; --ent asks for
-                                            the ownership refs in the token
-  meshgate keys init [--keys PATH] [--issuer URL]
-                                            create the demo issuer key file if absent
-  meshgate check --config FILE --url URL [options]
-                                            the decision for one request, explained
-  meshgate validate FILE...                 compile every meshgate configuration in
-                                            plugin JSON, Istio manifests (--istio) or
-                                            Envoy bootstraps, naming any bad field
-  meshgate keygen --out FILE [--kid KID]    create a snapshot signing key (mode 0600, never
-                                            replaced) and print its public key as one
-                                            JSON line for the filter config
-  meshgate serve --config FILE              serve signed catalog snapshots over HTTP,
-                                            resyncing from Backstage (docs/control-plane.md)
-  meshgate snapshot build --config FILE --out FILE [--force]
-                                            one sync with the server's config, written to
-                                            FILE (left alone when the content is unchanged);
-                                            fails when a publish guard refuses the catalog
-                                            read, unless --force
-  meshgate help                             show this text
-
-token options:
-  --keys PATH          issuer key file (default: $MESHGATE_DEMO_DIR/issuer-keys.json,
-                       else .meshgate/demo/issuer-keys.json)
-  --sub SUBJECT        sub claim (required)
-  --groups A,B         groups claim; repeatable
-  --aud AUDIENCE       aud claim; repeatable or comma separated (default: meshgate-demo)
-  --alg ALG            RS256 (default), RS384, RS512, PS256, PS384, PS512, ES256, EdDSA,
-                       or HS256, HS384, HS512 with --hs-secret
-  --ttl SECONDS        lifetime counted from iat (default: 3600)
-  --iat-offset N       iat = now + N seconds
-  --nbf-offset N       nbf = now + N seconds (no nbf unless given)
-  --exp-offset N       exp = now + N seconds, instead of --ttl
-  --no-exp             leave exp out
-  --iss URL            iss instead of the key file's issuer
-  --kid KID            header kid instead of the signing key's
-  --unpublished-key    sign with a valid key that is not in the JWKS
-  --email EMAIL        email claim
-  --claim NAME=VALUE   extra claim, replacing any claim of that name; VALUE is JSON,
-                       or a plain string when it is not valid JSON; repeatable
-  --hs-secret SECRET   shared secret for HS256, HS384, HS512
-
-check options (exit 0 allow, 1 deny):
-  --config FILE        plugin configuration (JSON), or a YAML file holding one
-  --url URL            request URL; its host is the :authority
-  --method METHOD      default GET
-  --token JWT|@FILE    token, verified with the config's local_jwks (and --jwks)
-  --claims JSON|@FILE  claims taken as verified instead of a token (preview)
-  --header NAME:VALUE  extra request header; repeatable
-  --jwks PROVIDER=FILE keys for a provider that uses remote_jwks
-  --now UNIX_SECONDS   clock (default: now)
-  --json               the explanation as JSON
-
-keys options:
-  --keys PATH          as for token
-  --issuer URL         issuer of a new key file (default: http://127.0.0.1:18080)
-
-exit status: 0 success, 1 failure, 2 unusable command line
-";
+/// The help text `meshgate help` prints, built from the command table: every command and
+/// every option the parser accepts.
+pub fn usage() -> String {
+    table::usage()
+}
 
 /// What the process supplies: the clock and the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +47,7 @@ pub fn default_keys_path(demo_dir: Option<&Path>) -> PathBuf {
 
 /// Runs one command line (without the program name) and returns the exit status.
 pub fn run(args: &[String], env: &CliEnv, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    match dispatch(args, env, out) {
+    match parse(args, env).and_then(|command| execute(command, env, out)) {
         Ok(code) => code,
         Err(error) => {
             // Nothing sensible is left to do if stderr itself is gone.
@@ -117,32 +57,54 @@ pub fn run(args: &[String], env: &CliEnv, out: &mut dyn Write, err: &mut dyn Wri
     }
 }
 
-fn dispatch(args: &[String], env: &CliEnv, out: &mut dyn Write) -> Result<u8, CliError> {
-    let (command, rest) = match args.split_first() {
-        Some((command, rest)) => (command.as_str(), rest),
-        None => ("help", args),
+/// A command line, read and checked, before anything is run.
+enum Command {
+    Help,
+    Token(token::TokenCommand),
+    BackstageToken(token::BackstageSignIn),
+    KeysInit(keys::InitCommand),
+    Check(check::CheckCommand),
+    Validate(check::ValidateCommand),
+    Keygen(keygen::KeygenCommand),
+    Serve(serve::ServeCommand),
+    SnapshotBuild(serve::BuildCommand),
+    SnapshotShow(show::ShowCommand),
+}
+
+/// Finds the command in the table and reads its arguments against its entry.
+fn parse(args: &[String], env: &CliEnv) -> Result<Command, CliError> {
+    let Some((spec, rest)) = table::find(args) else {
+        // `keys burn`, `snapshot serve`: name both words of a two-word command.
+        let named = args.iter().take(2).cloned().collect::<Vec<_>>();
+        let two_words = table::COMMANDS.iter().any(|spec| {
+            spec.words.len() > 1 && spec.words.first().copied() == named.first().map(String::as_str)
+        });
+        let command = if two_words {
+            named.join(" ")
+        } else {
+            named.first().cloned().unwrap_or_default()
+        };
+        return Err(CliError::UnknownCommand { command });
     };
-    match (command, rest.split_first()) {
-        ("token", _) => token::run(rest, env, out).map(|()| 0),
-        ("check", _) => check::check(rest, env.now, out),
-        ("validate", _) => check::validate(rest, out),
-        ("keygen", _) => keygen::run(rest, out).map(|()| 0),
-        ("keys", Some((sub, keys_args))) if sub == "init" => {
-            keys::init(keys_args, env, out).map(|()| 0)
-        }
-        ("serve", _) => serve::serve(rest),
-        ("snapshot", Some((sub, build_args))) if sub == "build" => serve::build(build_args, out),
-        ("help" | "--help" | "-h", _) => {
-            write_out(out, USAGE)?;
+    (spec.parse)(&mut args::Args::new(spec, rest), env)
+}
+
+fn execute(command: Command, env: &CliEnv, out: &mut dyn Write) -> Result<u8, CliError> {
+    match command {
+        Command::Help => {
+            write_out(out, &usage())?;
             // Asking for help is not a successful run of a command.
             Ok(2)
         }
-        ("keys" | "snapshot", _) => Err(CliError::UnknownCommand {
-            command: args.join(" "),
-        }),
-        (other, _) => Err(CliError::UnknownCommand {
-            command: other.to_owned(),
-        }),
+        Command::Token(command) => token::run(command, out).map(|()| 0),
+        Command::BackstageToken(sign_in) => token::run_backstage(&sign_in, out).map(|()| 0),
+        Command::KeysInit(command) => keys::init(command, out).map(|()| 0),
+        Command::Check(command) => check::check(command, env.now, out),
+        Command::Validate(command) => check::validate(&command, out),
+        Command::Keygen(command) => keygen::run(command, out).map(|()| 0),
+        Command::Serve(command) => serve::serve(command),
+        Command::SnapshotBuild(command) => serve::build(command, out),
+        Command::SnapshotShow(command) => show::run(&command, out),
     }
 }
 
@@ -153,9 +115,9 @@ fn report(error: &CliError, err: &mut dyn Write) -> std::io::Result<()> {
         writeln!(err, "  caused by: {cause}")?;
         source = cause.source();
     }
-    if error.exit_code() == 2 {
+    if error.is_usage_error() {
         writeln!(err)?;
-        err.write_all(USAGE.as_bytes())?;
+        err.write_all(usage().as_bytes())?;
     }
     Ok(())
 }
@@ -193,8 +155,81 @@ mod tests {
         for args in [&["help"][..], &[], &["--help"]] {
             let (code, out, err) = run_args(args, &env());
             assert_eq!(code, 2);
-            assert_eq!(out, USAGE);
+            assert_eq!(out, usage());
             assert_eq!(err, "");
+        }
+    }
+
+    /// The section of the help that lists `spec`'s options.
+    fn options_section<'a>(help: &'a str, spec: &args::CommandSpec) -> &'a str {
+        let heading = format!("\n{} options{}:\n", spec.name(), spec.note);
+        let start = help.find(&heading).map(|at| at + heading.len());
+        let section = start.and_then(|start| help.get(start..)).unwrap_or("");
+        section.split("\n\n").next().unwrap_or("")
+    }
+
+    #[test]
+    fn help_lists_every_command_and_every_option_the_parser_accepts() {
+        let help = usage();
+        for spec in table::COMMANDS {
+            let line = format!("\n  meshgate {} {}", spec.name(), spec.synopsis);
+            assert!(help.contains(line.trim_end()), "{line}\n{help}");
+            let section = options_section(&help, spec);
+            for option in spec.options {
+                let mut listed = format!("  {}", option.name);
+                if let Some(value) = option.value {
+                    listed = format!("{listed} {value}");
+                }
+                assert!(
+                    section
+                        .lines()
+                        .any(|line| line == listed || line.starts_with(&format!("{listed} "))),
+                    "`{}` lacks `{listed}`:\n{section}",
+                    spec.name()
+                );
+            }
+        }
+        // Missing from the hand-written help before it was built from the table.
+        assert!(options_section(&help, &table::CHECK).contains("  --snapshot FILE "));
+    }
+
+    #[test]
+    fn the_parser_reaches_every_command_and_handles_every_option_of_the_table() {
+        let env = env();
+        for spec in table::COMMANDS {
+            let mut base: Vec<String> = spec.words.iter().map(|w| (*w).to_owned()).collect();
+            base.extend(spec.form.map(str::to_owned));
+            // The command is found, and its own parser refuses what its table lacks.
+            let (found, _) = table::find(&base).unwrap();
+            assert_eq!(found.name(), spec.name());
+            if spec.words != ["help"] {
+                let mut args = base.clone();
+                args.push("--no-such-option".into());
+                match parse(&args, &env) {
+                    Err(CliError::UnknownFlag { flag }) => assert_eq!(flag, "--no-such-option"),
+                    other => panic!("{args:?}: {:?}", other.err()),
+                }
+            }
+            for option in spec.options {
+                let mut args = base.clone();
+                if Some(option.name) != spec.form {
+                    args.push(option.name.to_owned());
+                }
+                args.extend(option.value.map(|_| "1".to_owned()));
+                let (found, _) = table::find(&args).unwrap();
+                assert_eq!(found.name(), spec.name(), "{args:?}");
+                // Any outcome but "unknown option" or a value mix-up: a missing required
+                // option, a value that does not parse, or a command ready to run.
+                if let Err(
+                    error @ (CliError::UnknownFlag { .. }
+                    | CliError::MissingValue { .. }
+                    | CliError::UnexpectedValue { .. }
+                    | CliError::UnexpectedArgument { .. }),
+                ) = parse(&args, &env)
+                {
+                    panic!("{args:?}: {error}");
+                }
+            }
         }
     }
 

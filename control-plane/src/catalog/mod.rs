@@ -7,8 +7,8 @@
 //! plus [`CatalogWarning`]s about what it had to leave out. A source that cannot be read at all
 //! is a [`CatalogError`]; the caller keeps its last good snapshot.
 //!
-//! Ownership annotations are listed in [`ownership`]; identity mapping (Backstage sign-in
-//! resolvers) is in [`identity`].
+//! Ownership annotations (which keys name which resource kind, configurable) are in
+//! [`ownership`]; identity mapping (Backstage sign-in resolvers) is in [`identity`].
 
 pub mod closure;
 pub mod dir_source;
@@ -31,7 +31,7 @@ pub use index::CatalogIndex;
 pub use model::{
     Entity, EntityRef, LocatedEntities, RefError, Relation, RelationSource, RelationType,
 };
-pub use ownership::{ResourceAnnotation, RESOURCE_ANNOTATIONS};
+pub use ownership::{AnnotationsError, OwnershipAnnotations, ResourceKind};
 pub use rest::RestSource;
 pub use snapshot_input::{
     build_snapshot_input, to_snapshot_input, CatalogBuild, OwnedInput, SnapshotInput, UserInput,

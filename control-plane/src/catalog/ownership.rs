@@ -1,7 +1,8 @@
-//! Ownership: which groups own which tool resources.
+//! Ownership: which groups (or users) own which tool resources.
 //!
 //! A catalog entity (usually a Component, Resource or System) stands for tool resources
-//! through annotations in `metadata.annotations`:
+//! through annotations in `metadata.annotations`. Which annotation keys name which resource
+//! kind is [`OwnershipAnnotations`]: by default one key per kind,
 //!
 //! | Annotation | Resource kind | Resource id | Example value |
 //! |---|---|---|---|
@@ -10,12 +11,19 @@
 //! | `meshgate.io/airbyte-connection` | `airbyte.connection` | connection id (UUID), lowercased | `3f0c…` |
 //! | `meshgate.io/service-host` | `service.host` | host name, lowercased, no trailing dot | `orders.svc.internal` |
 //!
-//! `buildkite.com/pipeline-slug` is the annotation of Backstage's Buildkite plugin, so entities
-//! already set up for it need nothing more. Every value may list several ids separated by
-//! commas (`etl_daily, etl_hourly`). The owners of those resources are the entity's owners:
+//! and the control-plane configuration (`catalog.ownership_annotations`) can give each kind
+//! other keys. `buildkite.com/pipeline-slug` is the annotation of Backstage's Buildkite
+//! plugin, so entities already set up for it need nothing more. Every value may list several
+//! ids separated by commas (`etl_daily, etl_hourly`), and an entity carrying several keys of one
+//! kind names the ids of all of them. The owners of those resources are the entity's owners:
 //! the targets of its `ownedBy` relations, which come from `spec.owner` (a group, or a user).
+//!
+//! An entity that carries none of the configured keys but an annotation that looks like a
+//! tool's ([`looks_like_tool_annotation`]) is reported ([`CatalogWarning::UnmappedAnnotation`]):
+//! it is probably meant to protect something and protects nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use super::index::CatalogIndex;
 use super::model::{Entity, RelationType};
@@ -27,47 +35,283 @@ pub const BUILDKITE_PIPELINE_ANNOTATION: &str = "buildkite.com/pipeline-slug";
 pub const AIRBYTE_CONNECTION_ANNOTATION: &str = "meshgate.io/airbyte-connection";
 pub const SERVICE_HOST_ANNOTATION: &str = "meshgate.io/service-host";
 
-/// One annotation that maps an entity to tool resources.
-#[derive(Debug, Clone, Copy)]
-pub struct ResourceAnnotation {
-    /// The annotation key.
-    pub annotation: &'static str,
-    /// The resource kind in snapshots, `tool.thing`.
-    pub kind: &'static str,
-    /// Turns one listed value into the resource id, or says why it is none.
-    normalize: fn(&str) -> Result<String, &'static str>,
+/// Longest name part of an annotation key (after the `/`), as Backstage and Kubernetes allow.
+pub const MAX_KEY_NAME_CHARS: usize = 63;
+/// Longest prefix of an annotation key (before the `/`): a DNS name.
+pub const MAX_KEY_PREFIX_CHARS: usize = 253;
+
+/// Entity kinds (lowercase) whose annotations are checked for tool look-alikes.
+pub const PROTECTED_LOOKING_KINDS: [&str; 3] = ["component", "resource", "system"];
+
+/// A kind of tool resource whose ownership snapshots carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceKind {
+    AirflowDag,
+    BuildkitePipeline,
+    AirbyteConnection,
+    ServiceHost,
 }
 
-impl ResourceAnnotation {
-    /// The resource id one listed value names.
-    pub fn normalize(&self, value: &str) -> Result<String, &'static str> {
-        (self.normalize)(value)
+impl ResourceKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [ResourceKind; 4] = [
+        ResourceKind::AirflowDag,
+        ResourceKind::BuildkitePipeline,
+        ResourceKind::AirbyteConnection,
+        ResourceKind::ServiceHost,
+    ];
+
+    /// The kind as snapshots, rules (`when.owns.kind`) and views name it: `tool.thing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::AirflowDag => "airflow.dag",
+            ResourceKind::BuildkitePipeline => "buildkite.pipeline",
+            ResourceKind::AirbyteConnection => "airbyte.connection",
+            ResourceKind::ServiceHost => "service.host",
+        }
+    }
+
+    /// The kind named `name` (exactly as [`ResourceKind::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<ResourceKind> {
+        ResourceKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+
+    /// The annotation keys read for this kind when the configuration names none.
+    pub fn default_annotations(self) -> &'static [&'static str] {
+        match self {
+            ResourceKind::AirflowDag => &[AIRFLOW_DAG_ANNOTATION],
+            ResourceKind::BuildkitePipeline => &[BUILDKITE_PIPELINE_ANNOTATION],
+            ResourceKind::AirbyteConnection => &[AIRBYTE_CONNECTION_ANNOTATION],
+            ResourceKind::ServiceHost => &[SERVICE_HOST_ANNOTATION],
+        }
+    }
+
+    /// The resource id one listed value names, or why it names none.
+    pub fn normalize(self, value: &str) -> Result<String, &'static str> {
+        match self {
+            ResourceKind::AirflowDag => airflow_dag(value),
+            ResourceKind::BuildkitePipeline => buildkite_pipeline(value),
+            ResourceKind::AirbyteConnection => airbyte_connection(value),
+            ResourceKind::ServiceHost => service_host(value),
+        }
     }
 }
 
-/// Every annotation meshgate reads, in documentation order.
-pub const RESOURCE_ANNOTATIONS: &[ResourceAnnotation] = &[
-    ResourceAnnotation {
-        annotation: AIRFLOW_DAG_ANNOTATION,
-        kind: "airflow.dag",
-        normalize: airflow_dag,
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which annotation keys name resources of which kind. Every kind has at least one key and a
+/// key names one kind only. [`Default`] is [`ResourceKind::default_annotations`] for every kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnershipAnnotations {
+    /// In [`ResourceKind::ALL`] order; keys in the order configured.
+    keys: Vec<(ResourceKind, Vec<String>)>,
+}
+
+impl Default for OwnershipAnnotations {
+    fn default() -> Self {
+        OwnershipAnnotations {
+            keys: ResourceKind::ALL
+                .into_iter()
+                .map(|kind| {
+                    let keys = kind.default_annotations().iter();
+                    (kind, keys.map(|key| (*key).to_owned()).collect())
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A mapping from kinds to annotation keys that cannot be used. [`AnnotationsError::field`]
+/// says where, relative to the mapping (`airflow.dag[1]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationsError {
+    #[error("`{kind}` is not a resource kind meshgate reads (airflow.dag, buildkite.pipeline, airbyte.connection, service.host)")]
+    UnknownKind { kind: String },
+    #[error("must list at least one annotation key")]
+    NoKeys { kind: ResourceKind },
+    #[error("`{key}` is not a Backstage annotation key ([prefix/]name): {reason}")]
+    BadKey {
+        kind: ResourceKind,
+        position: usize,
+        key: String,
+        reason: &'static str,
     },
-    ResourceAnnotation {
-        annotation: BUILDKITE_PIPELINE_ANNOTATION,
-        kind: "buildkite.pipeline",
-        normalize: buildkite_pipeline,
+    #[error("`{key}` is listed twice")]
+    Repeated {
+        kind: ResourceKind,
+        position: usize,
+        key: String,
     },
-    ResourceAnnotation {
-        annotation: AIRBYTE_CONNECTION_ANNOTATION,
-        kind: "airbyte.connection",
-        normalize: airbyte_connection,
+    #[error("`{key}` already names `{other}`; a key names one resource kind")]
+    SharedKey {
+        kind: ResourceKind,
+        position: usize,
+        key: String,
+        other: ResourceKind,
     },
-    ResourceAnnotation {
-        annotation: SERVICE_HOST_ANNOTATION,
-        kind: "service.host",
-        normalize: service_host,
-    },
-];
+}
+
+impl AnnotationsError {
+    /// Where the problem is, relative to the mapping: the kind, or the kind and the key's
+    /// position in its list.
+    pub fn field(&self) -> String {
+        match self {
+            AnnotationsError::UnknownKind { kind } => kind.clone(),
+            AnnotationsError::NoKeys { kind } => kind.to_string(),
+            AnnotationsError::BadKey { kind, position, .. }
+            | AnnotationsError::Repeated { kind, position, .. }
+            | AnnotationsError::SharedKey { kind, position, .. } => format!("{kind}[{position}]"),
+        }
+    }
+}
+
+impl OwnershipAnnotations {
+    /// The defaults, with the keys of every kind in `configured` instead of that kind's
+    /// defaults. Kinds not named keep their default keys.
+    pub fn new(configured: &BTreeMap<String, Vec<String>>) -> Result<Self, AnnotationsError> {
+        let mut mapping = OwnershipAnnotations::default();
+        for (name, keys) in configured {
+            let kind = ResourceKind::from_name(name)
+                .ok_or_else(|| AnnotationsError::UnknownKind { kind: name.clone() })?;
+            if keys.is_empty() {
+                return Err(AnnotationsError::NoKeys { kind });
+            }
+            for (position, key) in keys.iter().enumerate() {
+                check_annotation_key(key).map_err(|reason| AnnotationsError::BadKey {
+                    kind,
+                    position,
+                    key: key.clone(),
+                    reason,
+                })?;
+            }
+            if let Some((_, slot)) = mapping.keys.iter_mut().find(|(k, _)| *k == kind) {
+                slot.clone_from(keys);
+            }
+        }
+        // Only now are the other kinds' final keys known.
+        let mut seen: BTreeMap<&str, ResourceKind> = BTreeMap::new();
+        for (kind, keys) in &mapping.keys {
+            for (position, key) in keys.iter().enumerate() {
+                if let Some(other) = seen.insert(key, *kind) {
+                    let error = if other == *kind {
+                        AnnotationsError::Repeated {
+                            kind: *kind,
+                            position,
+                            key: key.clone(),
+                        }
+                    } else {
+                        // Report it on the kind the configuration named, when only one did.
+                        let (kind, other, position) = if configured.contains_key(kind.as_str()) {
+                            (*kind, other, position)
+                        } else {
+                            let position = mapping
+                                .keys_of(other)
+                                .iter()
+                                .position(|k| k == key)
+                                .unwrap_or_default();
+                            (other, *kind, position)
+                        };
+                        AnnotationsError::SharedKey {
+                            kind,
+                            position,
+                            key: key.clone(),
+                            other,
+                        }
+                    };
+                    return Err(error);
+                }
+            }
+        }
+        Ok(mapping)
+    }
+
+    /// The keys read for `kind`.
+    pub fn keys_of(&self, kind: ResourceKind) -> &[String] {
+        self.keys
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(&[], |(_, keys)| keys.as_slice())
+    }
+
+    /// Every (kind, key), kinds in [`ResourceKind::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (ResourceKind, &str)> {
+        self.keys
+            .iter()
+            .flat_map(|(kind, keys)| keys.iter().map(move |key| (*kind, key.as_str())))
+    }
+
+    /// Whether `key` names a resource kind.
+    pub fn contains(&self, key: &str) -> bool {
+        self.iter().any(|(_, k)| k == key)
+    }
+}
+
+/// Checks a Backstage annotation key, `[prefix/]name`: the prefix a DNS name (lowercase
+/// labels of letters, digits and `-`, separated by `.`), the name 1 to 63 letters, digits,
+/// `-`, `_` or `.`, starting and ending with a letter or digit. Says why it is not one.
+pub fn check_annotation_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("it is empty");
+    }
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if name.contains('/') {
+        return Err("it has more than one `/`");
+    }
+    if let Some(prefix) = prefix {
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if prefix.is_empty()
+            || prefix.len() > MAX_KEY_PREFIX_CHARS
+            || !prefix.split('.').all(label_ok)
+        {
+            return Err("the prefix before `/` must be a DNS name: lowercase letters, digits, `-` and `.`, at most 253 characters");
+        }
+    }
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.is_empty()
+        || name.len() > MAX_KEY_NAME_CHARS
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || !edge_ok(name.chars().next())
+        || !edge_ok(name.chars().last())
+    {
+        return Err("the name must be 1 to 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit");
+    }
+    Ok(())
+}
+
+/// Whether an annotation key looks like one that names a tool resource: it mentions Airflow,
+/// Buildkite or Airbyte, is under `meshgate.io/`, or its name ends in `-dag`, `dag-id`,
+/// `pipeline-slug` or `connection` (compared ignoring case). A Component, Resource or System
+/// carrying such a key and none of the configured ones is reported.
+pub fn looks_like_tool_annotation(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let name = key.rsplit('/').next().unwrap_or_default();
+    ["airflow", "buildkite", "airbyte"]
+        .iter()
+        .any(|tool| key.contains(tool))
+        || key.starts_with("meshgate.io/")
+        || ["-dag", "dag-id", "pipeline-slug", "connection"]
+            .iter()
+            .any(|end| name.ends_with(end))
+}
 
 fn airflow_dag(value: &str) -> Result<String, &'static str> {
     // Airflow's own rule for DAG ids (`KEY_REGEX`).
@@ -116,19 +360,22 @@ fn service_host(value: &str) -> Result<String, &'static str> {
     }
 }
 
-/// The `(kind, id)` resources `entity`'s annotations name, sorted and deduplicated, with
-/// warnings for values that name none.
-pub fn resources_of(entity: &Entity) -> (Vec<(String, String)>, Vec<CatalogWarning>) {
+/// The `(kind, id)` resources `entity`'s annotations name under `annotations`, sorted and
+/// deduplicated, with warnings for values that name none.
+pub fn resources_of(
+    entity: &Entity,
+    annotations: &OwnershipAnnotations,
+) -> (Vec<(String, String)>, Vec<CatalogWarning>) {
     let mut resources = BTreeSet::new();
     let mut warnings = Vec::new();
-    for mapping in RESOURCE_ANNOTATIONS {
-        let Some(value) = entity.annotations.get(mapping.annotation) else {
+    for (kind, key) in annotations.iter() {
+        let Some(value) = entity.annotations.get(key) else {
             continue;
         };
         let mut warn = |reason: &str| {
             warnings.push(CatalogWarning::InvalidAnnotation {
                 entity: entity.entity_ref.to_string(),
-                annotation: mapping.annotation.to_owned(),
+                annotation: key.to_owned(),
                 reason: reason.to_owned(),
             });
         };
@@ -141,15 +388,39 @@ pub fn resources_of(entity: &Entity) -> (Vec<(String, String)>, Vec<CatalogWarni
             warn("empty value");
         }
         for item in listed {
-            match mapping.normalize(item) {
+            match kind.normalize(item) {
                 Ok(id) => {
-                    resources.insert((mapping.kind.to_owned(), id));
+                    resources.insert((kind.as_str().to_owned(), id));
                 }
                 Err(reason) => warn(&format!("`{item}`: {reason}")),
             }
         }
     }
     (resources.into_iter().collect(), warnings)
+}
+
+/// The warning for an entity that looks meant to protect a tool resource and protects none:
+/// a Component, Resource or System with no configured key and at least one key that
+/// [`looks_like_tool_annotation`].
+pub fn unmapped_annotation(
+    entity: &Entity,
+    annotations: &OwnershipAnnotations,
+) -> Option<CatalogWarning> {
+    if !PROTECTED_LOOKING_KINDS.contains(&entity.entity_ref.kind()) {
+        return None;
+    }
+    let keys = entity.annotations.keys();
+    if keys.clone().any(|key| annotations.contains(key)) {
+        return None;
+    }
+    let looks: Vec<String> = keys
+        .filter(|key| looks_like_tool_annotation(key))
+        .cloned()
+        .collect();
+    (!looks.is_empty()).then(|| CatalogWarning::UnmappedAnnotation {
+        entity: entity.entity_ref.to_string(),
+        annotations: looks,
+    })
 }
 
 /// The owners of `entity`: its `ownedBy` targets that the catalog holds and that are groups or
@@ -185,17 +456,23 @@ pub fn owners_of(index: &CatalogIndex, entity: &Entity) -> (Vec<String>, Vec<Cat
     (owners.into_iter().collect(), warnings)
 }
 
-/// Every resource named by an annotation in `index`, with its owners, sorted by `(kind, id)`.
-/// A resource named by several entities is published once with the union of their owners.
-pub fn owned_resources(index: &CatalogIndex) -> (Vec<OwnedInput>, Vec<CatalogWarning>) {
+/// Every resource named by an annotation of `annotations` in `index`, with its owners, sorted
+/// by `(kind, id)`. A resource named by several entities is published once with the union of
+/// their owners. Entities that look meant to protect a resource and carry none of the keys are
+/// warned about ([`unmapped_annotation`]).
+pub fn owned_resources(
+    index: &CatalogIndex,
+    annotations: &OwnershipAnnotations,
+) -> (Vec<OwnedInput>, Vec<CatalogWarning>) {
     let mut warnings = Vec::new();
     // (kind, id) → (owners, entities naming it)
     let mut owned: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> =
         BTreeMap::new();
     for entity in index.entities() {
-        let (resources, mut found) = resources_of(entity);
+        let (resources, mut found) = resources_of(entity, annotations);
         warnings.append(&mut found);
         if resources.is_empty() {
+            warnings.extend(unmapped_annotation(entity, annotations));
             continue;
         }
         let (owners, mut found) = owners_of(index, entity);
@@ -292,7 +569,7 @@ mod tests {
                 }),
             ),
         ]);
-        let (owned, warnings) = owned_resources(&index);
+        let (owned, warnings) = owned_resources(&index, &OwnershipAnnotations::default());
         assert!(warnings.is_empty(), "{warnings:?}");
         let flat: Vec<(String, String, Vec<String>)> = owned
             .into_iter()
@@ -346,7 +623,7 @@ mod tests {
             ),
             component("blank", Some("a"), json!({AIRFLOW_DAG_ANNOTATION: " , "})),
         ]);
-        let (owned, warnings) = owned_resources(&index);
+        let (owned, warnings) = owned_resources(&index, &OwnershipAnnotations::default());
         let shared = owned.iter().find(|o| o.id == "shared").unwrap();
         assert_eq!(shared.owners, ["group:default/a", "group:default/b"]);
         let personal = owned.iter().find(|o| o.id == "personal").unwrap();
@@ -375,6 +652,312 @@ mod tests {
         assert!(warnings
             .iter()
             .any(|w| matches!(w, CatalogWarning::InvalidAnnotation { reason, .. } if reason == "empty value")));
+    }
+
+    fn configured(pairs: &[(&str, &[&str])]) -> Result<OwnershipAnnotations, AnnotationsError> {
+        let map: BTreeMap<String, Vec<String>> = pairs
+            .iter()
+            .map(|(kind, keys)| {
+                (
+                    (*kind).to_owned(),
+                    keys.iter().map(|key| (*key).to_owned()).collect(),
+                )
+            })
+            .collect();
+        OwnershipAnnotations::new(&map)
+    }
+
+    #[test]
+    fn configured_keys_replace_the_defaults_of_their_kind_only() {
+        let mapping = configured(&[(
+            "airflow.dag",
+            &["airflow.apache.org/dag-id", AIRFLOW_DAG_ANNOTATION],
+        )])
+        .unwrap();
+        assert_eq!(
+            mapping.keys_of(ResourceKind::AirflowDag),
+            ["airflow.apache.org/dag-id", AIRFLOW_DAG_ANNOTATION]
+        );
+        assert_eq!(
+            mapping.keys_of(ResourceKind::BuildkitePipeline),
+            [BUILDKITE_PIPELINE_ANNOTATION]
+        );
+        assert_eq!(configured(&[]).unwrap(), OwnershipAnnotations::default());
+        let defaults = OwnershipAnnotations::default();
+        let pairs: Vec<(ResourceKind, &str)> = defaults.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                (ResourceKind::AirflowDag, AIRFLOW_DAG_ANNOTATION),
+                (
+                    ResourceKind::BuildkitePipeline,
+                    BUILDKITE_PIPELINE_ANNOTATION
+                ),
+                (
+                    ResourceKind::AirbyteConnection,
+                    AIRBYTE_CONNECTION_ANNOTATION
+                ),
+                (ResourceKind::ServiceHost, SERVICE_HOST_ANNOTATION),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_mappings_name_the_kind_and_key() {
+        let long_name = format!("x/{}", "a".repeat(64));
+        let ok_name = format!("x/{}", "a".repeat(63));
+        let long_prefix = format!("{}.io/name", "a".repeat(64));
+        // (mapping, None when accepted or Some((field, message part)) when refused)
+        type Case<'a> = (Vec<(&'a str, Vec<&'a str>)>, Option<(&'a str, &'a str)>);
+        let cases: Vec<Case<'_>> = vec![
+            (vec![("airflow.dag", vec!["a.io/x", "b"])], None),
+            (vec![("service.host", vec![ok_name.as_str()])], None),
+            (vec![("airflow.dag", vec!["Dag_ID.v1"])], None),
+            (
+                vec![("airflow_dag", vec!["a.io/x"])],
+                Some(("airflow_dag", "is not a resource kind")),
+            ),
+            (
+                vec![("airflow.dag", vec![])],
+                Some(("airflow.dag", "at least one annotation key")),
+            ),
+            (
+                vec![("airflow.dag", vec![""])],
+                Some(("airflow.dag[0]", "it is empty")),
+            ),
+            (
+                vec![("airflow.dag", vec!["a.io/x", "a.io/x/y"])],
+                Some(("airflow.dag[1]", "more than one `/`")),
+            ),
+            (
+                vec![("airflow.dag", vec!["A.io/x"])],
+                Some(("airflow.dag[0]", "the prefix")),
+            ),
+            (
+                vec![("airflow.dag", vec!["a..io/x"])],
+                Some(("airflow.dag[0]", "the prefix")),
+            ),
+            (
+                vec![("airflow.dag", vec!["-a.io/x"])],
+                Some(("airflow.dag[0]", "the prefix")),
+            ),
+            (
+                vec![("airflow.dag", vec!["/x"])],
+                Some(("airflow.dag[0]", "the prefix")),
+            ),
+            (
+                vec![("airflow.dag", vec![long_prefix.as_str()])],
+                Some(("airflow.dag[0]", "the prefix")),
+            ),
+            (
+                vec![("airflow.dag", vec!["a.io/"])],
+                Some(("airflow.dag[0]", "the name")),
+            ),
+            (
+                vec![("airflow.dag", vec![long_name.as_str()])],
+                Some(("airflow.dag[0]", "the name")),
+            ),
+            (
+                vec![("airflow.dag", vec!["a.io/dag id"])],
+                Some(("airflow.dag[0]", "the name")),
+            ),
+            (
+                vec![("airflow.dag", vec!["a.io/dag-"])],
+                Some(("airflow.dag[0]", "the name")),
+            ),
+            (
+                vec![("airflow.dag", vec![" a.io/dag"])],
+                Some(("airflow.dag[0]", "the prefix")),
+            ),
+            (
+                vec![("airflow.dag", vec!["a.io/x", "a.io/x"])],
+                Some(("airflow.dag[1]", "`a.io/x` is listed twice")),
+            ),
+            (
+                vec![
+                    ("airflow.dag", vec!["a.io/x"]),
+                    ("service.host", vec!["a.io/x"]),
+                ],
+                Some(("service.host[0]", "already names `airflow.dag`")),
+            ),
+            // A configured key that is another kind's default key.
+            (
+                vec![(
+                    "service.host",
+                    vec!["a.io/h", BUILDKITE_PIPELINE_ANNOTATION],
+                )],
+                Some(("service.host[1]", "already names `buildkite.pipeline`")),
+            ),
+            (
+                vec![("airbyte.connection", vec![SERVICE_HOST_ANNOTATION])],
+                Some(("airbyte.connection[0]", "already names `service.host`")),
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let pairs: Vec<(&str, &[&str])> = pairs
+                .iter()
+                .map(|(kind, keys)| (*kind, keys.as_slice()))
+                .collect();
+            match (configured(&pairs), expected) {
+                (Ok(_), None) => {}
+                (Err(error), Some((field, text))) => {
+                    assert_eq!(error.field(), field, "{pairs:?}: {error}");
+                    assert!(error.to_string().contains(text), "{pairs:?}: {error}");
+                }
+                (result, expected) => panic!("{pairs:?}: {result:?}, wanted {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_configured_key_maps_ownership_and_the_default_no_longer_does() {
+        let index = index(&[
+            group("data-eng"),
+            component(
+                "etl",
+                Some("data-eng"),
+                json!({"airflow.apache.org/dag-id": "etl_daily"}),
+            ),
+            component(
+                "old",
+                Some("data-eng"),
+                json!({AIRFLOW_DAG_ANNOTATION: "old_dag"}),
+            ),
+            component(
+                "ci",
+                Some("data-eng"),
+                json!({BUILDKITE_PIPELINE_ANNOTATION: "acme/ci"}),
+            ),
+        ]);
+        let mapping = configured(&[("airflow.dag", &["airflow.apache.org/dag-id"])]).unwrap();
+        let (owned, _) = owned_resources(&index, &mapping);
+        let ids: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|o| (o.kind.as_str(), o.id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("airflow.dag", "etl_daily"),
+                ("buildkite.pipeline", "acme/ci")
+            ]
+        );
+        // With the defaults, the custom key is ignored and the old one maps.
+        let (owned, _) = owned_resources(&index, &OwnershipAnnotations::default());
+        let ids: Vec<&str> = owned.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["old_dag", "acme/ci"]);
+        // Several keys of one kind on one entity: the union of their ids.
+        let both = configured(&[(
+            "airflow.dag",
+            &["airflow.apache.org/dag-id", AIRFLOW_DAG_ANNOTATION],
+        )])
+        .unwrap();
+        let index = self::index(&[
+            group("data-eng"),
+            component(
+                "etl",
+                Some("data-eng"),
+                json!({"airflow.apache.org/dag-id": "a", AIRFLOW_DAG_ANNOTATION: "b, a"}),
+            ),
+        ]);
+        let (owned, warnings) = owned_resources(&index, &both);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let ids: Vec<&str> = owned.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn protected_looking_entities_without_configured_keys_are_reported() {
+        let mut values = vec![group("data-eng")];
+        for n in 0..40 {
+            values.push(component(
+                &format!("dag{n}"),
+                Some("data-eng"),
+                json!({"airflow.apache.org/dag-id": format!("dag_{n}")}),
+            ));
+        }
+        values.extend([
+            // A configured key as well: not reported, even with a look-alike next to it.
+            component(
+                "mapped",
+                Some("data-eng"),
+                json!({AIRFLOW_DAG_ANNOTATION: "x", "airflow.apache.org/dag-id": "x"}),
+            ),
+            // A configured key with a bad value is reported as that, not as unmapped.
+            component("bad", Some("data-eng"), json!({AIRFLOW_DAG_ANNOTATION: "a b"})),
+            // Nothing tool-like.
+            component(
+                "docs",
+                Some("data-eng"),
+                json!({"backstage.io/techdocs-ref": "dir:.", "github.com/project-slug": "a/b"}),
+            ),
+            // Not a kind that stands for resources.
+            json!({"kind": "API", "metadata": {"name": "api", "annotations": {"buildkite.com/pipeline": "a/b"}},
+                   "spec": {"owner": "data-eng"}}),
+            json!({"kind": "System", "metadata": {"name": "sys", "annotations":
+                   {"example.com/nightly-dag": "n", "example.com/warehouse-connection": "w"}},
+                   "spec": {"owner": "data-eng"}}),
+        ]);
+        let index = index(&values);
+        let (_, warnings) = owned_resources(&index, &OwnershipAnnotations::default());
+        let unmapped: Vec<&CatalogWarning> = warnings
+            .iter()
+            .filter(|w| w.kind() == "unmapped_annotation")
+            .collect();
+        assert_eq!(unmapped.len(), 41, "{unmapped:#?}");
+        assert!(unmapped.contains(&&CatalogWarning::UnmappedAnnotation {
+            entity: "system:default/sys".into(),
+            annotations: vec![
+                "example.com/nightly-dag".into(),
+                "example.com/warehouse-connection".into()
+            ],
+        }));
+        assert!(!unmapped.iter().any(|w| {
+            let text = w.to_string();
+            text.contains("/mapped") || text.contains("/bad") || text.contains("/docs")
+        }));
+        let summaries = super::super::warning::summarize(unmapped, 3);
+        assert_eq!(summaries.len(), 1);
+        let line = summaries[0].to_string();
+        assert!(
+            line.starts_with("41 × unmapped_annotation, e.g. component:default/dag0 carries `airflow.apache.org/dag-id`")
+                && line.ends_with("… 38 more"),
+            "{line}"
+        );
+        // Once the key is configured instead of the default, the DAGs map; now `bad`, which
+        // carries only the default key that is no longer read, is the one reported (and the
+        // System, whose keys are still unmapped).
+        let mapping = configured(&[("airflow.dag", &["airflow.apache.org/dag-id"])]).unwrap();
+        let (owned, warnings) = owned_resources(&index, &mapping);
+        assert_eq!(owned.len(), 41);
+        let unmapped: Vec<String> = warnings
+            .iter()
+            .filter_map(|w| match w {
+                CatalogWarning::UnmappedAnnotation { entity, .. } => Some(entity.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unmapped, ["component:default/bad", "system:default/sys"]);
+    }
+
+    #[test]
+    fn tool_look_alikes() {
+        for (key, looks) in [
+            ("airflow.apache.org/dag-id", true),
+            ("acme.com/Buildkite", true),
+            ("airbyte.com/connection-id", true),
+            ("meshgate.io/service-hosts", true),
+            ("example.com/nightly-dag", true),
+            ("example.com/dag-id", true),
+            ("circleci.com/pipeline-slug", true),
+            ("example.com/db-connection", true),
+            ("backstage.io/techdocs-ref", false),
+            ("github.com/project-slug", false),
+            ("example.com/dagger", false),
+            ("dag", false),
+        ] {
+            assert_eq!(looks_like_tool_annotation(key), looks, "{key}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::closure::{close_membership, RelationStats};
 use super::index::CatalogIndex;
-use super::ownership::owned_resources;
+use super::ownership::{owned_resources, OwnershipAnnotations};
 use super::warning::CatalogWarning;
 
 pub use meshgate_core::snapshot::{
@@ -32,9 +32,10 @@ pub struct CatalogBuild {
     pub relations: RelationStats,
 }
 
-/// [`build_snapshot_input`] without the relation counts, with refs spelled out.
+/// [`build_snapshot_input`] with the default ownership annotations, without the relation
+/// counts, with refs spelled out.
 pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWarning>) {
-    let build = build_snapshot_input(index);
+    let build = build_snapshot_input(index, &OwnershipAnnotations::default());
     let mut input = build.input.to_strings();
     // The string form is compared in tests: sorted like the encoder sorts.
     for user in &mut input.users {
@@ -50,11 +51,14 @@ pub fn to_snapshot_input(index: &CatalogIndex) -> (SnapshotInput, Vec<CatalogWar
 
 /// Builds snapshot input from `index`: every user with their direct groups, every group with
 /// its closed ancestors (every group is listed, also those without any, so the group table
-/// holds the whole hierarchy), every resource named by an ownership annotation with its
+/// holds the whole hierarchy), every resource named by one of `annotations` with its
 /// owners. Rules are not the catalog's business and are left `None`. Refs stay interned (the
-/// closure's own ids), users and owned entries are sorted, and so are the warnings, so
-/// replicas reading the same catalog in any order produce identical snapshots.
-pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
+/// closure's own ids), owned entries are sorted, and so are the warnings, so replicas reading
+/// the same catalog in any order produce identical snapshots.
+pub fn build_snapshot_input(
+    index: &CatalogIndex,
+    annotations: &OwnershipAnnotations,
+) -> CatalogBuild {
     let mut warnings: Vec<CatalogWarning> = index.warnings().to_vec();
     let (membership, mut found) = close_membership(index);
     warnings.append(&mut found);
@@ -113,7 +117,7 @@ pub fn build_snapshot_input(index: &CatalogIndex) -> CatalogBuild {
         });
     }
 
-    let (mut resources, mut found) = owned_resources(index);
+    let (mut resources, mut found) = owned_resources(index, annotations);
     warnings.append(&mut found);
     resources.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
     // Owners are groups (already in the table) or users, added once each.

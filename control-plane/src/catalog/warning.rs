@@ -69,11 +69,19 @@ pub enum CatalogWarning {
         id: String,
         entities: Vec<String>,
     },
+    /// A Component, Resource or System that carries none of the configured ownership
+    /// annotations but keys that look like a tool's (`annotations`, sorted): it is probably
+    /// meant to protect a resource and protects none. Map the key in
+    /// `catalog.ownership_annotations`, or rename it.
+    UnmappedAnnotation {
+        entity: String,
+        annotations: Vec<String>,
+    },
 }
 
 impl CatalogWarning {
     /// Every kind, in the order [`CatalogWarning::kind`] sorts them.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 11] = [
         "invalid_entity",
         "invalid_field",
         "duplicate_entity",
@@ -84,6 +92,7 @@ impl CatalogWarning {
         "invalid_annotation",
         "unowned_resource",
         "shared_resource",
+        "unmapped_annotation",
     ];
 
     /// The variant as a stable snake_case name (the `warning` field of its JSON form).
@@ -99,6 +108,7 @@ impl CatalogWarning {
             CatalogWarning::InvalidAnnotation { .. } => "invalid_annotation",
             CatalogWarning::UnownedResource { .. } => "unowned_resource",
             CatalogWarning::SharedResource { .. } => "shared_resource",
+            CatalogWarning::UnmappedAnnotation { .. } => "unmapped_annotation",
         }
     }
 }
@@ -216,6 +226,14 @@ impl fmt::Display for CatalogWarning {
             CatalogWarning::SharedResource { kind, id, entities } => {
                 write!(f, "{kind} `{id}` is claimed by {}", entities.join(", "))
             }
+            CatalogWarning::UnmappedAnnotation {
+                entity,
+                annotations,
+            } => write!(
+                f,
+                "{entity} carries `{}` but no configured ownership annotation (`catalog.ownership_annotations`); it protects no resource",
+                annotations.join("`, `")
+            ),
         }
     }
 }

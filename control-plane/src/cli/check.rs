@@ -14,9 +14,9 @@ use meshgate_core::provider::KeySource;
 use meshgate_core::snapshot::Snapshot;
 use meshgate_core::{KeyStore, Policy, TokenCache};
 
-use super::args::Flags;
+use super::args::{Arg, Args};
 use super::err::CliError;
-use super::write_out;
+use super::{write_out, CliEnv, Command};
 use crate::validate::validate_file;
 
 /// A snapshot file, verified with the configuration's `snapshot.public_keys`, as the filter
@@ -43,65 +43,108 @@ enum Credential {
     Claims(serde_json::Map<String, serde_json::Value>),
 }
 
-pub(super) fn check(args: &[String], now: i64, out: &mut dyn Write) -> Result<u8, CliError> {
-    let mut flags = Flags::new(args);
-    let (mut config, mut url, mut method) = (None, None, String::from("GET"));
-    let mut credential = Credential::None;
-    let mut headers: Vec<(String, String)> = Vec::new();
-    let mut jwks: BTreeMap<String, String> = BTreeMap::new();
-    let (mut json, mut now) = (false, now);
-    let mut snapshot_file: Option<String> = None;
-    while let Some(flag) = flags.next_flag()? {
+/// `--token` or `--claims` as given (`@FILE` read when the command runs).
+enum CredentialArg {
+    None,
+    Token(String),
+    Claims(String),
+}
+
+/// A parsed `check` command line.
+pub(super) struct CheckCommand {
+    config: Option<String>,
+    url: Option<String>,
+    method: String,
+    credential: CredentialArg,
+    headers: Vec<(String, String)>,
+    /// Provider name → key set file.
+    jwks: BTreeMap<String, String>,
+    now: Option<i64>,
+    snapshot_file: Option<String>,
+    json: bool,
+}
+
+pub(super) fn parse_check(args: &mut Args<'_>, _: &CliEnv) -> Result<Command, CliError> {
+    let mut command = CheckCommand {
+        config: None,
+        url: None,
+        method: String::from("GET"),
+        credential: CredentialArg::None,
+        headers: Vec::new(),
+        jwks: BTreeMap::new(),
+        now: None,
+        snapshot_file: None,
+        json: false,
+    };
+    while let Some(flag) = args.next_flag()? {
         match flag.name {
-            "--config" => config = Some(flags.value(&flag)?.to_owned()),
-            "--url" => url = Some(flags.value(&flag)?.to_owned()),
-            "--method" => method = flags.value(&flag)?.to_ascii_uppercase(),
-            "--token" => {
-                let value = flags.value(&flag)?;
-                let token = match value.strip_prefix('@') {
-                    Some(file) => read(file)?.trim().to_owned(),
-                    None => value.trim().to_owned(),
-                };
-                credential = Credential::Token(token);
-            }
-            "--claims" => {
-                let value = flags.value(&flag)?;
-                let text = match value.strip_prefix('@') {
-                    Some(file) => read(file)?,
-                    None => value.to_owned(),
-                };
-                let claims = serde_json::from_str(&text).map_err(|e| CliError::Invalid {
-                    what: String::from("--claims"),
-                    detail: format!("not a JSON object: {e}"),
-                })?;
-                credential = Credential::Claims(claims);
-            }
+            "--config" => command.config = Some(flag.value()?.to_owned()),
+            "--url" => command.url = Some(flag.value()?.to_owned()),
+            "--method" => command.method = flag.value()?.to_ascii_uppercase(),
+            "--token" => command.credential = CredentialArg::Token(flag.value()?.to_owned()),
+            "--claims" => command.credential = CredentialArg::Claims(flag.value()?.to_owned()),
             "--header" => {
-                let value = flags.value(&flag)?;
+                let value = flag.value()?;
                 let (name, v) = value.split_once(':').ok_or_else(|| CliError::Invalid {
                     what: String::from("--header"),
                     detail: format!("`{value}` is not NAME:VALUE"),
                 })?;
-                headers.push((name.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                command
+                    .headers
+                    .push((name.trim().to_ascii_lowercase(), v.trim().to_owned()));
             }
             "--jwks" => {
-                let value = flags.value(&flag)?;
+                let value = flag.value()?;
                 let (provider, file) = value.split_once('=').ok_or_else(|| CliError::Invalid {
                     what: String::from("--jwks"),
                     detail: format!("`{value}` is not PROVIDER=FILE"),
                 })?;
-                jwks.insert(provider.to_owned(), read(file)?);
+                command.jwks.insert(provider.to_owned(), file.to_owned());
             }
-            "--now" => now = flags.seconds(&flag)?,
-            "--snapshot" => snapshot_file = Some(flags.value(&flag)?.to_owned()),
-            "--json" => json = flags.switch(&flag)?,
-            _ => {
-                return Err(CliError::UnknownFlag {
-                    flag: flag.name.to_owned(),
-                })
-            }
+            "--now" => command.now = Some(flag.seconds()?),
+            "--snapshot" => command.snapshot_file = Some(flag.value()?.to_owned()),
+            "--json" => command.json = true,
+            _ => return Err(flag.unhandled()),
         }
     }
+    Ok(Command::Check(command))
+}
+
+pub(super) fn check(command: CheckCommand, now: i64, out: &mut dyn Write) -> Result<u8, CliError> {
+    let CheckCommand {
+        config,
+        url,
+        method,
+        credential,
+        mut headers,
+        jwks,
+        now: given_now,
+        snapshot_file,
+        json,
+    } = command;
+    let now = given_now.unwrap_or(now);
+    let credential = match credential {
+        CredentialArg::None => Credential::None,
+        CredentialArg::Token(value) => Credential::Token(match value.strip_prefix('@') {
+            Some(file) => read(file)?.trim().to_owned(),
+            None => value.trim().to_owned(),
+        }),
+        CredentialArg::Claims(value) => {
+            let text = match value.strip_prefix('@') {
+                Some(file) => read(file)?,
+                None => value,
+            };
+            let claims = serde_json::from_str(&text).map_err(|e| CliError::Invalid {
+                what: String::from("--claims"),
+                detail: format!("not a JSON object: {e}"),
+            })?;
+            Credential::Claims(claims)
+        }
+    };
+    let jwks = jwks
+        .into_iter()
+        .map(|(provider, file)| Ok((provider, read(&file)?)))
+        .collect::<Result<BTreeMap<String, String>, CliError>>()?;
     let config = config.ok_or(CliError::MissingFlag { flag: "--config" })?;
     let url = url.ok_or(CliError::MissingFlag { flag: "--url" })?;
     let policy = load_policy(&config)?;
@@ -163,7 +206,7 @@ pub(super) fn check(args: &[String], now: i64, out: &mut dyn Write) -> Result<u8
 }
 
 /// A plugin configuration from JSON, or the one meshgate configuration in a YAML file.
-fn load_policy(path: &str) -> Result<Policy, CliError> {
+pub(super) fn load_policy(path: &str) -> Result<Policy, CliError> {
     let found = validate_file(Path::new(path))?;
     let mut found = found.into_iter();
     match (found.next(), found.next()) {
@@ -221,15 +264,30 @@ fn read(path: &str) -> Result<String, CliError> {
     })
 }
 
-/// `meshgate validate FILE...`: every configuration found, ok or the error with its field.
-pub(super) fn validate(args: &[String], out: &mut dyn Write) -> Result<u8, CliError> {
-    let files: Vec<&String> = args
-        .iter()
-        .filter(|a| *a != "--istio" && *a != "--envoy")
-        .collect();
+/// A parsed `validate` command line.
+pub(super) struct ValidateCommand {
+    files: Vec<String>,
+}
+
+pub(super) fn parse_validate(args: &mut Args<'_>, _: &CliEnv) -> Result<Command, CliError> {
+    let mut files = Vec::new();
+    while let Some(arg) = args.next()? {
+        match arg {
+            Arg::Operand(file) => files.push(file.to_owned()),
+            // The format is found from the file; the switches only say what the reader expects.
+            Arg::Flag(flag) if matches!(flag.name, "--istio" | "--envoy") => {}
+            Arg::Flag(flag) => return Err(flag.unhandled()),
+        }
+    }
     if files.is_empty() {
         return Err(CliError::MissingFlag { flag: "FILE" });
     }
+    Ok(Command::Validate(ValidateCommand { files }))
+}
+
+/// `meshgate validate FILE...`: every configuration found, ok or the error with its field.
+pub(super) fn validate(command: &ValidateCommand, out: &mut dyn Write) -> Result<u8, CliError> {
+    let files = &command.files;
     let mut failed = false;
     let mut report = String::new();
     for file in files {

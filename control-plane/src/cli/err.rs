@@ -66,6 +66,17 @@ pub enum CliError {
     ServerStopped,
     #[error("Backstage sign-in at `{url}` failed: {detail}")]
     BackstageSignIn { url: String, detail: String },
+    #[error("`{from}` is empty, not a snapshot")]
+    EmptySnapshot { from: String },
+    #[error("`{from}` is more than {max} bytes, the largest snapshot accepted")]
+    SnapshotTooLarge { from: String, max: usize },
+    #[error("`{from}`: {error}")]
+    BadSnapshot {
+        from: String,
+        error: meshgate_core::snapshot::SnapshotError,
+    },
+    #[error("cannot fetch `{url}`: {detail}")]
+    Fetch { url: String, detail: String },
 }
 
 impl CliError {
@@ -80,7 +91,10 @@ impl CliError {
             | CliError::UnexpectedArgument { .. }
             | CliError::InvalidNumber { .. }
             | CliError::InvalidClaim { .. }
-            | CliError::Invalid { .. } => 2,
+            | CliError::Invalid { .. }
+            | CliError::EmptySnapshot { .. }
+            | CliError::SnapshotTooLarge { .. }
+            | CliError::BadSnapshot { .. } => 2,
             CliError::KeysMissing { .. }
             | CliError::Keys(_)
             | CliError::Mint(_)
@@ -94,7 +108,20 @@ impl CliError {
             | CliError::SnapshotNotBuilt { .. }
             | CliError::WriteSnapshot { .. }
             | CliError::ServerStopped
-            | CliError::BackstageSignIn { .. } => 1,
+            | CliError::BackstageSignIn { .. }
+            | CliError::Fetch { .. } => 1,
         }
+    }
+
+    /// Whether the command line itself is wrong, so the help follows the error. A snapshot
+    /// that cannot be read also exits 2, but says all there is to say in one line.
+    pub fn is_usage_error(&self) -> bool {
+        self.exit_code() == 2
+            && !matches!(
+                self,
+                CliError::EmptySnapshot { .. }
+                    | CliError::SnapshotTooLarge { .. }
+                    | CliError::BadSnapshot { .. }
+            )
     }
 }

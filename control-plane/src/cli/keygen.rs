@@ -3,30 +3,36 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::args::Flags;
+use super::args::Args;
 use super::err::CliError;
-use super::write_out;
+use super::{write_out, CliEnv, Command};
 use crate::issuer::KeySetError;
 use crate::snapshot::{generate_signing_key, public_key_line, write_new_signing_key, KeyFileError};
 
-/// Writes a new key file (mode 0600, never replacing one) and prints the public key line, and
-/// only that, so that `meshgate keygen --out key.json > public.json` captures it.
-pub(super) fn run(args: &[String], out: &mut dyn Write) -> Result<(), CliError> {
+/// A parsed `keygen` command line.
+pub(super) struct KeygenCommand {
+    path: PathBuf,
+    kid: Option<String>,
+}
+
+pub(super) fn parse(args: &mut Args<'_>, _: &CliEnv) -> Result<Command, CliError> {
     let mut path: Option<PathBuf> = None;
     let mut kid: Option<String> = None;
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag()? {
+    while let Some(flag) = args.next_flag()? {
         match flag.name {
-            "--out" => path = Some(flags.value(&flag)?.into()),
-            "--kid" => kid = Some(flags.value(&flag)?.to_owned()),
-            other => {
-                return Err(CliError::UnknownFlag {
-                    flag: other.to_owned(),
-                })
-            }
+            "--out" => path = Some(flag.value()?.into()),
+            "--kid" => kid = Some(flag.value()?.to_owned()),
+            _ => return Err(flag.unhandled()),
         }
     }
     let path = path.ok_or(CliError::MissingFlag { flag: "--out" })?;
+    Ok(Command::Keygen(KeygenCommand { path, kid }))
+}
+
+/// Writes a new key file (mode 0600, never replacing one) and prints the public key line, and
+/// only that, so that `meshgate keygen --out key.json > public.json` captures it.
+pub(super) fn run(command: KeygenCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    let KeygenCommand { path, kid } = command;
     let key = generate_signing_key(kid.as_deref(), &mut rand::rngs::OsRng).map_err(|error| {
         CliError::Invalid {
             what: "option `--kid`".to_owned(),

@@ -1,28 +1,35 @@
 //! `meshgate keys init`: create the demo issuer's key file.
 
 use std::io::Write;
+use std::path::PathBuf;
 
-use super::args::Flags;
+use super::args::Args;
 use super::err::CliError;
-use super::{default_keys_path, write_out, CliEnv, DEMO_ISSUER};
+use super::{default_keys_path, write_out, CliEnv, Command, DEMO_ISSUER};
 use crate::issuer::KeySet;
 
-pub(super) fn init(args: &[String], env: &CliEnv, out: &mut dyn Write) -> Result<(), CliError> {
+/// A parsed `keys init` command line.
+pub(super) struct InitCommand {
+    path: PathBuf,
+    issuer: String,
+}
+
+pub(super) fn parse(args: &mut Args<'_>, env: &CliEnv) -> Result<Command, CliError> {
     let mut keys = None;
     let mut issuer = DEMO_ISSUER.to_owned();
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag()? {
+    while let Some(flag) = args.next_flag()? {
         match flag.name {
-            "--keys" => keys = Some(flags.value(&flag)?.into()),
-            "--issuer" => issuer = flags.value(&flag)?.to_owned(),
-            other => {
-                return Err(CliError::UnknownFlag {
-                    flag: other.to_owned(),
-                })
-            }
+            "--keys" => keys = Some(PathBuf::from(flag.value()?)),
+            "--issuer" => flag.value()?.clone_into(&mut issuer),
+            _ => return Err(flag.unhandled()),
         }
     }
     let path = keys.unwrap_or_else(|| default_keys_path(env.demo_dir.as_deref()));
+    Ok(Command::KeysInit(InitCommand { path, issuer }))
+}
+
+pub(super) fn init(command: InitCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    let InitCommand { path, issuer } = command;
     // Never replace existing keys: tokens already handed out and a running issuer depend on them.
     if path.exists() {
         let existing = KeySet::load(&path)?;

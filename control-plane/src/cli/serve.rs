@@ -6,27 +6,59 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::Flags;
+use super::args::Args;
 use super::err::CliError;
-use super::write_out;
+use super::{write_out, CliEnv, Command};
 use crate::serve::{stderr_log, Published, ServeConfig, Server, SyncStatus, Syncer};
 use crate::snapshot::load_signing_key;
 
-/// Runs the server until it stops (the process is normally ended by a signal).
-pub(super) fn serve(args: &[String]) -> Result<u8, CliError> {
+/// A parsed `serve` command line.
+pub(super) struct ServeCommand {
+    config_path: PathBuf,
+}
+
+/// A parsed `snapshot build` command line.
+pub(super) struct BuildCommand {
+    config_path: PathBuf,
+    out_path: PathBuf,
+    force: bool,
+}
+
+pub(super) fn parse_serve(args: &mut Args<'_>, _: &CliEnv) -> Result<Command, CliError> {
     let mut config_path: Option<PathBuf> = None;
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag()? {
+    while let Some(flag) = args.next_flag()? {
         match flag.name {
-            "--config" => config_path = Some(flags.value(&flag)?.into()),
-            other => {
-                return Err(CliError::UnknownFlag {
-                    flag: other.to_owned(),
-                })
-            }
+            "--config" => config_path = Some(flag.value()?.into()),
+            _ => return Err(flag.unhandled()),
         }
     }
     let config_path = config_path.ok_or(CliError::MissingFlag { flag: "--config" })?;
+    Ok(Command::Serve(ServeCommand { config_path }))
+}
+
+pub(super) fn parse_build(args: &mut Args<'_>, _: &CliEnv) -> Result<Command, CliError> {
+    let (mut config_path, mut out_path): (Option<PathBuf>, Option<PathBuf>) = (None, None);
+    let mut force = false;
+    while let Some(flag) = args.next_flag()? {
+        match flag.name {
+            "--config" => config_path = Some(flag.value()?.into()),
+            "--out" => out_path = Some(flag.value()?.into()),
+            "--force" => force = true,
+            _ => return Err(flag.unhandled()),
+        }
+    }
+    let config_path = config_path.ok_or(CliError::MissingFlag { flag: "--config" })?;
+    let out_path = out_path.ok_or(CliError::MissingFlag { flag: "--out" })?;
+    Ok(Command::SnapshotBuild(BuildCommand {
+        config_path,
+        out_path,
+        force,
+    }))
+}
+
+/// Runs the server until it stops (the process is normally ended by a signal).
+pub(super) fn serve(command: ServeCommand) -> Result<u8, CliError> {
+    let config_path = command.config_path;
     let config = ServeConfig::load(&config_path)?;
     let server = Server::start(config)?;
     while server.is_running() {
@@ -39,24 +71,12 @@ pub(super) fn serve(args: &[String]) -> Result<u8, CliError> {
 /// same key counts as the current snapshot: same content keeps its version and the file is
 /// left alone, and the shrink guard compares with it. A read a guard refuses writes nothing
 /// and fails, unless `--force`.
-pub(super) fn build(args: &[String], out: &mut dyn Write) -> Result<u8, CliError> {
-    let (mut config_path, mut out_path): (Option<PathBuf>, Option<PathBuf>) = (None, None);
-    let mut force = false;
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag()? {
-        match flag.name {
-            "--config" => config_path = Some(flags.value(&flag)?.into()),
-            "--out" => out_path = Some(flags.value(&flag)?.into()),
-            "--force" => force = true,
-            other => {
-                return Err(CliError::UnknownFlag {
-                    flag: other.to_owned(),
-                })
-            }
-        }
-    }
-    let config_path = config_path.ok_or(CliError::MissingFlag { flag: "--config" })?;
-    let out_path = out_path.ok_or(CliError::MissingFlag { flag: "--out" })?;
+pub(super) fn build(command: BuildCommand, out: &mut dyn Write) -> Result<u8, CliError> {
+    let BuildCommand {
+        config_path,
+        out_path,
+        force,
+    } = command;
     let config = ServeConfig::load(&config_path)?;
     let key = load_signing_key(&config.signing_key_file).map_err(CliError::SigningKey)?;
     let mut syncer = Syncer::new(&config, key, stderr_log());
@@ -212,6 +232,37 @@ mod tests {
         let (code, stdout, stderr) = run_args(&args, &env());
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.starts_with("unchanged `"), "{stdout}");
+    }
+
+    #[test]
+    fn snapshot_build_reads_the_configured_annotation_keys() {
+        let fixture = Fixture::new("cli-build-annotations");
+        fixture.write_org(&format!(
+            "{ORG}---\nkind: Component\nmetadata: {{name: ci, annotations: {{acme.io/ci-pipeline: acme/deploy}}}}\nspec: {{type: pipeline, owner: data-eng}}\n"
+        ));
+        let config = fixture.dir.join("cp.yaml");
+        std::fs::write(
+            &config,
+            "catalog:\n  directory: catalog\n  ownership_annotations:\n    buildkite.pipeline: [acme.io/ci-pipeline]\nsigning_key_file: key.json\n",
+        )
+        .unwrap();
+        let out_path = fixture.dir.join("x.snap");
+        let (config, out) = (config.display().to_string(), out_path.display().to_string());
+        let (code, stdout, stderr) = run_args(
+            &["snapshot", "build", "--config", &config, "--out", &out],
+            &env(),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains(" 2 owned"), "{stdout}");
+        let snapshot = Snapshot::decode(
+            &std::fs::read(&out_path).unwrap(),
+            &[fixture.key.trusted_key()],
+            &DecodeLimits::default(),
+        )
+        .unwrap();
+        assert!(snapshot
+            .owners_of("buildkite.pipeline", "acme/deploy")
+            .is_some());
     }
 
     #[test]

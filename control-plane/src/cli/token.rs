@@ -6,14 +6,15 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::args::{comma_list, Flags};
+use super::args::{comma_list, Args};
 use super::err::CliError;
-use super::{default_keys_path, write_out, CliEnv, DEMO_AUDIENCE};
+use super::table::{TOKEN, TOKEN_BACKSTAGE};
+use super::{default_keys_path, write_out, CliEnv, Command, DEMO_AUDIENCE};
 use crate::issuer::{KeySet, MintRequest};
 
 /// A parsed `token` command line.
 #[derive(Debug, PartialEq)]
-struct TokenCommand {
+pub(super) struct TokenCommand {
     keys: PathBuf,
     request: MintRequest,
 }
@@ -23,7 +24,7 @@ pub(super) const DEMO_BACKSTAGE_URL: &str = "http://127.0.0.1:17007";
 
 /// A sign-in at a Backstage auth backend's guest refresh route (the demo's fake Backstage).
 #[derive(Debug, PartialEq, Eq)]
-struct BackstageSignIn {
+pub(super) struct BackstageSignIn {
     /// The backend's base URL.
     url: String,
     /// The user, as an entity name or ref.
@@ -32,16 +33,7 @@ struct BackstageSignIn {
     ent: bool,
 }
 
-pub(super) fn run(args: &[String], env: &CliEnv, out: &mut dyn Write) -> Result<(), CliError> {
-    if args
-        .iter()
-        .any(|arg| arg == "--backstage" || arg.starts_with("--backstage="))
-    {
-        let sign_in = parse_backstage(args)?;
-        let token = backstage_token(&sign_in)?;
-        return write_out(out, &format!("{token}\n"));
-    }
-    let command = parse(args, env)?;
+pub(super) fn run(command: TokenCommand, out: &mut dyn Write) -> Result<(), CliError> {
     if !command.keys.exists() {
         return Err(CliError::KeysMissing { path: command.keys });
     }
@@ -49,37 +41,48 @@ pub(super) fn run(args: &[String], env: &CliEnv, out: &mut dyn Write) -> Result<
     write_out(out, &format!("{token}\n"))
 }
 
-fn parse(args: &[String], env: &CliEnv) -> Result<TokenCommand, CliError> {
+pub(super) fn run_backstage(
+    sign_in: &BackstageSignIn,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let token = backstage_token(sign_in)?;
+    write_out(out, &format!("{token}\n"))
+}
+
+pub(super) fn parse(args: &mut Args<'_>, env: &CliEnv) -> Result<Command, CliError> {
+    read_token(args, env).map(Command::Token)
+}
+
+pub(super) fn parse_backstage(args: &mut Args<'_>, _: &CliEnv) -> Result<Command, CliError> {
+    read_backstage(args).map(Command::BackstageToken)
+}
+
+fn read_token(args: &mut Args<'_>, env: &CliEnv) -> Result<TokenCommand, CliError> {
     let mut keys = None;
     let mut sub = None;
     let mut request = MintRequest::new("", env.now);
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag()? {
+    while let Some(flag) = args.next_flag()? {
         match flag.name {
-            "--keys" => keys = Some(PathBuf::from(flags.value(&flag)?)),
-            "--sub" => sub = Some(flags.value(&flag)?.to_owned()),
-            "--groups" => request.groups.extend(comma_list(flags.value(&flag)?)),
-            "--aud" => request.audiences.extend(comma_list(flags.value(&flag)?)),
-            "--alg" => request.alg = flags.value(&flag)?.to_owned(),
-            "--ttl" => request.ttl_s = flags.seconds(&flag)?,
-            "--iat-offset" => request.iat_offset_s = flags.seconds(&flag)?,
-            "--nbf-offset" => request.nbf_offset_s = Some(flags.seconds(&flag)?),
-            "--exp-offset" => request.exp_offset_s = Some(flags.seconds(&flag)?),
-            "--no-exp" => request.no_exp = flags.switch(&flag)?,
-            "--iss" => request.issuer_override = Some(flags.value(&flag)?.to_owned()),
-            "--kid" => request.kid_override = Some(flags.value(&flag)?.to_owned()),
-            "--unpublished-key" => request.use_unpublished_key = flags.switch(&flag)?,
-            "--email" => request.email = Some(flags.value(&flag)?.to_owned()),
+            "--keys" => keys = Some(PathBuf::from(flag.value()?)),
+            "--sub" => sub = Some(flag.value()?.to_owned()),
+            "--groups" => request.groups.extend(comma_list(flag.value()?)),
+            "--aud" => request.audiences.extend(comma_list(flag.value()?)),
+            "--alg" => flag.value()?.clone_into(&mut request.alg),
+            "--ttl" => request.ttl_s = flag.seconds()?,
+            "--iat-offset" => request.iat_offset_s = flag.seconds()?,
+            "--nbf-offset" => request.nbf_offset_s = Some(flag.seconds()?),
+            "--exp-offset" => request.exp_offset_s = Some(flag.seconds()?),
+            "--no-exp" => request.no_exp = true,
+            "--iss" => request.issuer_override = Some(flag.value()?.to_owned()),
+            "--kid" => request.kid_override = Some(flag.value()?.to_owned()),
+            "--unpublished-key" => request.use_unpublished_key = true,
+            "--email" => request.email = Some(flag.value()?.to_owned()),
             "--claim" => {
-                let (name, value) = claim(flags.value(&flag)?)?;
+                let (name, value) = claim(flag.value()?)?;
                 request.extra_claims.insert(name, value);
             }
-            "--hs-secret" => request.hs_secret = Some(flags.value(&flag)?.as_bytes().to_vec()),
-            other => {
-                return Err(CliError::UnknownFlag {
-                    flag: other.to_owned(),
-                })
-            }
+            "--hs-secret" => request.hs_secret = Some(flag.value()?.as_bytes().to_vec()),
+            _ => return Err(flag.unhandled()),
         }
     }
     request.sub = sub.ok_or(CliError::MissingFlag { flag: "--sub" })?;
@@ -94,37 +97,35 @@ fn parse(args: &[String], env: &CliEnv) -> Result<TokenCommand, CliError> {
 
 /// `--backstage --user NAME [--ent] [--backstage-url URL]`; the demo issuer's options don't
 /// apply to a token Backstage signs.
-fn parse_backstage(args: &[String]) -> Result<BackstageSignIn, CliError> {
+fn read_backstage(args: &mut Args<'_>) -> Result<BackstageSignIn, CliError> {
     let mut sign_in = BackstageSignIn {
         url: DEMO_BACKSTAGE_URL.to_owned(),
         user: String::new(),
         ent: false,
     };
     let mut user = None;
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag()? {
-        match flag.name {
-            "--backstage" => {
-                flags.switch(&flag)?;
-            }
-            "--user" => user = Some(flags.value(&flag)?.to_owned()),
-            "--ent" => sign_in.ent = flags.switch(&flag)?,
-            "--backstage-url" => {
-                sign_in.url = flags.value(&flag)?.trim_end_matches('/').to_owned();
-            }
-            other if is_issuer_flag(other) => {
+    loop {
+        let flag = match args.next_flag() {
+            Ok(Some(flag)) => flag,
+            Ok(None) => break,
+            Err(CliError::UnknownFlag { flag }) if is_issuer_flag(&flag) => {
                 return Err(CliError::Invalid {
-                    what: format!("option `{other}`"),
+                    what: format!("option `{flag}`"),
                     detail: String::from(
                         "does not apply to --backstage tokens, which Backstage signs (use --user, --ent, --backstage-url)",
                     ),
                 })
             }
-            other => {
-                return Err(CliError::UnknownFlag {
-                    flag: other.to_owned(),
-                })
+            Err(error) => return Err(error),
+        };
+        match flag.name {
+            "--backstage" => {}
+            "--user" => user = Some(flag.value()?.to_owned()),
+            "--ent" => sign_in.ent = true,
+            "--backstage-url" => {
+                sign_in.url = flag.value()?.trim_end_matches('/').to_owned();
             }
+            _ => return Err(flag.unhandled()),
         }
     }
     sign_in.user = user
@@ -133,26 +134,9 @@ fn parse_backstage(args: &[String]) -> Result<BackstageSignIn, CliError> {
     Ok(sign_in)
 }
 
+/// An option of the demo issuer's form only.
 fn is_issuer_flag(flag: &str) -> bool {
-    matches!(
-        flag,
-        "--keys"
-            | "--sub"
-            | "--groups"
-            | "--aud"
-            | "--alg"
-            | "--ttl"
-            | "--iat-offset"
-            | "--nbf-offset"
-            | "--exp-offset"
-            | "--no-exp"
-            | "--iss"
-            | "--kid"
-            | "--unpublished-key"
-            | "--email"
-            | "--claim"
-            | "--hs-secret"
-    )
+    TOKEN.option(flag).is_some() && TOKEN_BACKSTAGE.option(flag).is_none()
 }
 
 /// Signs the user in through the backend's guest refresh route and returns
@@ -249,7 +233,11 @@ mod tests {
 
     fn parse_args(args: &[&str]) -> Result<TokenCommand, CliError> {
         let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-        parse(&args, &env())
+        read_token(&mut Args::new(&TOKEN, &args), &env())
+    }
+
+    fn parse_backstage(args: &[String]) -> Result<BackstageSignIn, CliError> {
+        read_backstage(&mut Args::new(&TOKEN_BACKSTAGE, args))
     }
 
     #[test]

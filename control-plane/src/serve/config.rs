@@ -13,6 +13,8 @@
 //!     page_size: 500                  # default
 //!     timeout_s: 30                   # default
 //!     ca_file: /etc/meshgate/backstage-ca.pem   # optional; PEM CA bundle, https:// only
+//!   ownership_annotations:            # optional; kinds not listed keep their default key
+//!     airflow.dag: [meshgate.io/airflow-dag, airflow.apache.org/dag-id]
 //! rules_file: rules.yaml              # optional
 //! signing_key_file: snapshot-key.json # from `meshgate keygen`
 //! snapshot_name: default              # default; served at /v1/snapshots/<name>
@@ -34,6 +36,7 @@
 //!
 //! Relative paths in a file are relative to the directory of that file.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,6 +48,7 @@ use super::err::ServeConfigError;
 use super::guard::{Fraction, GuardConfig};
 use crate::catalog::rest::{DEFAULT_KINDS, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT};
 use crate::catalog::CaBundle;
+use crate::catalog::OwnershipAnnotations;
 
 /// `listen` when not given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:18090";
@@ -73,6 +77,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Where users, groups and ownership come from.
     pub catalog: CatalogSource,
+    /// Which annotation keys name which resource kind (`catalog.ownership_annotations`).
+    pub ownership_annotations: OwnershipAnnotations,
     /// A YAML file holding a list of rules in the filter's rule language, published in the
     /// snapshot. Read and compiled at every sync.
     pub rules_file: Option<PathBuf>,
@@ -182,6 +188,7 @@ impl ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 18090)),
             catalog,
+            ownership_annotations: OwnershipAnnotations::default(),
             rules_file: None,
             signing_key_file: signing_key_file.into(),
             snapshot_name: DEFAULT_SNAPSHOT_NAME.to_owned(),
@@ -458,8 +465,6 @@ fn check_backstage(backstage: &BackstageCatalog) -> Result<(), ServeConfigError>
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     listen: Option<String>,
-    /// `{backstage: {…}}` or `{directory: …}`: a one-key map, not a YAML tag.
-    #[serde(with = "serde_norway::with::singleton_map")]
     catalog: CatalogFile,
     rules_file: Option<PathBuf>,
     signing_key_file: PathBuf,
@@ -516,11 +521,14 @@ impl GuardsFile {
     }
 }
 
+/// `{backstage: {…}}` or `{directory: …}`, and what applies to either source.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-enum CatalogFile {
-    Backstage(BackstageFile),
-    Directory(PathBuf),
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    backstage: Option<BackstageFile>,
+    directory: Option<PathBuf>,
+    /// Resource kind → annotation keys; kinds not listed keep their defaults.
+    ownership_annotations: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -544,9 +552,30 @@ impl ConfigFile {
                 format!("`{listen_text}` is not an IP address and port, like `127.0.0.1:18090` or `[::]:18090`"),
             )
         })?;
-        let catalog = match self.catalog {
-            CatalogFile::Directory(dir) => CatalogSource::Directory(relative_to(base, dir)),
-            CatalogFile::Backstage(file) => {
+        let ownership_annotations = match &self.catalog.ownership_annotations {
+            None => OwnershipAnnotations::default(),
+            Some(configured) => OwnershipAnnotations::new(configured).map_err(|error| {
+                ServeConfigError::invalid(
+                    format!("catalog.ownership_annotations.{}", error.field()),
+                    error.to_string(),
+                )
+            })?,
+        };
+        let catalog = match (self.catalog.directory, self.catalog.backstage) {
+            (Some(_), Some(_)) => {
+                return Err(ServeConfigError::invalid(
+                    "catalog",
+                    "give `backstage` or `directory`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(ServeConfigError::invalid(
+                    "catalog",
+                    "give `backstage` or `directory`",
+                ))
+            }
+            (Some(dir), None) => CatalogSource::Directory(relative_to(base, dir)),
+            (None, Some(file)) => {
                 let token = match (file.token_env, file.token_file) {
                     (Some(_), Some(_)) => {
                         return Err(ServeConfigError::invalid(
@@ -597,6 +626,7 @@ impl ConfigFile {
         Ok(ServeConfig {
             listen,
             catalog,
+            ownership_annotations,
             rules_file: self.rules_file.map(|file| relative_to(base, file)),
             signing_key_file: relative_to(base, self.signing_key_file),
             snapshot_name: self
@@ -669,6 +699,7 @@ mod tests {
             ServeConfig {
                 listen: "127.0.0.1:18090".parse().unwrap(),
                 catalog: CatalogSource::Directory("/etc/meshgate/catalog".into()),
+                ownership_annotations: OwnershipAnnotations::default(),
                 rules_file: None,
                 signing_key_file: "/etc/meshgate/key.json".into(),
                 snapshot_name: "default".into(),
@@ -693,6 +724,7 @@ mod tests {
         let config = parse(
             "listen: '[::1]:9000'\n\
              catalog:\n  backstage:\n    base_url: https://backstage.example.com/\n    token_file: /run/token\n    kinds: [User, group]\n    page_size: 50\n    timeout_s: 5\n\
+             \x20 ownership_annotations:\n    airflow.dag: [airflow.apache.org/dag-id, meshgate.io/airflow-dag]\n    service.host: [example.com/host]\n\
              rules_file: rules/edge.yaml\nsigning_key_file: /keys/cp.json\nsnapshot_name: edge\nresync_interval_s: 120\n\
              watch_interval_ms: 0\n\
              guards: {max_shrink_fraction: 0.25, max_dangling_fraction: 0, retries: 0, retry_backoff_ms: 10}\n\
@@ -712,6 +744,20 @@ mod tests {
                     timeout: Duration::from_secs(5),
                     ca_bundle: None,
                 }),
+                ownership_annotations: OwnershipAnnotations::new(&BTreeMap::from([
+                    (
+                        "airflow.dag".to_owned(),
+                        vec![
+                            "airflow.apache.org/dag-id".to_owned(),
+                            "meshgate.io/airflow-dag".to_owned()
+                        ]
+                    ),
+                    (
+                        "service.host".to_owned(),
+                        vec!["example.com/host".to_owned()]
+                    ),
+                ]))
+                .unwrap(),
                 rules_file: Some("/etc/meshgate/rules/edge.yaml".into()),
                 signing_key_file: "/keys/cp.json".into(),
                 snapshot_name: "edge".into(),
@@ -760,6 +806,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
+        let annotations = |mapping: &str| {
+            format!("catalog:\n  directory: c\n  ownership_annotations: {mapping}\nsigning_key_file: k\n")
+        };
         let backstage = |fields: &str| {
             format!("catalog:\n  backstage: {{base_url: 'http://b:7007', {fields}}}\nsigning_key_file: k\n")
         };
@@ -828,12 +877,57 @@ mod tests {
             ),
             (
                 "catalog: {git: x}\nsigning_key_file: k\n".into(),
-                "unknown variant `git`",
+                "unknown field `git`",
             ),
             (
                 "catalog: {directory: a, backstage: {base_url: 'http://b'}}\nsigning_key_file: k\n"
                     .into(),
-                "catalog",
+                "`catalog`: give `backstage` or `directory`, not both",
+            ),
+            (
+                "catalog: {}\nsigning_key_file: k\n".into(),
+                "`catalog`: give `backstage` or `directory`",
+            ),
+            (
+                "catalog: {ownership_annotations: {airflow.dag: [a.io/x]}}\nsigning_key_file: k\n"
+                    .into(),
+                "`catalog`: give `backstage` or `directory`",
+            ),
+            (
+                annotations("{airflow_dag: [a.io/x]}"),
+                "`catalog.ownership_annotations.airflow_dag`: `airflow_dag` is not a resource kind",
+            ),
+            (
+                annotations("{airflow.dag: []}"),
+                "`catalog.ownership_annotations.airflow.dag`: must list at least one annotation key",
+            ),
+            (
+                annotations("{airflow.dag: [a.io/x, '']}"),
+                "`catalog.ownership_annotations.airflow.dag[1]`: `` is not a Backstage annotation key ([prefix/]name): it is empty",
+            ),
+            (
+                annotations("{airflow.dag: ['Acme.io/x']}"),
+                "`catalog.ownership_annotations.airflow.dag[0]`: `Acme.io/x` is not a Backstage annotation key ([prefix/]name): the prefix",
+            ),
+            (
+                annotations("{airflow.dag: ['a.io/x y']}"),
+                "`catalog.ownership_annotations.airflow.dag[0]`: `a.io/x y` is not a Backstage annotation key ([prefix/]name): the name",
+            ),
+            (
+                annotations("{airflow.dag: [a.io/x], service.host: [b.io/y, a.io/x]}"),
+                "`catalog.ownership_annotations.service.host[1]`: `a.io/x` already names `airflow.dag`",
+            ),
+            (
+                annotations("{service.host: [buildkite.com/pipeline-slug]}"),
+                "`catalog.ownership_annotations.service.host[0]`: `buildkite.com/pipeline-slug` already names `buildkite.pipeline`",
+            ),
+            (
+                annotations("{airflow.dag: a.io/x}"),
+                "invalid type",
+            ),
+            (
+                annotations("[a.io/x]"),
+                "invalid type",
             ),
             (backstage("tokenenv: X"), "unknown field `tokenenv`"),
             (

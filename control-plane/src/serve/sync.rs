@@ -24,6 +24,7 @@ use super::rules::load_rules;
 use super::source::{CatalogReader, Read};
 use crate::catalog::{
     build_snapshot_input, summarize, CatalogBuild, CatalogIndex, CatalogWarning, DirFingerprint,
+    OwnershipAnnotations,
 };
 use crate::snapshot::{build, SigningKey, TrustedKey};
 use crate::view::{project, ViewScope};
@@ -162,6 +163,8 @@ pub fn system_clock() -> Clock {
 pub struct Syncer {
     name: String,
     catalog: CatalogReader,
+    /// Which annotation keys name which resource kind.
+    annotations: OwnershipAnnotations,
     rules_file: Option<std::path::PathBuf>,
     guards: GuardConfig,
     key: SigningKey,
@@ -260,6 +263,7 @@ impl Syncer {
         Syncer {
             name: config.snapshot_name.clone(),
             catalog: CatalogReader::new(&config.catalog),
+            annotations: config.ownership_annotations.clone(),
             rules_file: config.rules_file.clone(),
             guards: config.guards,
             key,
@@ -481,7 +485,7 @@ impl Syncer {
             mut input,
             warnings,
             relations,
-        } = build_snapshot_input(&index);
+        } = build_snapshot_input(&index, &self.annotations);
         drop(index);
         // Counted as the snapshot counts them (what `with_current` reads back from a file):
         // `groups` is the group table, which also holds owners that are users.
@@ -954,6 +958,57 @@ mod tests {
             "{}",
             syncs[3]
         );
+    }
+
+    #[test]
+    fn configured_annotation_keys_map_ownership_and_unmapped_ones_warn_once() {
+        let fixture = Fixture::new("sync-annotations");
+        let mut org = String::from(ORG);
+        for n in 0..30 {
+            org.push_str(&format!(
+                "---\nkind: Component\nmetadata: {{name: dag{n}, annotations: {{airflow.apache.org/dag-id: dag_{n}}}}}\nspec: {{type: pipeline, owner: data-eng}}\n"
+            ));
+        }
+        fixture.write_org(&org);
+        // Defaults: the 30 custom keys map nothing, and one line says so.
+        let mut syncer = fixture.syncer();
+        for _ in 0..2 {
+            assert_eq!(syncer.run().warnings, 30);
+        }
+        let logged = fixture.logged();
+        let warnings: Vec<&String> = logged
+            .iter()
+            .filter(|l| l.starts_with("catalog warnings:"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with("catalog warnings: 30 × unmapped_annotation, e.g. component:default/dag0 carries `airflow.apache.org/dag-id` but no configured ownership annotation")
+                && warnings[0].ends_with("… 25 more"),
+            "{}",
+            warnings[0]
+        );
+        let published = syncer.current().unwrap();
+        assert_eq!(published.owned, 1);
+
+        // Configured (keeping the default key too): 31 DAGs, no warning.
+        let mut config = fixture.config();
+        config.ownership_annotations = OwnershipAnnotations::new(&BTreeMap::from([(
+            "airflow.dag".to_owned(),
+            vec![
+                "airflow.apache.org/dag-id".to_owned(),
+                "meshgate.io/airflow-dag".to_owned(),
+            ],
+        )]))
+        .unwrap();
+        let fixture_logs = fixture.logged().len();
+        let mut syncer = fixture.syncer_for(&config);
+        let report = syncer.run();
+        assert_eq!((report.status, report.warnings), (SyncStatus::Updated, 0));
+        let snapshot = decode(&fixture, &syncer.current().unwrap().bytes);
+        assert_eq!(snapshot.owned_count(), 31);
+        assert!(snapshot.owners_of("airflow.dag", "dag_7").is_some());
+        assert!(snapshot.owners_of("airflow.dag", "etl_daily").is_some());
+        assert_eq!(fixture.logged().len(), fixture_logs + 1);
     }
 
     fn lenient(fixture: &Fixture) -> ServeConfig {

@@ -51,6 +51,30 @@ impl Default for DecodeLimits {
     }
 }
 
+/// A snapshot decoded without checking its signature, for tools that show what a file holds
+/// (`meshgate snapshot show` given no key). Everything else is checked as by
+/// [`Snapshot::decode`]: size, format, content hash, and every count, string, order and index.
+/// Nothing says who made it, so it offers its content for reading only
+/// ([`UnverifiedSnapshot::contents`]) and never decides a request.
+pub struct UnverifiedSnapshot {
+    snapshot: Snapshot,
+}
+
+impl UnverifiedSnapshot {
+    /// Decodes `bytes` within `limits`, whoever signed them.
+    pub fn decode(
+        bytes: &[u8],
+        limits: &DecodeLimits,
+    ) -> Result<UnverifiedSnapshot, SnapshotError> {
+        decode_checked(bytes, None, limits).map(|snapshot| UnverifiedSnapshot { snapshot })
+    }
+
+    /// The content, to read. The key id it names is a claim nothing has checked.
+    pub fn contents(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
 impl Snapshot {
     /// Verifies and decodes a snapshot, then lays it out as its canonical image
     /// ([`Snapshot::image`]). It must be signed by one of `trusted` (matched by key id), its
@@ -61,13 +85,24 @@ impl Snapshot {
         trusted: &[TrustedKey],
         limits: &DecodeLimits,
     ) -> Result<Snapshot, SnapshotError> {
-        if bytes.len() > limits.max_bytes {
-            return Err(SnapshotError::TooLarge {
-                len: bytes.len(),
-                max: limits.max_bytes,
-            });
-        }
-        let envelope = Envelope::parse(bytes)?;
+        decode_checked(bytes, Some(trusted), limits)
+    }
+}
+
+/// [`Snapshot::decode`]; the signature is checked against `trusted` unless it is `None`.
+fn decode_checked(
+    bytes: &[u8],
+    trusted: Option<&[TrustedKey]>,
+    limits: &DecodeLimits,
+) -> Result<Snapshot, SnapshotError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(SnapshotError::TooLarge {
+            len: bytes.len(),
+            max: limits.max_bytes,
+        });
+    }
+    let envelope = Envelope::parse(bytes)?;
+    if let Some(trusted) = trusted {
         verify_signature(envelope.kid, envelope.signed, envelope.signature, trusted).map_err(
             |failure| match failure {
                 SignatureFailure::UnknownKey => SnapshotError::UnknownKey {
@@ -78,17 +113,17 @@ impl Snapshot {
                 },
             },
         )?;
-        if <[u8; 32]>::from(Sha256::digest(envelope.content)) != envelope.header.content_hash {
-            return Err(SnapshotError::HashMismatch);
-        }
-        let content = Content::parse(envelope.content, limits)?;
-        let stamp = Stamp {
-            header: envelope.header,
-            key_id: envelope.kid,
-            encoded_len: bytes.len(),
-        };
-        Snapshot::build(&content.sorted, &stamp)
     }
+    if <[u8; 32]>::from(Sha256::digest(envelope.content)) != envelope.header.content_hash {
+        return Err(SnapshotError::HashMismatch);
+    }
+    let content = Content::parse(envelope.content, limits)?;
+    let stamp = Stamp {
+        header: envelope.header,
+        key_id: envelope.kid,
+        encoded_len: bytes.len(),
+    };
+    Snapshot::build(&content.sorted, &stamp)
 }
 
 /// Why a signature was refused.

@@ -35,6 +35,17 @@ impl SnapshotHeader {
         Envelope::parse(bytes).map(|envelope| envelope.header)
     }
 
+    /// The format number of a snapshot's bytes, read and checked like [`SnapshotHeader::peek`]
+    /// (the whole envelope is parsed): not authenticated either.
+    pub fn peek_format(bytes: &[u8]) -> Result<u16, SnapshotError> {
+        Envelope::parse(bytes)?;
+        let format = bytes
+            .get(MAGIC.len()..MAGIC.len() + 2)
+            .and_then(|field| field.try_into().ok())
+            .map_or(0, u16::from_le_bytes);
+        Ok(format)
+    }
+
     /// The content hash as lowercase hex.
     pub fn content_hash_hex(&self) -> String {
         hex(&self.content_hash)

@@ -37,6 +37,17 @@ pub struct UserView<'a> {
     pub groups: GroupSet<'a>,
 }
 
+/// A resource of a snapshot with its owners, as [`Snapshot::owned`] lists them.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnedView<'a> {
+    /// `airflow.dag`.
+    pub kind: &'a str,
+    /// `etl_daily`.
+    pub id: &'a str,
+    /// Groups, and users when a user owns it.
+    pub owners: GroupSet<'a>,
+}
+
 impl Snapshot {
     /// Adopts an image made by [`Snapshot::image`], typically by another Envoy worker, without
     /// copying it. Checks the magic, layout, envelope and the bounds of every part: O(number
@@ -146,6 +157,41 @@ impl Snapshot {
         let position = self.find(Part::Owned, entries, id)?;
         let [_, _, offset, count] = self.record::<4>(Part::Owned, position)?;
         Some(self.set(offset, count, false))
+    }
+
+    /// Every user, by entity ref, for tools that list a snapshot (not for the request path).
+    pub fn users(&self) -> impl Iterator<Item = UserView<'_>> + '_ {
+        (0..self.count(Part::Users)).filter_map(|position| self.user_view(position))
+    }
+
+    /// The email of the user `entity_ref` (lowercased), when the catalog gave one. An email
+    /// several users share is listed for each, though [`Snapshot::user_by_email`] finds none.
+    pub fn user_email(&self, entity_ref: &str) -> Option<&str> {
+        let position = self.find(Part::Users, 0..self.count(Part::Users), entity_ref)?;
+        let [_, _, _, _, email, email_len] = self.record::<6>(Part::Users, position)?;
+        (email_len != 0)
+            .then(|| self.str_at(email, email_len))
+            .flatten()
+    }
+
+    /// Every resource with its owners, sorted by kind, then id, for tools that list a
+    /// snapshot (not for the request path).
+    pub fn owned(&self) -> impl Iterator<Item = OwnedView<'_>> + '_ {
+        (0..self.count(Part::Kinds))
+            .filter_map(|kind| self.record::<4>(Part::Kinds, kind))
+            .flat_map(move |[offset, len, first, count]| {
+                let kind = self.str_at(offset, len).unwrap_or_default();
+                let positions = first..first.saturating_add(count);
+                positions.filter_map(move |position| {
+                    let [offset, len, list, count] =
+                        self.record::<4>(Part::Owned, position as usize)?;
+                    Some(OwnedView {
+                        kind,
+                        id: self.str_at(offset, len)?,
+                        owners: self.set(list, count, false),
+                    })
+                })
+            })
     }
 
     /// The ref of the group at `index`.
@@ -393,6 +439,15 @@ impl<'a> GroupSet<'a> {
             self.indices().len()
         } else {
             self.list.len()
+        }
+    }
+
+    /// For a user's groups, only the groups they are a direct member of, without the
+    /// ancestors the closure adds; any other set as it is.
+    pub fn direct(&self) -> GroupSet<'a> {
+        GroupSet {
+            closed: false,
+            ..*self
         }
     }
 

@@ -36,7 +36,7 @@ mod test_org;
 #[cfg(test)]
 mod tests;
 
-pub use decode::DecodeLimits;
+pub use decode::{DecodeLimits, UnverifiedSnapshot};
 pub use delta::{
     encode_delta, DeltaHeader, DeltaTarget, DELTA_FORMAT_VERSION, DELTA_HEADER_BYTES, DELTA_MAGIC,
 };
@@ -49,7 +49,7 @@ pub use keys::{
     PublicKeySpec, SigningKey, TrustedKey, MAX_KEY_ID_BYTES, PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,
 };
-pub use lookup::{GroupSet, Snapshot, UserView};
+pub use lookup::{GroupSet, OwnedView, Snapshot, UserView};
 pub use model::{GroupInput, OwnedInput, SnapshotInput, UserInput};
 
 /// Longest string the encoder writes, and the decoder's default bound.

@@ -1230,3 +1230,129 @@ fn closed_lists_and_format_1_give_the_same_answers() {
         );
     }
 }
+
+#[test]
+fn listing_accessors_walk_every_user_and_resource() {
+    let mut with_groups = input();
+    with_groups.groups = vec![GroupInput {
+        entity_ref: "group:default/analytics".into(),
+        ancestors: vec!["group:default/data-eng".into()],
+    }];
+    with_groups.users.push(user(
+        "user:default/fay",
+        Some("fay@example.com"),
+        &["group:default/analytics"],
+    ));
+    let snap = decode(&encoded(&with_groups)).unwrap();
+    let users: Vec<&str> = snap.users().map(|user| user.entity_ref).collect();
+    assert_eq!(
+        users,
+        [
+            "user:default/alice",
+            "user:default/bob",
+            "user:default/carol",
+            "user:default/dave",
+            "user:default/erin",
+            "user:default/fay"
+        ]
+    );
+    let fay = snap.user("user:default/fay").unwrap();
+    assert_eq!(names(fay.groups.direct()), ["group:default/analytics"]);
+    assert_eq!(
+        names(fay.groups),
+        ["group:default/analytics", "group:default/data-eng"]
+    );
+    assert_eq!(
+        snap.user_email("user:default/alice"),
+        Some("alice@example.com")
+    );
+    // Shared emails are listed for each user, though neither is found by it.
+    assert_eq!(
+        snap.user_email("user:default/dave"),
+        Some("ops@example.com")
+    );
+    assert_eq!(snap.user_email("user:default/carol"), None);
+    assert_eq!(snap.user_email("user:default/nobody"), None);
+
+    let owned: Vec<(&str, &str, Vec<&str>)> = snap
+        .owned()
+        .map(|entry| (entry.kind, entry.id, names(entry.owners)))
+        .collect();
+    assert_eq!(
+        owned,
+        [
+            (
+                "airbyte.connection",
+                "3f2a",
+                vec!["group:default/owners-only"]
+            ),
+            ("airflow.dag", "billing", vec!["group:default/data-eng"]),
+            ("airflow.dag", "etl_daily", vec!["group:default/analytics"]),
+            (
+                "buildkite.pipeline",
+                "acme/deploy",
+                vec!["group:default/ci-admins", "group:default/platform-team"]
+            ),
+        ]
+    );
+    // `direct` leaves sets that are not a user's closure alone.
+    let dag = snap.owners_of("airflow.dag", "etl_daily").unwrap();
+    assert_eq!(names(dag.direct()), names(dag));
+    assert_eq!(
+        SnapshotHeader::peek_format(&encoded(&input())),
+        Ok(FORMAT_VERSION)
+    );
+    assert_eq!(
+        SnapshotHeader::peek_format(&signed_as(1, &content_of(&encoded(&input())), &key())),
+        Ok(1)
+    );
+    assert_eq!(
+        SnapshotHeader::peek_format(b"MGSNAP"),
+        Err(SnapshotError::Truncated {
+            what: "header",
+            needed: HEADER_BYTES - 6
+        })
+    );
+}
+
+#[test]
+fn unverified_decoding_skips_only_the_signature() {
+    let bytes = encode(&input(), V, AT, &other_key()).unwrap();
+    assert!(matches!(
+        decode(&bytes),
+        Err(SnapshotError::UnknownKey { .. })
+    ));
+    let unverified = UnverifiedSnapshot::decode(&bytes, &DecodeLimits::default()).unwrap();
+    let snap = unverified.contents();
+    assert_eq!((snap.key_id(), snap.user_count()), ("cp-2", 5));
+    // A broken signature is not checked, but the content still must match its hash and parse.
+    let mut bad_signature = bytes.clone();
+    *bad_signature.last_mut().unwrap() ^= 1;
+    assert!(UnverifiedSnapshot::decode(&bad_signature, &DecodeLimits::default()).is_ok());
+    let mut tampered = bytes.clone();
+    tampered[HEADER_BYTES + 3] ^= 1;
+    assert_eq!(
+        UnverifiedSnapshot::decode(&tampered, &DecodeLimits::default()).err(),
+        Some(SnapshotError::HashMismatch)
+    );
+    let small = DecodeLimits {
+        max_bytes: 10,
+        ..DecodeLimits::default()
+    };
+    assert!(matches!(
+        UnverifiedSnapshot::decode(&bytes, &small),
+        Err(SnapshotError::TooLarge { .. })
+    ));
+    for hostile in [
+        &b""[..],
+        b"MGSNA",
+        b"PK\x03\x04 not a snapshot at all, longer than a header.......",
+    ] {
+        assert!(UnverifiedSnapshot::decode(hostile, &DecodeLimits::default()).is_err());
+    }
+    let malformed = signed(&sections(&[(TAG_GROUPS, &[5])]), &other_key());
+    assert!(matches!(
+        UnverifiedSnapshot::decode(&malformed, &DecodeLimits::default()),
+        Err(SnapshotError::Malformed { .. })
+    ));
+}
