@@ -130,6 +130,9 @@ pub struct SnapshotSync {
     serving: bool,
     /// A delta failed: the next poll asks for the whole snapshot.
     want_full: bool,
+    /// The `idle_polled` mark this VM wrote last, while it served nothing: a worker ticks
+    /// before its first request, and must not later defer to its own mark.
+    own_idle_mark: Option<i64>,
     /// When the control plane last confirmed the loaded snapshot, Unix ms.
     confirmed_at_ms: Option<i64>,
     next_due_ms: i64,
@@ -149,6 +152,7 @@ impl SnapshotSync {
             seen_current: None,
             serving: false,
             want_full: false,
+            own_idle_mark: None,
             confirmed_at_ms: None,
             next_due_ms: 0,
             in_flight: None,
@@ -313,6 +317,7 @@ impl SnapshotSync {
         }
         if !self.serving {
             let _ = host.set_shared(&self.keys.idle_polled, &encode_millis(now), None);
+            self.own_idle_mark = Some(now);
         }
     }
 
@@ -323,7 +328,9 @@ impl SnapshotSync {
             return false;
         };
         let window = self.poll_ms().saturating_mul(TAKEOVER_POLLS);
-        decode_millis(&value).is_some_and(|at| now.saturating_sub(at) <= window)
+        decode_millis(&value)
+            .filter(|&at| Some(at) != self.own_idle_mark)
+            .is_some_and(|at| now.saturating_sub(at) <= window)
     }
 
     /// Handles a callout response; false when the token isn't this poller's.

@@ -15,7 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::index::CatalogIndex;
-use super::model::{EntityRef, RelationType};
+use super::model::{Entity, EntityRef, RelationType};
 use super::warning::CatalogWarning;
 
 /// Rows of integer ids, stored end to end: row `n` is `items[starts[n]..starts[n + 1]]`.
@@ -149,17 +149,15 @@ impl<'a> Membership<'a> {
 pub fn close_membership(index: &CatalogIndex) -> (Membership<'_>, Vec<CatalogWarning>) {
     let (mut warnings, stats) = check_relations(index);
 
-    let groups: Vec<&EntityRef> = index
-        .of_kind("group")
-        .map(|group| &group.entity_ref)
-        .collect();
-    let users: Vec<&EntityRef> = index.of_kind("user").map(|user| &user.entity_ref).collect();
+    let group_entities: Vec<&Entity> = index.of_kind("group").collect();
+    let user_entities: Vec<&Entity> = index.of_kind("user").collect();
+    let groups: Vec<&EntityRef> = group_entities.iter().map(|g| &g.entity_ref).collect();
+    let users: Vec<&EntityRef> = user_entities.iter().map(|u| &u.entity_ref).collect();
     let id_of: HashMap<&EntityRef, u32> = groups.iter().copied().zip(0..).collect();
-    let targets = |entity: &EntityRef, wanted: RelationType| -> Vec<u32> {
-        let mut ids: Vec<u32> = index
-            .get(entity)
-            .into_iter()
-            .flat_map(|entity| &entity.relations)
+    let targets = |entity: &Entity, wanted: RelationType| -> Vec<u32> {
+        let mut ids: Vec<u32> = entity
+            .relations
+            .iter()
             .filter(|relation| relation.relation == wanted)
             .filter_map(|relation| id_of.get(&relation.target).copied())
             .collect();
@@ -168,11 +166,11 @@ pub fn close_membership(index: &CatalogIndex) -> (Membership<'_>, Vec<CatalogWar
         ids
     };
     let mut parents = Rows::new();
-    for group in &groups {
+    for group in &group_entities {
         parents.push_row(targets(group, RelationType::ChildOf));
     }
     let mut direct = Rows::new();
-    for user in &users {
+    for user in &user_entities {
         direct.push_row(targets(user, RelationType::MemberOf));
     }
 

@@ -727,7 +727,8 @@ mod tests {
 
     fn files(label: &str) -> Files {
         let fixture = Fixture::new(label);
-        let bytes = crate::snapshot::build(&input().interned(), 42, 1_700_000_000, &fixture.key).unwrap();
+        let bytes =
+            crate::snapshot::build(&input().interned(), 42, 1_700_000_000, &fixture.key).unwrap();
         let snapshot = fixture.dir.join("s.snap");
         std::fs::write(&snapshot, &bytes).unwrap();
         let public = fixture.dir.join("public.json");
