@@ -1,9 +1,12 @@
 //! Per-VM state and the request path: read attributes → `core` decides → apply.
 
-use meshgate_core::authorize::{decide, decide_using, Request, Verdict};
+use meshgate_core::authorize::{decide, Credential};
 use meshgate_core::catalog::CatalogState;
 use meshgate_core::decision::{AllowCode, Effect};
-use meshgate_core::{headers, log as decision_log, DenyCode, KeyStore, Mode, Policy, TokenCache};
+use meshgate_core::{
+    headers, log as decision_log, DenyCode, KeyStore, Mode, Policy, Request, TokenCache, UnixTime,
+    Verdict,
+};
 
 use crate::host::CallResponse;
 use crate::host::{Host, LogLevel, Metric, MAX_RULE_METRICS};
@@ -167,7 +170,7 @@ impl Filter {
             headers: &headers,
         };
         let started_us = host.now_micros();
-        let now = started_us / 1_000_000;
+        let now = UnixTime::from_secs(started_us / 1_000_000);
         // Every worker switches as soon as a new snapshot is published, not on its next tick.
         if let Some(snapshot) = &mut self.snapshot {
             snapshot.follow_published(host, &self.policy);
@@ -200,21 +203,17 @@ impl Filter {
     }
 
     /// One decision, with this VM's verifier; counts who checked signatures.
-    fn decide<H: Host>(&mut self, host: &mut H, req: &Request<'_>, now: i64) -> Verdict {
+    fn decide<H: Host>(&mut self, host: &mut H, req: &Request<'_>, now: UnixTime) -> Verdict {
         let catalog = catalog_state(self.snapshot.as_ref(), host.now_millis());
         let verdict = match self.verifier {
-            Verifier::Rust => decide(&self.policy, &self.keys, &mut self.cache, catalog, req, now),
+            Verifier::Rust => {
+                let credential = Credential::token(&self.keys, &mut self.cache);
+                decide(&self.policy, credential, catalog, req, now)
+            }
             Verifier::Envoy => {
                 let envoy = EnvoyVerifier::new(&*host);
-                let verdict = decide_using(
-                    &self.policy,
-                    &self.keys,
-                    &mut self.cache,
-                    Some(&envoy),
-                    catalog,
-                    req,
-                    now,
-                );
+                let credential = Credential::token_using(&self.keys, &mut self.cache, &envoy);
+                let verdict = decide(&self.policy, credential, catalog, req, now);
                 if let Some(e) = envoy.take_failure() {
                     if !self.foreign_failure_logged {
                         self.foreign_failure_logged = true;
