@@ -718,6 +718,91 @@ fn fail_open_route_passes_without_identity_and_is_counted() {
     assert!(host.logged("\"code\":\"fail_open\""));
 }
 
+/// The filter decides once per request, and again only when keys the decision lacked
+/// arrive (loaded from another worker, or fetched while the request waits). Core names the
+/// provider whose keys are missing; the filter no longer reads deny codes and provider
+/// names to guess it.
+#[test]
+fn a_request_is_decided_once_plus_once_per_key_arrival() {
+    let (old, new, rogue) = (
+        keys_with_kid("old"),
+        keys_with_kid("new"),
+        keys_with_kid("rogue"),
+    );
+    let shared = crate::fake::SharedData::default();
+    let (mut w1, mut h1) = loaded_worker("wait", &[&old], &shared);
+
+    // Keys at hand: one decision.
+    let before = w1.decisions();
+    h1.new_request(10, request_headers(&alice(&old, &["data-eng"])));
+    assert_eq!(w1.on_request_headers(&mut h1, 10), Next::Continue);
+    assert_eq!(w1.decisions() - before, 1);
+
+    // Worker 2 has not ticked. Its first decision lacks keys; worker 1's published ones
+    // arrive (second decision) but miss the token's key, so a refetch goes out and the
+    // request waits; the answer brings the key (third decision).
+    let mut w2 = filter(remote_config("wait"));
+    let mut h2 = FakeHost::at(NOW).sharing(&shared);
+    h2.new_request(20, request_headers(&alice(&new, &["data-eng"])));
+    assert_eq!(w2.on_request_headers(&mut h2, 20), Next::Pause);
+    assert_eq!(w2.decisions(), 2);
+    let refetch = h2.dispatched.last().unwrap().token;
+    w2.on_http_call_response(
+        &mut h2,
+        refetch,
+        &resp(Some(200), Some(jwks_of(&[&old, &new]).as_bytes())),
+    );
+    assert!(h2.request(20).resumed);
+    assert_eq!(w2.decisions(), 3);
+
+    // A key still unknown within the refetch rate limit: denied on its one decision.
+    h2.new_request(21, request_headers(&alice(&rogue, &["data-eng"])));
+    assert_eq!(w2.on_request_headers(&mut h2, 21), Next::Stop);
+    assert_eq!(w2.decisions(), 4);
+}
+
+/// A decision that lacked no keys is not made again because keys changed meanwhile: with
+/// the catalog snapshot unavailable and `failure_mode: open`, a request is let through on
+/// its first decision although another worker published newer keys since this worker's
+/// last tick. (This filter used to map the fail-open decision's provider name back to
+/// keys to load, and decided again.)
+#[test]
+fn a_fail_open_for_the_snapshot_is_decided_once() {
+    let keys = keys_with_kid("k1");
+    let public = meshgate_core::snapshot::SigningKey::from_seed("cp-1", [5; 32])
+        .unwrap()
+        .trusted_key()
+        .to_spec();
+    let mut cfg = remote_config("wait");
+    cfg["failure_mode"] = json!("open");
+    cfg["snapshot"] = json!({
+        "cluster": "cp", "uri": "http://cp.test/v1/snapshots/default",
+        "public_keys": [{"kid": public.kid, "public_key": public.public_key}]
+    });
+    let shared = crate::fake::SharedData::default();
+    let fetch_keys = |f: &mut Filter, host: &mut FakeHost| {
+        f.on_tick(host);
+        let fetch = host.dispatched.iter().rev().find(|d| d.cluster == "idp");
+        let token = fetch.unwrap().token;
+        let body = jwks_of(&[&keys]);
+        f.on_http_call_response(host, token, &resp(Some(200), Some(body.as_bytes())));
+    };
+    let (mut w1, mut h1) = (filter(cfg.clone()), FakeHost::at(NOW).sharing(&shared));
+    fetch_keys(&mut w1, &mut h1);
+    let (mut w2, mut h2) = (filter(cfg), FakeHost::at(NOW).sharing(&shared));
+    w2.on_tick(&mut h2);
+    // The refresh falls to worker 1; worker 2 does not tick before its next request.
+    h1.now_ms += 301_000;
+    h2.now_ms += 301_000;
+    fetch_keys(&mut w1, &mut h1);
+    assert_eq!(h1.counter("meshgate.jwks.fetch_ok"), 2);
+
+    h2.new_request(5, request_headers(&alice(&keys, &["data-eng"])));
+    assert_eq!(w2.on_request_headers(&mut h2, 5), Next::Continue);
+    assert_eq!(h2.counter("meshgate.fail_open"), 1);
+    assert_eq!(w2.decisions(), 1);
+}
+
 #[test]
 fn decision_log_sampling_and_filter_state() {
     let keys = keys();
