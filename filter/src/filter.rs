@@ -324,17 +324,17 @@ impl Filter {
                 Some(code)
             }
         };
-        match &decision.shadow {
-            Some(shadow) if matches!(shadow.effect, Effect::Deny(_)) => {
-                host.increment(Metric::ShadowWouldDeny)
-            }
-            Some(_) => host.increment(Metric::ShadowWouldAllow),
+        // Two meanings, two counters: what shadow rules would have changed, and what shadow
+        // mode let through.
+        match decision.shadow.as_ref().map(|s| s.effect) {
+            Some(Effect::Deny(_)) => host.increment(Metric::ShadowRuleWouldDeny),
+            Some(Effect::Allow(_)) => host.increment(Metric::ShadowRuleWouldAllow),
             None => {}
         }
         match (code, decision.mode) {
             (Some(code), Mode::Enforce) => self.reply(host, code),
             (Some(_), Mode::Shadow) => {
-                host.increment(Metric::ShadowWouldDeny);
+                host.increment(Metric::ShadowModeWouldDeny);
                 self.apply_headers(host, headers, verdict)
             }
             (None, _) => self.apply_headers(host, headers, verdict),

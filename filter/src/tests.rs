@@ -244,6 +244,39 @@ fn shadow_mode_forwards_what_it_would_deny_without_identity() {
     assert_eq!(host.counter("meshgate.denied.no_rule_matched"), 1);
 }
 
+/// Shadow mode and shadow rules are counted apart, once each per request: a request in
+/// shadow mode that a shadow rule would deny by name counts once under each meaning.
+#[test]
+fn shadow_mode_and_shadow_rules_have_a_counter_each() {
+    let keys = keys();
+    let mut cfg = config(keys.public_jwk.clone(), json!({}));
+    cfg["rules"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "no-finance", "action": "deny", "mode": "shadow", "when": {"groups_any": ["finance"]}}));
+    let ask = |mode: &str, groups: &[&str]| {
+        let mut cfg = cfg.clone();
+        cfg["mode"] = json!(mode);
+        let mut f = filter(cfg);
+        let mut host = FakeHost::at(NOW)
+            .with_request("GET", "a", "/api/v1/dags")
+            .with_header("authorization", &format!("Bearer {}", alice(&keys, groups)));
+        assert_eq!(f.on_request_headers(&mut host, 1), Next::Continue);
+        [
+            "meshgate.shadow.would_deny",
+            "meshgate.shadow_rule.would_deny",
+            "meshgate.shadow_rule.would_allow",
+        ]
+        .map(|name| host.counter(name))
+    };
+    // In shadow mode, denied (no rule matched); the shadow rule would deny by name.
+    assert_eq!(ask("shadow", &["finance"]), [1, 1, 0]);
+    // Enforced and allowed; the shadow rule would deny.
+    assert_eq!(ask("enforce", &["data-eng", "finance"]), [0, 1, 0]);
+    // In shadow mode, denied; no shadow rule weighs in.
+    assert_eq!(ask("shadow", &["ops"]), [1, 0, 0]);
+}
+
 #[test]
 fn remote_jwks_is_fetched_kept_and_retried() {
     let keys = keys();
