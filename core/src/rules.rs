@@ -159,7 +159,7 @@ impl Conditions {
     fn check<'a>(
         &'a self,
         caller: &Caller<'a>,
-        route: &'a RouteMatch,
+        route: &RouteMatch,
         path: &str,
     ) -> Result<Option<Unmet<'a>>, ConditionError> {
         let p = caller.principal;
@@ -217,25 +217,20 @@ impl Conditions {
                     id,
                 });
             };
-            let found = id
-                .as_deref()
-                .and_then(|id| snapshot.owners_of(&owns.kind, id));
-            match (found, id) {
-                (Some(owners), Some(id)) if !caller.owns(&owners) => {
-                    return Ok(Some(Unmet::NotOwner {
-                        kind: &owns.kind,
-                        id,
-                        owners,
-                        had: *caller,
-                    }))
-                }
-                (Some(_), Some(_)) => {}
-                (None, id) | (Some(_), id @ None) => {
-                    return Ok(Some(Unmet::UnknownResource {
-                        kind: &owns.kind,
-                        id,
-                    }))
-                }
+            let kind = owns.kind.as_str();
+            let Some(id) = id else {
+                return Ok(Some(Unmet::UnknownResource { kind, id: None }));
+            };
+            let Some(owners) = snapshot.owners_of(kind, &id) else {
+                return Ok(Some(Unmet::UnknownResource { kind, id: Some(id) }));
+            };
+            if !caller.owns(&owners) {
+                return Ok(Some(Unmet::NotOwner {
+                    kind,
+                    id,
+                    owners,
+                    had: *caller,
+                }));
             }
         }
         Ok(None)
@@ -675,6 +670,100 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each rule meets one request: what `evaluate` says, as `kind` + what the caller or
+    /// request had. Conditions are checked in field order; the first unmet one is named.
+    #[test]
+    fn evaluate_names_the_first_unmet_condition_and_what_was_there() {
+        let policy = crate::config::Policy::from_json(
+            serde_json::json!({
+                "providers": {
+                    "idp": {"issuer": "https://idp", "remote_jwks": {"cluster": "idp", "uri": "https://idp/keys"}},
+                    "other": {"issuer": "https://other", "remote_jwks": {"cluster": "other", "uri": "https://other/keys"}}
+                },
+                "rules": [
+                    {"id": "host", "action": "allow", "hosts": ["b.internal"]},
+                    {"id": "method", "action": "allow", "methods": ["POST"]},
+                    {"id": "path", "action": "allow", "paths": ["/admin/**"]},
+                    {"id": "any", "action": "allow", "when": {"groups_any": ["ops"], "subjects": ["bob"]}},
+                    {"id": "all", "action": "allow", "when": {"groups_all": ["eng", "ops"]}},
+                    {"id": "subject", "action": "allow", "when": {"groups_any": ["eng"], "subjects": ["bob"]}},
+                    {"id": "provider", "action": "allow", "when": {"providers": ["other"]}},
+                    {"id": "claim", "action": "allow", "when": {"claims": [{"claim": "scope", "contains": "write"}]}},
+                    {"id": "owns", "action": "allow", "paths": ["/dags/{dag}"], "when": {"owns": {"kind": "airflow.dag", "id": "{dag}"}}},
+                    {"id": "open", "action": "allow", "paths": ["/dags/{dag}"]}
+                ]
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let principal = |groups: &[&str], overage: bool| crate::principal::Principal {
+            provider: "idp".into(),
+            subject: Some("alice".into()),
+            email: None,
+            username: None,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            group_refs: Vec::new(),
+            catalog_keys: Vec::new(),
+            groups_overage: overage,
+            claims: serde_json::json!({"scope": "read"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            groups_case_insensitive: false,
+            user_ref: None,
+        };
+        let (eng, overage) = (principal(&["eng"], false), principal(&[], true));
+        let rule = |id: &str| policy.rules.allow.iter().find(|r| r.id == id).unwrap();
+        let cases = [
+            ("host", Some(&eng), "/dags/etl", "host a.internal"),
+            ("method", Some(&eng), "/dags/etl", "method GET"),
+            ("path", Some(&eng), "/dags/etl", "path /dags/etl"),
+            ("any", None, "/dags/etl", "no_caller"),
+            ("any", Some(&eng), "/dags/etl", "groups_any [\"eng\"]"),
+            ("all", Some(&eng), "/dags/etl", "groups_all ops"),
+            ("subject", Some(&eng), "/dags/etl", "subject Some(\"alice\")"),
+            ("provider", Some(&eng), "/dags/etl", "provider idp"),
+            ("claim", Some(&eng), "/dags/etl", "claim Some(String(\"read\"))"),
+            ("owns", Some(&eng), "/dags/etl", "error: ownership of airflow.dag `etl` needs a catalog snapshot, and none is loaded"),
+            ("any", Some(&overage), "/dags/etl", "error: groups_any needs the caller's groups, which the token leaves out (group overage) and no catalog snapshot gives"),
+            ("all", Some(&overage), "/dags/etl", "error: groups_all needs the caller's groups, which the token leaves out (group overage) and no catalog snapshot gives"),
+            ("provider", Some(&overage), "/dags/etl", "provider idp"),
+            ("open", None, "/dags/etl", "matched"),
+            ("open", Some(&overage), "/dags/etl", "matched"),
+        ];
+        for (id, principal, path, expected) in cases {
+            let facts = RequestFacts {
+                host: "a.internal",
+                method: "GET",
+                path,
+            };
+            let caller = principal.map(|p| Caller::new(p, None));
+            let got = match rule(id).evaluate(&facts, caller.as_ref()) {
+                Outcome::Matched => String::from("matched"),
+                Outcome::Error(e) => {
+                    assert_eq!(e.rule_id, id);
+                    format!("error: {}", e.error)
+                }
+                Outcome::Unmet(unmet) => match unmet {
+                    Unmet::Host { had, .. } => format!("host {had}"),
+                    Unmet::Method { had, .. } => format!("method {had}"),
+                    Unmet::Path { had, .. } => format!("path {had}"),
+                    Unmet::NoCaller => String::from("no_caller"),
+                    Unmet::GroupsAny { had, .. } => {
+                        format!("groups_any {:?}", had.principal.groups)
+                    }
+                    Unmet::GroupsAll { missing, .. } => format!("groups_all {}", missing.name),
+                    Unmet::Subject { had, .. } => format!("subject {had:?}"),
+                    Unmet::Provider { had, .. } => format!("provider {had}"),
+                    Unmet::Claim { had, .. } => format!("claim {had:?}"),
+                    other => format!("{other:?}"),
+                },
+            };
+            assert_eq!(got, expected, "rule `{id}`");
+        }
+    }
 
     #[test]
     fn hosts() {
