@@ -1,46 +1,368 @@
 //! The request path: normalize → public routes → token → identity → rules → decision.
-//! Pure: time, keys and the cache come in as arguments.
+//! Pure: time, keys and the cache come in as arguments. [`decide`] is the one entry.
 
 use std::sync::Arc;
 
+use serde_json::{Map, Value};
+
 use crate::backstage;
 use crate::cache::{CachedIdentity, TokenCache};
-use crate::catalog::{Caller, Catalog, CatalogState};
+use crate::caller::Caller;
+use crate::catalog::CatalogState;
 use crate::claims::{self, ClaimError};
-use crate::config::{FailureMode, Mode, Policy};
-use crate::decision::ShadowOutcome;
-use crate::decision::{AllowCode, Decision, DenyCode, Effect};
+use crate::config::{FailureMode, Policy};
+use crate::decision::{
+    AllowCode, Decision, DecisionBuilder, DenyCode, Diagnostics, Effect, KeysWanted, MissingKeys,
+    ProviderId, ShadowOutcome, Verdict,
+};
+use crate::evaluate::{RuleList, Ruling, Scope};
+use crate::explain;
 use crate::extract::{find_token, TokenSource};
 use crate::keystore::KeyStore;
 use crate::path;
 use crate::principal::Principal;
 use crate::provider::Provider;
-use crate::rules::{normalize_host, Action, RequestFacts, Rule};
+use crate::request::{normalize_host, Request, RequestFacts, UnixTime};
+use crate::rules::Rule;
 use crate::signature::{SignatureBackend, SignatureChecks};
 use crate::token::{TokenError, UnverifiedToken};
-use serde_json::{Map, Value};
 
-/// What the filter reads from a request. Header names are lowercase (as Envoy gives them).
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'r> {
-    pub method: &'r str,
-    pub authority: &'r str,
-    /// The raw `:path`, query included.
-    pub path: &'r str,
-    pub headers: &'r [(String, String)],
+/// Where the caller's identity comes from.
+pub enum Credential<'c> {
+    /// The token in the request, verified with these keys.
+    Token(TokenKeys<'c>),
+    /// Claims taken as verified, for previews ("what would happen if..."): `iss` still
+    /// selects the provider and everything but the signature is checked exactly as for a
+    /// real token. Never for traffic.
+    Claims(Map<String, Value>),
 }
 
-/// A decision plus what the filter needs to apply it.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    pub decision: Decision,
-    /// The header the token came from, to remove before forwarding when the provider
-    /// doesn't `forward` it.
-    pub strip_token_header: Option<String>,
-    /// Whether the verified-token cache answered (`None`: no token was looked up).
-    pub cache_hit: Option<bool>,
-    /// Who checked signatures for this decision (none on a cache hit).
-    pub signature_checks: SignatureChecks,
+/// What a request's token is verified with.
+pub struct TokenKeys<'c> {
+    pub keys: &'c KeyStore,
+    /// Verified tokens, so a token seen before skips the signature check.
+    pub cache: &'c mut TokenCache,
+    /// Checks the signatures it can (see [`crate::signature`]); Rust checks the rest.
+    pub backend: Option<&'c dyn SignatureBackend>,
+}
+
+impl<'c> Credential<'c> {
+    /// The request's token, its signature checked in Rust.
+    pub fn token(keys: &'c KeyStore, cache: &'c mut TokenCache) -> Credential<'c> {
+        Credential::Token(TokenKeys {
+            keys,
+            cache,
+            backend: None,
+        })
+    }
+
+    /// The request's token, `backend` checking the signatures it can.
+    pub fn token_using(
+        keys: &'c KeyStore,
+        cache: &'c mut TokenCache,
+        backend: &'c dyn SignatureBackend,
+    ) -> Credential<'c> {
+        Credential::Token(TokenKeys {
+            keys,
+            cache,
+            backend: Some(backend),
+        })
+    }
+}
+
+/// Decides one request: the path, then deny rules that name no caller and public routes,
+/// then the caller's identity, then the rules with that caller. What the decision lacked
+/// (keys) and met (rules that could not be evaluated) comes back in its diagnostics.
+pub fn decide(
+    policy: &Policy,
+    credential: Credential<'_>,
+    catalog: CatalogState<'_>,
+    req: &Request<'_>,
+    now: UnixTime,
+) -> Verdict {
+    let normalized = match path::normalize(req.path, policy.path_options) {
+        Ok(p) => p,
+        Err(e) => {
+            let reason = format!("path rejected: {e}");
+            return Verdict {
+                decision: Decision::builder(Effect::Deny(DenyCode::PathRejected), reason).build(),
+                strip_token_header: None,
+                cache_hit: None,
+                signature_checks: SignatureChecks::default(),
+                diagnostics: Diagnostics::default(),
+            };
+        }
+    };
+    let host = normalize_host(req.authority);
+    let facts = RequestFacts {
+        host: &host,
+        method: req.method,
+        path: &normalized,
+    };
+    let rules = RuleList::new(policy, catalog.catalog());
+    let answer = answer(policy, credential, catalog, req, &facts, now.secs());
+    let mode = policy.mode_for(&facts);
+    let shadow = if rules.has_shadow_rules() {
+        shadow_outcome(rules, &facts, &answer.decision)
+    } else {
+        None
+    };
+    let snapshot_version = catalog.catalog().map(|c| c.snapshot.version());
+    Verdict {
+        decision: answer
+            .decision
+            .request(normalized.clone(), mode, shadow, snapshot_version)
+            .build(),
+        strip_token_header: answer.strip_token_header,
+        cache_hit: answer.cache_hit,
+        signature_checks: answer.signature_checks,
+        diagnostics: answer.diagnostics,
+    }
+}
+
+/// A decision before what holds for the whole request is known, and the rest of the verdict.
+struct Answer {
+    decision: DecisionBuilder,
+    strip_token_header: Option<String>,
+    cache_hit: Option<bool>,
+    signature_checks: SignatureChecks,
+    diagnostics: Diagnostics,
+}
+
+impl Answer {
+    /// A decision made before a caller was verified.
+    fn anonymous(decision: DecisionBuilder) -> Answer {
+        Answer {
+            decision,
+            strip_token_header: None,
+            cache_hit: None,
+            signature_checks: SignatureChecks::default(),
+            diagnostics: Diagnostics::default(),
+        }
+    }
+}
+
+/// Everything but what holds for the whole request: rules that name no caller, then the
+/// caller, then the rules with them.
+fn answer(
+    policy: &Policy,
+    credential: Credential<'_>,
+    catalog: CatalogState<'_>,
+    req: &Request<'_>,
+    facts: &RequestFacts<'_>,
+    now: i64,
+) -> Answer {
+    let rules = RuleList::new(policy, catalog.catalog());
+    // Deny rules that name no caller apply to everyone, before any token work.
+    if let Some(rule) = rules.caller_free_deny(facts, Scope::Enforced) {
+        let ruling = Ruling::Denied { rule, error: None };
+        return Answer::anonymous(ruled(&ruling, facts));
+    }
+    if let Some(rule) = rules.caller_free_allow(facts, Scope::Enforced) {
+        return Answer::anonymous(allowed_without_caller(rule));
+    }
+
+    let mut cache_hit = None;
+    let mut checks = SignatureChecks::default();
+    let (identity, source) = match credential {
+        Credential::Token(TokenKeys {
+            keys,
+            cache,
+            backend,
+        }) => {
+            let found = match find_token(&policy.sources, req.headers, req.path) {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    return Answer::anonymous(Decision::builder(
+                        Effect::Deny(DenyCode::TokenMissing),
+                        "no token in the request",
+                    ))
+                }
+                Err(e) => {
+                    return Answer::anonymous(Decision::builder(
+                        Effect::Deny(DenyCode::TokenInvalid),
+                        e.to_string(),
+                    ))
+                }
+            };
+            let verifier = Verifier {
+                keys,
+                backend,
+                checks: &mut checks,
+            };
+            let identity = identify(
+                policy,
+                verifier,
+                cache,
+                found.token,
+                found.source,
+                now,
+                &mut cache_hit,
+            );
+            (identity, Some(found.source))
+        }
+        Credential::Claims(claims) => {
+            let identity = provider_for(policy, &claims).and_then(|(index, provider)| {
+                let source = provider.sources.first().copied().unwrap_or_default();
+                accept(index, provider, claims, source, now)
+            });
+            (identity, None)
+        }
+    };
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(failure) => {
+            let keys_wanted = failure.keys_wanted();
+            return Answer {
+                signature_checks: checks,
+                diagnostics: Diagnostics {
+                    errors: Vec::new(),
+                    keys_wanted,
+                },
+                ..Answer::anonymous(unverified(policy, rules, facts, failure))
+            };
+        }
+    };
+    let provider = policy.providers.get(identity.provider);
+    let token_source = source.and_then(|s| policy.sources.get(s));
+    let strip_token_header = match (provider, token_source) {
+        (Some(p), Some(TokenSource::Header { name, .. })) if !p.forward => Some(name.clone()),
+        _ => None,
+    };
+    let (decision, errors) = match catalog {
+        CatalogState::Unavailable { reason } => {
+            let decision = catalog_unavailable(policy, rules, facts, reason, identity.principal);
+            (decision, Vec::new())
+        }
+        CatalogState::NotConfigured | CatalogState::Ready(_) => {
+            let caller = Caller::new(&identity.principal, rules.snapshot());
+            let evaluation = rules.evaluate(facts, &caller, Scope::Enforced);
+            let decision = ruled(&evaluation.ruling, facts)
+                .catalog_user(caller.user_ref(), caller.user_groups_joined())
+                .caller(Arc::clone(&identity.principal));
+            (decision, evaluation.errors)
+        }
+    };
+    Answer {
+        decision,
+        strip_token_header,
+        cache_hit,
+        signature_checks: checks,
+        diagnostics: Diagnostics {
+            errors,
+            keys_wanted: None,
+        },
+    }
+}
+
+/// The decision a ruling of the rules makes.
+fn ruled(ruling: &Ruling<'_>, facts: &RequestFacts<'_>) -> DecisionBuilder {
+    Decision::builder(ruling.effect(), explain::ruling_reason(ruling, facts))
+        .rule(ruling.rule().map(|r| r.id.as_str()))
+}
+
+/// An allow rule that needs no caller (public, or a shadow rule without `when`) matched a
+/// request without one.
+fn allowed_without_caller(rule: &Rule) -> DecisionBuilder {
+    let (code, kind) = caller_free_allow(rule);
+    Decision::builder(
+        Effect::Allow(code),
+        format!("{kind} rule `{}` matched", rule.id),
+    )
+    .rule(Some(&rule.id))
+}
+
+fn caller_free_allow(rule: &Rule) -> (AllowCode, &'static str) {
+    if rule.public {
+        (AllowCode::PublicRoute, "public")
+    } else {
+        (AllowCode::RuleAllowed, "allow")
+    }
+}
+
+/// What the decision would be with shadow rules enforced too, if that is different.
+/// Token outcomes don't change: shadow rules only weigh in where rules are consulted.
+fn shadow_outcome(
+    rules: RuleList<'_>,
+    facts: &RequestFacts<'_>,
+    enforced: &DecisionBuilder,
+) -> Option<ShadowOutcome> {
+    let (effect, rule) = match enforced.principal() {
+        Some(principal) => {
+            let caller = Caller::new(principal, rules.snapshot());
+            let ruling = rules.evaluate(facts, &caller, Scope::WithShadow).ruling;
+            (ruling.effect(), ruling.rule().map(|r| r.id.clone()))
+        }
+        None => {
+            if let Some(rule) = rules.caller_free_deny(facts, Scope::WithShadow) {
+                (Effect::Deny(DenyCode::RuleDenied), Some(rule.id.clone()))
+            } else if let Some(rule) = rules.caller_free_allow(facts, Scope::WithShadow) {
+                // A shadow rule without `when` would let a request without a caller through.
+                (
+                    Effect::Allow(caller_free_allow(rule).0),
+                    Some(rule.id.clone()),
+                )
+            } else {
+                return None;
+            }
+        }
+    };
+    let differs = effect != enforced.effect() || rule.as_deref() != enforced.rule_id();
+    differs.then_some(ShadowOutcome {
+        effect,
+        rule_id: rule,
+    })
+}
+
+/// No verified caller: the token was refused. Keys that never loaded let the request
+/// through when `failure_mode` is open (globally, or on an allow rule matching this
+/// request); such requests carry no identity.
+fn unverified(
+    policy: &Policy,
+    rules: RuleList<'_>,
+    facts: &RequestFacts<'_>,
+    failure: Failure,
+) -> DecisionBuilder {
+    let Failure { denial, provider } = failure;
+    let provider = provider
+        .and_then(|index| policy.providers.get(index))
+        .map(|p| p.name.clone());
+    if denial.code != DenyCode::JwksUnavailable {
+        return Decision::builder(Effect::Deny(denial.code), denial.reason).provider(provider);
+    }
+    let open = format!("{}; failure_mode is open", denial.reason);
+    let fail_open = Effect::Allow(AllowCode::FailOpen);
+    match (policy.failure_mode, rules.fail_open_route(facts)) {
+        (FailureMode::Open, _) => Decision::builder(fail_open, open).provider(provider),
+        (FailureMode::Closed, Some(rule)) => Decision::builder(fail_open, open)
+            .provider(provider)
+            .rule(Some(&rule.id)),
+        (FailureMode::Closed, None) => {
+            Decision::builder(Effect::Deny(denial.code), denial.reason).provider(provider)
+        }
+    }
+}
+
+/// A snapshot is configured but none is usable (none loaded yet, or too old): like keys
+/// that never loaded, `failure_mode` decides. Fail-open requests keep the verified identity.
+fn catalog_unavailable(
+    policy: &Policy,
+    rules: RuleList<'_>,
+    facts: &RequestFacts<'_>,
+    reason: &str,
+    principal: Arc<Principal>,
+) -> DecisionBuilder {
+    let reason = format!("the catalog snapshot is unavailable: {reason}");
+    let open = format!("{reason}; failure_mode is open");
+    let fail_open = Effect::Allow(AllowCode::FailOpen);
+    let unavailable = Effect::Deny(DenyCode::SnapshotUnavailable);
+    match (policy.failure_mode, rules.fail_open_route(facts)) {
+        (FailureMode::Open, _) => Decision::builder(fail_open, open).caller(principal),
+        (FailureMode::Closed, Some(rule)) => Decision::builder(fail_open, open)
+            .caller(principal)
+            .rule(Some(&rule.id)),
+        (FailureMode::Closed, None) => Decision::builder(unavailable, reason).caller(principal),
+    }
 }
 
 struct Denial {
@@ -57,526 +379,30 @@ impl Denial {
     }
 }
 
-/// Where the caller's identity comes from.
-enum Credential<'c> {
-    /// The token in the request, verified with these keys (through the cache).
-    Token {
-        keys: &'c KeyStore,
-        cache: &'c mut TokenCache,
-        backend: Option<&'c dyn SignatureBackend>,
-    },
-    /// Claims taken as verified, for previews ("what would happen if..."): everything
-    /// but the signature is checked exactly as for a real token.
-    Claims(Map<String, Value>),
-}
-
-/// Decides one request, verifying signatures in Rust.
-pub fn decide(
-    policy: &Policy,
-    keys: &KeyStore,
-    cache: &mut TokenCache,
-    catalog: CatalogState<'_>,
-    req: &Request<'_>,
-    now: i64,
-) -> Verdict {
-    decide_using(policy, keys, cache, None, catalog, req, now)
-}
-
-/// [`decide`], with `backend` (when given) checking the signatures it can; see
-/// [`crate::signature`].
-pub fn decide_using(
-    policy: &Policy,
-    keys: &KeyStore,
-    cache: &mut TokenCache,
-    backend: Option<&dyn SignatureBackend>,
-    catalog: CatalogState<'_>,
-    req: &Request<'_>,
-    now: i64,
-) -> Verdict {
-    let credential = Credential::Token {
-        keys,
-        cache,
-        backend,
-    };
-    decide_with(policy, credential, catalog, req, now)
-}
-
-/// Decides a request as if it carried a valid token with these claims (the signature is
-/// not checked; `iss` still selects the provider and every other check applies). For
-/// previews and explanations, never for traffic.
-pub fn decide_claims(
-    policy: &Policy,
-    catalog: CatalogState<'_>,
-    claims: Map<String, Value>,
-    req: &Request<'_>,
-    now: i64,
-) -> Verdict {
-    decide_with(policy, Credential::Claims(claims), catalog, req, now)
-}
-
-fn decide_with(
-    policy: &Policy,
-    credential: Credential<'_>,
-    catalog: CatalogState<'_>,
-    req: &Request<'_>,
-    now: i64,
-) -> Verdict {
-    let normalized = match path::normalize(req.path, policy.path_options) {
-        Ok(p) => p,
-        Err(e) => {
-            return Verdict {
-                decision: deny(
-                    DenyCode::PathRejected,
-                    format!("path rejected: {e}"),
-                    None,
-                    None,
-                ),
-                strip_token_header: None,
-                cache_hit: None,
-                signature_checks: SignatureChecks::default(),
-            }
-        }
-    };
-    let facts = RequestFacts {
-        host: &normalize_host(req.authority),
-        method: req.method,
-        path: &normalized,
-    };
-    let mut checks = SignatureChecks::default();
-    let mut verdict = decide_normalized(policy, credential, catalog, req, &facts, now, &mut checks);
-    verdict.signature_checks = checks;
-    verdict.decision.mode = policy.mode_for(&facts);
-    let rules = Rules::new(policy, catalog.catalog());
-    if rules.has_shadow_rules() {
-        verdict.decision.shadow = shadow_outcome(&rules, &facts, &verdict.decision);
-    }
-    verdict.decision.snapshot_version = catalog.catalog().map(|c| c.snapshot.version());
-    verdict.decision.normalized_path = Some(normalized.clone());
-    verdict
-}
-
-fn decide_normalized(
-    policy: &Policy,
-    credential: Credential<'_>,
-    catalog: CatalogState<'_>,
-    req: &Request<'_>,
-    facts: &RequestFacts<'_>,
-    now: i64,
-    checks: &mut SignatureChecks,
-) -> Verdict {
-    let anonymous = |decision| Verdict {
-        decision,
-        strip_token_header: None,
-        cache_hit: None,
-        signature_checks: SignatureChecks::default(),
-    };
-    let rules = Rules::new(policy, catalog.catalog());
-    // Deny rules that name no caller apply to everyone, before any token work.
-    if let Some(rule) = rules.first_deny(facts, None, false) {
-        return anonymous(rule_denied(rule, None));
-    }
-    if let Some(rule) = rules
-        .allow(facts)
-        .find(|r| r.public && !r.shadow && r.matches_request(facts))
-    {
-        return anonymous(allowed_without_caller(rule));
-    }
-
-    let mut cache_hit = None;
-    let (identity, source) = match credential {
-        Credential::Token {
-            keys,
-            cache,
-            backend,
-        } => {
-            let found = match find_token(&policy.sources, req.headers, req.path) {
-                Ok(Some(found)) => found,
-                Ok(None) => {
-                    return anonymous(deny(
-                        DenyCode::TokenMissing,
-                        "no token in the request",
-                        None,
-                        None,
-                    ))
-                }
-                Err(e) => {
-                    return anonymous(deny(DenyCode::TokenInvalid, e.to_string(), None, None))
-                }
-            };
-            (
-                identify(
-                    policy,
-                    Verifier {
-                        keys,
-                        backend,
-                        checks,
-                    },
-                    cache,
-                    found.token,
-                    found.source,
-                    now,
-                    &mut cache_hit,
-                ),
-                Some(found.source),
-            )
-        }
-        Credential::Claims(claims) => (
-            provider_for(policy, &claims).and_then(|(index, provider)| {
-                let source = provider.sources.first().copied().unwrap_or_default();
-                accept(index, provider, claims, source, now)
-            }),
-            None,
-        ),
-    };
-    let identity = match identity {
-        Ok(identity) => identity,
-        Err((denial, provider)) if denial.code == DenyCode::JwksUnavailable => {
-            return anonymous(keys_unavailable(policy, facts, denial, provider));
-        }
-        Err((denial, provider)) => {
-            return anonymous(deny(denial.code, denial.reason, provider, None));
-        }
-    };
-    let provider = policy.providers.get(identity.provider);
-    let token_source = source.and_then(|s| policy.sources.get(s));
-    let strip_token_header = match (provider, token_source) {
-        (Some(p), Some(TokenSource::Header { name, .. })) if !p.forward => Some(name.clone()),
-        _ => None,
-    };
-    let decision = match catalog {
-        CatalogState::Unavailable { reason } => {
-            catalog_unavailable(policy, facts, reason, identity.principal)
-        }
-        CatalogState::NotConfigured | CatalogState::Ready(_) => {
-            evaluate(&rules, facts, identity.principal, false)
-        }
-    };
-    Verdict {
-        decision,
-        strip_token_header,
-        cache_hit,
-        signature_checks: SignatureChecks::default(),
-    }
-}
-
-/// The configuration's rules, then the catalog snapshot's.
-#[derive(Clone, Copy)]
-struct Rules<'a> {
-    policy: &'a Policy,
-    catalog: Option<&'a Catalog>,
-}
-
-impl<'a> Rules<'a> {
-    fn new(policy: &'a Policy, catalog: Option<&'a Catalog>) -> Rules<'a> {
-        Rules { policy, catalog }
-    }
-
-    /// Deny rules that may match the request: the configuration's, then the catalog's.
-    fn deny<'h>(&self, facts: &RequestFacts<'h>) -> impl Iterator<Item = &'a Rule> + use<'a, 'h> {
-        let (host, path) = (facts.host, facts.path);
-        let catalog = self.catalog.map(|c| &c.rules);
-        self.policy.rules.deny_for(host, path).chain(
-            catalog
-                .into_iter()
-                .flat_map(move |r| r.deny_for(host, path)),
-        )
-    }
-
-    /// Allow rules that may match the request: the configuration's, then the catalog's.
-    fn allow<'h>(&self, facts: &RequestFacts<'h>) -> impl Iterator<Item = &'a Rule> + use<'a, 'h> {
-        let (host, path) = (facts.host, facts.path);
-        let catalog = self.catalog.map(|c| &c.rules);
-        self.policy.rules.allow_for(host, path).chain(
-            catalog
-                .into_iter()
-                .flat_map(move |r| r.allow_for(host, path)),
-        )
-    }
-
-    fn has_shadow_rules(&self) -> bool {
-        self.policy.has_shadow_rules || self.catalog.is_some_and(|c| c.rules.has_shadow_rules())
-    }
-
-    fn first_deny(
-        &self,
-        facts: &RequestFacts<'_>,
-        caller: Option<&Caller<'_>>,
-        with_shadow: bool,
-    ) -> Option<&'a Rule> {
-        first_match(self.deny(facts), facts, caller, with_shadow)
-    }
-
-    fn first_allow(
-        &self,
-        facts: &RequestFacts<'_>,
-        caller: Option<&Caller<'_>>,
-        with_shadow: bool,
-    ) -> Option<&'a Rule> {
-        first_match(self.allow(facts), facts, caller, with_shadow)
-    }
-}
-
-/// What the decision would be with shadow rules enforced too, if that is different.
-/// Token outcomes don't change: shadow rules only weigh in where rules are consulted.
-fn shadow_outcome(
-    rules: &Rules<'_>,
-    facts: &RequestFacts<'_>,
-    enforced: &Decision,
-) -> Option<ShadowOutcome> {
-    let would = match &enforced.principal {
-        Some(principal) => evaluate(rules, facts, Arc::clone(principal), true),
-        None => {
-            if let Some(rule) = rules.first_deny(facts, None, true) {
-                rule_denied(rule, None)
-            } else if let Some(rule) = rules
-                .first_allow(facts, None, true)
-                .filter(|r| r.public || r.when.is_empty())
-            {
-                // A shadow rule without `when` would let an anonymous request through.
-                allowed_without_caller(rule)
-            } else {
-                return None;
-            }
-        }
-    };
-    let differs = would.effect != enforced.effect || would.rule_id != enforced.rule_id;
-    differs.then_some(ShadowOutcome {
-        effect: would.effect,
-        rule_id: would.rule_id,
-    })
-}
-
-/// The provider's keys never loaded: deny, unless `failure_mode` is open globally or on an
-/// allow rule matching this request. Fail-open requests carry no identity.
-fn keys_unavailable(
-    policy: &Policy,
-    facts: &RequestFacts<'_>,
+/// Why a token gave no verified caller, and the provider (index) it was checked against.
+struct Failure {
     denial: Denial,
-    provider: Option<String>,
-) -> Decision {
-    let route = policy
-        .rules
-        .allow
-        .iter()
-        .find(|r| r.fail_open && r.matches_request(facts));
-    let open = match (policy.failure_mode, route) {
-        (FailureMode::Open, _) => Some(None),
-        (FailureMode::Closed, Some(rule)) => Some(Some(rule.id.clone())),
-        (FailureMode::Closed, None) => None,
-    };
-    match open {
-        Some(rule_id) => Decision {
-            rule_id,
-            ..deny(
-                denial.code,
-                format!("{}; failure_mode is open", denial.reason),
-                provider,
-                None,
-            )
-            .with_effect(Effect::Allow(AllowCode::FailOpen))
-        },
-        None => deny(denial.code, denial.reason, provider, None),
-    }
+    provider: Option<usize>,
 }
 
-/// A snapshot is configured but none is usable (none loaded yet, or too old): like keys
-/// that never loaded, `failure_mode` decides. Fail-open requests keep the verified identity.
-fn catalog_unavailable(
-    policy: &Policy,
-    facts: &RequestFacts<'_>,
-    reason: &str,
-    principal: Arc<Principal>,
-) -> Decision {
-    let provider = Some(principal.provider.clone());
-    let route = policy
-        .rules
-        .allow
-        .iter()
-        .find(|r| r.fail_open && r.matches_request(facts));
-    let reason = format!("the catalog snapshot is unavailable: {reason}");
-    match (policy.failure_mode, route) {
-        (FailureMode::Open, _) => deny(
-            DenyCode::SnapshotUnavailable,
-            format!("{reason}; failure_mode is open"),
-            provider,
-            Some(principal),
-        )
-        .with_effect(Effect::Allow(AllowCode::FailOpen)),
-        (FailureMode::Closed, Some(rule)) => deny(
-            DenyCode::SnapshotUnavailable,
-            format!("{reason}; failure_mode is open"),
-            provider,
-            Some(principal),
-        )
-        .with_effect(Effect::Allow(AllowCode::FailOpen))
-        .with_rule(&rule.id),
-        (FailureMode::Closed, None) => deny(
-            DenyCode::SnapshotUnavailable,
-            reason,
-            provider,
-            Some(principal),
-        ),
-    }
-}
-
-/// Deny rules first, then allow rules, then the default action.
-fn evaluate(
-    rules: &Rules<'_>,
-    facts: &RequestFacts<'_>,
-    principal: Arc<Principal>,
-    with_shadow: bool,
-) -> Decision {
-    let caller = Caller::new(&principal, rules.catalog);
-    let denied_by = rules.first_deny(facts, Some(&caller), with_shadow);
-    let allowed_by = rules.first_allow(facts, Some(&caller), with_shadow);
-    let provider = Some(principal.provider.clone());
-    let catalog_user = caller.user_ref().map(str::to_owned);
-    let catalog_groups = caller.user.map(|user| {
-        let mut joined = String::new();
-        for group in user.groups.iter() {
-            if !joined.is_empty() {
-                joined.push(',');
-            }
-            joined.push_str(group);
-        }
-        joined
-    });
-    let decision = match (denied_by, allowed_by, rules.policy.default_action) {
-        // A matching deny rule wins over everything, like RBAC DENY policies and cedar's forbid.
-        (Some(rule), _, _) => rule_denied(rule, Some(principal)),
-        // Otherwise the first matching allow rule, in configuration order.
-        (None, Some(rule), _) => Decision {
-            effect: Effect::Allow(AllowCode::RuleAllowed),
-            reason: format!("allow rule `{}` matched", rule.id),
-            rule_id: Some(rule.id.clone()),
-            provider,
-            principal: Some(principal),
-            normalized_path: None,
-            mode: Mode::Enforce,
-            shadow: None,
-            snapshot_version: None,
-            catalog_user: None,
-            catalog_groups: None,
-        },
-        // No rule matched: deny by default, naming the allow rule that came closest...
-        (None, None, Action::Deny) => {
-            let mut reason = format!(
-                "no allow rule matched {} {}{}",
-                facts.method, facts.host, facts.path
-            );
-            let candidates = rules.allow(facts).filter(|r| with_shadow || !r.shadow);
-            if let Some(closest) = crate::explain::closest_allow(candidates, facts, &caller) {
-                reason.push_str("; closest: ");
-                reason.push_str(&closest);
-            }
-            deny(DenyCode::NoRuleMatched, reason, provider, Some(principal))
-        }
-        // ...unless the configuration says allow.
-        (None, None, Action::Allow) => Decision {
-            effect: Effect::Allow(AllowCode::DefaultAllow),
-            reason: String::from("no rule matched; default action is allow"),
-            rule_id: None,
-            provider,
-            principal: Some(principal),
-            normalized_path: None,
-            mode: Mode::Enforce,
-            shadow: None,
-            snapshot_version: None,
-            catalog_user: None,
-            catalog_groups: None,
-        },
-    };
-    Decision {
-        catalog_user,
-        catalog_groups,
-        ..decision
-    }
-}
-
-/// The first rule matching the request whose conditions hold. Without a principal, only
-/// rules without conditions can match.
-fn first_match<'p>(
-    mut rules: impl Iterator<Item = &'p Rule>,
-    facts: &RequestFacts<'_>,
-    caller: Option<&Caller<'_>>,
-    with_shadow: bool,
-) -> Option<&'p Rule> {
-    rules.find(|rule| {
-        (with_shadow || !rule.shadow)
-            && rule.matches_request(facts)
-            && match caller {
-                Some(caller) => rule.when.hold_for(caller, &rule.route, facts.path),
-                None => rule.when.is_empty(),
-            }
-    })
-}
-
-/// An allow rule that needs no caller (public, or without `when`) matched an anonymous request.
-fn allowed_without_caller(rule: &Rule) -> Decision {
-    let (code, kind) = if rule.public {
-        (AllowCode::PublicRoute, "public")
-    } else {
-        (AllowCode::RuleAllowed, "allow")
-    };
-    Decision {
-        effect: Effect::Allow(code),
-        reason: format!("{kind} rule `{}` matched", rule.id),
-        rule_id: Some(rule.id.clone()),
-        provider: None,
-        principal: None,
-        normalized_path: None,
-        mode: Mode::Enforce,
-        shadow: None,
-        snapshot_version: None,
-        catalog_user: None,
-        catalog_groups: None,
-    }
-}
-
-fn rule_denied(rule: &Rule, principal: Option<Arc<Principal>>) -> Decision {
-    deny(
-        DenyCode::RuleDenied,
-        format!("deny rule `{}` matched", rule.id),
-        principal.as_ref().map(|p| p.provider.clone()),
-        principal,
-    )
-    .with_rule(&rule.id)
-}
-
-fn deny(
-    code: DenyCode,
-    reason: impl Into<String>,
-    provider: Option<String>,
-    principal: Option<Arc<Principal>>,
-) -> Decision {
-    Decision {
-        effect: Effect::Deny(code),
-        reason: reason.into(),
-        rule_id: None,
-        provider,
-        principal,
-        normalized_path: None,
-        mode: Mode::Enforce,
-        shadow: None,
-        snapshot_version: None,
-        catalog_user: None,
-        catalog_groups: None,
-    }
-}
-
-impl Decision {
-    fn with_rule(mut self, id: &str) -> Decision {
-        self.rule_id = Some(id.to_owned());
-        self
+impl Failure {
+    fn new(denial: Denial, provider: Option<usize>) -> Failure {
+        Failure { denial, provider }
     }
 
-    fn with_effect(mut self, effect: Effect) -> Decision {
-        self.effect = effect;
-        self
+    /// The keys that would have let the token through, if missing keys refused it.
+    fn keys_wanted(&self) -> Option<KeysWanted> {
+        let missing = match self.denial.code {
+            DenyCode::JwksUnavailable => MissingKeys::NotLoaded,
+            DenyCode::KeyUnknown => MissingKeys::UnknownKey,
+            _ => return None,
+        };
+        Some(KeysWanted {
+            provider: ProviderId::new(self.provider?),
+            missing,
+        })
     }
 }
-
-type IdentifyError = (Denial, Option<String>);
 
 /// What a token's signature is checked with, and the tally of who checked it.
 struct Verifier<'v> {
@@ -594,7 +420,7 @@ fn identify(
     source: usize,
     now: i64,
     cache_hit: &mut Option<bool>,
-) -> Result<CachedIdentity, IdentifyError> {
+) -> Result<CachedIdentity, Failure> {
     // A hit verified with keys that have since changed is verified again; so is one a
     // provider without `issuer` took from another place: where a token is found is what
     // chooses among those providers.
@@ -608,14 +434,14 @@ fn identify(
     *cache_hit = Some(cached.is_some());
     if let Some(hit) = cached {
         let provider = policy.providers.get(hit.provider);
-        let name = provider.map(|p| p.name.clone());
+        let index = provider.map(|_| hit.provider);
         let skew = provider.map_or(0, |p| p.clock_skew_s);
         if !provider.is_some_and(|p| p.sources.contains(&source)) {
-            return Err((location_denial(), name));
+            return Err(Failure::new(location_denial(), index));
         }
         hit.validity
             .check(now, skew)
-            .map_err(|e| (claim_denial(e), name))?;
+            .map_err(|e| Failure::new(claim_denial(e), index))?;
         return Ok(hit.clone());
     }
     let identity = verify(policy, verifier, token, source, now)?;
@@ -629,9 +455,9 @@ fn verify(
     token: &str,
     source: usize,
     now: i64,
-) -> Result<CachedIdentity, IdentifyError> {
+) -> Result<CachedIdentity, Failure> {
     let parsed = UnverifiedToken::parse(token, policy.max_token_bytes)
-        .map_err(|e| (token_denial(&e), None))?;
+        .map_err(|e| Failure::new(token_denial(&e), None))?;
     let typ = parsed.header.typ.as_deref();
     let candidates = candidate_providers(policy, &parsed.claims, Some(source))
         .map_err(|unclaimed| backstage_non_user_token(policy, typ).unwrap_or(unclaimed))?;
@@ -642,7 +468,7 @@ fn verify(
         match verify_for(policy, &mut verifier, &parsed, index, source) {
             Ok(()) => {
                 let provider = policy.providers.get(index).ok_or_else(|| {
-                    (
+                    Failure::new(
                         Denial::new(DenyCode::IssuerUnknown, "provider vanished"),
                         None,
                     )
@@ -657,7 +483,7 @@ fn verify(
         }
     }
     Err(first_error.unwrap_or_else(|| {
-        (
+        Failure::new(
             Denial::new(DenyCode::IssuerUnknown, "no provider takes this token"),
             None,
         )
@@ -672,35 +498,35 @@ fn verify_for(
     parsed: &UnverifiedToken<'_>,
     index: usize,
     source: usize,
-) -> Result<(), IdentifyError> {
+) -> Result<(), Failure> {
     let Some(provider) = policy.providers.get(index) else {
-        return Err((
+        return Err(Failure::new(
             Denial::new(DenyCode::IssuerUnknown, "provider vanished"),
             None,
         ));
     };
-    let name = Some(provider.name.clone());
+    let checked = Some(index);
     if !provider.sources.contains(&source) {
-        return Err((location_denial(), name));
+        return Err(Failure::new(location_denial(), checked));
     }
     // Before the keys: a token of the wrong type is refused without a JWKS refetch.
     if let Some(profile) = provider.backstage {
         profile
             .check_type(parsed.header.typ.as_deref(), &parsed.claims)
-            .map_err(|e| (type_denial(&e), name.clone()))?;
+            .map_err(|e| Failure::new(type_denial(&e), checked))?;
     }
     let Some(set) = verifier.keys.get(index) else {
-        return Err((
+        return Err(Failure::new(
             Denial::new(
                 DenyCode::JwksUnavailable,
                 format!("keys of provider `{}` are not loaded yet", provider.name),
             ),
-            name,
+            checked,
         ));
     };
     parsed
         .verify_using(set, verifier.backend, verifier.checks)
-        .map_err(|e| (token_denial(&e), name))?;
+        .map_err(|e| Failure::new(token_denial(&e), checked))?;
     Ok(())
 }
 
@@ -711,20 +537,21 @@ fn candidate_providers(
     policy: &Policy,
     claims: &Map<String, Value>,
     source: Option<usize>,
-) -> Result<Vec<usize>, IdentifyError> {
-    let issuer = claims::string_claim(claims, "iss").map_err(|e| (claim_denial(e), None))?;
+) -> Result<Vec<usize>, Failure> {
+    let issuer =
+        claims::string_claim(claims, "iss").map_err(|e| Failure::new(claim_denial(e), None))?;
     let candidates = policy.providers_for(issuer, source);
     if !candidates.is_empty() {
         return Ok(candidates);
     }
     Err(match issuer {
-        None => (
+        None => Failure::new(
             Denial::new(DenyCode::TokenInvalid, "token has no `iss` claim"),
             None,
         ),
         Some(issuer) => {
             let shown: String = issuer.chars().take(200).collect();
-            (
+            Failure::new(
                 Denial::new(
                     DenyCode::IssuerUnknown,
                     format!("issuer `{shown}` is not configured"),
@@ -740,13 +567,13 @@ fn candidate_providers(
 fn provider_for<'p>(
     policy: &'p Policy,
     claims: &Map<String, Value>,
-) -> Result<(usize, &'p Provider), IdentifyError> {
+) -> Result<(usize, &'p Provider), Failure> {
     let candidates = candidate_providers(policy, claims, None)?;
     candidates
         .first()
         .and_then(|&i| policy.providers.get(i).map(|p| (i, p)))
         .ok_or_else(|| {
-            (
+            Failure::new(
                 Denial::new(DenyCode::IssuerUnknown, "no provider takes this token"),
                 None,
             )
@@ -761,14 +588,13 @@ fn accept(
     claims: Map<String, Value>,
     source: usize,
     now: i64,
-) -> Result<CachedIdentity, IdentifyError> {
-    let name = Some(provider.name.clone());
+) -> Result<CachedIdentity, Failure> {
     let validity = provider
         .check_claims(&claims, now)
-        .map_err(|e| (claim_denial(e), name.clone()))?;
+        .map_err(|e| Failure::new(claim_denial(e), Some(index)))?;
     let principal = provider
         .principal(claims)
-        .map_err(|e| (claim_denial(e), name))?;
+        .map_err(|e| Failure::new(claim_denial(e), Some(index)))?;
     Ok(CachedIdentity {
         provider: index,
         source,
@@ -780,10 +606,13 @@ fn accept(
 
 /// Backstage's limited-user and plugin tokens carry no `iss`, so no provider claims them; with
 /// a Backstage provider configured, say what they are rather than that `iss` is missing.
-fn backstage_non_user_token(policy: &Policy, typ: Option<&str>) -> Option<IdentifyError> {
-    let provider = policy.providers.iter().find(|p| p.backstage.is_some())?;
+fn backstage_non_user_token(policy: &Policy, typ: Option<&str>) -> Option<Failure> {
+    let index = policy
+        .providers
+        .iter()
+        .position(|p| p.backstage.is_some())?;
     let error = backstage::non_user_token(typ)?;
-    Some((type_denial(&error), Some(provider.name.clone())))
+    Some(Failure::new(type_denial(&error), Some(index)))
 }
 
 fn type_denial(e: &backstage::TokenTypeError) -> Denial {
@@ -873,11 +702,10 @@ mod tests {
         // Remote keys never loaded: the store is empty.
         decide(
             policy,
-            &KeyStore::new(policy),
-            &mut TokenCache::new(0),
+            Credential::token(&KeyStore::new(policy), &mut TokenCache::new(0)),
             CatalogState::NotConfigured,
             &req,
-            NOW,
+            UnixTime::from_secs(NOW),
         )
         .decision
     }
@@ -917,11 +745,10 @@ mod tests {
         let mut ask = |keys: &KeyStore| {
             let v = decide(
                 &policy,
-                keys,
-                &mut cache,
+                Credential::token(keys, &mut cache),
                 CatalogState::NotConfigured,
                 &req,
-                NOW,
+                UnixTime::from_secs(NOW),
             );
             (v.decision.effect, v.cache_hit)
         };
@@ -969,6 +796,74 @@ mod tests {
             run(&open, "/anything").effect,
             Effect::Allow(AllowCode::FailOpen)
         );
+    }
+
+    /// A deny rule whose groups can't be known (the token's groups overflowed to a claim
+    /// source and no catalog snapshot is loaded) fails closed: it denies, naming the rule.
+    /// An allow rule in the same state does not allow. Both are reported as rule errors.
+    #[test]
+    fn an_unevaluable_deny_rule_fails_closed() {
+        let policy = Policy::from_json(
+            json!({
+                "providers": {"idp": {"issuer": "https://idp", "remote_jwks": {"cluster": "idp", "uri": "https://idp/keys"}}},
+                "rules": [
+                    {"id": "no-contractors", "action": "deny", "methods": ["POST"], "when": {"groups_any": ["contractors"]}},
+                    {"id": "staff", "action": "allow", "paths": ["/staff"], "when": {"groups_all": ["staff"]}},
+                    {"id": "api", "action": "allow", "paths": ["/api/**"]}
+                ]
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let overage = json!({"iss": "https://idp", "sub": "a", "exp": NOW + 60, "_claim_names": {"groups": "src1"}});
+        let listed =
+            json!({"iss": "https://idp", "sub": "a", "exp": NOW + 60, "groups": ["staff"]});
+        let denied = Effect::Deny(DenyCode::RuleDenied);
+        let allowed = Effect::Allow(AllowCode::RuleAllowed);
+        let unmatched = Effect::Deny(DenyCode::NoRuleMatched);
+        let cases = [
+            (
+                &overage,
+                "POST",
+                "/api/x",
+                denied,
+                Some("no-contractors"),
+                Some("no-contractors"),
+            ),
+            (&overage, "GET", "/staff", unmatched, None, Some("staff")),
+            (&overage, "GET", "/api/x", allowed, Some("api"), None),
+            (&listed, "POST", "/api/x", allowed, Some("api"), None),
+            (&listed, "GET", "/staff", allowed, Some("staff"), None),
+        ];
+        for (claims, method, path, effect, rule, error) in cases {
+            let req = Request {
+                method,
+                authority: "h",
+                path,
+                headers: &[],
+            };
+            let verdict = decide(
+                &policy,
+                Credential::Claims(claims.as_object().unwrap().clone()),
+                CatalogState::NotConfigured,
+                &req,
+                UnixTime::from_secs(NOW),
+            );
+            let d = &verdict.decision;
+            let errors: Vec<&str> = verdict
+                .diagnostics
+                .errors
+                .iter()
+                .map(|e| e.rule_id.as_str())
+                .collect();
+            let case = format!("{method} {path}: {}", d.reason);
+            assert_eq!((d.effect, d.rule_id.as_deref()), (effect, rule), "{case}");
+            assert_eq!(errors, Vec::from_iter(error), "{case}");
+            if error.is_some() {
+                assert!(d.reason.contains("group overage"), "{case}");
+            }
+        }
     }
 
     #[test]

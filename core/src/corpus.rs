@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::authorize::{decide, Request};
+use crate::authorize::{decide, Credential};
 use crate::cache::TokenCache;
 use crate::config::Policy;
 use crate::headers;
 use crate::keystore::KeyStore;
+use crate::request::{Request, UnixTime};
 use crate::testing::{self, b64, ec_private, ed25519_private, public_jwk, rsa_private, sign};
 
 #[derive(Deserialize)]
@@ -229,11 +230,10 @@ fn corpus() {
                 };
                 let verdict = decide(
                     &policy,
-                    &keys,
-                    &mut cache,
+                    Credential::token(&keys, &mut cache),
                     crate::catalog::CatalogState::NotConfigured,
                     &req,
-                    corpus.now,
+                    UnixTime::from_secs(corpus.now),
                 );
                 let d = &verdict.decision;
                 let plan = headers::plan(&policy, &verdict, &headers);

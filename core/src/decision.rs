@@ -1,9 +1,12 @@
 //! The answer to one request: a value, so the filter, the CLI and tests read it the same way.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::config::Mode;
 use crate::principal::Principal;
+use crate::rules::RuleError;
+use crate::signature::SignatureChecks;
 
 /// Why a request was denied. Each code has a stable snake_case name used in logs,
 /// metrics and response bodies: never renumber or rename one.
@@ -181,7 +184,8 @@ pub enum Effect {
     Deny(DenyCode),
 }
 
-/// The decision for one request, with everything needed to explain it.
+/// The decision for one request, with everything needed to explain it. Made by
+/// [`DecisionBuilder`] only, in one go: nothing is changed once it is built.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub effect: Effect,
@@ -192,7 +196,7 @@ pub struct Decision {
     /// The provider that verified the token, if one did.
     pub provider: Option<String>,
     /// The verified caller, when verification succeeded.
-    pub principal: Option<std::sync::Arc<Principal>>,
+    pub principal: Option<Arc<Principal>>,
     /// The normalized path the rules saw (absent when the path was rejected).
     pub normalized_path: Option<String>,
     /// The mode this request is in (global `mode`, or a `mode_overrides` entry).
@@ -206,6 +210,149 @@ pub struct Decision {
     /// That catalog user's groups (entity refs, nesting closed), comma-separated, for the
     /// upstream's `x-meshgate-catalog-groups`.
     pub catalog_groups: Option<String>,
+}
+
+/// Builds a [`Decision`]: the effect and reason first, then what else is known.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct DecisionBuilder {
+    decision: Decision,
+}
+
+impl Decision {
+    /// A decision with this effect and reason, in enforce mode, with nothing else known yet.
+    pub fn builder(effect: Effect, reason: impl Into<String>) -> DecisionBuilder {
+        DecisionBuilder {
+            decision: Decision {
+                effect,
+                reason: reason.into(),
+                rule_id: None,
+                provider: None,
+                principal: None,
+                normalized_path: None,
+                mode: Mode::Enforce,
+                shadow: None,
+                snapshot_version: None,
+                catalog_user: None,
+                catalog_groups: None,
+            },
+        }
+    }
+}
+
+impl DecisionBuilder {
+    pub fn effect(&self) -> Effect {
+        self.decision.effect
+    }
+
+    pub fn rule_id(&self) -> Option<&str> {
+        self.decision.rule_id.as_deref()
+    }
+
+    pub fn principal(&self) -> Option<&Arc<Principal>> {
+        self.decision.principal.as_ref()
+    }
+
+    /// The rule that decided, if one did.
+    pub fn rule(mut self, id: Option<&str>) -> DecisionBuilder {
+        self.decision.rule_id = id.map(str::to_owned);
+        self
+    }
+
+    /// The provider the token named, when no caller was verified.
+    pub fn provider(mut self, name: Option<String>) -> DecisionBuilder {
+        self.decision.provider = name;
+        self
+    }
+
+    /// The verified caller (and so the provider that verified them).
+    pub fn caller(mut self, principal: Arc<Principal>) -> DecisionBuilder {
+        self.decision.provider = Some(principal.provider.clone());
+        self.decision.principal = Some(principal);
+        self
+    }
+
+    /// The catalog user the caller maps to, and that user's groups, comma-separated.
+    pub fn catalog_user(mut self, user: Option<&str>, groups: Option<String>) -> DecisionBuilder {
+        self.decision.catalog_user = user.map(str::to_owned);
+        self.decision.catalog_groups = groups;
+        self
+    }
+
+    /// What holds for the whole request: the path rules saw, the mode, what shadow rules
+    /// would have done, and the snapshot used.
+    pub fn request(
+        mut self,
+        normalized_path: String,
+        mode: Mode,
+        shadow: Option<ShadowOutcome>,
+        snapshot_version: Option<u64>,
+    ) -> DecisionBuilder {
+        self.decision.normalized_path = Some(normalized_path);
+        self.decision.mode = mode;
+        self.decision.shadow = shadow;
+        self.decision.snapshot_version = snapshot_version;
+        self
+    }
+
+    pub fn build(self) -> Decision {
+        self.decision
+    }
+}
+
+/// A decision plus what the filter needs to apply it.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub decision: Decision,
+    /// The header the token came from, to remove before forwarding when the provider
+    /// doesn't `forward` it.
+    pub strip_token_header: Option<String>,
+    /// Whether the verified-token cache answered (`None`: no token was looked up).
+    pub cache_hit: Option<bool>,
+    /// Who checked signatures for this decision (none on a cache hit).
+    pub signature_checks: SignatureChecks,
+    pub diagnostics: Diagnostics,
+}
+
+/// What the decision met besides its answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    /// Rules that could not be evaluated on the way to the decision, in evaluation order.
+    /// An erroring deny rule denied the request; an erroring allow rule did not allow it.
+    pub errors: Vec<RuleError>,
+    /// Keys the decision lacked. The filter loads or fetches them, and decides again only
+    /// when they arrive.
+    pub keys_wanted: Option<KeysWanted>,
+}
+
+/// A provider, by its position in the configuration's providers (and in the key store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProviderId(usize);
+
+impl ProviderId {
+    pub const fn new(index: usize) -> ProviderId {
+        ProviderId(index)
+    }
+
+    pub const fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Keys a provider lacks for a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeysWanted {
+    pub provider: ProviderId,
+    pub missing: MissingKeys,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKeys {
+    /// The provider's key set never loaded (`jwks_unavailable`, or let through by
+    /// `failure_mode: open`).
+    NotLoaded,
+    /// The token names a key the set doesn't have (`key_unknown`): a key rotated in.
+    UnknownKey,
 }
 
 /// The decision shadow rules would have made.

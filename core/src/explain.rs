@@ -1,16 +1,18 @@
-//! Why a decision came out the way it did: every rule, in evaluation order, with whether
-//! it matched and, if not, the first reason. Used by `meshgate check` and previews; the
-//! request path itself never builds one.
+//! Rule outcomes in words. [`ruling_reason`] says why the rules decided as they did (the
+//! decision's `reason`); [`explain`] lists every rule, in evaluation order, with whether it
+//! matched and, if not, the first reason (for `meshgate check` and previews; the request path
+//! never builds one). Whether a rule matches is [`Rule::evaluate`]'s alone: this module
+//! only formats what it says.
 
 use serde_json::{json, Value};
 
-use crate::authorize::{Request, Verdict};
-use crate::catalog::{Caller, CatalogState};
-use crate::decision::Effect;
+use crate::caller::Caller;
+use crate::catalog::CatalogState;
+use crate::decision::{Effect, Verdict};
+use crate::evaluate::{Closest, RuleList, Ruling};
 use crate::pattern::PathPattern;
-use crate::rules::{
-    caller_owns, normalize_host, Action, ClaimCondition, Conditions, RequestFacts, Rule,
-};
+use crate::request::{normalize_host, Request, RequestFacts};
+use crate::rules::{Action, ClaimCondition, Outcome, Rule, Unmet};
 use crate::Policy;
 
 /// How one rule related to the request.
@@ -24,6 +26,9 @@ pub enum RuleOutcome {
     NotMatched,
     /// Needs a verified caller, and there was none.
     NeedsCaller,
+    /// A condition could not be evaluated for this caller (an allow rule then doesn't
+    /// allow; a deny rule denies, and is reported as `Decided`).
+    Error,
 }
 
 impl RuleOutcome {
@@ -33,6 +38,7 @@ impl RuleOutcome {
             RuleOutcome::Matched => "matched",
             RuleOutcome::NotMatched => "not_matched",
             RuleOutcome::NeedsCaller => "needs_caller",
+            RuleOutcome::Error => "error",
         }
     }
 }
@@ -54,18 +60,15 @@ pub struct Explanation {
     pub rules: Vec<RuleTrace>,
 }
 
-/// Explains `verdict`, the decision `decide` (or `decide_claims`) made for `req`.
+/// Explains `verdict`, the decision `decide` made for `req`.
 pub fn explain(
     policy: &Policy,
     catalog: CatalogState<'_>,
     req: &Request<'_>,
     verdict: Verdict,
 ) -> Explanation {
-    let catalog = catalog.catalog();
     let host = normalize_host(req.authority);
-    let path = verdict.decision.normalized_path.clone();
-    let principal = verdict.decision.principal.clone();
-    let rules = match &path {
+    let rules = match verdict.decision.normalized_path.as_deref() {
         // The path was refused before any rule ran.
         None => Vec::new(),
         Some(path) => {
@@ -74,56 +77,39 @@ pub fn explain(
                 method: req.method,
                 path,
             };
-            let caller = principal.as_deref().map(|p| Caller::new(p, catalog));
-            let extra = catalog.map(|c| &c.rules);
-            policy
-                .rules
-                .deny
-                .iter()
-                .chain(extra.iter().flat_map(|r| r.deny.iter()))
-                .chain(policy.rules.allow.iter())
-                .chain(extra.iter().flat_map(|r| r.allow.iter()))
-                .map(|rule| trace(rule, &facts, caller.as_ref(), &verdict))
+            let list = RuleList::new(policy, catalog.catalog());
+            let caller = verdict
+                .decision
+                .principal
+                .as_deref()
+                .map(|p| Caller::new(p, list.snapshot()));
+            list.trace(&facts, caller.as_ref())
+                .into_iter()
+                .map(|(rule, outcome)| trace(rule, &outcome, &verdict))
                 .collect()
         }
     };
     Explanation {
-        verdict,
         method: req.method.to_owned(),
         host,
         rules,
+        verdict,
     }
 }
 
-fn trace(
-    rule: &Rule,
-    facts: &RequestFacts<'_>,
-    caller: Option<&Caller<'_>>,
-    verdict: &Verdict,
-) -> RuleTrace {
-    let (outcome, detail) = match mismatch(rule, facts, caller) {
-        Some(Mismatch::Request(why)) => (RuleOutcome::NotMatched, why),
-        Some(Mismatch::Caller(why)) => (RuleOutcome::NotMatched, why),
-        Some(Mismatch::NoCaller) => (
-            RuleOutcome::NeedsCaller,
-            String::from("request matches, but `when` needs a verified caller"),
-        ),
-        None => {
-            let decided = verdict.decision.rule_id.as_deref() == Some(rule.id.as_str())
-                && match (rule.action, verdict.decision.effect) {
-                    (Action::Deny, Effect::Deny(_)) | (Action::Allow, Effect::Allow(_)) => true,
-                    (Action::Deny, Effect::Allow(_)) | (Action::Allow, Effect::Deny(_)) => false,
-                };
-            let outcome = if decided {
-                RuleOutcome::Decided
-            } else {
-                RuleOutcome::Matched
-            };
-            (
-                outcome,
-                String::from("host, method, path and `when` all match"),
-            )
-        }
+fn trace(rule: &Rule, outcome: &Outcome<'_>, verdict: &Verdict) -> RuleTrace {
+    let decided = verdict.decision.rule_id.as_deref() == Some(rule.id.as_str())
+        && match (rule.action, verdict.decision.effect) {
+            (Action::Deny, Effect::Deny(_)) | (Action::Allow, Effect::Allow(_)) => true,
+            (Action::Deny, Effect::Allow(_)) | (Action::Allow, Effect::Deny(_)) => false,
+        };
+    let (outcome, detail) = match outcome {
+        Outcome::Matched if decided => (RuleOutcome::Decided, matched()),
+        Outcome::Matched => (RuleOutcome::Matched, matched()),
+        Outcome::Unmet(Unmet::NoCaller) => (RuleOutcome::NeedsCaller, describe(outcome)),
+        Outcome::Unmet(_) => (RuleOutcome::NotMatched, describe(outcome)),
+        Outcome::Error(_) if decided => (RuleOutcome::Decided, describe(outcome)),
+        Outcome::Error(_) => (RuleOutcome::Error, describe(outcome)),
     };
     RuleTrace {
         id: rule.id.clone(),
@@ -133,61 +119,112 @@ fn trace(
     }
 }
 
-enum Mismatch {
-    Request(String),
-    Caller(String),
-    NoCaller,
+fn matched() -> String {
+    String::from("host, method, path and `when` all match")
 }
 
-fn mismatch(
-    rule: &Rule,
-    facts: &RequestFacts<'_>,
-    caller: Option<&Caller<'_>>,
-) -> Option<Mismatch> {
-    if !rule.route.hosts.is_empty() && !rule.route.hosts.iter().any(|h| h.matches(facts.host)) {
-        return Some(Mismatch::Request(format!(
-            "host `{}` is not one of the rule's hosts",
-            facts.host
-        )));
-    }
-    if !rule.route.methods.is_empty() && !rule.route.methods.iter().any(|m| m == facts.method) {
-        return Some(Mismatch::Request(format!(
-            "method `{}` is not one of {}",
-            facts.method,
-            list(&rule.route.methods)
-        )));
-    }
-    if !rule.route.paths.is_empty() && !rule.route.paths.iter().any(|p| p.is_match(facts.path)) {
-        let patterns: Vec<String> = rule.route.paths.iter().map(describe_path).collect();
-        return Some(Mismatch::Request(format!(
-            "path `{}` matches none of {}",
-            facts.path,
-            patterns.join(", ")
-        )));
-    }
-    if rule.public || rule.when.is_empty() {
-        return None;
-    }
-    match caller {
-        None => Some(Mismatch::NoCaller),
-        Some(caller) => caller_mismatch(rule, caller, facts.path).map(Mismatch::Caller),
-    }
-}
-
-/// For a request no allow rule let through: the first allow rule whose host, method and path
-/// match, and the condition the caller fails, in words. Only for denials: it formats text.
-pub(crate) fn closest_allow<'r>(
-    mut rules: impl Iterator<Item = &'r Rule>,
-    facts: &RequestFacts<'_>,
-    caller: &Caller<'_>,
-) -> Option<String> {
-    rules.find_map(|rule| match mismatch(rule, facts, Some(caller)) {
-        Some(Mismatch::Caller(why)) => Some(format!(
-            "allow rule `{}` matches the request, but {why}",
+/// The decision's reason for what the rules ruled.
+pub fn ruling_reason(ruling: &Ruling<'_>, facts: &RequestFacts<'_>) -> String {
+    match ruling {
+        Ruling::Denied { rule, error: None } => format!("deny rule `{}` matched", rule.id),
+        Ruling::Denied {
+            rule,
+            error: Some(error),
+        } => format!(
+            "deny rule `{}` cannot be evaluated, so it denies: {error}",
             rule.id
-        )),
-        Some(Mismatch::Request(_) | Mismatch::NoCaller) | None => None,
-    })
+        ),
+        Ruling::Allowed(rule) => format!("allow rule `{}` matched", rule.id),
+        // No rule matched: deny by default, naming the allow rule that came closest...
+        Ruling::Default {
+            action: Action::Deny,
+            closest,
+        } => {
+            let mut reason = format!(
+                "no allow rule matched {} {}{}",
+                facts.method, facts.host, facts.path
+            );
+            if let Some(Closest { rule, outcome }) = closest {
+                reason.push_str(&format!(
+                    "; closest: allow rule `{}` matches the request, but {}",
+                    rule.id,
+                    describe(outcome)
+                ));
+            }
+            reason
+        }
+        // ...unless the configuration says allow.
+        Ruling::Default {
+            action: Action::Allow,
+            ..
+        } => String::from("no rule matched; default action is allow"),
+    }
+}
+
+/// What a rule said of a request, in words.
+pub fn describe(outcome: &Outcome<'_>) -> String {
+    match outcome {
+        Outcome::Matched => matched(),
+        Outcome::Unmet(unmet) => describe_unmet(unmet),
+        Outcome::Error(e) => e.error.to_string(),
+    }
+}
+
+/// The condition a rule wanted and what the request or caller had, in words.
+fn describe_unmet(unmet: &Unmet<'_>) -> String {
+    match unmet {
+        Unmet::Host { had, .. } => format!("host `{had}` is not one of the rule's hosts"),
+        Unmet::Method { wanted, had } => format!("method `{had}` is not one of {}", list(wanted)),
+        Unmet::Path { wanted, had } => {
+            let patterns: Vec<String> = wanted.iter().map(describe_path).collect();
+            format!("path `{had}` matches none of {}", patterns.join(", "))
+        }
+        Unmet::NoCaller => String::from("request matches, but `when` needs a verified caller"),
+        Unmet::GroupsAny { wanted, had } => {
+            let names: Vec<String> = wanted.iter().map(|g| g.name.clone()).collect();
+            format!(
+                "caller is in none of groups_any {} ({})",
+                list(&names),
+                describe_groups(had)
+            )
+        }
+        Unmet::GroupsAll { missing, had } => format!(
+            "caller is not in `{}`, which groups_all requires ({})",
+            missing.name,
+            describe_groups(had)
+        ),
+        Unmet::Subject { wanted, .. } => format!("subject is not one of {}", list(wanted)),
+        Unmet::Provider { wanted, had } => {
+            format!("provider `{had}` is not one of {}", list(wanted))
+        }
+        Unmet::Claim { condition, .. } => match condition {
+            ClaimCondition::Equals { claim, value } => {
+                format!("claim `{}` does not equal {value}", claim.as_str())
+            }
+            ClaimCondition::Contains { claim, value } => {
+                format!("claim `{}` does not contain {value}", claim.as_str())
+            }
+        },
+        Unmet::UnknownResource { kind, id } => {
+            format!(
+                "the catalog lists no {kind} `{}`",
+                id.as_deref().unwrap_or("?")
+            )
+        }
+        Unmet::NotOwner {
+            kind,
+            id,
+            owners,
+            had,
+        } => {
+            let owners: Vec<String> = owners.iter().map(str::to_owned).collect();
+            format!(
+                "{kind} `{id}` is owned by {}, and the caller is in none of them ({})",
+                list(&owners),
+                describe_groups(had)
+            )
+        }
+    }
 }
 
 /// The caller's groups in words: the token's, and the catalog user's when there is one.
@@ -210,84 +247,6 @@ fn describe_groups(caller: &Caller<'_>) -> String {
         None => {}
     }
     text
-}
-
-/// The first condition of `when` the caller fails, in words.
-fn caller_mismatch(rule: &Rule, caller: &Caller<'_>, path: &str) -> Option<String> {
-    let when = &rule.when;
-    let p = caller.principal;
-    if !when.groups_any.is_empty() && !when.groups_any.iter().any(|g| caller.in_group(g)) {
-        let names: Vec<String> = when.groups_any.iter().map(|g| g.name.clone()).collect();
-        return Some(format!(
-            "caller is in none of groups_any {} ({})",
-            list(&names),
-            describe_groups(caller)
-        ));
-    }
-    if let Some(missing) = when.groups_all.iter().find(|g| !caller.in_group(g)) {
-        return Some(format!(
-            "caller is not in `{}`, which groups_all requires ({})",
-            missing.name,
-            describe_groups(caller)
-        ));
-    }
-    if !when.subjects.is_empty()
-        && !p
-            .subject
-            .as_ref()
-            .is_some_and(|s| when.subjects.contains(s))
-    {
-        return Some(format!("subject is not one of {}", list(&when.subjects)));
-    }
-    if !when.providers.is_empty() && !when.providers.contains(&p.provider) {
-        return Some(format!(
-            "provider `{}` is not one of {}",
-            p.provider,
-            list(&when.providers)
-        ));
-    }
-    for condition in &when.claims {
-        let holds = Conditions {
-            claims: vec![condition.clone()],
-            ..Conditions::default()
-        }
-        .hold_for(caller, &rule.route, path);
-        if !holds {
-            return Some(match condition {
-                ClaimCondition::Equals { claim, value } => {
-                    format!("claim `{}` does not equal {value}", claim.as_str())
-                }
-                ClaimCondition::Contains { claim, value } => {
-                    format!("claim `{}` does not contain {value}", claim.as_str())
-                }
-            });
-        }
-    }
-    if let Some(owns) = &when.owns {
-        if !caller_owns(caller, owns, &rule.route, path) {
-            let resource = owns.resource_id(&rule.route.paths, path);
-            let id = resource.as_deref().unwrap_or("?");
-            let Some(snapshot) = caller.snapshot else {
-                return Some(format!(
-                    "ownership of {} `{id}` needs a catalog snapshot, and none is loaded",
-                    owns.kind
-                ));
-            };
-            return Some(match snapshot.owners_of(&owns.kind, id) {
-                None => format!("the catalog lists no {} `{id}`", owns.kind),
-                Some(owners) => {
-                    let owners: Vec<String> = owners.iter().map(str::to_owned).collect();
-                    format!(
-                        "{} `{id}` is owned by {}, and the caller is in none of them ({})",
-                        owns.kind,
-                        list(&owners),
-                        describe_groups(caller)
-                    )
-                }
-            });
-        }
-    }
-    None
 }
 
 fn describe_path(pattern: &PathPattern) -> String {
@@ -373,6 +332,7 @@ impl Explanation {
             let marker = match r.outcome {
                 RuleOutcome::Decided => "=>",
                 RuleOutcome::Matched => " +",
+                RuleOutcome::Error => " !",
                 RuleOutcome::NotMatched | RuleOutcome::NeedsCaller => "  ",
             };
             let action = match r.action {
@@ -395,7 +355,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::authorize::decide_claims;
+    use crate::authorize::{decide, Credential};
+    use crate::request::UnixTime;
 
     fn policy() -> Policy {
         Policy::from_json(
@@ -423,12 +384,12 @@ mod tests {
             path,
             headers: &[],
         };
-        let verdict = decide_claims(
+        let verdict = decide(
             &policy,
+            Credential::Claims(claims.as_object().unwrap().clone()),
             CatalogState::NotConfigured,
-            claims.as_object().unwrap().clone(),
             &req,
-            1_700_000_000,
+            UnixTime::from_secs(1_700_000_000),
         );
         explain(&policy, CatalogState::NotConfigured, &req, verdict)
     }
@@ -482,11 +443,13 @@ mod tests {
         };
         let verdict = crate::authorize::decide(
             &policy,
-            &crate::KeyStore::new(&policy),
-            &mut crate::TokenCache::new(0),
+            Credential::token(
+                &crate::KeyStore::new(&policy),
+                &mut crate::TokenCache::new(0),
+            ),
             CatalogState::NotConfigured,
             &req,
-            0,
+            UnixTime::from_secs(0),
         );
         let e = explain(&policy, CatalogState::NotConfigured, &req, verdict);
         assert_eq!(e.status(), 401);
@@ -496,5 +459,48 @@ mod tests {
         assert_eq!(e.status(), 400);
         assert!(e.rules.is_empty());
         assert!(e.to_text().contains("(path rejected)"));
+    }
+
+    /// Rules that cannot be evaluated (group overage, no snapshot) are explained with the
+    /// rule that decided: the deny rule that failed closed, the allow rule that errored.
+    #[test]
+    fn rules_that_cannot_be_evaluated() {
+        let policy = policy();
+        let claims = json!({"iss": "https://idp", "sub": "alice", "exp": 2_000_000_000, "_claim_names": {"groups": "src1"}});
+        let explain_at = |method| {
+            let req = Request {
+                method,
+                authority: "airflow.internal",
+                path: "/api/v1/dags",
+                headers: &[],
+            };
+            let verdict = decide(
+                &policy,
+                Credential::Claims(claims.as_object().unwrap().clone()),
+                CatalogState::NotConfigured,
+                &req,
+                UnixTime::from_secs(1_700_000_000),
+            );
+            explain(&policy, CatalogState::NotConfigured, &req, verdict)
+        };
+        let e = explain_at("POST");
+        assert_eq!(e.verdict.decision.code_str(), "rule_denied");
+        let (o, why) = outcome(&e, "no-contractor-writes");
+        assert_eq!(o, RuleOutcome::Decided);
+        assert!(why.contains("group overage"), "{why}");
+        let e = explain_at("GET");
+        assert_eq!(e.verdict.decision.code_str(), "no_rule_matched");
+        let (o, why) = outcome(&e, "dags-read");
+        assert_eq!(o, RuleOutcome::Error);
+        assert!(
+            why.starts_with("groups_any needs the caller's groups"),
+            "{why}"
+        );
+        assert_eq!(e.to_json()["rules"][1]["outcome"], "error");
+        let reason = &e.verdict.decision.reason;
+        assert!(
+            reason.contains("closest: allow rule `dags-read`"),
+            "{reason}"
+        );
     }
 }

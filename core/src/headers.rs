@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use crate::authorize::Verdict;
 use crate::config::{Policy, IDENTITY_HEADER_PREFIX};
+use crate::decision::Verdict;
 use crate::principal::Principal;
 
 pub const SUBJECT_HEADER: &str = "x-meshgate-subject";

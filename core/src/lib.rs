@@ -2,8 +2,8 @@
 //! dependency. Time, keys, caches and I/O come in as arguments.
 //!
 //! The request path is [`authorize::decide`]: normalize the path, check public routes,
-//! extract and verify the token, build the principal, evaluate rules, return a
-//! [`decision::Decision`].
+//! extract and verify the token, build the principal, evaluate rules (`evaluate`, each rule
+//! by [`rules::Rule::evaluate`]), return a [`decision::Verdict`].
 
 #![cfg_attr(
     test,
@@ -20,10 +20,12 @@ pub mod alg;
 pub mod authorize;
 pub mod backstage;
 pub mod cache;
+pub mod caller;
 pub mod catalog;
 pub mod claims;
 pub mod config;
 pub mod decision;
+pub mod evaluate;
 pub mod explain;
 pub mod extract;
 pub mod groupref;
@@ -35,6 +37,7 @@ pub mod path;
 pub mod pattern;
 pub mod principal;
 pub mod provider;
+pub mod request;
 pub mod rules;
 pub mod signature;
 pub mod snapshot;
@@ -46,8 +49,9 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod corpus;
 
-pub use authorize::{decide, decide_claims, Request, Verdict};
+pub use authorize::{decide, Credential};
 pub use cache::TokenCache;
 pub use config::{ConfigError, Mode, Policy};
-pub use decision::{AllowCode, Decision, DenyCode, Effect};
+pub use decision::{AllowCode, Decision, DenyCode, Effect, Verdict};
 pub use keystore::KeyStore;
+pub use request::{Request, UnixTime};

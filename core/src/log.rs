@@ -2,10 +2,9 @@
 
 use serde_json::{json, Value};
 
-use crate::authorize::Request;
 use crate::config::Mode;
 use crate::decision::{Decision, Effect, ShadowOutcome};
-use crate::rules::normalize_host;
+use crate::request::{normalize_host, Request};
 
 /// Builds the decision log record. `request_id` is Envoy's `x-request-id`.
 pub fn decision_record(
@@ -53,19 +52,9 @@ mod tests {
 
     #[test]
     fn the_logged_host_is_the_one_rules_match() {
-        let decision = Decision {
-            effect: Effect::Deny(DenyCode::TokenMissing),
-            reason: "no token".into(),
-            rule_id: None,
-            provider: None,
-            principal: None,
-            normalized_path: Some("/".into()),
-            mode: Mode::Enforce,
-            shadow: None,
-            snapshot_version: None,
-            catalog_user: None,
-            catalog_groups: None,
-        };
+        let decision = Decision::builder(Effect::Deny(DenyCode::TokenMissing), "no token")
+            .request("/".into(), Mode::Enforce, None, None)
+            .build();
         for (authority, logged) in [
             ("airflow.internal:10000", "airflow.internal"),
             ("Airflow.Internal.", "airflow.internal"),

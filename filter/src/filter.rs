@@ -1,13 +1,16 @@
 //! Per-VM state and the request path: read attributes → `core` decides → apply.
 
-use meshgate_core::authorize::{decide, decide_using, Request, Verdict};
+use meshgate_core::authorize::{decide, Credential};
 use meshgate_core::catalog::CatalogState;
-use meshgate_core::decision::{AllowCode, Effect};
-use meshgate_core::{headers, log as decision_log, DenyCode, KeyStore, Mode, Policy, TokenCache};
+use meshgate_core::decision::{AllowCode, Effect, ProviderId};
+use meshgate_core::{
+    headers, log as decision_log, DenyCode, KeyStore, Mode, Policy, Request, TokenCache, UnixTime,
+    Verdict,
+};
 
 use crate::host::CallResponse;
 use crate::host::{Host, LogLevel, Metric, MAX_RULE_METRICS};
-use crate::jwks_refresh::{JwksRefresh, UnknownKidAction};
+use crate::jwks_refresh::{JwksRefresh, KeysAction};
 use crate::reply;
 use crate::signatures::{self, EnvoyVerifier, Verifier};
 use crate::snapshot_sync::SnapshotSync;
@@ -16,9 +19,13 @@ use crate::snapshot_sync::SnapshotSync;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Waiter {
     context_id: u32,
-    provider: usize,
+    provider: ProviderId,
     deadline_ms: i64,
 }
+
+/// Keys arriving while one request is handled (loaded from another worker) get it decided
+/// again at most this many times.
+const MAX_KEY_ARRIVALS: u32 = 2;
 
 /// Filter-state key of the decision record (Envoy exposes it as `wasm.meshgate_decision`).
 pub const DECISION_FILTER_STATE: &str = "meshgate_decision";
@@ -39,6 +46,8 @@ pub struct Filter {
     pub verifier: Verifier,
     /// A failed `verify_signature` call was logged (later ones are only counted).
     foreign_failure_logged: bool,
+    /// Decisions made: one per request, plus one per arrival of keys it lacked.
+    decisions: u64,
 }
 
 /// FNV-1a: a cheap, stable hash of the request id for sampling (not for security).
@@ -69,6 +78,7 @@ impl Filter {
             unkeyed: std::cell::Cell::new(0),
             verifier: Verifier::default(),
             foreign_failure_logged: false,
+            decisions: 0,
             policy,
         }
     }
@@ -111,6 +121,11 @@ impl Filter {
 
     pub fn waiting(&self) -> usize {
         self.waiters.len()
+    }
+
+    /// How many times this VM called `decide`.
+    pub fn decisions(&self) -> u64 {
+        self.decisions
     }
 
     /// Decides again every waiter whose provider settled or whose deadline passed. Each
@@ -167,54 +182,54 @@ impl Filter {
             headers: &headers,
         };
         let started_us = host.now_micros();
-        let now = started_us / 1_000_000;
+        let now = UnixTime::from_secs(started_us / 1_000_000);
         // Every worker switches as soon as a new snapshot is published, not on its next tick.
         if let Some(snapshot) = &mut self.snapshot {
             snapshot.follow_published(host, &self.policy);
         }
         let mut verdict = self.decide(host, &req, now);
-        // Keys may have been published by another worker since this one's last tick:
-        // one shared-data read beats denying until the next tick.
-        if let Some(provider) = self.keys_unavailable_provider(&verdict) {
-            if self.jwks.load_published(host, &mut self.keys, provider) {
-                verdict = self.decide(host, &req, now);
-            }
-        }
-        if let (Some(context_id), Some(provider)) = (context_id, self.refetch_provider(&verdict)) {
-            match self.jwks.on_unknown_kid(host, &mut self.keys, provider) {
-                UnknownKidAction::Retry => {
+        // Keys the decision lacked (core names the provider): another worker may have
+        // published them since this worker's last tick, or a refetch may bring them while
+        // the request waits. The request is decided again only when keys arrive.
+        let mut arrivals = 0;
+        while let Some(wanted) = verdict.diagnostics.keys_wanted {
+            // A denied request may wait; one let through by `failure_mode: open` goes on.
+            let may_wait = context_id.filter(|_| !verdict.decision.is_allowed());
+            let action = self
+                .jwks
+                .keys_wanted(host, &mut self.keys, wanted, may_wait.is_some());
+            match (action, may_wait) {
+                (KeysAction::Arrived, _) if arrivals < MAX_KEY_ARRIVALS => {
+                    arrivals += 1;
                     verdict = self.decide(host, &req, now);
                 }
-                UnknownKidAction::Wait { deadline_ms } => {
+                (KeysAction::Wait { deadline_ms }, Some(context_id)) => {
                     self.waiters.push(Waiter {
                         context_id,
-                        provider,
+                        provider: wanted.provider,
                         deadline_ms,
                     });
                     return Next::Pause;
                 }
-                UnknownKidAction::Deny => {}
+                (KeysAction::Arrived | KeysAction::Wait { .. } | KeysAction::Stand, _) => break,
             }
         }
         self.finish(host, &req, &headers, &verdict, started_us)
     }
 
     /// One decision, with this VM's verifier; counts who checked signatures.
-    fn decide<H: Host>(&mut self, host: &mut H, req: &Request<'_>, now: i64) -> Verdict {
+    fn decide<H: Host>(&mut self, host: &mut H, req: &Request<'_>, now: UnixTime) -> Verdict {
+        self.decisions = self.decisions.saturating_add(1);
         let catalog = catalog_state(self.snapshot.as_ref(), host.now_millis());
         let verdict = match self.verifier {
-            Verifier::Rust => decide(&self.policy, &self.keys, &mut self.cache, catalog, req, now),
+            Verifier::Rust => {
+                let credential = Credential::token(&self.keys, &mut self.cache);
+                decide(&self.policy, credential, catalog, req, now)
+            }
             Verifier::Envoy => {
                 let envoy = EnvoyVerifier::new(&*host);
-                let verdict = decide_using(
-                    &self.policy,
-                    &self.keys,
-                    &mut self.cache,
-                    Some(&envoy),
-                    catalog,
-                    req,
-                    now,
-                );
+                let credential = Credential::token_using(&self.keys, &mut self.cache, &envoy);
+                let verdict = decide(&self.policy, credential, catalog, req, now);
                 if let Some(e) = envoy.take_failure() {
                     if !self.foreign_failure_logged {
                         self.foreign_failure_logged = true;
@@ -232,33 +247,6 @@ impl Filter {
         };
         signatures::count(host, verdict.signature_checks);
         verdict
-    }
-
-    /// The provider (index) whose keys never loaded, when that decided the request
-    /// (denied, or let through by `failure_mode: open`).
-    fn keys_unavailable_provider(&self, verdict: &Verdict) -> Option<usize> {
-        let decision = &verdict.decision;
-        let unavailable = decision.deny_code() == Some(DenyCode::JwksUnavailable)
-            || decision.effect == Effect::Allow(AllowCode::FailOpen);
-        if !unavailable {
-            return None;
-        }
-        let name = decision.provider.as_deref()?;
-        self.policy.providers.iter().position(|p| p.name == name)
-    }
-
-    /// The provider (index) whose keys a refetch might bring: a `key_unknown` denial (a key
-    /// rotated in), or a `jwks_unavailable` one (no keys yet; a Backstage auth backend
-    /// publishes none before its first sign-in). Local providers are never refetched.
-    fn refetch_provider(&self, verdict: &Verdict) -> Option<usize> {
-        if !matches!(
-            verdict.decision.deny_code(),
-            Some(DenyCode::KeyUnknown | DenyCode::JwksUnavailable)
-        ) {
-            return None;
-        }
-        let name = verdict.decision.provider.as_deref()?;
-        self.policy.providers.iter().position(|p| p.name == name)
     }
 
     fn finish<H: Host>(
@@ -336,17 +324,17 @@ impl Filter {
                 Some(code)
             }
         };
-        match &decision.shadow {
-            Some(shadow) if matches!(shadow.effect, Effect::Deny(_)) => {
-                host.increment(Metric::ShadowWouldDeny)
-            }
-            Some(_) => host.increment(Metric::ShadowWouldAllow),
+        // Two meanings, two counters: what shadow rules would have changed, and what shadow
+        // mode let through.
+        match decision.shadow.as_ref().map(|s| s.effect) {
+            Some(Effect::Deny(_)) => host.increment(Metric::ShadowRuleWouldDeny),
+            Some(Effect::Allow(_)) => host.increment(Metric::ShadowRuleWouldAllow),
             None => {}
         }
         match (code, decision.mode) {
             (Some(code), Mode::Enforce) => self.reply(host, code),
             (Some(_), Mode::Shadow) => {
-                host.increment(Metric::ShadowWouldDeny);
+                host.increment(Metric::ShadowModeWouldDeny);
                 self.apply_headers(host, headers, verdict)
             }
             (None, _) => self.apply_headers(host, headers, verdict),

@@ -19,9 +19,16 @@ pub enum Metric {
     Allowed,
     Denied,
     DeniedBy(DenyCode),
-    ShadowWouldDeny,
-    /// Shadow rules would have allowed a request that was denied.
-    ShadowWouldAllow,
+    /// Requests in shadow mode (global `mode`, or a `mode_overrides` entry) that would
+    /// have been denied: they went through. `meshgate.shadow.would_deny`, as always.
+    ShadowModeWouldDeny,
+    /// Shadow rules would have denied a request that was allowed (or denied it by another
+    /// rule or code). `meshgate.shadow_rule.would_deny`; counted under
+    /// `meshgate.shadow.would_deny` before, together with shadow mode.
+    ShadowRuleWouldDeny,
+    /// Shadow rules would have allowed a request that was denied (or allowed it by another
+    /// rule). `meshgate.shadow_rule.would_allow`; `meshgate.shadow.would_allow` before.
+    ShadowRuleWouldAllow,
     /// Requests let through because keys never loaded and `failure_mode` is open.
     FailOpen,
     JwksFetchOk,
@@ -77,8 +84,9 @@ impl Metric {
             Metric::Allowed => String::from("meshgate.allowed"),
             Metric::Denied => String::from("meshgate.denied"),
             Metric::DeniedBy(code) => format!("meshgate.denied.{}", code.as_str()),
-            Metric::ShadowWouldDeny => String::from("meshgate.shadow.would_deny"),
-            Metric::ShadowWouldAllow => String::from("meshgate.shadow.would_allow"),
+            Metric::ShadowModeWouldDeny => String::from("meshgate.shadow.would_deny"),
+            Metric::ShadowRuleWouldDeny => String::from("meshgate.shadow_rule.would_deny"),
+            Metric::ShadowRuleWouldAllow => String::from("meshgate.shadow_rule.would_allow"),
             Metric::FailOpen => String::from("meshgate.fail_open"),
             Metric::JwksFetchOk => String::from("meshgate.jwks.fetch_ok"),
             Metric::JwksFetchFailed => String::from("meshgate.jwks.fetch_failed"),

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshgate_core::config::Policy;
+use meshgate_core::decision::{KeysWanted, MissingKeys, ProviderId};
 use meshgate_core::jwks::{JwksError, KeyOrigin, KeySet};
 use meshgate_core::provider::{KeySource, RemoteJwks, UnknownKid};
 use meshgate_core::KeyStore;
@@ -53,17 +54,17 @@ struct InFlight {
     refetch_until: Option<i64>,
 }
 
-/// What to do with a request whose token names a key the current set doesn't have.
+/// What to do with a request whose decision lacked keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnknownKidAction {
-    /// Newer keys were already published by another worker and are now loaded: decide again.
-    Retry,
+pub enum KeysAction {
+    /// Newer keys were published by another worker and are now loaded: decide again.
+    Arrived,
     /// A refetch is under way (here or in another worker): hold the request until keys
     /// load or this deadline (Unix ms) passes.
     Wait { deadline_ms: i64 },
-    /// Deny now (refetch off or in the background, or the last refetch is done and the
-    /// key still isn't there).
-    Deny,
+    /// The decision stands: nothing is coming in time (a local provider, refetch off or in
+    /// the background, the last refetch done without the key), or it may not wait.
+    Stand,
 }
 
 #[derive(Debug, Default)]
@@ -71,7 +72,7 @@ pub struct JwksRefresh {
     entries: Vec<Entry>,
     /// Providers whose keys loaded or whose fetch failed since the last `take_settled`,
     /// so requests waiting on them can be decided again.
-    settled: Vec<usize>,
+    settled: Vec<ProviderId>,
 }
 
 impl JwksRefresh {
@@ -111,7 +112,7 @@ impl JwksRefresh {
         let now = host.now_millis();
         for entry in &mut self.entries {
             if sync_from_shared(entry, host, keys) {
-                self.settled.push(entry.provider);
+                self.settled.push(ProviderId::new(entry.provider));
             }
             if let Some(fetched_at) = entry.loaded_fetched_at_ms {
                 let age_s = u64::try_from(now.saturating_sub(fetched_at) / 1000).unwrap_or(0);
@@ -125,7 +126,7 @@ impl JwksRefresh {
                 entry.in_flight = None;
                 record_failure(entry, host, now, "no response before the deadline");
                 finish_refetch(host, &entry.remote, in_flight.refetch_until);
-                self.settled.push(entry.provider);
+                self.settled.push(ProviderId::new(entry.provider));
             }
             if now < entry.next_due_ms {
                 continue;
@@ -144,40 +145,31 @@ impl JwksRefresh {
         }
     }
 
-    /// This worker has no keys for `provider` yet; another worker may have published
-    /// some since this one's last tick. True when a set loaded (decide again).
-    pub fn load_published<H: Host>(
+    /// A decision lacked `wanted`: the provider's keys never loaded, or the token names a
+    /// key they don't have. Keys another worker published since this one's last tick are
+    /// loaded at once. Otherwise, when the request may wait (it was denied and can be
+    /// held), a refetch is started or joined, rate limited across workers.
+    pub fn keys_wanted<H: Host>(
         &mut self,
         host: &mut H,
         keys: &mut KeyStore,
-        provider: usize,
-    ) -> bool {
-        self.entries
-            .iter_mut()
-            .find(|e| e.provider == provider)
-            .is_some_and(|entry| sync_from_shared(entry, host, keys))
-    }
-
-    /// A token named a key this worker doesn't have (provider index `provider`).
-    pub fn on_unknown_kid<H: Host>(
-        &mut self,
-        host: &mut H,
-        keys: &mut KeyStore,
-        provider: usize,
-    ) -> UnknownKidAction {
+        wanted: KeysWanted,
+        may_wait: bool,
+    ) -> KeysAction {
         let now = host.now_millis();
+        let provider = wanted.provider.index();
         let Some(entry) = self.entries.iter_mut().find(|e| e.provider == provider) else {
-            return UnknownKidAction::Deny;
+            return KeysAction::Stand;
         };
         if sync_from_shared(entry, host, keys) {
-            return UnknownKidAction::Retry;
+            return KeysAction::Arrived;
         }
         let mode = entry.remote.on_unknown_kid;
-        if mode == UnknownKid::Off {
-            return UnknownKidAction::Deny;
+        if !may_wait || mode == UnknownKid::Off {
+            return KeysAction::Stand;
         }
         let hold_ms = fetch_hold_ms(&entry.remote);
-        let wait = UnknownKidAction::Wait {
+        let wait = KeysAction::Wait {
             deadline_ms: now.saturating_add(hold_ms),
         };
         if entry.in_flight.is_some() {
@@ -185,7 +177,7 @@ impl JwksRefresh {
             return if mode == UnknownKid::Wait {
                 wait
             } else {
-                UnknownKidAction::Deny
+                KeysAction::Stand
             };
         }
         let interval_ms = i64::try_from(entry.remote.refetch_min_interval_s.saturating_mul(1_000))
@@ -195,10 +187,14 @@ impl JwksRefresh {
         // gets at most that many fetches to the IdP.
         if claim(host, &key, now, interval_ms) {
             host.increment(Metric::JwksRefetchUnknownKid);
+            let why = match wanted.missing {
+                MissingKeys::UnknownKey => "unknown key id",
+                MissingKeys::NotLoaded => "no keys yet",
+            };
             host.log(
                 LogLevel::Info,
                 &format!(
-                    "meshgate: provider `{}`: unknown key id, refetching {}",
+                    "meshgate: provider `{}`: {why}, refetching {}",
                     entry.provider_name, entry.remote.uri
                 ),
             );
@@ -212,7 +208,7 @@ impl JwksRefresh {
             return match (mode, dispatched) {
                 (UnknownKid::Wait, Some(_)) => wait,
                 // Background: the answer still loads the keys, this request is denied.
-                _ => UnknownKidAction::Deny,
+                _ => KeysAction::Stand,
             };
         }
         // Rate limited. While the refetch that holds the limit (maybe in another worker) is
@@ -231,18 +227,17 @@ impl JwksRefresh {
                     wait
                 } else if sync_from_shared(entry, host, keys) {
                     // Published by the refetch between this worker's look above and now.
-                    UnknownKidAction::Retry
+                    KeysAction::Arrived
                 } else {
-                    UnknownKidAction::Deny
+                    KeysAction::Stand
                 }
             }
-            _ => UnknownKidAction::Deny,
+            _ => KeysAction::Stand,
         }
     }
 
-    /// Provider indices whose fetch settled (keys loaded, or a fetch failed) since the
-    /// last call.
-    pub fn take_settled(&mut self) -> Vec<usize> {
+    /// Providers whose fetch settled (keys loaded, or a fetch failed) since the last call.
+    pub fn take_settled(&mut self) -> Vec<ProviderId> {
         std::mem::take(&mut self.settled)
     }
 
@@ -300,7 +295,7 @@ impl JwksRefresh {
             now
         };
         let _ = host.set_shared(&lease_key(&entry.remote), &encode_millis(until), None);
-        self.settled.push(entry.provider);
+        self.settled.push(ProviderId::new(entry.provider));
         true
     }
 }

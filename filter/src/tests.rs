@@ -244,6 +244,39 @@ fn shadow_mode_forwards_what_it_would_deny_without_identity() {
     assert_eq!(host.counter("meshgate.denied.no_rule_matched"), 1);
 }
 
+/// Shadow mode and shadow rules are counted apart, once each per request: a request in
+/// shadow mode that a shadow rule would deny by name counts once under each meaning.
+#[test]
+fn shadow_mode_and_shadow_rules_have_a_counter_each() {
+    let keys = keys();
+    let mut cfg = config(keys.public_jwk.clone(), json!({}));
+    cfg["rules"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "no-finance", "action": "deny", "mode": "shadow", "when": {"groups_any": ["finance"]}}));
+    let ask = |mode: &str, groups: &[&str]| {
+        let mut cfg = cfg.clone();
+        cfg["mode"] = json!(mode);
+        let mut f = filter(cfg);
+        let mut host = FakeHost::at(NOW)
+            .with_request("GET", "a", "/api/v1/dags")
+            .with_header("authorization", &format!("Bearer {}", alice(&keys, groups)));
+        assert_eq!(f.on_request_headers(&mut host, 1), Next::Continue);
+        [
+            "meshgate.shadow.would_deny",
+            "meshgate.shadow_rule.would_deny",
+            "meshgate.shadow_rule.would_allow",
+        ]
+        .map(|name| host.counter(name))
+    };
+    // In shadow mode, denied (no rule matched); the shadow rule would deny by name.
+    assert_eq!(ask("shadow", &["finance"]), [1, 1, 0]);
+    // Enforced and allowed; the shadow rule would deny.
+    assert_eq!(ask("enforce", &["data-eng", "finance"]), [0, 1, 0]);
+    // In shadow mode, denied; no shadow rule weighs in.
+    assert_eq!(ask("shadow", &["ops"]), [1, 0, 0]);
+}
+
 #[test]
 fn remote_jwks_is_fetched_kept_and_retried() {
     let keys = keys();
@@ -716,6 +749,91 @@ fn fail_open_route_passes_without_identity_and_is_counted() {
     assert_eq!(host.header("x-meshgate-subject"), None);
     assert_eq!(host.counter("meshgate.fail_open"), 1);
     assert!(host.logged("\"code\":\"fail_open\""));
+}
+
+/// The filter decides once per request, and again only when keys the decision lacked
+/// arrive (loaded from another worker, or fetched while the request waits). Core names the
+/// provider whose keys are missing; the filter no longer reads deny codes and provider
+/// names to guess it.
+#[test]
+fn a_request_is_decided_once_plus_once_per_key_arrival() {
+    let (old, new, rogue) = (
+        keys_with_kid("old"),
+        keys_with_kid("new"),
+        keys_with_kid("rogue"),
+    );
+    let shared = crate::fake::SharedData::default();
+    let (mut w1, mut h1) = loaded_worker("wait", &[&old], &shared);
+
+    // Keys at hand: one decision.
+    let before = w1.decisions();
+    h1.new_request(10, request_headers(&alice(&old, &["data-eng"])));
+    assert_eq!(w1.on_request_headers(&mut h1, 10), Next::Continue);
+    assert_eq!(w1.decisions() - before, 1);
+
+    // Worker 2 has not ticked. Its first decision lacks keys; worker 1's published ones
+    // arrive (second decision) but miss the token's key, so a refetch goes out and the
+    // request waits; the answer brings the key (third decision).
+    let mut w2 = filter(remote_config("wait"));
+    let mut h2 = FakeHost::at(NOW).sharing(&shared);
+    h2.new_request(20, request_headers(&alice(&new, &["data-eng"])));
+    assert_eq!(w2.on_request_headers(&mut h2, 20), Next::Pause);
+    assert_eq!(w2.decisions(), 2);
+    let refetch = h2.dispatched.last().unwrap().token;
+    w2.on_http_call_response(
+        &mut h2,
+        refetch,
+        &resp(Some(200), Some(jwks_of(&[&old, &new]).as_bytes())),
+    );
+    assert!(h2.request(20).resumed);
+    assert_eq!(w2.decisions(), 3);
+
+    // A key still unknown within the refetch rate limit: denied on its one decision.
+    h2.new_request(21, request_headers(&alice(&rogue, &["data-eng"])));
+    assert_eq!(w2.on_request_headers(&mut h2, 21), Next::Stop);
+    assert_eq!(w2.decisions(), 4);
+}
+
+/// A decision that lacked no keys is not made again because keys changed meanwhile: with
+/// the catalog snapshot unavailable and `failure_mode: open`, a request is let through on
+/// its first decision although another worker published newer keys since this worker's
+/// last tick. (This filter used to map the fail-open decision's provider name back to
+/// keys to load, and decided again.)
+#[test]
+fn a_fail_open_for_the_snapshot_is_decided_once() {
+    let keys = keys_with_kid("k1");
+    let public = meshgate_core::snapshot::SigningKey::from_seed("cp-1", [5; 32])
+        .unwrap()
+        .trusted_key()
+        .to_spec();
+    let mut cfg = remote_config("wait");
+    cfg["failure_mode"] = json!("open");
+    cfg["snapshot"] = json!({
+        "cluster": "cp", "uri": "http://cp.test/v1/snapshots/default",
+        "public_keys": [{"kid": public.kid, "public_key": public.public_key}]
+    });
+    let shared = crate::fake::SharedData::default();
+    let fetch_keys = |f: &mut Filter, host: &mut FakeHost| {
+        f.on_tick(host);
+        let fetch = host.dispatched.iter().rev().find(|d| d.cluster == "idp");
+        let token = fetch.unwrap().token;
+        let body = jwks_of(&[&keys]);
+        f.on_http_call_response(host, token, &resp(Some(200), Some(body.as_bytes())));
+    };
+    let (mut w1, mut h1) = (filter(cfg.clone()), FakeHost::at(NOW).sharing(&shared));
+    fetch_keys(&mut w1, &mut h1);
+    let (mut w2, mut h2) = (filter(cfg), FakeHost::at(NOW).sharing(&shared));
+    w2.on_tick(&mut h2);
+    // The refresh falls to worker 1; worker 2 does not tick before its next request.
+    h1.now_ms += 301_000;
+    h2.now_ms += 301_000;
+    fetch_keys(&mut w1, &mut h1);
+    assert_eq!(h1.counter("meshgate.jwks.fetch_ok"), 2);
+
+    h2.new_request(5, request_headers(&alice(&keys, &["data-eng"])));
+    assert_eq!(w2.on_request_headers(&mut h2, 5), Next::Continue);
+    assert_eq!(h2.counter("meshgate.fail_open"), 1);
+    assert_eq!(w2.decisions(), 1);
 }
 
 #[test]

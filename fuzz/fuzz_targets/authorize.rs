@@ -20,7 +20,8 @@ use meshgate_core::config::FailureMode;
 use meshgate_core::path::normalize;
 use meshgate_core::rules::{Action, Rule};
 use meshgate_core::{
-    decide, headers, AllowCode, DenyCode, Effect, KeyStore, Policy, Request, TokenCache, Verdict,
+    decide, headers, AllowCode, Credential, DenyCode, Effect, KeyStore, Policy, Request,
+    TokenCache, UnixTime, Verdict,
 };
 use meshgate_fuzz::{
     lenient_policy_config, strict_policy_config, substitute_tokens, NOW, TOKENS, VALID_SUBJECTS,
@@ -149,11 +150,10 @@ fuzz_target!(|data: &[u8]| {
         let mut cache = TokenCache::new(policy.jwt_cache_size.min(8));
         let cold = decide(
             policy,
-            keys,
-            &mut cache,
+            Credential::token(keys, &mut cache),
             meshgate_core::catalog::CatalogState::NotConfigured,
             &req,
-            NOW,
+            UnixTime::from_secs(NOW),
         );
         if *VERBOSE {
             let d = &cold.decision;
@@ -171,17 +171,17 @@ fuzz_target!(|data: &[u8]| {
         check(policy, &req, &cold);
         let warm = decide(
             policy,
-            keys,
-            &mut cache,
+            Credential::token(keys, &mut cache),
             meshgate_core::catalog::CatalogState::NotConfigured,
             &req,
-            NOW,
+            UnixTime::from_secs(NOW),
         );
         assert_eq!(
             cold.decision, warm.decision,
             "token cache changed the decision"
         );
         assert_eq!(cold.strip_token_header, warm.strip_token_header);
+        assert_eq!(cold.diagnostics, warm.diagnostics);
         let _ = headers::plan(policy, &cold, &request_headers);
     }
 });

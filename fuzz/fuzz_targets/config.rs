@@ -9,7 +9,7 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use meshgate_core::{decide, KeyStore, Policy, Request, TokenCache};
+use meshgate_core::{decide, Credential, KeyStore, Policy, Request, TokenCache, UnixTime};
 use meshgate_fuzz::{NOW, TOKENS};
 
 static VERBOSE: LazyLock<bool> =
@@ -53,11 +53,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let verdict = decide(
             &policy,
-            &keys,
-            &mut cache,
+            Credential::token(&keys, &mut cache),
             meshgate_core::catalog::CatalogState::NotConfigured,
             &req,
-            NOW,
+            UnixTime::from_secs(NOW),
         );
         if *VERBOSE {
             let d = &verdict.decision;

@@ -256,8 +256,8 @@ export type DenyCode =
   | 'no_rule_matched'
   | 'snapshot_unavailable';
 
-/** `decided`: made the decision; `matched`: matched, but another rule decided first; `not_matched`: see `detail`; `needs_caller`: the request matches but `when` needs a verified caller. */
-export type RuleOutcome = 'decided' | 'matched' | 'not_matched' | 'needs_caller';
+/** `decided`: made the decision; `matched`: matched, but another rule decided first; `not_matched`: see `detail`; `needs_caller`: the request matches but `when` needs a verified caller; `error`: a condition cannot be evaluated for this caller (group overage or ownership without a catalog snapshot), so the allow rule doesn't allow (a deny rule in that state denies, and is `decided`). */
+export type RuleOutcome = 'decided' | 'matched' | 'not_matched' | 'needs_caller' | 'error';
 
 export interface RuleTrace {
   id: string;

@@ -5,7 +5,7 @@
 //! `js/npm/index.d.ts` types them. Nothing here panics on any input: bad input comes back
 //! as `{"error": {"kind", "path", "message"}}`.
 //!
-//! Claims are taken as verified (`meshgate_core::decide_claims`): every check but the
+//! Claims are taken as verified (`meshgate_core::Credential::Claims`): every check but the
 //! signature and the token's location applies, exactly as in the filter.
 
 #![cfg_attr(
@@ -21,9 +21,10 @@
 
 mod input;
 
-use meshgate_core::authorize::{decide_claims, Request};
+use meshgate_core::authorize::{decide, Credential};
 use meshgate_core::explain::explain as explain_verdict;
 use meshgate_core::{Effect, Mode, Policy};
+use meshgate_core::{Request, UnixTime};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -75,7 +76,7 @@ fn explain_value(
     let request = input::parse_request(request)?;
     let now = request.now.unwrap_or_else(clock);
     // As Envoy presents headers (and as `meshgate check` builds them): pseudo-headers first.
-    // `decide_claims` reads no header today; they are passed so it would see them.
+    // A claims preview reads no header today; they are passed so it would see them.
     let mut headers = vec![
         (String::from(":method"), request.method.clone()),
         (String::from(":authority"), request.authority.clone()),
@@ -90,7 +91,13 @@ fn explain_value(
     };
     // Previews see the claims given; catalog groups need a snapshot the package has no way to fetch.
     let state = meshgate_core::catalog::CatalogState::NotConfigured;
-    let verdict = decide_claims(&policy, state, claims, &req, now);
+    let verdict = decide(
+        &policy,
+        Credential::Claims(claims),
+        state,
+        &req,
+        UnixTime::from_secs(now),
+    );
     let explanation = explain_verdict(&policy, state, &req, verdict);
     let mut out = explanation.to_json();
     // `to_json` doesn't say whether the request is in shadow (it passes whatever the

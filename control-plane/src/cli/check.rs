@@ -6,13 +6,13 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use meshgate_core::authorize::{decide, decide_claims, Request};
+use meshgate_core::authorize::{decide, Credential as Identity};
 use meshgate_core::catalog::{Catalog, CatalogState};
 use meshgate_core::explain::explain;
 use meshgate_core::jwks::{KeyOrigin, KeySet};
 use meshgate_core::provider::KeySource;
 use meshgate_core::snapshot::Snapshot;
-use meshgate_core::{KeyStore, Policy, TokenCache};
+use meshgate_core::{KeyStore, Policy, Request, TokenCache, UnixTime};
 
 use super::args::{Arg, Args};
 use super::err::CliError;
@@ -184,11 +184,19 @@ pub(super) fn check(command: CheckCommand, now: i64, out: &mut dyn Write) -> Res
         },
         (None, None) => CatalogState::NotConfigured,
     };
+    let now = UnixTime::from_secs(now);
     let verdict = match credential {
-        Credential::Claims(claims) => decide_claims(&policy, state, claims, &req, now),
+        Credential::Claims(claims) => decide(&policy, Identity::Claims(claims), state, &req, now),
         Credential::None | Credential::Token(_) => {
             let keys = key_store(&policy, &jwks)?;
-            decide(&policy, &keys, &mut TokenCache::new(0), state, &req, now)
+            let mut cache = TokenCache::new(0);
+            decide(
+                &policy,
+                Identity::token(&keys, &mut cache),
+                state,
+                &req,
+                now,
+            )
         }
     };
     let explanation = explain(&policy, state, &req, verdict);

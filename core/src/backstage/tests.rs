@@ -214,10 +214,12 @@ mod decisions {
 
     use serde_json::{json, Value};
 
-    use crate::authorize::{decide, Request, Verdict};
+    use crate::authorize::{decide, Credential};
     use crate::catalog::{Catalog, CatalogState};
+    use crate::decision::Verdict;
     use crate::headers;
     use crate::jwks::{KeyOrigin, KeySet};
+    use crate::request::{Request, UnixTime};
     use crate::snapshot::{
         encode, DecodeLimits, OwnedInput, SigningKey, Snapshot, SnapshotInput, UserInput,
     };
@@ -322,11 +324,10 @@ mod decisions {
         };
         decide(
             policy,
-            &keys(policy),
-            &mut TokenCache::new(0),
+            Credential::token(&keys(policy), &mut TokenCache::new(0)),
             state,
             &req,
-            NOW,
+            UnixTime::from_secs(NOW),
         )
     }
 

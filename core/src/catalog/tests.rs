@@ -4,8 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::authorize::{decide_claims, Request};
+use crate::authorize::{decide, Credential};
 use crate::decision::{AllowCode, DenyCode, Effect};
+use crate::request::{Request, UnixTime};
 use crate::snapshot::{
     encode, DecodeLimits, GroupInput, OwnedInput, SigningKey, SnapshotInput, UserInput,
 };
@@ -113,7 +114,14 @@ fn decide_at(
         path,
         headers: &[],
     };
-    decide_claims(policy, state, claims, &req, NOW).decision
+    decide(
+        policy,
+        Credential::Claims(claims),
+        state,
+        &req,
+        UnixTime::from_secs(NOW),
+    )
+    .decision
 }
 
 /// (name, catalog, extra claims, method, host, path, expected code or `allow`).
@@ -377,11 +385,13 @@ fn an_unavailable_snapshot_follows_failure_mode() {
     };
     let verdict = crate::authorize::decide(
         &public,
-        &crate::KeyStore::new(&public),
-        &mut crate::TokenCache::new(0),
+        Credential::token(
+            &crate::KeyStore::new(&public),
+            &mut crate::TokenCache::new(0),
+        ),
         unavailable,
         &req,
-        NOW,
+        UnixTime::from_secs(NOW),
     );
     assert_eq!(
         verdict.decision.effect,
@@ -503,7 +513,13 @@ fn the_catalog_user_is_named_to_the_upstream() {
             path,
             headers: &[],
         };
-        let verdict = decide_claims(&policy, CatalogState::Ready(&catalog), claims, &req, NOW);
+        let verdict = decide(
+            &policy,
+            Credential::Claims(claims),
+            CatalogState::Ready(&catalog),
+            &req,
+            UnixTime::from_secs(NOW),
+        );
         let header = crate::headers::plan(&policy, &verdict, &[])
             .set
             .into_iter()

@@ -161,7 +161,7 @@ impl Policy {
     }
 
     /// The mode for this request: the first matching override, else the global mode.
-    pub fn mode_for(&self, facts: &crate::rules::RequestFacts<'_>) -> Mode {
+    pub fn mode_for(&self, facts: &crate::request::RequestFacts<'_>) -> Mode {
         self.mode_overrides
             .iter()
             .find(|(route, _)| route.matches(facts))

@@ -865,8 +865,8 @@ fn malformed_signatures_never_reach_the_backend() {
 
 #[test]
 fn decisions_report_who_checked() {
-    use crate::authorize::{decide, decide_using, Request};
-    use crate::{DenyCode, KeyStore, Policy, TokenCache};
+    use crate::authorize::{decide, Credential};
+    use crate::{DenyCode, KeyStore, Policy, Request, TokenCache, UnixTime};
 
     let policy = Policy::from_json(
         json!({
@@ -895,50 +895,43 @@ fn decisions_report_who_checked() {
 
     let rust = decide(
         &policy,
-        &keys,
-        &mut TokenCache::new(0),
+        Credential::token(&keys, &mut TokenCache::new(0)),
         NO_CATALOG,
         &req,
-        now,
+        UnixTime::from_secs(now),
     );
     assert!(rust.decision.is_allowed());
     assert_eq!(rust.signature_checks.rust, 1);
 
     let reference = Reference::default();
     let mut cache = TokenCache::new(16);
-    let foreign = decide_using(
+    let foreign = decide(
         &policy,
-        &keys,
-        &mut cache,
-        Some(&reference),
+        Credential::token_using(&keys, &mut cache, &reference),
         NO_CATALOG,
         &req,
-        now,
+        UnixTime::from_secs(now),
     );
     assert!(foreign.decision.is_allowed());
     assert_eq!(foreign.signature_checks.foreign, 1);
     // A cache hit checks nothing.
-    let again = decide_using(
+    let again = decide(
         &policy,
-        &keys,
-        &mut cache,
-        Some(&reference),
+        Credential::token_using(&keys, &mut cache, &reference),
         NO_CATALOG,
         &req,
-        now,
+        UnixTime::from_secs(now),
     );
     assert_eq!(again.cache_hit, Some(true));
     assert_eq!(again.signature_checks, SignatureChecks::default());
 
     let no = Fixed(Ok(false));
-    let denied = decide_using(
+    let denied = decide(
         &policy,
-        &keys,
-        &mut TokenCache::new(0),
-        Some(&no),
+        Credential::token_using(&keys, &mut TokenCache::new(0), &no),
         NO_CATALOG,
         &req,
-        now,
+        UnixTime::from_secs(now),
     );
     assert_eq!(
         denied.decision.deny_code(),
