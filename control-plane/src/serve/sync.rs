@@ -334,7 +334,8 @@ impl Syncer {
         self.run_with(false)
     }
 
-    /// Syncs once and logs the outcome: one line per sync, plus one line per warning kind with
+    /// Syncs once and logs the outcome: one line per sync that read the catalog (a resync that
+    /// found nothing changed is silent), plus one line per warning kind with
     /// warnings not logged before (a count and a few samples). `force` publishes past the
     /// guards (an operator's decision, `POST /v1/sync?force=true`).
     pub fn run_with(&mut self, force: bool) -> SyncReport {
@@ -354,24 +355,29 @@ impl Syncer {
                     SyncStatus::Unchanged
                 };
                 let snapshot = &synced.published;
+                // A resync that found no file stamp (or REST consistency check) moved did
+                // nothing worth a line: with a 1 s resync that would be a line a second.
+                let quiet = !synced.changed && synced.warnings.is_none() && !force;
                 let phases = synced.phases.describe();
                 let phases = if phases.is_empty() {
                     phases
                 } else {
                     format!(" ({phases})")
                 };
-                (self.log)(&format!(
-                    "sync {}{}: snapshot `{}` version {}, {} users, {} groups, {} owned, {} warnings, {} bytes, {duration_ms} ms{phases}",
-                    if synced.changed { "updated" } else { "unchanged" },
-                    if force { " (forced past the guards)" } else { "" },
-                    snapshot.name,
-                    snapshot.version,
-                    snapshot.users,
-                    snapshot.groups,
-                    snapshot.owned,
-                    self.warning_count,
-                    snapshot.bytes.len(),
-                ));
+                if !quiet {
+                    (self.log)(&format!(
+                        "sync {}{}: snapshot `{}` version {}, {} users, {} groups, {} owned, {} warnings, {} bytes, {duration_ms} ms{phases}",
+                        if synced.changed { "updated" } else { "unchanged" },
+                        if force { " (forced past the guards)" } else { "" },
+                        snapshot.name,
+                        snapshot.version,
+                        snapshot.users,
+                        snapshot.groups,
+                        snapshot.owned,
+                        self.warning_count,
+                        snapshot.bytes.len(),
+                    ));
+                }
                 SyncReport {
                     status,
                     version: Some(snapshot.version),
@@ -946,17 +952,17 @@ mod tests {
             ]
         );
         let syncs: Vec<&String> = logged.iter().filter(|l| l.starts_with("sync ")).collect();
-        assert_eq!(syncs.len(), 4);
+        // The second and third syncs found nothing changed and read nothing: no line.
+        assert_eq!(syncs.len(), 2, "{syncs:?}");
         assert!(
             syncs[0].starts_with("sync updated: snapshot `default` version 1700000000000, 3 users, 2 groups, 1 owned, 1 warnings, "),
             "{}",
             syncs[0]
         );
-        assert!(syncs[1].starts_with("sync unchanged: snapshot `default` version 1700000000000,"));
         assert!(
-            syncs[3].contains("4 users, 2 groups, 1 owned, 2 warnings"),
+            syncs[1].contains("4 users, 2 groups, 1 owned, 2 warnings"),
             "{}",
-            syncs[3]
+            syncs[1]
         );
     }
 
