@@ -5,17 +5,6 @@
 //! extract and verify the token, build the principal, evaluate rules, return a
 //! [`decision::Decision`].
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests may panic"
-    )
-)]
-
 pub mod alg;
 pub mod authorize;
 pub mod backstage;
@@ -42,9 +31,6 @@ pub mod token;
 
 #[cfg(test)]
 pub(crate) mod testing;
-
-#[cfg(test)]
-mod corpus;
 
 pub use authorize::{decide, decide_claims, Request, Verdict};
 pub use cache::TokenCache;
