@@ -755,7 +755,7 @@ fn auth_answer(
     query: &str,
     url: &str,
 ) -> Option<(u16, Answer)> {
-    let now = crate::stack::unix_now();
+    let now = meshgate_test_support::unix_now();
     let answer = match (method, path) {
         ("GET", "/api/auth/.well-known/jwks.json") => {
             state.auth.count_jwks_request();

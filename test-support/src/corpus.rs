@@ -659,11 +659,16 @@ fn compare_upstream(case: &Case, upstream: &Upstream) -> Vec<String> {
 }
 
 /// A copy of a corpus file with expectations changed, and the changed cases' descriptions:
-/// an allow's identity header, a denial's code, a rule id, an allow turned into a deny, and
-/// where the file has them a `mode` and a `shadow` outcome. A runner that lets any changed
-/// case pass compares nothing. Cases in `skip` are not changed. `None` when the file lacks a
-/// case for one of the first four changes.
-pub fn mutated(corpus: &CorpusFile, skip: &[&str]) -> Option<(CorpusFile, BTreeSet<String>)> {
+/// a denial's code, a rule id, an allow turned into a deny, and what the target observes
+/// besides: an allow's identity header upstream, and where the file has them a `mode` and a
+/// `shadow` outcome. A runner that lets any changed case pass compares nothing. Cases in
+/// `skip` are not changed. `None` when the file lacks a case for one of the changes that do
+/// not depend on the file (all but `mode` and `shadow`).
+pub fn mutated(
+    corpus: &CorpusFile,
+    observes: Observes,
+    skip: &[&str],
+) -> Option<(CorpusFile, BTreeSet<String>)> {
     let mut corpus = corpus.clone();
     let mut taken: Vec<usize> = Vec::new();
     let cases = &mut corpus.cases;
@@ -675,23 +680,36 @@ pub fn mutated(corpus: &CorpusFile, skip: &[&str]) -> Option<(CorpusFile, BTreeS
         Some(i)
     };
     let is_identity = |k: &String| k.starts_with("x-meshgate-");
-    let header = pick(cases, &|e| e.headers.keys().any(is_identity))?;
+    let header = if observes.upstream {
+        Some(pick(cases, &|e| e.headers.keys().any(is_identity))?)
+    } else {
+        None
+    };
     let code = pick(cases, &|e| e.decision == "deny")?;
     let rule = pick(cases, &|e| e.rule_id.is_some())?;
     let flipped = pick(cases, &|e| e.decision == "allow")?;
-    let mode = pick(cases, &|e| e.mode.is_some());
-    let shadow = pick(cases, &|e| e.shadow.is_some());
+    let (mode, shadow) = if observes.mode_and_shadow {
+        (
+            pick(cases, &|e| e.mode.is_some()),
+            pick(cases, &|e| e.shadow.is_some()),
+        )
+    } else {
+        (None, None)
+    };
 
-    let expect = &mut cases.get_mut(header)?.expect;
-    let name = expect.headers.keys().find(|k| is_identity(k))?.clone();
-    expect.headers.insert(name, json!("mutated"));
     cases.get_mut(code)?.expect.code = "mutated_code".to_owned();
     cases.get_mut(rule)?.expect.rule_id = Some("mutated-rule".to_owned());
     let expect = &mut cases.get_mut(flipped)?.expect;
     expect.decision = "deny".to_owned();
     expect.code = "no_rule_matched".to_owned();
     expect.status = 403;
-    let mut changed = vec![header, code, rule, flipped];
+    let mut changed = vec![code, rule, flipped];
+    if let Some(i) = header {
+        let expect = &mut cases.get_mut(i)?.expect;
+        let name = expect.headers.keys().find(|k| is_identity(k))?.clone();
+        expect.headers.insert(name, json!("mutated"));
+        changed.push(i);
+    }
     if let Some(i) = mode {
         let expect = &mut cases.get_mut(i)?.expect;
         let other = if expect.mode.as_deref() == Some("shadow") {
@@ -718,10 +736,13 @@ pub fn mutated(corpus: &CorpusFile, skip: &[&str]) -> Option<(CorpusFile, BTreeS
 }
 
 /// The file [`mutated`] changes the most cases of, with those cases.
-pub fn most_mutable(skip: &[&str]) -> Result<Option<(CorpusFile, BTreeSet<String>)>, CorpusError> {
+pub fn most_mutable(
+    observes: Observes,
+    skip: &[&str],
+) -> Result<Option<(CorpusFile, BTreeSet<String>)>, CorpusError> {
     let mut best: Option<(CorpusFile, BTreeSet<String>)> = None;
     for path in corpus_files()? {
-        if let Some((file, changed)) = mutated(&load_file(&path)?, skip) {
+        if let Some((file, changed)) = mutated(&load_file(&path)?, observes, skip) {
             if best.as_ref().is_none_or(|(_, b)| changed.len() > b.len()) {
                 best = Some((file, changed));
             }
@@ -736,7 +757,7 @@ pub fn missed_mutations(
     target: &mut dyn Target,
     skip: &[&str],
 ) -> Result<Vec<(String, &'static str)>, CorpusError> {
-    let Some((corpus, changed)) = most_mutable(skip)? else {
+    let Some((corpus, changed)) = most_mutable(target.observes(), skip)? else {
         return Err(CorpusError::NoCorpusFiles { dir: corpus_dir() });
     };
     let failing: BTreeSet<(String, &'static str)> = run_file(target, "mutated.json", &corpus)?
@@ -883,8 +904,8 @@ mod tests {
         failures("oracle", &results).unwrap();
         // The oracle answers what the mutated file expects, so compare it against the
         // original expectations instead: every changed case must differ.
-        let (corpus, changed) = most_mutable(&[]).unwrap().unwrap();
-        assert!(changed.len() >= 4, "{changed:?}");
+        let (corpus, changed) = most_mutable(Oracle.observes(), &[]).unwrap().unwrap();
+        assert!(changed.len() >= 6, "{changed:?}");
         let originals: Vec<Case> = corpus_files()
             .unwrap()
             .iter()
