@@ -26,6 +26,24 @@ pub enum SignError {
     Scalar { alg: String },
 }
 
+/// A token did not verify (jwt-compact's errors as text: they are not `Error` types).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("not a token: {detail}")]
+    Token { detail: String },
+    #[error("the key is not a JWK")]
+    NotAJwk {
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the checker has no algorithm `{alg}`")]
+    UnknownAlg { alg: String },
+    #[error("the key cannot verify `{alg}`: {detail}")]
+    Key { alg: String, detail: String },
+    #[error("the `{alg}` signature does not verify: {detail}")]
+    Signature { alg: String, detail: String },
+}
+
 /// Reading or running the decision corpus failed (not a case that disagrees: those are
 /// reported as problems of the case).
 #[derive(Debug, thiserror::Error)]
