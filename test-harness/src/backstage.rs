@@ -51,7 +51,7 @@ use serde_json::{json, Map, Value};
 
 use crate::backstage_auth::{AuthBackend, UserToken};
 use crate::ports::{discard_body, json_response, Bound, HarnessError, Listener};
-use crate::text::query_pairs;
+use crate::text::{query_pairs, uuid_v4};
 
 /// The path of the query endpoint.
 pub const BY_QUERY_PATH: &str = "/api/catalog/entities/by-query";
@@ -440,18 +440,9 @@ impl CatalogState {
     }
 }
 
+/// A random `metadata.uid`: a version-4 UUID, as Backstage gives entities.
 fn random_uid(rng: &mut StdRng) -> String {
-    let bits: u128 = rng.gen();
-    let hex = format!("{bits:032x}");
-    let part = |range: std::ops::Range<usize>| hex.get(range).unwrap_or_default().to_owned();
-    format!(
-        "{}-{}-{}-{}-{}",
-        part(0..8),
-        part(8..12),
-        part(12..16),
-        part(16..20),
-        part(20..32)
-    )
+    uuid_v4(rng.gen())
 }
 
 /// `kind:namespace/name` the way Backstage's `stringifyEntityRef` writes it: kind and namespace
