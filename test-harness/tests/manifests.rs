@@ -725,7 +725,7 @@ fn substitute_ecds(path: &Path, text: &str) -> Vec<(PathBuf, String)> {
     found
         .iter()
         .map(|pointer| {
-            let filter = &bootstrap[pointer.as_str()];
+            let filter = bootstrap.pointer(pointer).unwrap();
             let resource_path = filter
                 .pointer("/config_discovery/config_source/path_config_source/path")
                 .and_then(Value::as_str)
