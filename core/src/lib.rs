@@ -5,17 +5,6 @@
 //! extract and verify the token, build the principal, evaluate rules (`evaluate`, each rule
 //! by [`rules::Rule::evaluate`]), return a [`decision::Verdict`].
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests may panic"
-    )
-)]
-
 pub mod alg;
 pub mod authorize;
 pub mod backstage;
@@ -45,9 +34,6 @@ pub mod token;
 
 #[cfg(test)]
 pub(crate) mod testing;
-
-#[cfg(test)]
-mod corpus;
 
 pub use authorize::{decide, Credential};
 pub use cache::TokenCache;

@@ -1,88 +1,25 @@
 //! Fixtures shared by the fuzz targets and the seed generator (`examples/gen_seeds.rs`):
 //! the RFC example keys, a token signer, and the fixed policies of the `authorize` target.
 //!
-//! Everything here is test data. The private keys are the published examples of
-//! RFC 7515 (A.1 HMAC, A.2 RSA, A.3 P-256) and RFC 8037 (A.1 Ed25519), read from
-//! `testdata/keys/` like every other test runner; the public halves are what the targets
-//! verify against.
+//! Everything here is test data. The keys and the signer are `meshgate-test-support`'s (the
+//! published examples of RFC 7515 and RFC 8037 in `testdata/keys/`, shared by every test
+//! runner); the public halves are what the targets verify against.
 
 use std::sync::LazyLock;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs384, Hs512, Rsa, RsaPrivateKey};
-use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{Algorithm, AlgorithmSignature};
+pub use meshgate_test_support::keys::{
+    ec_private, ed25519_private, hs_jwk, hs_secret, other_rsa_public, public_jwk, rsa_private,
+};
+pub use meshgate_test_support::sign::b64;
 use serde_json::{json, Value};
 
 /// The fixed clock of every target (2023-11-14T22:13:20Z). Tokens carry times relative to
 /// it, so they never expire and runs are reproducible.
 pub const NOW: i64 = 1_700_000_000;
 
-fn key_file(json: &str) -> Value {
-    serde_json::from_str(json).expect("testdata/keys holds JWK JSON")
-}
-
-/// RFC 7515 Appendix A.2.1: a 2048-bit RSA key (`testdata/keys/rsa.json`).
-pub fn rsa_private() -> Value {
-    key_file(include_str!("../../testdata/keys/rsa.json"))
-}
-
-/// RFC 7517 Appendix A.1: another 2048-bit RSA public key (no private half needed).
-pub fn other_rsa_public() -> Value {
-    json!({
-        "kty": "RSA",
-        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
-        "e": "AQAB"
-    })
-}
-
-/// RFC 7515 Appendix A.3.1: a P-256 key (`testdata/keys/ec.json`).
-pub fn ec_private() -> Value {
-    key_file(include_str!("../../testdata/keys/ec.json"))
-}
-
-/// RFC 8037 Appendix A.1: an Ed25519 key (`testdata/keys/ed25519.json`).
-pub fn ed25519_private() -> Value {
-    key_file(include_str!("../../testdata/keys/ed25519.json"))
-}
-
-/// RFC 7515 Appendix A.1.1: a 64-byte HMAC key (`testdata/keys/hs.json`).
-pub fn hs_secret() -> Value {
-    key_file(include_str!("../../testdata/keys/hs.json"))
-}
-
-/// The HMAC key as a JWKS entry pinned to `alg`.
-pub fn hs_jwk(kid: &str, alg: &str) -> Value {
-    let mut jwk = hs_secret();
-    jwk["kid"] = json!(kid);
-    jwk["alg"] = json!(alg);
-    jwk
-}
-
 /// The signing key called `name` in fixtures: `rsa`, `ec`, `ed` or `hs`.
 pub fn private_key(name: &str) -> Value {
-    match name {
-        "rsa" => rsa_private(),
-        "ec" => ec_private(),
-        "ed" => ed25519_private(),
-        "hs" => hs_secret(),
-        other => panic!("no fixture key `{other}`"),
-    }
-}
-
-/// The public half of a private JWK, with `kid` and (optionally) `alg` added.
-pub fn public_jwk(private: &Value, kid: &str, alg: Option<&str>) -> Value {
-    let mut public = private.clone();
-    let obj = public.as_object_mut().expect("a JWK is an object");
-    for member in ["d", "p", "q", "dp", "dq", "qi"] {
-        obj.remove(member);
-    }
-    obj.insert("kid".into(), json!(kid));
-    if let Some(alg) = alg {
-        obj.insert("alg".into(), json!(alg));
-    }
-    public
+    meshgate_test_support::keys::private_key(name).expect("a fixture key")
 }
 
 /// The JWKS of the `token` target: every key type, some pinned by `alg`, some by family.
@@ -99,24 +36,14 @@ pub fn token_target_jwks() -> Value {
 
 /// The JWKS `$JWKS` stands for in `core/tests/cases` (see its README).
 pub fn policy_jwks() -> Value {
-    json!({"keys": [
-        public_jwk(&rsa_private(), "rsa", Some("RS256")),
-        public_jwk(&ec_private(), "ec", Some("ES256")),
-        public_jwk(&ed25519_private(), "ed", Some("EdDSA")),
-        hs_jwk("hs", "HS256"),
-    ]})
-}
-
-pub fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
+    meshgate_test_support::keys::corpus_jwks()
 }
 
 /// `b64(header).b64(payload).b64(signature)` with the signature computed by `alg` and the
 /// fixture key `key`. Nothing checks that the header agrees, so fixtures can lie in it.
 pub fn sign_raw(alg: &str, key: &str, header: &[u8], payload: &[u8]) -> String {
-    let input = format!("{}.{}", b64(header), b64(payload));
-    let sig = sign_bytes(alg, &private_key(key), input.as_bytes());
-    format!("{input}.{}", b64(&sig))
+    meshgate_test_support::sign::sign_raw(alg, &private_key(key), header, payload)
+        .expect("the fixture signer knows the algorithm")
 }
 
 /// Signs `header` and `claims` (JSON, serialized as given).
@@ -129,45 +56,9 @@ pub fn mint(alg: &str, key: &str, header: &Value, claims: &Value) -> String {
     )
 }
 
-fn sign_bytes(alg: &str, key: &Value, message: &[u8]) -> Vec<u8> {
-    let jwk: JsonWebKey<'_> = serde_json::from_value(key.clone()).expect("fixture JWK");
-    match alg {
-        "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => {
-            let sk = RsaPrivateKey::try_from(&jwk).expect("RSA fixture");
-            Rsa::with_name(alg).sign(&sk, message).as_bytes().to_vec()
-        }
-        "ES256" => {
-            let sk = <Es256 as Algorithm>::SigningKey::try_from(&jwk).expect("EC fixture");
-            Es256.sign(&sk, message).as_bytes().to_vec()
-        }
-        "EdDSA" => {
-            let sk = <Ed25519 as Algorithm>::SigningKey::try_from(&jwk).expect("Ed25519 fixture");
-            Ed25519.sign(&sk, message).as_bytes().to_vec()
-        }
-        "HS256" => {
-            let sk = <Hs256 as Algorithm>::SigningKey::try_from(&jwk).expect("HMAC fixture");
-            Hs256.sign(&sk, message).as_bytes().to_vec()
-        }
-        "HS384" => {
-            let sk = <Hs384 as Algorithm>::SigningKey::try_from(&jwk).expect("HMAC fixture");
-            Hs384.sign(&sk, message).as_bytes().to_vec()
-        }
-        "HS512" => {
-            let sk = <Hs512 as Algorithm>::SigningKey::try_from(&jwk).expect("HMAC fixture");
-            Hs512.sign(&sk, message).as_bytes().to_vec()
-        }
-        other => panic!("fixture signer has no algorithm `{other}`"),
-    }
-}
-
 /// Replaces every `"$JWKS"` string in `value` by [`policy_jwks`].
 pub fn substitute_jwks(value: &mut Value) {
-    match value {
-        Value::String(s) if s == "$JWKS" => *value = policy_jwks(),
-        Value::Array(items) => items.iter_mut().for_each(substitute_jwks),
-        Value::Object(map) => map.values_mut().for_each(substitute_jwks),
-        _ => {}
-    }
+    meshgate_test_support::corpus::substitute_jwks(value, &policy_jwks());
 }
 
 /// The providers and rules of the `authorize` target (modelled on

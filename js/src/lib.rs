@@ -8,17 +8,6 @@
 //! Claims are taken as verified (`meshgate_core::Credential::Claims`): every check but the
 //! signature and the token's location applies, exactly as in the filter.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests may panic"
-    )
-)]
-
 mod input;
 
 use meshgate_core::authorize::{decide, Credential};

@@ -51,6 +51,7 @@ use serde_json::{json, Map, Value};
 
 use crate::backstage_auth::{AuthBackend, UserToken};
 use crate::ports::{discard_body, json_response, Bound, HarnessError, Listener};
+use crate::text::{query_pairs, uuid_v4};
 
 /// The path of the query endpoint.
 pub const BY_QUERY_PATH: &str = "/api/catalog/entities/by-query";
@@ -439,18 +440,9 @@ impl CatalogState {
     }
 }
 
+/// A random `metadata.uid`: a version-4 UUID, as Backstage gives entities.
 fn random_uid(rng: &mut StdRng) -> String {
-    let bits: u128 = rng.gen();
-    let hex = format!("{bits:032x}");
-    let part = |range: std::ops::Range<usize>| hex.get(range).unwrap_or_default().to_owned();
-    format!(
-        "{}-{}-{}-{}-{}",
-        part(0..8),
-        part(8..12),
-        part(12..16),
-        part(16..20),
-        part(20..32)
-    )
+    uuid_v4(rng.gen())
 }
 
 /// `kind:namespace/name` the way Backstage's `stringifyEntityRef` writes it: kind and namespace
@@ -667,7 +659,7 @@ fn answer(
             Err(message) => bad(message),
         };
     }
-    let params = parse_query(query);
+    let params = query_pairs(query);
     let fields: Vec<String> = params
         .iter()
         .filter(|(key, _)| key == "fields")
@@ -755,7 +747,7 @@ fn auth_answer(
     query: &str,
     url: &str,
 ) -> Option<(u16, Answer)> {
-    let now = crate::stack::unix_now();
+    let now = meshgate_test_support::unix_now();
     let answer = match (method, path) {
         ("GET", "/api/auth/.well-known/jwks.json") => {
             state.auth.count_jwks_request();
@@ -765,7 +757,7 @@ fn auth_answer(
             (200, Answer::Json(state.auth.openid_configuration()))
         }
         ("GET" | "POST", "/api/auth/guest/refresh") => {
-            let params = parse_query(query);
+            let params = query_pairs(query);
             let param = |name: &str| {
                 params
                     .iter()
@@ -896,45 +888,6 @@ fn decode_cursor(text: &str) -> Option<Cursor> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// `application/x-www-form-urlencoded` query pairs, decoded.
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut position = 0;
-    while let Some(&byte) = bytes.get(position) {
-        let hex = bytes
-            .get(position + 1..position + 3)
-            .and_then(|pair| std::str::from_utf8(pair).ok())
-            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
-        match (byte, hex) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                position += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                position += 1;
-            }
-            _ => {
-                out.push(byte);
-                position += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Whether `entity` matches any of `filters` (all when there are none).
 fn matches_filters(entity: &Value, filters: &[String]) -> bool {
     filters.is_empty()
@@ -1017,15 +970,6 @@ mod tests {
 
     #[test]
     fn queries_decode_and_filters_match() {
-        assert_eq!(
-            parse_query("filter=kind%3Duser&cursor=ab%2B%2F%3D&x"),
-            [
-                ("filter".to_owned(), "kind=user".to_owned()),
-                ("cursor".to_owned(), "ab+/=".to_owned()),
-                ("x".to_owned(), String::new()),
-            ]
-        );
-        assert_eq!(percent_decode("a+b%zz%4"), "a b%zz%4");
         let entity = json!({"kind": "User", "metadata": {"name": "bob", "tags": ["x"]},
             "relations": [{"type": "memberOf", "targetRef": "group:default/analytics"}]});
         assert!(matches_filters(&entity, &["kind=user".into()]));

@@ -23,6 +23,8 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Map, Value};
 
+use crate::text::uuid_v4;
+
 pub const TYP_USER: &str = "vnd.backstage.user";
 pub const TYP_LIMITED_USER: &str = "vnd.backstage.limited-user";
 pub const TYP_PLUGIN: &str = "vnd.backstage.plugin";
@@ -252,23 +254,7 @@ fn b64(bytes: &[u8]) -> String {
 
 /// A random version-4 UUID, as Backstage uses for key ids.
 fn uuid(rng: &mut StdRng) -> String {
-    let mut bytes: [u8; 16] = rng.gen();
-    if let Some(b) = bytes.get_mut(6) {
-        *b = (*b & 0x0f) | 0x40;
-    }
-    if let Some(b) = bytes.get_mut(8) {
-        *b = (*b & 0x3f) | 0x80;
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let part = |range: std::ops::Range<usize>| hex.get(range).unwrap_or_default().to_owned();
-    format!(
-        "{}-{}-{}-{}-{}",
-        part(0..8),
-        part(8..12),
-        part(12..16),
-        part(16..20),
-        part(20..32)
-    )
+    uuid_v4(rng.gen())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use meshgate_control_plane::issuer::{KeySet, KeySetError, SIGNING_ALGS};
 use serde_json::{json, Value};
 
 use crate::ports::{discard_body, json_response, Bound, HarnessError, JsonResponse, Listener};
+use crate::text::query_param;
 
 /// What verifiers may cache the JWKS for; matches common providers' `Cache-Control`.
 pub const JWKS_CACHE_CONTROL: &str = "max-age=300";
@@ -231,61 +232,4 @@ fn harness_error(err: &HarnessError) -> JsonResponse {
         _ => 500,
     };
     error(status, &err.to_string())
-}
-
-/// The first value of `name` in a query string, percent-decoded.
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(key, _)| percent_decode(key) == name)
-        .map(|(_, value)| percent_decode(value))
-}
-
-fn percent_decode(raw: &str) -> String {
-    let spaced = raw.replace('+', " ");
-    let mut pieces = spaced.split('%');
-    let mut bytes: Vec<u8> = pieces.next().unwrap_or_default().as_bytes().to_vec();
-    for piece in pieces {
-        let decoded = piece
-            .get(..2)
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (decoded, piece.get(2..)) {
-            (Some(byte), Some(rest)) => {
-                bytes.push(byte);
-                bytes.extend_from_slice(rest.as_bytes());
-            }
-            // Not an escape: keep the `%` as written.
-            _ => {
-                bytes.push(b'%');
-                bytes.extend_from_slice(piece.as_bytes());
-            }
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_params_are_found_and_decoded() {
-        assert_eq!(query_param("alg=RS256", "alg").as_deref(), Some("RS256"));
-        assert_eq!(
-            query_param("x=1&kid=rs256%2D2&kid=other", "kid").as_deref(),
-            Some("rs256-2")
-        );
-        assert_eq!(query_param("kid", "kid").as_deref(), Some(""));
-        assert_eq!(query_param("", "kid"), None);
-        assert_eq!(query_param("a=b", "kid"), None);
-    }
-
-    #[test]
-    fn percent_decoding_keeps_stray_percent_signs() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%C3%A9"), "é");
-    }
 }

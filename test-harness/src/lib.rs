@@ -1,17 +1,6 @@
 //! End-to-end harness for meshgate: a mock OIDC issuer, tool-shaped upstream stubs,
 //! supervision of a real Envoy process loading the built filter, and a raw HTTP client.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests may panic"
-    )
-)]
-
 pub mod backstage;
 pub mod backstage_auth;
 pub mod corpus;
@@ -22,4 +11,5 @@ pub mod orggen;
 pub mod ports;
 pub mod scale_probe;
 pub mod stack;
+pub mod text;
 pub mod upstream;

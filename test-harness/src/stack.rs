@@ -5,12 +5,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use meshgate_control_plane::issuer::MintRequest;
 use meshgate_control_plane::serve::{
     stderr_log, CatalogSource, RunningServer, ServeConfig, ServeError, Server,
 };
+use meshgate_test_support::unix_now;
 
 use crate::backstage::{BackstageError, BackstageServer};
 use crate::envoy::{repo_root, Envoy, EnvoyError, EnvoyOptions};
@@ -208,14 +209,6 @@ fn run_dir() -> Result<PathBuf, StackError> {
         source,
     })?;
     Ok(dir)
-}
-
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .unwrap_or(0)
 }
 
 /// The options Envoy gets in tests: two workers, as in production-like sidecars.

@@ -17,7 +17,8 @@ use meshgate_control_plane::cli::{run as cli_run, CliEnv};
 use meshgate_test_harness::backstage::{read_catalog_dir, sample_catalog_dir, BackstageServer};
 use meshgate_test_harness::backstage_auth::{limited_token, UserToken, TYP_USER};
 use meshgate_test_harness::http_client::{self, Response};
-use meshgate_test_harness::stack::{unix_now, Stack, StackOptions};
+use meshgate_test_harness::stack::{Stack, StackOptions};
+use meshgate_test_support::unix_now;
 use serde_json::{json, Value};
 
 const LIST: &str = "/api/v1/dags";

@@ -28,14 +28,14 @@ use std::fmt::Write as _;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use meshgate_test_harness::corpus::{
-    b64, config_template, public_jwk, render_template, sign, sign_bytes, TestKeys,
-};
+use meshgate_test_harness::corpus::{config_template, render_template};
 use meshgate_test_harness::envoy::{Envoy, EnvoyOptions};
 use meshgate_test_harness::http_client::{self, Response};
 use meshgate_test_harness::ports::free_port;
-use meshgate_test_harness::stack::unix_now;
 use meshgate_test_harness::upstream::UpstreamServer;
+use meshgate_test_support::keys::{ec_private, ed25519_private, hs_jwk, public_jwk, rsa_private};
+use meshgate_test_support::sign::{b64, sign, sign_bytes};
+use meshgate_test_support::unix_now;
 use serde_json::{json, Value};
 
 const ISSUER: &str = "https://idp.differential.test";
@@ -113,7 +113,6 @@ struct Probe {
 
 /// Mints tokens for the configured provider with the RFC test keys.
 struct Minter {
-    keys: TestKeys,
     now: i64,
 }
 
@@ -130,10 +129,10 @@ impl Minter {
 
     fn key_for(&self, alg: &str) -> Value {
         match alg {
-            "ES256" => self.keys.ec.clone(),
-            "EdDSA" => self.keys.ed25519.clone(),
-            "HS256" => self.keys.hs_jwk("HS256"),
-            _ => self.keys.rsa.clone(),
+            "ES256" => ec_private(),
+            "EdDSA" => ed25519_private(),
+            "HS256" => hs_jwk("hs", "HS256"),
+            _ => rsa_private(),
         }
     }
 
@@ -178,10 +177,10 @@ impl Minter {
     /// HMAC key (HS256) as a locally configured secret.
     fn jwks(&self) -> Value {
         json!({"keys": [
-            public_jwk(&self.keys.rsa, "rsa", None),
-            public_jwk(&self.keys.ec, "ec", Some("ES256")),
-            public_jwk(&self.keys.ed25519, "ed", Some("EdDSA")),
-            self.keys.hs_jwk("HS256"),
+            public_jwk(&rsa_private(), "rsa", None),
+            public_jwk(&ec_private(), "ec", Some("ES256")),
+            public_jwk(&ed25519_private(), "ed", Some("EdDSA")),
+            hs_jwk("hs", "HS256"),
         ]})
     }
 
@@ -189,7 +188,7 @@ impl Minter {
     /// (the classic RS/HS confusion: a verifier that lets the token pick the algorithm
     /// would use the public key text as the HMAC secret).
     fn hs256_with_rsa_public_key(&self, kid: Option<&str>) -> String {
-        let secret = public_jwk(&self.keys.rsa, "rsa", None).to_string();
+        let secret = public_jwk(&rsa_private(), "rsa", None).to_string();
         let key = json!({"kty": "oct", "k": b64(secret.as_bytes())});
         let header = match kid {
             Some(kid) => json!({"alg": "HS256", "kid": kid}),
@@ -207,7 +206,7 @@ impl Minter {
             b64(header.to_string().as_bytes()),
             b64(self.claims().to_string().as_bytes())
         );
-        let raw = sign_bytes("ES256", &self.keys.ec, input.as_bytes()).unwrap();
+        let raw = sign_bytes("ES256", &ec_private(), input.as_bytes()).unwrap();
         assert_eq!(raw.len(), 64);
         let mut body = der_integer(&raw[..32]);
         body.extend(der_integer(&raw[32..]));
@@ -278,7 +277,7 @@ fn probes(m: &Minter) -> Vec<Probe> {
         let header = padded(&b64(br#"{"alg":"RS256", "kid":"rsa"}"#));
         assert!(header.ends_with('='));
         let input = format!("{header}.{}", b64(m.claims().to_string().as_bytes()));
-        let sig = sign_bytes("RS256", &m.keys.rsa, input.as_bytes()).unwrap();
+        let sig = sign_bytes("RS256", &rsa_private(), input.as_bytes()).unwrap();
         format!("{input}.{}", b64(&sig))
     };
     let oversized = m.with_claims(|c| {
@@ -529,10 +528,7 @@ fn short(response: &Response) -> String {
 
 #[test]
 fn meshgate_agrees_with_jwt_authn() {
-    let m = Minter {
-        keys: TestKeys::load().unwrap(),
-        now: unix_now(),
-    };
+    let m = Minter { now: unix_now() };
     let jwks = m.jwks().to_string();
     let upstream = UpstreamServer::start("127.0.0.1:0").unwrap();
     let (jwt_port, mesh_port, admin) = (

@@ -10,13 +10,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey};
-use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{Algorithm, AlgorithmExt as _, Token, UntrustedToken};
+use jwt_compact::UntrustedToken;
 use meshgate_control_plane::issuer::{KeySet, MintRequest};
 use meshgate_test_harness::issuer_server::IssuerServer;
 use meshgate_test_harness::ports::free_port;
 use meshgate_test_harness::upstream::UpstreamServer;
+use meshgate_test_support::verify::verify;
 use serde_json::{json, Map, Value};
 
 const NOW: i64 = 1_700_000_000;
@@ -94,32 +93,21 @@ fn kids(jwks: &Value) -> Vec<String> {
 /// Checks `token` against the served JWKS the way a verifier would: find the key by `kid`,
 /// then check the signature with the algorithm the key is published for.
 fn verify_with_jwks(token: &str, jwks: &Value) -> Map<String, Value> {
-    let untrusted = UntrustedToken::new(token).unwrap();
-    let kid = untrusted.header().key_id.clone().unwrap();
+    let kid = UntrustedToken::new(token)
+        .unwrap()
+        .header()
+        .key_id
+        .clone()
+        .unwrap();
     let entry = jwks["keys"]
         .as_array()
         .unwrap()
         .iter()
         .find(|key| key["kid"] == kid.as_str())
         .unwrap_or_else(|| panic!("kid {kid} not in {jwks}"));
-    assert_eq!(entry["alg"], untrusted.algorithm());
-    let jwk: JsonWebKey<'_> = serde_json::from_value(entry.clone()).unwrap();
-    let verified: Token<Map<String, Value>> = match untrusted.algorithm() {
-        "ES256" => {
-            let key = <Es256 as Algorithm>::VerifyingKey::try_from(&jwk).unwrap();
-            Es256.validator(&key).validate(&untrusted).unwrap()
-        }
-        "EdDSA" => {
-            let key = <Ed25519 as Algorithm>::VerifyingKey::try_from(&jwk).unwrap();
-            Ed25519.validator(&key).validate(&untrusted).unwrap()
-        }
-        "RS256" => {
-            let key = RsaPublicKey::try_from(&jwk).unwrap();
-            Rsa::rs256().validator(&key).validate(&untrusted).unwrap()
-        }
-        other => panic!("unexpected alg {other}"),
-    };
-    verified.claims().custom.clone()
+    let verified = verify(token, entry).unwrap_or_else(|e| panic!("{kid}: {e}"));
+    assert_eq!(entry["alg"], verified.alg.as_str());
+    verified.claims
 }
 
 #[test]

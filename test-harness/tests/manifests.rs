@@ -9,11 +9,8 @@
 //! - `scripts/oci.sh` writes a complete, reproducible OCI image layout of
 //!   `dist/meshgate.wasm` in both variants Istio pulls.
 //!
-//! There is no YAML parser in the workspace. The manifests are read with a small,
-//! deliberately limited reader for block mappings (`key: value`, nested by indentation),
-//! and `pluginConfig` is written as a JSON object (a YAML flow mapping, valid YAML) that
-//! is cut out and parsed with serde_json. A manifest outside that subset fails here with
-//! a message saying so, rather than being half-read.
+//! The YAML is read with the workspace's YAML parser (serde_norway, through the control
+//! plane's `yaml_documents`) into JSON values; a file it cannot read fails here.
 //!
 //! Needs `dist/meshgate.wasm` and `dist/meshgate-ceiling.wasm` (`./build.sh` builds both)
 //! and, for the OCI tests, bash, GNU tar, gzip, sha256sum and python3.
@@ -26,10 +23,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use meshgate_control_plane::catalog::yaml_documents;
 use meshgate_core::Policy;
 use meshgate_test_harness::envoy::{repo_root, validate_config};
 use serde_json::{json, Value};
@@ -103,258 +102,69 @@ fn scratch_dir(name: &str) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------------
-// A minimal reader for the YAML subset the manifests use
+// Reading the YAML
 // ---------------------------------------------------------------------------------------
 
-fn indent(line: &str) -> usize {
-    line.len() - line.trim_start_matches(' ').len()
-}
-
-fn is_blank(line: &str) -> bool {
-    let trimmed = line.trim();
-    trimmed.is_empty() || trimmed.starts_with('#')
-}
-
-/// One YAML document: its lines (comments included), and where it sits in its file.
+/// One YAML document of a file, as JSON, and where it sits in its file.
 #[derive(Debug, Clone)]
 struct Doc {
     file: String,
+    /// Position among the file's documents.
     index: usize,
-    lines: Vec<String>,
+    value: Value,
 }
 
 impl Doc {
     fn label(&self) -> String {
         format!("{} (document {})", self.file, self.index + 1)
     }
-
-    fn text(&self) -> String {
-        self.lines.join("\n")
-    }
 }
 
-/// Splits a file on `---` lines; documents holding only comments are dropped.
-fn documents(file: &str, text: &str) -> Vec<Doc> {
-    let mut docs = Vec::new();
-    let mut current: Vec<String> = Vec::new();
-    for line in text.lines().chain(std::iter::once("---")) {
-        if line.trim_end() == "---" {
-            if current.iter().any(|l| !is_blank(l)) {
-                docs.push(Doc {
-                    file: file.to_owned(),
-                    index: docs.len(),
-                    lines: std::mem::take(&mut current),
-                });
-            }
-            current.clear();
-        } else {
-            current.push(line.to_owned());
-        }
-    }
-    docs
+/// The value at `path` (each key a member of the previous object).
+fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |value, key| value.get(key))
 }
 
-/// A block of lines: the children of some key (or a whole document).
-#[derive(Debug, Clone, Copy)]
-struct Block<'a> {
-    lines: &'a [String],
-    /// Index of the first line of `lines` within the document.
-    offset: usize,
+/// The non-empty documents of a YAML file, read with the workspace's YAML parser
+/// (serde_norway, as the control plane reads catalog files).
+fn documents(file: &str, text: &str) -> Result<Vec<Doc>, String> {
+    let docs = yaml_documents(text).map_err(|e| format!("{file}: not valid YAML: {e}"))?;
+    Ok(docs
+        .into_iter()
+        .map(|(index, value)| Doc {
+            file: file.to_owned(),
+            index,
+            value,
+        })
+        .collect())
 }
 
-impl<'a> Block<'a> {
-    fn of(doc: &'a Doc) -> Block<'a> {
-        Block {
-            lines: &doc.lines,
-            offset: 0,
-        }
-    }
+/// The one document of a file that holds one.
+fn only_document(path: &Path, text: &str) -> Value {
+    let file = relative(path);
+    let mut docs = documents(&file, text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(docs.len(), 1, "{file}: expected exactly one YAML document");
+    docs.remove(0).value
+}
 
-    /// Indentation of this block's direct children.
-    fn child_indent(&self) -> Option<usize> {
-        self.lines
-            .iter()
-            .filter(|l| !is_blank(l))
-            .map(|l| indent(l))
-            .min()
-    }
-
-    /// The line `key: ...` among the direct children: (line index in the document, the
-    /// text after `key:` trimmed, the block below it).
-    fn entry(&self, key: &str) -> Option<(usize, &'a str, Block<'a>)> {
-        let child = self.child_indent()?;
-        let prefix = format!("{key}:");
-        let (at, line) = self.lines.iter().enumerate().find(|(_, l)| {
-            !is_blank(l) && indent(l) == child && l.trim_start().starts_with(&prefix)
-        })?;
-        let rest = line.trim_start().get(prefix.len()..)?.trim();
-        let start = at + 1;
-        let end = self
-            .lines
-            .iter()
-            .enumerate()
-            .skip(start)
-            .find(|(_, l)| !is_blank(l) && indent(l) <= child)
-            .map_or(self.lines.len(), |(i, _)| i);
-        let below = Block {
-            lines: self.lines.get(start..end)?,
-            offset: self.offset + start,
+/// Every `sha256:` of a file written in double quotes: an unquoted digest that happens to
+/// be all digits is a YAML number, not the string Istio wants. (A parser cannot tell a
+/// quoted digest from an unquoted one with letters; the text can.)
+fn sha256_quoted(file: &str, text: &str) -> Result<(), String> {
+    for (n, line) in text.lines().enumerate() {
+        let Some(value) = line.trim_start().strip_prefix("sha256:") else {
+            continue;
         };
-        Some((self.offset + at, rest, below))
-    }
-
-    /// The block under `path` (each key a direct child of the previous one).
-    fn block(&self, path: &[&str]) -> Option<Block<'a>> {
-        path.iter()
-            .try_fold(*self, |block, key| block.entry(key).map(|(_, _, b)| b))
-    }
-
-    /// The scalar at `path`, without surrounding quotes.
-    fn scalar(&self, path: &[&str]) -> Option<String> {
-        let (last, parents) = path.split_last()?;
-        let (_, value, _) = self.block(parents)?.entry(last)?;
-        Some(unquote(value).to_owned())
-    }
-
-    /// The raw text after `key:` at `path`, quotes kept.
-    fn raw(&self, path: &[&str]) -> Option<&'a str> {
-        let (last, parents) = path.split_last()?;
-        let (_, value, _) = self.block(parents)?.entry(last)?;
-        Some(value)
-    }
-
-    /// Items of a block sequence of scalars (`- value` lines).
-    fn scalar_items(&self) -> Vec<String> {
-        let child = self.child_indent();
-        self.lines
-            .iter()
-            .filter(|l| !is_blank(l) && Some(indent(l)) == child)
-            .filter_map(|l| l.trim_start().strip_prefix("- "))
-            .map(|v| unquote(v.trim()).to_owned())
-            .collect()
-    }
-
-    /// Items of a block sequence of mappings, each as the text of its lines.
-    fn mapping_items(&self) -> Vec<String> {
-        let child = self.child_indent();
-        let mut items: Vec<String> = Vec::new();
-        for line in self.lines.iter().filter(|l| !is_blank(l)) {
-            if Some(indent(line)) == child && line.trim_start().starts_with("- ") {
-                items.push(String::new());
-            }
-            if let Some(item) = items.last_mut() {
-                item.push_str(line.trim());
-                item.push('\n');
-            }
-        }
-        items
-    }
-
-    fn contains_line(&self, wanted: &str) -> bool {
-        self.lines.iter().any(|l| l.trim() == wanted)
-    }
-}
-
-fn unquote(value: &str) -> &str {
-    let value = value.trim();
-    for quote in ['"', '\''] {
-        if let Some(inner) = value
-            .strip_prefix(quote)
-            .and_then(|v| v.strip_suffix(quote))
-        {
-            return inner;
-        }
-    }
-    value
-}
-
-/// Keys at column 0 of a file, in order.
-fn top_level_keys(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| !is_blank(l) && indent(l) == 0 && l.trim_end() != "---")
-        .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().to_owned()))
-        .collect()
-}
-
-/// Cuts the JSON object written after `key:` (a YAML flow mapping) out of `block`, and
-/// checks that it is also laid out as valid YAML: continuation lines indented deeper than
-/// the key, nothing after the closing brace, nothing else under the key.
-fn json_flow_value(doc: &Doc, block: Block<'_>, key: &str) -> Result<Value, String> {
-    let (line_at, rest, below) = block
-        .entry(key)
-        .ok_or_else(|| format!("{}: no `{key}`", doc.label()))?;
-    if !rest.starts_with('{') {
-        return Err(format!(
-            "{}: `{key}` must be written as a JSON object on the same line (`{key}: {{`), \
-             so it can be read without a YAML parser",
-            doc.label()
-        ));
-    }
-    let key_indent = doc.lines.get(line_at).map_or(0, |l| indent(l));
-    // Byte offset of the `{` within the document text.
-    let text = doc.text();
-    let line_start: usize = doc.lines.iter().take(line_at).map(|l| l.len() + 1).sum();
-    let brace = doc
-        .lines
-        .get(line_at)
-        .and_then(|l| l.find('{'))
-        .ok_or_else(|| format!("{}: `{key}` line lost its brace", doc.label()))?;
-    let from = text
-        .get(line_start + brace..)
-        .ok_or_else(|| format!("{}: bad offset", doc.label()))?;
-    let mut stream = serde_json::Deserializer::from_str(from).into_iter::<Value>();
-    let value = match stream.next() {
-        Some(Ok(value)) => value,
-        Some(Err(e)) => {
+        let value = value.trim();
+        if value.len() < 2 || !value.starts_with('"') || !value.ends_with('"') {
             return Err(format!(
-                "{}: `{key}` is not strict JSON ({e}; line and column count from the `{{` \
-                 on line {})",
-                doc.label(),
-                line_at + 1
-            ))
-        }
-        None => return Err(format!("{}: `{key}` is empty", doc.label())),
-    };
-    let consumed = stream.byte_offset();
-    let json_text = from.get(..consumed).unwrap_or_default();
-    if json_text.contains("\\/") {
-        return Err(format!(
-            "{}: `{key}` uses the `\\/` escape, which YAML 1.1 parsers reject",
-            doc.label()
-        ));
-    }
-    let json_lines = json_text.lines().count();
-    for (n, line) in json_text.lines().enumerate().skip(1) {
-        if !line.trim().is_empty() && indent(line) <= key_indent {
-            return Err(format!(
-                "{}: line {} (in `{key}`) is not indented deeper than `{key}:`, so YAML \
-                 would not read it as part of the value",
-                doc.label(),
-                line_at + n + 1
+                "{file}: line {}: write sha256 in double quotes (an all-digit digest is a \
+                 YAML number)",
+                n + 1
             ));
         }
     }
-    let after = from.get(consumed..).unwrap_or_default();
-    let same_line_rest = after.lines().next().unwrap_or_default().trim();
-    if !same_line_rest.is_empty() && !same_line_rest.starts_with('#') {
-        return Err(format!(
-            "{}: unexpected `{same_line_rest}` after the closing brace of `{key}`",
-            doc.label()
-        ));
-    }
-    // Everything under the key must belong to the JSON text.
-    let trailing = below
-        .lines
-        .iter()
-        .skip(json_lines.saturating_sub(1))
-        .any(|l| !is_blank(l));
-    if trailing {
-        return Err(format!(
-            "{}: lines under `{key}` after its closing brace",
-            doc.label()
-        ));
-    }
-    Ok(value)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -384,10 +194,11 @@ struct Mesh {
     tls_origination: BTreeMap<(String, String), Vec<u16>>,
 }
 
-fn required(doc: &Doc, block: Block<'_>, path: &[&str]) -> Result<String, String> {
-    block
-        .scalar(path)
+fn required(doc: &Doc, value: &Value, path: &[&str]) -> Result<String, String> {
+    at(value, path)
+        .and_then(Value::as_str)
         .filter(|v| !v.is_empty())
+        .map(str::to_owned)
         .ok_or_else(|| format!("{}: `{}` is missing", doc.label(), path.join(".")))
 }
 
@@ -403,13 +214,10 @@ fn expect_eq(doc: &Doc, what: &str, got: &str, want: &str) -> Result<(), String>
 }
 
 fn read_plugin(doc: &Doc, kind: &str, name: &str, namespace: &str) -> Result<Plugin, String> {
-    let root = Block::of(doc);
-    let spec = root
-        .block(&["spec"])
-        .ok_or_else(|| format!("{}: no spec", doc.label()))?;
+    let spec = at(&doc.value, &["spec"]).ok_or_else(|| format!("{}: no spec", doc.label()))?;
     // WasmPlugin keeps the module settings in spec; TrafficExtension under spec.wasm.
     let module = if kind == "TrafficExtension" {
-        spec.block(&["wasm"])
+        spec.get("wasm")
             .ok_or_else(|| format!("{}: TrafficExtension without `wasm`", doc.label()))?
     } else {
         spec
@@ -427,18 +235,16 @@ fn read_plugin(doc: &Doc, kind: &str, name: &str, namespace: &str) -> Result<Plu
     if !url.starts_with("oci://") {
         return Err(format!("{}: url `{url}` is not oci://", doc.label()));
     }
-    let sha = module
-        .raw(&["sha256"])
-        .ok_or_else(|| format!("{}: `sha256` is missing", doc.label()))?;
-    let hex = sha
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .ok_or_else(|| {
-            format!(
-                "{}: write sha256 in double quotes (an all-digit digest is a YAML number)",
+    let hex = match module.get("sha256") {
+        None => return Err(format!("{}: `sha256` is missing", doc.label())),
+        Some(Value::String(hex)) => hex,
+        Some(other) => {
+            return Err(format!(
+                "{}: sha256 `{other}` is not a string: write it in double quotes",
                 doc.label()
-            )
-        })?;
+            ))
+        }
+    };
     if hex.len() != 64 || !hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
         return Err(format!(
             "{}: sha256 `{hex}` is not 64 lowercase hex digits (the manifest digest \
@@ -446,17 +252,12 @@ fn read_plugin(doc: &Doc, kind: &str, name: &str, namespace: &str) -> Result<Plu
             doc.label()
         ));
     }
-    let selector_labels = spec
-        .block(&["selector", "matchLabels"])
-        .map(|labels| {
-            labels
-                .lines
-                .iter()
-                .filter(|l| !is_blank(l))
-                .map(|l| l.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let selector_labels: Vec<String> = at(spec, &["selector", "matchLabels"])
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| format!("{key}: {}", value.as_str().unwrap_or_default()))
+        .collect();
     if selector_labels.is_empty() {
         return Err(format!(
             "{}: no spec.selector.matchLabels (the plugin would apply to every workload)",
@@ -464,8 +265,9 @@ fn read_plugin(doc: &Doc, kind: &str, name: &str, namespace: &str) -> Result<Plu
         ));
     }
     let matched = spec
-        .block(&["match"])
-        .is_some_and(|m| m.contains_line("- mode: SERVER"));
+        .get("match")
+        .and_then(Value::as_array)
+        .is_some_and(|items| items.iter().any(|m| m["mode"] == "SERVER"));
     if !matched {
         return Err(format!(
             "{}: spec.match must select `mode: SERVER`, or the filter also runs on the \
@@ -474,7 +276,11 @@ fn read_plugin(doc: &Doc, kind: &str, name: &str, namespace: &str) -> Result<Plu
         ));
     }
     let plugin_name = required(doc, module, &["pluginName"])?;
-    let config = json_flow_value(doc, module, "pluginConfig")?;
+    let config = module
+        .get("pluginConfig")
+        .filter(|c| c.is_object())
+        .cloned()
+        .ok_or_else(|| format!("{}: `pluginConfig` is not a mapping", doc.label()))?;
     Ok(Plugin {
         label: doc.label(),
         kind: kind.to_owned(),
@@ -489,60 +295,52 @@ fn read_plugin(doc: &Doc, kind: &str, name: &str, namespace: &str) -> Result<Plu
 }
 
 fn read_mesh_doc(doc: &Doc, mesh: &mut Mesh) -> Result<(), String> {
-    let root = Block::of(doc);
+    let root = &doc.value;
     let api_version = required(doc, root, &["apiVersion"])?;
     let kind = required(doc, root, &["kind"])?;
     let name = required(doc, root, &["metadata", "name"])?;
     let namespace = required(doc, root, &["metadata", "namespace"])?;
+    let items = |path: &[&str]| {
+        at(root, path)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     match (api_version.as_str(), kind.as_str()) {
         ("extensions.istio.io/v1alpha1", "WasmPlugin" | "TrafficExtension") => {
             mesh.plugins
                 .push(read_plugin(doc, &kind, &name, &namespace)?);
         }
         ("networking.istio.io/v1", "ServiceEntry") => {
-            let spec = root
-                .block(&["spec"])
-                .ok_or_else(|| format!("{}: no spec", doc.label()))?;
-            let hosts = spec.block(&["hosts"]).map(|b| b.scalar_items());
-            let ports = spec.block(&["ports"]).map(|b| b.mapping_items());
-            let (Some(hosts), Some(ports)) = (hosts, ports) else {
+            let hosts = items(&["spec", "hosts"]);
+            let ports = items(&["spec", "ports"]);
+            if hosts.is_empty() || ports.is_empty() {
                 return Err(format!(
                     "{}: ServiceEntry needs hosts and ports",
                     doc.label()
                 ));
-            };
+            }
             let numbers: Vec<u16> = ports
                 .iter()
-                .filter_map(|item| {
-                    item.lines()
-                        .find_map(|l| l.trim_start_matches("- ").strip_prefix("number:"))
-                        .and_then(|n| n.trim().parse().ok())
-                })
+                .filter_map(|port| port["number"].as_u64()?.try_into().ok())
                 .collect();
             if numbers.len() != ports.len() {
                 return Err(format!("{}: a port without a number", doc.label()));
             }
-            for host in hosts {
+            for host in hosts.iter().filter_map(Value::as_str) {
                 mesh.service_entries
-                    .entry((namespace.clone(), host))
+                    .entry((namespace.clone(), host.to_owned()))
                     .or_default()
                     .extend(&numbers);
             }
         }
         ("networking.istio.io/v1", "DestinationRule") => {
             let host = required(doc, root, &["spec", "host"])?;
-            let settings = root
-                .block(&["spec", "trafficPolicy", "portLevelSettings"])
-                .map(|b| b.mapping_items())
-                .unwrap_or_default();
-            for item in settings {
-                let port = item
-                    .lines()
-                    .find_map(|l| l.strip_prefix("number:"))
-                    .and_then(|n| n.trim().parse::<u16>().ok());
-                let tls = item
-                    .lines()
-                    .any(|l| l == "mode: SIMPLE" || l == "mode: MUTUAL");
+            for setting in items(&["spec", "trafficPolicy", "portLevelSettings"]) {
+                let port = setting["port"]["number"]
+                    .as_u64()
+                    .and_then(|n| u16::try_from(n).ok());
+                let tls = matches!(setting["tls"]["mode"].as_str(), Some("SIMPLE" | "MUTUAL"));
                 if let (Some(port), true) = (port, tls) {
                     mesh.tls_origination
                         .entry((namespace.clone(), host.clone()))
@@ -565,7 +363,8 @@ fn read_mesh_doc(doc: &Doc, mesh: &mut Mesh) -> Result<(), String> {
 fn read_mesh(files: &[(String, String)]) -> Result<Mesh, String> {
     let mut mesh = Mesh::default();
     for (file, text) in files {
-        let docs = documents(file, text);
+        sha256_quoted(file, text)?;
+        let docs = documents(file, text)?;
         if docs.is_empty() {
             return Err(format!("{file}: no YAML documents"));
         }
@@ -726,19 +525,15 @@ fn a_manifest_with_a_bad_plugin_config_fails() {
         .expect_err("`block` is not an action");
     assert!(err.to_string().contains(".action"), "{err}");
 
-    // JSON that YAML would accept but this reader cannot vouch for is refused, not skipped.
-    let trailing_comma = text.replacen(r#""mode": "enforce""#, r#""mode": "enforce","#, 1);
-    let err = read_mesh(&[(file.clone(), trailing_comma)]).unwrap_err();
-    assert!(err.contains("not strict JSON"), "{err}");
+    // A manifest YAML cannot read is refused, not skipped.
+    let unbalanced = text.replacen(r#""mode": "enforce""#, r#""mode": "enforce"}}"#, 1);
+    let err = read_mesh(&[(file.clone(), unbalanced)]).unwrap_err();
+    assert!(err.contains("not valid YAML"), "{err}");
     // The digest without its quotes (whatever digest the manifest holds).
     let unquoted: String = text
         .lines()
-        .map(|line| match line.trim_start().strip_prefix("sha256: \"") {
-            Some(rest) => format!(
-                "{}sha256: {}",
-                " ".repeat(indent(line)),
-                rest.trim_end_matches('"')
-            ),
+        .map(|line| match line.split_once("sha256: \"") {
+            Some((before, rest)) => format!("{before}sha256: {}", rest.trim_end_matches('"')),
             None => line.to_owned(),
         })
         .collect::<Vec<_>>()
@@ -873,8 +668,13 @@ enum EnvoyFile {
 }
 
 fn classify(path: &Path, text: &str) -> EnvoyFile {
-    let keys = top_level_keys(text);
-    let has = |k: &str| keys.iter().any(|key| key == k);
+    let docs = documents(&relative(path), text).unwrap_or_else(|e| panic!("{e}"));
+    let keys: Vec<&String> = docs
+        .iter()
+        .filter_map(|doc| doc.value.as_object())
+        .flat_map(|object| object.keys())
+        .collect();
+    let has = |k: &str| keys.iter().any(|key| *key == k);
     if has("static_resources") || has("dynamic_resources") || has("admin") {
         EnvoyFile::Bootstrap
     } else if has("resources") {
@@ -893,121 +693,103 @@ fn classify(path: &Path, text: &str) -> EnvoyFile {
     }
 }
 
-/// The bootstrap with its `config_discovery` subscription replaced by the `typed_config`
-/// of the resource it subscribes to, i.e. what Envoy runs once the subscription has
-/// delivered. Returns (resource file, substituted bootstrap text).
-fn substitute_ecds(path: &Path, text: &str) -> Vec<(PathBuf, String)> {
-    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let mut out = Vec::new();
-    for (at, line) in lines.iter().enumerate() {
-        if line.trim() != "config_discovery:" {
-            continue;
-        }
-        let key_indent = indent(line);
-        let end = lines
-            .iter()
-            .enumerate()
-            .skip(at + 1)
-            .find(|(_, l)| !is_blank(l) && indent(l) <= key_indent)
-            .map_or(lines.len(), |(i, _)| i);
-        let body = lines.get(at + 1..end).unwrap_or_default();
-        let resource_path = body
-            .iter()
-            .find_map(|l| l.trim().strip_prefix("path: "))
-            .map(|p| repo_root().join(unquote(p)))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{}: config_discovery at line {} has no path_config_source path; \
-                     this test only knows file-based ECDS",
-                    relative(path),
-                    at + 1
-                )
-            });
-        // The filter name (the line `- name: X` above) is the resource it subscribes to.
-        let filter_name = lines
-            .get(at.saturating_sub(1))
-            .and_then(|l| l.trim().strip_prefix("- name:"))
-            .map(|n| unquote(n).to_owned())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{}: expected `- name: ...` right above config_discovery (line {})",
-                    relative(path),
-                    at + 1
-                )
-            });
-        let resource_text = read(&resource_path);
-        let typed_config = resource_typed_config(&resource_path, &resource_text, &filter_name);
-        let mut substituted: Vec<String> = lines.get(..at).unwrap_or_default().to_vec();
-        substituted.push(format!("{}typed_config:", " ".repeat(key_indent)));
-        substituted.extend(typed_config.iter().map(|l| {
-            if l.trim().is_empty() {
-                String::new()
-            } else {
-                format!("{}{l}", " ".repeat(key_indent + 2))
+/// JSON pointers of every object under `value` that has a `config_discovery` member.
+fn subscriptions(value: &Value, pointer: &str, found: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            if object.contains_key("config_discovery") {
+                found.push(pointer.to_owned());
             }
-        }));
-        substituted.extend(lines.get(end..).unwrap_or_default().iter().cloned());
-        out.push((resource_path, substituted.join("\n") + "\n"));
+            for (key, child) in object {
+                let key = key.replace('~', "~0").replace('/', "~1");
+                subscriptions(child, &format!("{pointer}/{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                subscriptions(child, &format!("{pointer}/{i}"), found);
+            }
+        }
+        _ => {}
     }
-    out
 }
 
-/// The lines under `typed_config:` of the resource named `name`, de-indented.
-fn resource_typed_config(path: &Path, text: &str, name: &str) -> Vec<String> {
-    let doc = documents(&relative(path), text)
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("{}: empty", relative(path)));
-    let resources = Block::of(&doc)
-        .block(&["resources"])
+/// The bootstrap with one `config_discovery` subscription replaced by the `typed_config`
+/// of the resource it subscribes to, i.e. what Envoy runs once the subscription has
+/// delivered; one result per subscription. Returns (resource file, substituted bootstrap
+/// as JSON, which Envoy reads as YAML).
+fn substitute_ecds(path: &Path, text: &str) -> Vec<(PathBuf, String)> {
+    let bootstrap = only_document(path, text);
+    let mut found = Vec::new();
+    subscriptions(&bootstrap, "", &mut found);
+    found
+        .iter()
+        .map(|pointer| {
+            let filter = bootstrap.pointer(pointer).unwrap();
+            let resource_path = filter
+                .pointer("/config_discovery/config_source/path_config_source/path")
+                .and_then(Value::as_str)
+                .map(|p| repo_root().join(p))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: config_discovery at {pointer} has no path_config_source path; \
+                         this test only knows file-based ECDS",
+                        relative(path)
+                    )
+                });
+            // The filter's name is the resource it subscribes to.
+            let name = filter["name"].as_str().unwrap_or_else(|| {
+                panic!("{}: the filter at {pointer} has no name", relative(path))
+            });
+            let typed_config = resource_typed_config(&resource_path, &read(&resource_path), name);
+            let mut substituted = bootstrap.clone();
+            let object = substituted
+                .pointer_mut(pointer)
+                .and_then(Value::as_object_mut)
+                .unwrap();
+            object.remove("config_discovery");
+            object.insert("typed_config".into(), typed_config);
+            (
+                resource_path,
+                serde_json::to_string_pretty(&substituted).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The `typed_config` of the one resource of an xDS resource file, which must be named
+/// `name`.
+fn resource_typed_config(path: &Path, text: &str, name: &str) -> Value {
+    let doc = only_document(path, text);
+    let resources = doc["resources"]
+        .as_array()
         .unwrap_or_else(|| panic!("{}: no resources", relative(path)));
-    let items = resources.mapping_items();
     assert_eq!(
-        items.len(),
+        resources.len(),
         1,
         "{}: expected exactly one resource",
         relative(path)
     );
-    let item = items.first().unwrap();
-    assert!(
-        item.contains("type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"),
+    let resource = &resources[0];
+    assert_eq!(
+        resource["@type"],
+        "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
         "{}: the resource is not a TypedExtensionConfig",
         relative(path)
     );
-    // `name:` as a key of the resource itself (two columns right of its `- `), not the
-    // plugin's own `name` deeper down.
-    let item_keys = resources.child_indent().unwrap_or(0) + 2;
-    let wanted = format!("name: {name}");
-    let named = resources
-        .lines
-        .iter()
-        .any(|l| indent(l) == item_keys && l.trim() == wanted);
-    assert!(
-        named,
+    assert_eq!(
+        resource["name"],
+        name,
         "{}: the resource is not named `{name}`, the name the bootstrap's filter subscribes to",
         relative(path)
     );
-    let start = doc
-        .lines
-        .iter()
-        .position(|l| l.trim() == "typed_config:")
-        .unwrap_or_else(|| panic!("{}: no typed_config", relative(path)));
-    let base = doc.lines.get(start).map_or(0, |l| indent(l));
-    let body: Vec<&String> = doc
-        .lines
-        .iter()
-        .skip(start + 1)
-        .take_while(|l| is_blank(l) || indent(l) > base)
-        .collect();
-    let child = body
-        .iter()
-        .filter(|l| !is_blank(l))
-        .map(|l| indent(l))
-        .min()
-        .unwrap_or(base + 2);
-    body.iter()
-        .map(|l| l.get(child..).unwrap_or("").to_owned())
-        .collect()
+    let typed_config = &resource["typed_config"];
+    assert!(
+        typed_config.is_object(),
+        "{}: no typed_config",
+        relative(path)
+    );
+    typed_config.clone()
 }
 
 #[test]
@@ -1278,54 +1060,37 @@ struct TarEntry {
     data: Vec<u8>,
 }
 
-fn tar_field(header: &[u8], from: usize, len: usize) -> &[u8] {
-    let field = &header[from..from + len];
-    let end = field.iter().position(|&b| b == 0).unwrap_or(len);
-    &field[..end]
-}
-
-fn tar_octal(header: &[u8], from: usize, len: usize) -> u64 {
-    let text = String::from_utf8_lossy(tar_field(header, from, len)).into_owned();
-    u64::from_str_radix(text.trim(), 8).unwrap_or_else(|e| panic!("octal `{text}`: {e}"))
-}
-
-/// Every entry of an uncompressed tar; asserts the end-of-archive padding is all zeros.
+/// Every entry of an uncompressed tar, read with the `tar` crate; the archive must be POSIX
+/// ustar and end with its two zero blocks.
 fn tar_entries(archive: &[u8]) -> Vec<TarEntry> {
+    assert!(
+        archive.len() % 512 == 0
+            && archive.len() >= 1024
+            && archive[archive.len() - 1024..].iter().all(|&b| b == 0),
+        "the tar archive does not end with two zero blocks"
+    );
     let mut entries = Vec::new();
-    let mut at = 0;
-    while at + 512 <= archive.len() {
-        let header = &archive[at..at + 512];
-        if header.iter().all(|&b| b == 0) {
-            assert!(
-                archive[at..].iter().all(|&b| b == 0),
-                "data after the end-of-archive blocks"
-            );
-            return entries;
-        }
-        assert_eq!(&header[257..263], b"ustar\0", "not a POSIX ustar header");
-        let size = tar_octal(header, 124, 12);
-        let start = at + 512;
-        let end = start + usize::try_from(size).unwrap();
-        let prefix = String::from_utf8_lossy(tar_field(header, 345, 155)).into_owned();
-        let name = String::from_utf8_lossy(tar_field(header, 0, 100)).into_owned();
-        entries.push(TarEntry {
-            name: if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            },
-            typeflag: header[156],
-            mode: tar_octal(header, 100, 8),
-            uid: tar_octal(header, 108, 8),
-            gid: tar_octal(header, 116, 8),
-            mtime: tar_octal(header, 136, 12),
-            uname: String::from_utf8_lossy(tar_field(header, 265, 32)).into_owned(),
-            gname: String::from_utf8_lossy(tar_field(header, 297, 32)).into_owned(),
-            data: archive[start..end].to_vec(),
-        });
-        at = start + usize::try_from(size.div_ceil(512) * 512).unwrap();
+    for entry in tar::Archive::new(archive).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let header = entry.header();
+        assert!(header.as_ustar().is_some(), "not a POSIX ustar header");
+        let text =
+            |bytes: Option<&[u8]>| String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned();
+        let mut read = TarEntry {
+            name: entry.path().unwrap().display().to_string(),
+            typeflag: header.entry_type().as_byte(),
+            mode: u64::from(header.mode().unwrap()),
+            uid: header.uid().unwrap(),
+            gid: header.gid().unwrap(),
+            mtime: header.mtime().unwrap(),
+            uname: text(header.username_bytes()),
+            gname: text(header.groupname_bytes()),
+            data: Vec::new(),
+        };
+        entry.read_to_end(&mut read.data).unwrap();
+        entries.push(read);
     }
-    panic!("tar archive without end-of-archive blocks");
+    entries
 }
 
 fn gunzip(path: &Path) -> Vec<u8> {

@@ -25,9 +25,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use meshgate_core::snapshot::OwnedInput;
+
 use super::index::CatalogIndex;
 use super::model::{Entity, RelationType};
-use super::snapshot_input::OwnedInput;
 use super::warning::CatalogWarning;
 
 pub const AIRFLOW_DAG_ANNOTATION: &str = "meshgate.io/airflow-dag";

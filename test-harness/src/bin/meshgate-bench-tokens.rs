@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use meshgate_control_plane::cli::DEMO_AUDIENCE;
 use meshgate_control_plane::issuer::{KeySet, MintRequest};
-use meshgate_test_harness::stack::unix_now;
+use meshgate_test_support::unix_now;
 
 const USAGE: &str = "\
 usage: meshgate-bench-tokens --keys PATH --out FILE [--alg RS256] [--count 10000]

@@ -6,6 +6,7 @@ use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 
 use super::{Nesting, OrgGenError, OrgSpec};
+use crate::text::uuid_v4;
 
 /// The root groups, in this order at the front of the group list. The demo rules allow
 /// `GET /api/v1/dags` to `data-eng` and `data-analysts`.
@@ -384,13 +385,14 @@ fn generate_owned(
                     )
                 }
                 2 => {
+                    // Random bits, then the index: unique for every index below 2^48.
                     let bits: u64 = rng.gen();
-                    let id = format!(
-                        "{:08x}-{:04x}-4{:03x}-8{:03x}-{index:012x}",
-                        bits >> 32,
-                        (bits >> 16) & 0xffff,
-                        (bits >> 4) & 0xfff,
-                        bits & 0xfff
+                    let id = uuid_v4(
+                        ((u128::from(bits >> 16) << 80)
+                            | (u128::from((bits >> 4) & 0xfff) << 64)
+                            | (u128::from(bits & 0xfff) << 48)
+                            | (index as u128 & 0xffff_ffff_ffff))
+                            .to_be_bytes(),
                     );
                     let value = if rng.gen_ratio(5, 100) {
                         id.to_ascii_uppercase()

@@ -15,9 +15,10 @@ use meshgate_test_harness::issuer_server::IssuerServer;
 use meshgate_test_harness::ports::free_port;
 use meshgate_test_harness::scale_probe::{process_kib, ByteCountingProxy, SupervisedProcess};
 use meshgate_test_harness::stack::{
-    demo_yaml, unix_now, DEMO_AUDIENCE, DEMO_BACKSTAGE_PORT, DEMO_CONTROL_PLANE_PORT, DEMO_CP_KEY,
+    demo_yaml, DEMO_AUDIENCE, DEMO_BACKSTAGE_PORT, DEMO_CONTROL_PLANE_PORT, DEMO_CP_KEY,
 };
 use meshgate_test_harness::upstream::UpstreamServer;
+use meshgate_test_support::unix_now;
 
 use crate::report::mib;
 
