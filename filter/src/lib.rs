@@ -25,6 +25,8 @@ pub mod snapshot_sync;
 mod wasm;
 
 #[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
 mod fake;
 #[cfg(test)]
 mod tests;
