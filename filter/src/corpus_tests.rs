@@ -95,9 +95,9 @@ impl Target for FilterTarget {
                 .borrow()
                 .iter()
                 .skip(logged_before)
+                .rev()
                 .filter_map(|(_, line)| line.split_once(MARKER))
-                .filter_map(|(_, json)| serde_json::from_str::<Value>(json).ok())
-                .last();
+                .find_map(|(_, json)| serde_json::from_str::<Value>(json).ok());
             let text = |value: &Value, name: &str| {
                 value.get(name).and_then(Value::as_str).map(str::to_owned)
             };
