@@ -2,17 +2,6 @@
 //! `meshgate_core` for a decision and applies it; all decisions are made in core.
 //! Host access is behind [`host::Host`], so the glue is tested natively over a fake host.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests may panic"
-    )
-)]
-
 pub mod filter;
 pub mod host;
 pub mod jwks_refresh;

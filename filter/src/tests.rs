@@ -1,10 +1,7 @@
 //! The glue over a fake host: what Envoy would see for each kind of request.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use jwt_compact::alg::Ed25519;
 use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{Algorithm, AlgorithmSignature};
 use serde_json::{json, Value};
 
 use crate::fake::FakeHost;
@@ -16,7 +13,8 @@ const ISSUER: &str = "https://idp.test";
 
 struct Keys {
     kid: &'static str,
-    secret: <Ed25519 as Algorithm>::SigningKey,
+    /// A fresh Ed25519 key per call, as a private JWK for the shared test signer.
+    private_jwk: Value,
     public_jwk: Value,
 }
 
@@ -26,22 +24,20 @@ fn keys() -> Keys {
 
 fn keys_with_kid(kid: &'static str) -> Keys {
     let (secret, public) = Ed25519::generate(&mut rand::thread_rng());
+    let private_jwk = serde_json::to_value(JsonWebKey::from(&secret)).unwrap();
     let mut public_jwk = serde_json::to_value(JsonWebKey::from(&public)).unwrap();
     public_jwk["kid"] = json!(kid);
     public_jwk["alg"] = json!("EdDSA");
     Keys {
         kid,
-        secret,
+        private_jwk,
         public_jwk,
     }
 }
 
 fn token(keys: &Keys, claims: Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": keys.kid}).to_string());
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let input = format!("{header}.{payload}");
-    let sig = Ed25519.sign(&keys.secret, input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_bytes()))
+    let header = json!({"alg": "EdDSA", "kid": keys.kid});
+    meshgate_test_support::sign::sign("EdDSA", &keys.private_jwk, &header, &claims).unwrap()
 }
 
 fn alice(keys: &Keys, groups: &[&str]) -> String {

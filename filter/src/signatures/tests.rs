@@ -2,9 +2,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPrivateKey};
-use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{Algorithm, AlgorithmSignature};
+use meshgate_test_support::keys;
+use meshgate_test_support::sign::sign;
 use serde_json::{json, Value};
 
 use super::*;
@@ -15,24 +14,13 @@ use meshgate_core::Policy;
 const NOW: i64 = 1_700_000_000;
 const ISSUER: &str = "https://idp.test";
 
-/// The RFC 7515 / 8037 keys every test runner shares.
+/// The RFC 7515 / 8037 keys every test runner shares (`meshgate-test-support`).
 fn private_key(kid: &str) -> Value {
-    let text = match kid {
-        "rsa" => include_str!("../../../testdata/keys/rsa.json"),
-        "ec" => include_str!("../../../testdata/keys/ec.json"),
-        _ => include_str!("../../../testdata/keys/ed25519.json"),
-    };
-    serde_json::from_str(text).unwrap()
+    keys::private_key(kid).unwrap()
 }
 
 fn public_key(kid: &str) -> Value {
-    let mut key = private_key(kid);
-    let obj = key.as_object_mut().unwrap();
-    for member in ["d", "p", "q", "dp", "dq", "qi"] {
-        obj.remove(member);
-    }
-    obj.insert("kid".into(), json!(kid));
-    key
+    keys::public_jwk(&private_key(kid), kid, None)
 }
 
 fn kid_for(alg: &str) -> &'static str {
@@ -45,26 +33,14 @@ fn kid_for(alg: &str) -> &'static str {
 
 fn token(alg: &str) -> String {
     let kid = kid_for(alg);
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": kid}).to_string());
     let claims = json!({"iss": ISSUER, "sub": "alice", "aud": "tools", "exp": NOW + 600});
-    let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let jwk: JsonWebKey<'_> = serde_json::from_value(private_key(kid)).unwrap();
-    let message = input.as_bytes();
-    let signature = match alg {
-        "ES256" => {
-            let key = <Es256 as Algorithm>::SigningKey::try_from(&jwk).unwrap();
-            Es256.sign(&key, message).as_bytes().to_vec()
-        }
-        "EdDSA" => {
-            let key = <Ed25519 as Algorithm>::SigningKey::try_from(&jwk).unwrap();
-            Ed25519.sign(&key, message).as_bytes().to_vec()
-        }
-        rsa => {
-            let key = RsaPrivateKey::try_from(&jwk).unwrap();
-            Rsa::with_name(rsa).sign(&key, message).as_bytes().to_vec()
-        }
-    };
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    sign(
+        alg,
+        &private_key(kid),
+        &json!({"alg": alg, "kid": kid}),
+        &claims,
+    )
+    .unwrap()
 }
 
 fn tampered(token: &str) -> String {
