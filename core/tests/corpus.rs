@@ -39,13 +39,7 @@ impl Target for Core {
         let mut observed = Vec::with_capacity(file.requests.len());
         for sent in &file.requests {
             let request = &sent.case.request;
-            // As Envoy presents them: pseudo-headers first.
-            let mut headers = vec![
-                (":method".to_owned(), request.method.clone()),
-                (":authority".to_owned(), request.host.clone()),
-                (":path".to_owned(), request.path.clone()),
-            ];
-            headers.extend(sent.headers.iter().cloned());
+            let headers = sent.envoy_headers();
             let req = Request {
                 method: &request.method,
                 authority: &request.host,

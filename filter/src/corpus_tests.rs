@@ -50,15 +50,8 @@ impl Target for FilterTarget {
         let mut host = FakeHost::at(file.now);
         let mut observed = Vec::with_capacity(file.requests.len());
         for (sent, id) in file.requests.iter().zip(1u32..) {
-            let request = &sent.case.request;
-            let mut headers = vec![
-                (":method".to_owned(), request.method.clone()),
-                (":authority".to_owned(), request.host.clone()),
-                (":path".to_owned(), request.path.clone()),
-            ];
-            headers.extend(sent.headers.iter().cloned());
             let logged_before = host.logs.borrow().len();
-            host.new_request(id, headers);
+            host.new_request(id, sent.envoy_headers());
             filter.on_request_headers(&mut host, id);
             let seen = host.request(id);
             let reply = match seen.reply {
@@ -98,17 +91,7 @@ impl Target for FilterTarget {
                 .rev()
                 .filter_map(|(_, line)| line.split_once(MARKER))
                 .find_map(|(_, json)| serde_json::from_str::<Value>(json).ok());
-            let text = |value: &Value, name: &str| {
-                value.get(name).and_then(Value::as_str).map(str::to_owned)
-            };
-            let decision = record.map(|r| Decided {
-                decision: text(&r, "decision").unwrap_or_default(),
-                code: text(&r, "code").unwrap_or_default(),
-                rule_id: text(&r, "rule_id"),
-                mode: text(&r, "mode"),
-                shadow: r.get("shadow").cloned().unwrap_or_default(),
-                reason: text(&r, "reason").unwrap_or_default(),
-            });
+            let decision = record.as_ref().map(Decided::from_record);
             observed.push(Observed { reply, decision });
         }
         Ok(observed)

@@ -948,6 +948,17 @@ mod snapshots {
         cfg
     }
 
+    /// Envoy's main-thread VM and one worker, sharing data, both polling `snapshot_config`.
+    fn main_vm_and_worker(keys: &Keys) -> (Filter, FakeHost, Filter, FakeHost) {
+        let shared = SharedData::default();
+        (
+            filter(snapshot_config(keys, None)),
+            FakeHost::at(NOW).sharing(&shared),
+            filter(snapshot_config(keys, None)),
+            FakeHost::at(NOW).sharing(&shared),
+        )
+    }
+
     /// The headers of a poll that has `etag` and takes a delta.
     fn revalidate(etag: &str) -> Vec<(String, String)> {
         vec![
@@ -1159,12 +1170,8 @@ mod snapshots {
     #[test]
     fn deltas_apply_and_a_refused_one_falls_back_to_the_whole_snapshot() {
         let keys = keys();
-        let shared = SharedData::default();
         // The fetcher is the main-thread VM: it applies deltas to the image in shared data.
-        let mut main_vm = filter(snapshot_config(&keys, None));
-        let mut hm = FakeHost::at(NOW).sharing(&shared);
-        let mut worker = filter(snapshot_config(&keys, None));
-        let mut hw = FakeHost::at(NOW).sharing(&shared);
+        let (mut main_vm, mut hm, mut worker, mut hw) = main_vm_and_worker(&keys);
         let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
         let v2 = snapshot(2, &[], &signing_key());
         let v3 = snapshot(3, &["group:default/analytics"], &signing_key());
@@ -1221,11 +1228,7 @@ mod snapshots {
     #[test]
     fn a_vm_that_serves_nothing_polls_from_what_others_published() {
         let keys = keys();
-        let shared = SharedData::default();
-        let mut main_vm = filter(snapshot_config(&keys, None));
-        let mut hm = FakeHost::at(NOW).sharing(&shared);
-        let mut worker = filter(snapshot_config(&keys, None));
-        let mut hw = FakeHost::at(NOW).sharing(&shared);
+        let (mut main_vm, mut hm, mut worker, mut hw) = main_vm_and_worker(&keys);
         let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
         let v2 = snapshot(2, &[], &signing_key());
         let v3 = snapshot(3, &["group:default/data-eng"], &signing_key());
@@ -1250,11 +1253,7 @@ mod snapshots {
     #[test]
     fn workers_leave_polling_to_the_main_thread_vm_while_it_polls() {
         let keys = keys();
-        let shared = SharedData::default();
-        let mut main_vm = filter(snapshot_config(&keys, None));
-        let mut hm = FakeHost::at(NOW).sharing(&shared);
-        let mut worker = filter(snapshot_config(&keys, None));
-        let mut hw = FakeHost::at(NOW).sharing(&shared);
+        let (mut main_vm, mut hm, mut worker, mut hw) = main_vm_and_worker(&keys);
         let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
         main_vm.on_tick(&mut hm);
         answer(&mut main_vm, &mut hm, 200, &v1, "\"v1\"");

@@ -246,14 +246,7 @@ fn observe(response: &Response, record: Option<&Value>) -> Observed {
             challenge: response.header("www-authenticate").map(str::to_owned),
         }
     };
-    let decision = record.map(|r| Decided {
-        decision: text(r, "decision").unwrap_or_default(),
-        code: text(r, "code").unwrap_or_default(),
-        rule_id: text(r, "rule_id"),
-        mode: text(r, "mode"),
-        shadow: r.get("shadow").cloned().unwrap_or_default(),
-        reason: text(r, "reason").unwrap_or_default(),
-    });
+    let decision = record.map(Decided::from_record);
     Observed { reply, decision }
 }
 

@@ -387,6 +387,36 @@ pub struct Decided {
     pub reason: String,
 }
 
+impl Sent<'_> {
+    /// The request's headers as Envoy hands them to a filter: `:method`, `:authority` and
+    /// `:path` first, then [`Sent::headers`].
+    pub fn envoy_headers(&self) -> Vec<(String, String)> {
+        let request = &self.case.request;
+        let mut headers = vec![
+            (":method".to_owned(), request.method.clone()),
+            (":authority".to_owned(), request.host.clone()),
+            (":path".to_owned(), request.path.clone()),
+        ];
+        headers.extend(self.headers.iter().cloned());
+        headers
+    }
+}
+
+impl Decided {
+    /// A `meshgate decision {...}` log record (`core`'s `decision_record`).
+    pub fn from_record(record: &Value) -> Decided {
+        let text = |name: &str| record.get(name).and_then(Value::as_str).map(str::to_owned);
+        Decided {
+            decision: text("decision").unwrap_or_default(),
+            code: text("code").unwrap_or_default(),
+            rule_id: text("rule_id"),
+            mode: text("mode"),
+            shadow: record.get("shadow").cloned().unwrap_or_default(),
+            reason: text("reason").unwrap_or_default(),
+        }
+    }
+}
+
 impl Observed {
     /// One line for failure messages.
     pub fn summary(&self) -> String {
