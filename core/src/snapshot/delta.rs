@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use super::envelope::hex;
 use super::err::{DeltaError, EncodeError, SnapshotError};
-use super::keys::{valid_kid, SigningKey, MAX_KEY_ID_BYTES, SIGNATURE_BYTES};
+use super::keys::{read_trailer, SigningKey, TrailerError, MAX_KEY_ID_BYTES, SIGNATURE_BYTES};
 use super::lookup::Snapshot;
 use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 use super::wire::{Reader, Writer};
@@ -95,32 +95,13 @@ impl<'a> DeltaEnvelope<'a> {
         let Some((body, trailer)) = rest.split_at_checked(body_len) else {
             return Err(truncated("body", body_len.saturating_sub(rest.len())));
         };
-        let Some((&kid_len, trailer)) = trailer.split_first() else {
-            return Err(truncated("key id length", 1));
-        };
-        let kid_len = usize::from(kid_len);
-        let Some((kid, trailer)) = trailer.split_at_checked(kid_len) else {
-            return Err(truncated("key id", kid_len.saturating_sub(trailer.len())));
-        };
-        let Some((signature, trailer)) = trailer.split_at_checked(SIGNATURE_BYTES) else {
-            return Err(truncated(
-                "signature",
-                SIGNATURE_BYTES.saturating_sub(trailer.len()),
-            ));
-        };
-        if !trailer.is_empty() {
-            return Err(DeltaError::TrailingBytes {
-                extra: trailer.len(),
-            });
-        }
-        let kid = match std::str::from_utf8(kid) {
-            Ok(kid) if valid_kid(kid.as_bytes()) => kid,
-            _ => {
-                return Err(DeltaError::InvalidKeyId {
-                    max: MAX_KEY_ID_BYTES,
-                })
-            }
-        };
+        let (kid, signature) = read_trailer(trailer).map_err(|error| match error {
+            TrailerError::Truncated { what, needed } => truncated(what, needed),
+            TrailerError::TrailingBytes { extra } => DeltaError::TrailingBytes { extra },
+            TrailerError::InvalidKeyId => DeltaError::InvalidKeyId {
+                max: MAX_KEY_ID_BYTES,
+            },
+        })?;
         let signed_len = DELTA_HEADER_BYTES.saturating_add(body_len);
         Ok(DeltaEnvelope {
             header,

@@ -2,7 +2,7 @@
 //! key id. See `docs/snapshot.md` for the byte layout.
 
 use super::err::SnapshotError;
-use super::keys::{valid_kid, MAX_KEY_ID_BYTES, SIGNATURE_BYTES};
+use super::keys::{read_trailer, TrailerError, MAX_KEY_ID_BYTES};
 
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 6] = *b"MGSNAP";
@@ -94,32 +94,13 @@ impl<'a> Envelope<'a> {
         let Some((content, trailer)) = rest.split_at_checked(content_len) else {
             return Err(truncated("content", content_len.saturating_sub(rest.len())));
         };
-        let Some((&kid_len, trailer)) = trailer.split_first() else {
-            return Err(truncated("key id length", 1));
-        };
-        let kid_len = usize::from(kid_len);
-        let Some((kid, trailer)) = trailer.split_at_checked(kid_len) else {
-            return Err(truncated("key id", kid_len.saturating_sub(trailer.len())));
-        };
-        let Some((signature, trailer)) = trailer.split_at_checked(SIGNATURE_BYTES) else {
-            return Err(truncated(
-                "signature",
-                SIGNATURE_BYTES.saturating_sub(trailer.len()),
-            ));
-        };
-        if !trailer.is_empty() {
-            return Err(SnapshotError::TrailingBytes {
-                extra: trailer.len(),
-            });
-        }
-        let kid = match std::str::from_utf8(kid) {
-            Ok(kid) if valid_kid(kid.as_bytes()) => kid,
-            _ => {
-                return Err(SnapshotError::InvalidKeyId {
-                    max: MAX_KEY_ID_BYTES,
-                })
-            }
-        };
+        let (kid, signature) = read_trailer(trailer).map_err(|error| match error {
+            TrailerError::Truncated { what, needed } => truncated(what, needed),
+            TrailerError::TrailingBytes { extra } => SnapshotError::TrailingBytes { extra },
+            TrailerError::InvalidKeyId => SnapshotError::InvalidKeyId {
+                max: MAX_KEY_ID_BYTES,
+            },
+        })?;
         let signed_len = HEADER_BYTES.saturating_add(content_len);
         Ok(Envelope {
             header: SnapshotHeader {

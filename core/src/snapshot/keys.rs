@@ -192,3 +192,45 @@ fn decode_base64(text: &str, what: &'static str) -> Result<Vec<u8>, KeyError> {
         .decode(text.trim())
         .map_err(|_| KeyError::Base64 { what })
 }
+
+/// Why the trailer of a signed snapshot or delta could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrailerError {
+    /// `needed` more bytes of `what` were expected.
+    Truncated {
+        what: &'static str,
+        needed: usize,
+    },
+    TrailingBytes {
+        extra: usize,
+    },
+    InvalidKeyId,
+}
+
+/// The trailer every signed file ends with, after the signed part: key id length (1 byte),
+/// key id, Ed25519 signature, and nothing after. Returns the key id and the signature.
+pub(crate) fn read_trailer(trailer: &[u8]) -> Result<(&str, &[u8]), TrailerError> {
+    let truncated = |what, needed| TrailerError::Truncated { what, needed };
+    let Some((&kid_len, trailer)) = trailer.split_first() else {
+        return Err(truncated("key id length", 1));
+    };
+    let kid_len = usize::from(kid_len);
+    let Some((kid, trailer)) = trailer.split_at_checked(kid_len) else {
+        return Err(truncated("key id", kid_len.saturating_sub(trailer.len())));
+    };
+    let Some((signature, trailer)) = trailer.split_at_checked(SIGNATURE_BYTES) else {
+        return Err(truncated(
+            "signature",
+            SIGNATURE_BYTES.saturating_sub(trailer.len()),
+        ));
+    };
+    if !trailer.is_empty() {
+        return Err(TrailerError::TrailingBytes {
+            extra: trailer.len(),
+        });
+    }
+    match std::str::from_utf8(kid) {
+        Ok(kid) if valid_kid(kid.as_bytes()) => Ok((kid, signature)),
+        _ => Err(TrailerError::InvalidKeyId),
+    }
+}
