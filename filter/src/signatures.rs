@@ -1,15 +1,16 @@
 //! Who verifies token signatures in this VM. Envoy's own BoringSSL, reached through the
 //! `verify_signature` foreign function, checks RS256/384/512 and ES256/384/512 several times
 //! faster than Rust compiled to Wasm. It is used only if it passes a known-answer
-//! self-test when the VM starts (`meshgate_core::signature::self_test`); otherwise, and
+//! self-test when the VM starts (`meshgate_core::token::self_test`); otherwise, and
 //! for the other algorithms, Rust verifies. Decided once per VM, logged once.
 
 use std::cell::RefCell;
 
 use meshgate_core::signature::{
-    decode_verify_result, encode_verify_arguments, self_test, BackendError, SignatureBackend,
-    SignatureCheck, SignatureChecks, VERIFY_SIGNATURE,
+    decode_verify_result, encode_verify_arguments, BackendError, SignatureBackend, SignatureCheck,
+    SignatureChecks, VERIFY_SIGNATURE,
 };
+use meshgate_core::token::self_test::self_test;
 
 use crate::host::{Host, LogLevel, Metric};
 

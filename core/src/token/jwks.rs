@@ -11,7 +11,7 @@ use rsa::traits::PublicKeyParts;
 use serde::Deserialize;
 
 use crate::token::alg::Algorithm;
-use crate::token::jws::UniqueKeys;
+use crate::token::json::UniqueKeys;
 
 /// RSA keys below this size are refused (RFC 7518 §3.3).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -374,9 +374,29 @@ pub(crate) fn verification_key(
     Ok(VerificationKey {
         kid,
         algorithms,
-        public_key_der: crate::token::signature::public_key_der(&material),
+        public_key_der: public_key_der(&material),
         material,
     })
+}
+
+/// The DER `SubjectPublicKeyInfo` of the key types a signature backend verifies (RSA,
+/// P-256/384/521), as the `rsa` and curve crates encode it.
+fn public_key_der(material: &KeyMaterial) -> Option<Vec<u8>> {
+    use p256::pkcs8::EncodePublicKey as _;
+    let document = match material {
+        KeyMaterial::Rsa(key) => key.to_public_key_der(),
+        KeyMaterial::P256(key) => p256::PublicKey::from_affine(*key.as_affine())
+            .ok()?
+            .to_public_key_der(),
+        KeyMaterial::P384(key) => p384::PublicKey::from_affine(*key.as_affine())
+            .ok()?
+            .to_public_key_der(),
+        KeyMaterial::P521(key) => p521::PublicKey::from_affine(*key.as_affine())
+            .ok()?
+            .to_public_key_der(),
+        _ => return None,
+    };
+    document.ok().map(|der| der.into_vec())
 }
 
 /// A P-256/384/521 public key from its JWK coordinates (RFC 7518 §6.2.1: each exactly

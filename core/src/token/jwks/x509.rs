@@ -7,7 +7,9 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rsa::pkcs1::DecodeRsaPublicKey as _;
+use p256::elliptic_curve::ALGORITHM_OID as EC_PUBLIC_KEY;
+use p256::pkcs8::AssociatedOid as _;
+use rsa::pkcs1::{DecodeRsaPublicKey as _, ALGORITHM_OID as RSA_ENCRYPTION};
 use x509_cert::der::asn1::ObjectIdentifier;
 use x509_cert::der::Decode as _;
 use x509_cert::Certificate;
@@ -15,9 +17,6 @@ use x509_cert::Certificate;
 use super::VerificationKey;
 use super::{ec_point_material, verification_key, KeyMaterial, KeySkipped, RSA_FAMILY};
 use crate::token::alg::Algorithm;
-use crate::token::signature::{
-    OID_EC_PUBLIC_KEY, OID_PRIME256V1, OID_RSA_ENCRYPTION, OID_SECP384R1, OID_SECP521R1,
-};
 
 const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const PEM_END: &str = "-----END CERTIFICATE-----";
@@ -37,23 +36,23 @@ pub(super) fn parse_certificate(kid: String, pem: &str) -> Result<VerificationKe
         .subject_public_key
         .as_bytes()
         .ok_or_else(|| unparseable("public key bit string has unused bits"))?;
-    let (algorithms, material) = match spki.algorithm.oid.as_bytes() {
-        oid if oid == OID_RSA_ENCRYPTION => {
+    let (algorithms, material) = match spki.algorithm.oid {
+        oid if oid == RSA_ENCRYPTION => {
             let key = rsa::RsaPublicKey::from_pkcs1_der(key_bits)
                 .map_err(|e| unparseable(&format!("RSA public key: {e}")))?;
             (RSA_FAMILY, KeyMaterial::Rsa(std::sync::Arc::new(key)))
         }
-        oid if oid == OID_EC_PUBLIC_KEY => {
+        oid if oid == EC_PUBLIC_KEY => {
             let curve = spki
                 .algorithm
                 .parameters
                 .as_ref()
                 .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
                 .ok_or_else(|| unparseable("EC key without a named curve"))?;
-            let (name, alg) = match curve.as_bytes() {
-                c if c == OID_PRIME256V1 => ("P-256", Algorithm::Es256),
-                c if c == OID_SECP384R1 => ("P-384", Algorithm::Es384),
-                c if c == OID_SECP521R1 => ("P-521", Algorithm::Es512),
+            let (name, alg) = match curve {
+                c if c == p256::NistP256::OID => ("P-256", Algorithm::Es256),
+                c if c == p384::NistP384::OID => ("P-384", Algorithm::Es384),
+                c if c == p521::NistP521::OID => ("P-521", Algorithm::Es512),
                 _ => {
                     return Err(KeySkipped::UnsupportedKeyType {
                         kid: label,

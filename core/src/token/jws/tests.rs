@@ -3,7 +3,7 @@ use serde_json::json;
 use super::*;
 use crate::testing::{self, b64, ec_private, ed25519_private, public_jwk, rsa_private, sign};
 use crate::token::jwks::{KeyOrigin, KeySet};
-use crate::token::signature::{RFC7515_A2, RFC7515_A3};
+use crate::token::self_test::{RFC7515_A2, RFC7515_A3};
 
 /// RFC 7515 Appendix A.1: the HS256 example.
 const RFC7515_A1: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
