@@ -50,7 +50,7 @@ impl<'h, H: Host> EnvoyVerifier<'h, H> {
             .call_foreign_function(VERIFY_SIGNATURE, &encode_verify_arguments(check))
             .map_err(|e| BackendError::Call {
                 function: VERIFY_SIGNATURE,
-                status: e.status,
+                status: e.status.to_string(),
             })?;
         let result =
             decode_verify_result(answer.as_deref().unwrap_or_default()).map_err(|error| {

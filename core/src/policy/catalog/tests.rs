@@ -493,7 +493,7 @@ fn ownership_conditions_are_checked_when_compiled() {
         let config = json!({"rules": [{"id": "r", "action": "allow", "paths": paths, "when": {"owns": owns}}]});
         let err = Policy::from_json(config.to_string().as_bytes()).unwrap_err();
         assert!(err.path.starts_with("rules[0].when.owns"), "{err}");
-        assert!(err.reason.contains(expected), "{err}");
+        assert!(err.reason.to_string().contains(expected), "{err}");
     }
     let bad_group = json!({"rules": [{"id": "r", "action": "allow", "when": {"groups_any": ["user:default/alice"]}}]});
     let err = Policy::from_json(bad_group.to_string().as_bytes()).unwrap_err();

@@ -2,8 +2,10 @@
 //! configuration compiles or nothing of it is used.
 
 pub mod dto;
+mod err;
 mod rules;
 
+pub use err::{ConfigError, ConfigReason};
 pub use rules::compile_rules_json;
 
 use std::collections::HashMap;
@@ -32,23 +34,6 @@ pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_REFETCH_MIN_INTERVAL_S: u64 = 30;
 /// Every header meshgate injects starts with this; incoming ones are always removed.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-meshgate-";
-
-/// A configuration error names the field (as a JSON path) and says what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{path}`: {reason}")]
-pub struct ConfigError {
-    pub path: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    fn new(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-        ConfigError {
-            path: path.into(),
-            reason: reason.into(),
-        }
-    }
-}
 
 /// Which decisions are logged: shares in parts per million, so sampling is integer math.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +165,9 @@ impl Policy {
                 } else {
                     path
                 },
-                e.into_inner().to_string(),
+                ConfigReason::Json {
+                    detail: e.into_inner().to_string(),
+                },
             )
         })?;
         Policy::try_from(dto)
@@ -207,7 +194,10 @@ impl TryFrom<PluginConfig> for Policy {
                             .map_or("?", |p: &Provider| p.name.as_str());
                         return Err(ConfigError::new(
                             format!("providers.{name}.issuer"),
-                            format!("issuer `{issuer}` is also used by provider `{other_name}`"),
+                            ConfigReason::DuplicateIssuer {
+                                issuer: issuer.clone(),
+                                provider: other_name.to_owned(),
+                            },
                         ));
                     }
                 }
@@ -231,7 +221,10 @@ impl TryFrom<PluginConfig> for Policy {
             if let Some(previous) = seen_ids.insert(rule.id.clone(), index) {
                 return Err(ConfigError::new(
                     format!("{path}.id"),
-                    format!("`{}` is already the id of rules[{previous}]", rule.id),
+                    ConfigReason::DuplicateId {
+                        id: rule.id.clone(),
+                        first: format!("rules[{previous}]"),
+                    },
                 ));
             }
             rules.push(rules::compile_rule(&path, rule, &|name| {
@@ -258,10 +251,7 @@ impl TryFrom<PluginConfig> for Policy {
         let normalization = dto.path_normalization.unwrap_or_default();
         let max_token_bytes = dto.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
         if max_token_bytes == 0 {
-            return Err(ConfigError::new(
-                "max_token_bytes",
-                "must be greater than 0",
-            ));
+            return Err(ConfigError::new("max_token_bytes", ConfigReason::Zero));
         }
         let realm = dto.realm.unwrap_or_else(|| String::from("meshgate"));
         if realm.is_empty()
@@ -269,10 +259,7 @@ impl TryFrom<PluginConfig> for Policy {
                 .chars()
                 .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ')
         {
-            return Err(ConfigError::new(
-                "realm",
-                "must be non-empty printable ASCII without quotes or backslashes",
-            ));
+            return Err(ConfigError::new("realm", ConfigReason::Realm));
         }
         let rules = RuleSet::new(rules);
         Ok(Policy {
@@ -310,7 +297,7 @@ impl TryFrom<PluginConfig> for Policy {
 fn share_ppm(path: &str, value: Option<f64>, default: f64) -> Result<u32, ConfigError> {
     let share = value.unwrap_or(default);
     if !(0.0..=1.0).contains(&share) {
-        return Err(ConfigError::new(path, "must be between 0.0 and 1.0"));
+        return Err(ConfigError::new(path, ConfigReason::NotAShare));
     }
     // In range by the check above, so the cast can't truncate meaningfully.
     #[expect(
@@ -349,7 +336,7 @@ fn compile_provider(
     {
         return Err(ConfigError::new(
             format!("providers.{name}"),
-            "provider names use letters, digits, `-` and `_`",
+            ConfigReason::ProviderName,
         ));
     }
     let identity = match &cfg.backstage {
@@ -368,7 +355,9 @@ fn compile_provider(
         if !is_header_name(&header_name) {
             return Err(ConfigError::new(
                 format!("{}[{i}].name", at("from_headers")),
-                format!("`{}` is not a valid header name", header.name),
+                ConfigReason::HeaderName {
+                    name: header.name.clone(),
+                },
             ));
         }
         own_sources.push(TokenSource::Header {
@@ -380,7 +369,7 @@ fn compile_provider(
         if param.is_empty() || param.contains(['&', '=', '?', '#']) {
             return Err(ConfigError::new(
                 format!("{}[{i}]", at("from_params")),
-                "must be a plain query parameter name",
+                ConfigReason::QueryParam,
             ));
         }
         own_sources.push(TokenSource::Param {
@@ -391,7 +380,7 @@ fn compile_provider(
         if cookie.is_empty() || cookie.contains([';', '=', ' ']) {
             return Err(ConfigError::new(
                 format!("{}[{i}]", at("from_cookies")),
-                "must be a plain cookie name",
+                ConfigReason::CookieName,
             ));
         }
         own_sources.push(TokenSource::Cookie {
@@ -418,7 +407,9 @@ fn compile_provider(
             Some(path) => ClaimPath::new(path).map(Some).ok_or_else(|| {
                 ConfigError::new(
                     at(field),
-                    format!("`{path}` is not a claim name or dotted path"),
+                    ConfigReason::ClaimPath {
+                        path: path.to_owned(),
+                    },
                 )
             }),
         }
@@ -427,14 +418,11 @@ fn compile_provider(
     if !(0..=3600).contains(&clock_skew_s) {
         return Err(ConfigError::new(
             at("clock_skew_s"),
-            "must be between 0 and 3600",
+            ConfigReason::OutOfRange { min: 0, max: 3600 },
         ));
     }
     if cfg.max_lifetime_s.is_some_and(|m| m <= 0) {
-        return Err(ConfigError::new(
-            at("max_lifetime_s"),
-            "must be greater than 0",
-        ));
+        return Err(ConfigError::new(at("max_lifetime_s"), ConfigReason::Zero));
     }
     let mut claim_to_headers = Vec::new();
     for (i, mapping) in cfg.claim_to_headers.iter().enumerate() {
@@ -442,7 +430,9 @@ fn compile_provider(
         if !is_header_name(&header_name) || header_name.starts_with(':') {
             return Err(ConfigError::new(
                 format!("{}[{i}].header_name", at("claim_to_headers")),
-                format!("`{}` is not a valid header name", mapping.header_name),
+                ConfigReason::HeaderName {
+                    name: mapping.header_name.clone(),
+                },
             ));
         }
         if matches!(
@@ -451,26 +441,27 @@ fn compile_provider(
         ) {
             return Err(ConfigError::new(
                 format!("{}[{i}].header_name", at("claim_to_headers")),
-                format!("`{header_name}` can't carry a claim"),
+                ConfigReason::ReservedHeader { name: header_name },
             ));
         }
         let claim = ClaimPath::new(&mapping.claim_name).ok_or_else(|| {
             ConfigError::new(
                 format!("{}[{i}].claim_name", at("claim_to_headers")),
-                format!(
-                    "`{}` is not a claim name or dotted path",
-                    mapping.claim_name
-                ),
+                ConfigReason::ClaimPath {
+                    path: mapping.claim_name.clone(),
+                },
             )
         })?;
         claim_to_headers.push(ClaimToHeader { header_name, claim });
     }
     let catalog_user = cfg.catalog_user.clone();
     let resolve_by = match catalog_user.as_ref().and_then(|c| c.resolve_by.clone()) {
-        Some(list) if list.is_empty() => return Err(ConfigError::new(
-            at("catalog_user.resolve_by"),
-            "name at least one lookup: entity_ref, email, username, email_local_part or subject",
-        )),
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::new(
+                at("catalog_user.resolve_by"),
+                ConfigReason::NoLookup,
+            ))
+        }
         Some(list) => list.into_iter().map(resolve_by).collect(),
         // A Backstage token's `sub` is the user's entity ref: nothing else to look up.
         None if identity.backstage.is_some() => vec![ResolveBy::EntityRef],
@@ -482,7 +473,7 @@ fn compile_provider(
     if user_namespace.is_empty() || user_namespace.contains(['/', ':']) {
         return Err(ConfigError::new(
             at("catalog_user.namespace"),
-            "a Backstage namespace: non-empty, without `/` or `:`",
+            ConfigReason::Namespace,
         ));
     }
     Ok(Provider {
@@ -530,13 +521,13 @@ fn compile_issuer(name: &str, cfg: &ProviderConfig) -> Result<Identity, ConfigEr
     let at = |field: &str| format!("providers.{name}.{field}");
     let issuer = match cfg.issuer.as_deref() {
         None => None,
-        Some("") => return Err(ConfigError::new(at("issuer"), "must not be empty")),
+        Some("") => return Err(ConfigError::new(at("issuer"), ConfigReason::Empty)),
         Some(issuer) => Some(issuer.to_owned()),
     };
     if cfg.audiences.iter().any(String::is_empty) {
         return Err(ConfigError::new(
             at("audiences"),
-            "audiences must not be empty strings",
+            ConfigReason::EmptyAudience,
         ));
     }
     let keys = match (&cfg.local_jwks, &cfg.remote_jwks) {
@@ -547,13 +538,13 @@ fn compile_issuer(name: &str, cfg: &ProviderConfig) -> Result<Identity, ConfigEr
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(
                 format!("providers.{name}"),
-                "set one of `local_jwks` and `remote_jwks`, not both",
+                ConfigReason::BothKeySources,
             ))
         }
         (None, None) => {
             return Err(ConfigError::new(
                 format!("providers.{name}"),
-                "needs `local_jwks` or `remote_jwks`",
+                ConfigReason::NoKeySource,
             ))
         }
     };
@@ -583,19 +574,18 @@ fn compile_backstage(
     ];
     if let Some((field, _)) = derived.iter().find(|(_, set)| *set) {
         let why = if *field == "groups_claim" {
-            "Backstage tokens carry groups in `ent` (see `backstage.trust_token_groups`); remove it"
+            ConfigReason::BackstageGroupsClaim
         } else {
-            "derived from `backstage.base_url` for a Backstage provider; remove it"
+            ConfigReason::DerivedFromBackstage
         };
         return Err(ConfigError::new(at(field), why));
     }
     let base = backstage::normalize_base_url(&backstage.base_url).ok_or_else(|| {
         ConfigError::new(
             at("backstage.base_url"),
-            format!(
-                "`{}` is not the backend's base URL (`https://backstage.example.com`: http(s), a host, no query)",
-                backstage.base_url
-            ),
+            ConfigReason::BackstageUrl {
+                url: backstage.base_url.clone(),
+            },
         )
     })?;
     let remote = dto::RemoteJwksConfig {
@@ -626,43 +616,50 @@ fn compile_backstage(
 fn compile_local_jwks(at: &str, cfg: &dto::LocalJwksConfig) -> Result<KeySet, ConfigError> {
     let document = match (&cfg.inline_string, &cfg.inline) {
         (Some(s), None) => s.as_bytes().to_vec(),
-        (None, Some(v)) => serde_json::to_vec(v)
-            .map_err(|e| ConfigError::new(format!("{at}.inline"), e.to_string()))?,
-        _ => {
-            return Err(ConfigError::new(
-                at,
-                "set exactly one of `inline_string` and `inline`",
-            ))
-        }
+        (None, Some(v)) => serde_json::to_vec(v).map_err(|e| {
+            ConfigError::new(
+                format!("{at}.inline"),
+                ConfigReason::Json {
+                    detail: e.to_string(),
+                },
+            )
+        })?,
+        _ => return Err(ConfigError::new(at, ConfigReason::InlineKeys)),
     };
-    KeySet::parse(&document, KeyOrigin::Local).map_err(|e| ConfigError::new(at, e.to_string()))
+    KeySet::parse(&document, KeyOrigin::Local)
+        .map_err(|e| ConfigError::new(at, ConfigReason::Keys(e)))
 }
 
 fn compile_remote_jwks(at: &str, cfg: &dto::RemoteJwksConfig) -> Result<RemoteJwks, ConfigError> {
     if cfg.cluster.is_empty() {
         return Err(ConfigError::new(
             format!("{at}.cluster"),
-            "must name an Envoy cluster",
+            ConfigReason::Cluster,
         ));
     }
     let (authority, path) = split_uri(&cfg.uri).ok_or_else(|| {
         ConfigError::new(
             format!("{at}.uri"),
-            format!("`{}` is not an absolute http(s) URI", cfg.uri),
+            ConfigReason::JwksUri {
+                uri: cfg.uri.clone(),
+            },
         )
     })?;
     let cache_duration_s = cfg.cache_duration_s.unwrap_or(DEFAULT_CACHE_DURATION_S);
     if cache_duration_s == 0 {
         return Err(ConfigError::new(
             format!("{at}.cache_duration_s"),
-            "must be greater than 0",
+            ConfigReason::Zero,
         ));
     }
     let timeout_ms = cfg.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS);
     if !(1..=60_000).contains(&timeout_ms) {
         return Err(ConfigError::new(
             format!("{at}.timeout_ms"),
-            "must be between 1 and 60000",
+            ConfigReason::OutOfRange {
+                min: 1,
+                max: 60_000,
+            },
         ));
     }
     let refetch_min_interval_s = cfg
@@ -671,7 +668,7 @@ fn compile_remote_jwks(at: &str, cfg: &dto::RemoteJwksConfig) -> Result<RemoteJw
     if !(1..=3600).contains(&refetch_min_interval_s) {
         return Err(ConfigError::new(
             format!("{at}.refetch_min_interval_s"),
-            "must be between 1 and 3600",
+            ConfigReason::OutOfRange { min: 1, max: 3600 },
         ));
     }
     Ok(RemoteJwks {
@@ -704,18 +701,20 @@ pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
 
 fn compile_snapshot(cfg: &dto::SnapshotConfig) -> Result<SnapshotSource, ConfigError> {
     if cfg.cluster.is_empty() {
-        return Err(ConfigError::new("snapshot.cluster", "must not be empty"));
+        return Err(ConfigError::new("snapshot.cluster", ConfigReason::Empty));
     }
     let (authority, path) = split_uri(&cfg.uri).ok_or_else(|| {
         ConfigError::new(
             "snapshot.uri",
-            format!("`{}` is not an http(s) URL with a host", cfg.uri),
+            ConfigReason::SnapshotUri {
+                uri: cfg.uri.clone(),
+            },
         )
     })?;
     if cfg.public_keys.is_empty() {
         return Err(ConfigError::new(
             "snapshot.public_keys",
-            "list at least one key (the line `meshgate keygen` prints)",
+            ConfigReason::NoSnapshotKeys,
         ));
     }
     let mut trusted_keys = Vec::with_capacity(cfg.public_keys.len());
@@ -724,39 +723,40 @@ fn compile_snapshot(cfg: &dto::SnapshotConfig) -> Result<SnapshotSource, ConfigE
             kid: key.kid.clone(),
             public_key: key.public_key.clone(),
         };
-        trusted_keys.push(
-            crate::snapshot::TrustedKey::from_spec(&spec).map_err(|e| {
-                ConfigError::new(format!("snapshot.public_keys[{i}]"), e.to_string())
-            })?,
-        );
+        trusted_keys.push(crate::snapshot::TrustedKey::from_spec(&spec).map_err(|e| {
+            ConfigError::new(
+                format!("snapshot.public_keys[{i}]"),
+                ConfigReason::SnapshotKey(e),
+            )
+        })?);
     }
     let poll_interval_s = cfg.poll_interval_s.unwrap_or(DEFAULT_SNAPSHOT_POLL_S);
     if !(1..=3600).contains(&poll_interval_s) {
         return Err(ConfigError::new(
             "snapshot.poll_interval_s",
-            "must be between 1 and 3600",
+            ConfigReason::OutOfRange { min: 1, max: 3600 },
         ));
     }
     let timeout_ms = cfg.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS);
     if !(1..=60_000).contains(&timeout_ms) {
         return Err(ConfigError::new(
             "snapshot.timeout_ms",
-            "must be between 1 and 60000",
+            ConfigReason::OutOfRange {
+                min: 1,
+                max: 60_000,
+            },
         ));
     }
     if cfg.max_staleness_s.is_some_and(|s| s < poll_interval_s) {
         return Err(ConfigError::new(
             "snapshot.max_staleness_s",
-            "must be at least poll_interval_s, or every poll would find the snapshot stale",
+            ConfigReason::StalenessBelowPoll,
         ));
     }
     let mut limits = crate::snapshot::DecodeLimits::default();
     if let Some(max) = cfg.max_bytes {
         if max == 0 {
-            return Err(ConfigError::new(
-                "snapshot.max_bytes",
-                "must be greater than 0",
-            ));
+            return Err(ConfigError::new("snapshot.max_bytes", ConfigReason::Zero));
         }
         limits.max_bytes = max;
     }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::dto::{ActionConfig, FailureModeConfig, ModeConfig, OwnsConfig, PathConfig, RuleConfig};
-use super::{ConfigError, Policy};
+use super::{ConfigError, ConfigReason, Policy};
 use crate::identity::claims::ClaimPath;
 use crate::identity::groupref::GroupName;
 use crate::policy::pattern::PathPattern;
@@ -24,10 +24,7 @@ pub(super) fn compile_rule(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
     {
-        return Err(ConfigError::new(
-            format!("{at}.id"),
-            "rule ids are 1-128 characters of letters, digits and `-_.:/`",
-        ));
+        return Err(ConfigError::new(format!("{at}.id"), ConfigReason::RuleId));
     }
     let route = compile_route(at, &rule.hosts, &rule.methods, &rule.paths)?;
     let when = match &rule.when {
@@ -37,7 +34,9 @@ pub(super) fn compile_rule(
                 if !known_provider(provider) {
                     return Err(ConfigError::new(
                         format!("{at}.when.providers[{i}]"),
-                        format!("no provider is named `{provider}`"),
+                        ConfigReason::UnknownProvider {
+                            name: provider.clone(),
+                        },
                     ));
                 }
             }
@@ -47,7 +46,9 @@ pub(super) fn compile_rule(
                 let claim = ClaimPath::new(&c.claim).ok_or_else(|| {
                     ConfigError::new(
                         format!("{cat}.claim"),
-                        format!("`{}` is not a claim name or dotted path", c.claim),
+                        ConfigReason::ClaimPath {
+                            path: c.claim.clone(),
+                        },
                     )
                 })?;
                 claims.push(match (&c.equals, &c.contains) {
@@ -59,12 +60,7 @@ pub(super) fn compile_rule(
                         claim,
                         value: value.clone(),
                     },
-                    _ => {
-                        return Err(ConfigError::new(
-                            cat,
-                            "set exactly one of `equals` and `contains`",
-                        ))
-                    }
+                    _ => return Err(ConfigError::new(cat, ConfigReason::ClaimMatch)),
                 });
             }
             let mut groups_any = group_names(&format!("{at}.when.groups_any"), &w.groups_any)?;
@@ -91,20 +87,20 @@ pub(super) fn compile_rule(
     if rule.public && (action != Action::Allow || !when.is_empty()) {
         return Err(ConfigError::new(
             format!("{at}.public"),
-            "a public rule must be an `allow` rule without `when`",
+            ConfigReason::PublicNotAllow,
         ));
     }
     if rule.failure_mode.is_some() && action != Action::Allow {
         return Err(ConfigError::new(
             format!("{at}.failure_mode"),
-            "only `allow` rules can override the failure mode",
+            ConfigReason::FailureModeOnDeny,
         ));
     }
     let shadow = rule.mode == Some(ModeConfig::Shadow);
     if shadow && rule.public {
         return Err(ConfigError::new(
             format!("{at}.mode"),
-            "a public rule can't be a shadow rule",
+            ConfigReason::PublicShadow,
         ));
     }
     Ok(Rule {
@@ -130,7 +126,7 @@ pub(super) fn compile_route(
         route.hosts.push(HostPattern::parse(host).ok_or_else(|| {
             ConfigError::new(
                 format!("{at}.hosts[{i}]"),
-                format!("`{host}` is not a host, `*.suffix` or `*`"),
+                ConfigReason::Host { host: host.clone() },
             )
         })?);
     }
@@ -138,7 +134,9 @@ pub(super) fn compile_route(
         if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
             return Err(ConfigError::new(
                 format!("{at}.methods[{i}]"),
-                format!("`{method}` is not an HTTP method"),
+                ConfigReason::Method {
+                    method: method.clone(),
+                },
             ));
         }
         route.methods.push(method.to_ascii_uppercase());
@@ -149,9 +147,11 @@ pub(super) fn compile_route(
             PathConfig::Exact { exact } => PathPattern::exact(exact),
             PathConfig::Prefix { prefix } => PathPattern::prefix(prefix),
         };
-        route.paths.push(
-            compiled.map_err(|e| ConfigError::new(format!("{at}.paths[{i}]"), e.to_string()))?,
-        );
+        route
+            .paths
+            .push(compiled.map_err(|e| {
+                ConfigError::new(format!("{at}.paths[{i}]"), ConfigReason::Path(e))
+            })?);
     }
     Ok(route)
 }
@@ -164,9 +164,7 @@ fn group_names(at: &str, names: &[String]) -> Result<Vec<GroupName>, ConfigError
             GroupName::parse(name).ok_or_else(|| {
                 ConfigError::new(
                     format!("{at}[{i}]"),
-                    format!(
-                        "`{name}` is not a group name or a group entity ref (`group:namespace/name`)"
-                    ),
+                    ConfigReason::Group { name: name.clone() },
                 )
             })
         })
@@ -184,32 +182,33 @@ fn compile_owns(
     if kind.is_empty() || kind.len() > 128 || kind.contains(char::is_whitespace) {
         return Err(ConfigError::new(
             format!("{at}.kind"),
-            "a resource kind such as `airflow.dag`: 1-128 characters, no spaces",
+            ConfigReason::ResourceKind,
         ));
     }
     let id = parse_id_template(&owns.id)
-        .ok_or_else(|| ConfigError::new(format!("{at}.id"), "expected text and `{param}` references with at least one parameter, e.g. `{dag_id}` or `{org}/{pipeline}`"))?;
+        .ok_or_else(|| ConfigError::new(format!("{at}.id"), ConfigReason::IdTemplate))?;
     if paths.is_empty() {
-        return Err(ConfigError::new(
-            at,
-            "an ownership condition needs `paths` templates that name its parameters",
-        ));
+        return Err(ConfigError::new(at, ConfigReason::NoOwnershipPaths));
     }
     for (i, path) in paths.iter().enumerate() {
         let PathConfig::Template(template) = path else {
             return Err(ConfigError::new(
                 format!("{at}.id"),
-                format!("paths[{i}] is not a template, so it has no parameters"),
+                ConfigReason::NotATemplate { index: i },
             ));
         };
         let pattern = PathPattern::template(template)
-            .map_err(|e| ConfigError::new(format!("{at}.id"), e.to_string()))?;
+            .map_err(|e| ConfigError::new(format!("{at}.id"), ConfigReason::Path(e)))?;
         for part in &id {
             if let IdPart::Param(name) = part {
                 if !pattern.param_names().any(|p| p == name) {
                     return Err(ConfigError::new(
                         format!("{at}.id"),
-                        format!("paths[{i}] `{template}` has no parameter `{name}`"),
+                        ConfigReason::MissingParam {
+                            index: i,
+                            template: template.clone(),
+                            name: name.clone(),
+                        },
                     ));
                 }
             }
@@ -279,7 +278,12 @@ fn compile_rules_text(
         } else {
             format!("{at}{path}")
         };
-        ConfigError::new(path, e.into_inner().to_string())
+        ConfigError::new(
+            path,
+            ConfigReason::Json {
+                detail: e.into_inner().to_string(),
+            },
+        )
     })?;
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut rules = Vec::with_capacity(dtos.len());
@@ -288,13 +292,19 @@ fn compile_rules_text(
         if let Some(previous) = seen.insert(dto.id.as_str(), index) {
             return Err(ConfigError::new(
                 format!("{path}.id"),
-                format!("`{}` is already the id of {at}[{previous}]", dto.id),
+                ConfigReason::DuplicateId {
+                    id: dto.id.clone(),
+                    first: format!("{at}[{previous}]"),
+                },
             ));
         }
         if let Some(owner) = taken_ids.get(&dto.id) {
             return Err(ConfigError::new(
                 format!("{path}.id"),
-                format!("`{}` is already the id of {owner}", dto.id),
+                ConfigReason::DuplicateId {
+                    id: dto.id.clone(),
+                    first: owner.clone(),
+                },
             ));
         }
         rules.push(compile_rule(&path, dto, known_provider)?);
