@@ -1,43 +1,32 @@
 //! meshgate-core: the decision engine of the meshgate filter, with no proxy-wasm
 //! dependency. Time, keys, caches and I/O come in as arguments.
 //!
-//! The request path is [`authorize::decide`]: normalize the path, check public routes,
-//! extract and verify the token, build the principal, evaluate rules (`evaluate`, each rule
-//! by [`rules::Rule::evaluate`]), return a [`decision::Verdict`].
+//! The request path is [`decide`], in four stages, each a directory whose `mod.rs` says
+//! what it takes and gives: [`token`] (find, parse and verify the token), [`identity`]
+//! (from claims to the caller), [`policy`] (the compiled configuration and its rules),
+//! [`decision`] (evaluate the rules, return a [`Verdict`]). Next to them: [`request`],
+//! what a decision is asked about, and [`snapshot`], the signed catalog snapshot format.
 
-pub mod alg;
-pub mod authorize;
-pub mod backstage;
-pub mod cache;
-pub mod caller;
-pub mod catalog;
-pub mod claims;
-pub mod config;
 pub mod decision;
-pub mod evaluate;
-pub mod explain;
-pub mod extract;
-pub mod groupref;
-pub mod headers;
-pub mod jwks;
-pub mod keystore;
-pub mod log;
-pub mod path;
-pub mod pattern;
-pub mod principal;
-pub mod provider;
+pub mod identity;
+pub mod policy;
 pub mod request;
-pub mod rules;
-pub mod signature;
 pub mod snapshot;
 pub mod token;
+
+// The module paths from before the grouping by stage (`meshgate_core::jwks::KeySet`): the
+// other crates use them.
+pub use decision::{authorize, evaluate, explain, headers, log};
+pub use identity::{backstage, cache, caller, claims, groupref, principal, provider};
+pub use policy::{catalog, config, keystore, path, pattern, rules};
+pub use token::{alg, extract, jwks, signature};
 
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use authorize::{decide, Credential};
-pub use cache::TokenCache;
-pub use config::{ConfigError, Mode, Policy};
-pub use decision::{AllowCode, Decision, DenyCode, Effect, Verdict};
-pub use keystore::KeyStore;
+pub use decision::authorize::{decide, Credential};
+pub use decision::verdict::{AllowCode, Decision, DenyCode, Effect, Verdict};
+pub use identity::cache::TokenCache;
+pub use policy::config::{ConfigError, Mode, Policy};
+pub use policy::keystore::KeyStore;
 pub use request::{Request, UnixTime};

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::host::{Callout, Host, HostError, LogLevel, Metric};
+use crate::host::{Callout, Host, HostError, HostStatus, LogLevel, Metric};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentReply {
@@ -321,7 +321,7 @@ impl Host for FakeHost {
         if self.fail_dispatch {
             return Err(HostError {
                 operation: "dispatch_http_call",
-                status: "BadArgument".into(),
+                status: HostStatus::BadArgument,
             });
         }
         self.next_token += 1;
@@ -346,7 +346,7 @@ impl Host for FakeHost {
         let Some(next) = self.parked.remove(&context_id) else {
             return Err(HostError {
                 operation: "set_effective_context",
-                status: "NotFound".into(),
+                status: HostStatus::NotFound,
             });
         };
         self.park();
@@ -394,12 +394,12 @@ impl Host for FakeHost {
         name: &'static str,
         argument: &[u8],
     ) -> Result<Option<Vec<u8>>, HostError> {
-        let failed = |status: &str| HostError {
+        let failed = |status: HostStatus| HostError {
             operation: name,
-            status: status.into(),
+            status,
         };
         if name != "verify_signature" || self.foreign == ForeignFake::Absent {
-            return Err(failed("NotFound"));
+            return Err(failed(HostStatus::NotFound));
         }
         self.foreign_calls.set(self.foreign_calls.get() + 1);
         let args = VerifyArguments::decode(argument);
@@ -411,10 +411,10 @@ impl Host for FakeHost {
             }))
         };
         match self.foreign {
-            ForeignFake::Absent => Err(failed("NotFound")),
+            ForeignFake::Absent => Err(failed(HostStatus::NotFound)),
             ForeignFake::Verify => answer(args.verify()),
             ForeignFake::Answer(valid) => answer(valid),
-            ForeignFake::Fail => Err(failed("InternalFailure")),
+            ForeignFake::Fail => Err(failed(HostStatus::InternalFailure)),
             ForeignFake::Garbage => Ok(Some(vec![0x08])),
         }
     }

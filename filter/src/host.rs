@@ -121,7 +121,37 @@ impl Metric {
 #[error("host call `{operation}` failed: {status}")]
 pub struct HostError {
     pub operation: &'static str,
-    pub status: String,
+    pub status: HostStatus,
+}
+
+/// What a failed host call returned: proxy-wasm's `Status`, shown by its ABI name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostStatus {
+    NotFound,
+    BadArgument,
+    SerializationFailure,
+    ParseFailure,
+    Empty,
+    CasMismatch,
+    InternalFailure,
+    /// A status this build of the SDK names but meshgate does not (proxy-wasm's `Status`
+    /// is non-exhaustive), or `Ok` returned as a failure: its ABI number.
+    Other(u32),
+}
+
+impl std::fmt::Display for HostStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HostStatus::NotFound => "NotFound",
+            HostStatus::BadArgument => "BadArgument",
+            HostStatus::SerializationFailure => "SerializationFailure",
+            HostStatus::ParseFailure => "ParseFailure",
+            HostStatus::Empty => "Empty",
+            HostStatus::CasMismatch => "CasMismatch",
+            HostStatus::InternalFailure => "InternalFailure",
+            HostStatus::Other(code) => return write!(f, "status {code}"),
+        })
+    }
 }
 
 /// An outgoing HTTP GET through an Envoy cluster.
@@ -190,4 +220,34 @@ pub trait Host {
         name: &'static str,
         argument: &[u8],
     ) -> Result<Option<Vec<u8>>, HostError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log line names the status as proxy-wasm does (`Debug` of its `Status`).
+    #[test]
+    fn host_errors_name_the_status() {
+        let cases = [
+            (HostStatus::NotFound, "NotFound"),
+            (HostStatus::BadArgument, "BadArgument"),
+            (HostStatus::SerializationFailure, "SerializationFailure"),
+            (HostStatus::ParseFailure, "ParseFailure"),
+            (HostStatus::Empty, "Empty"),
+            (HostStatus::CasMismatch, "CasMismatch"),
+            (HostStatus::InternalFailure, "InternalFailure"),
+            (HostStatus::Other(12), "status 12"),
+        ];
+        for (status, name) in cases {
+            let error = HostError {
+                operation: "set_shared_data",
+                status,
+            };
+            assert_eq!(
+                error.to_string(),
+                format!("host call `set_shared_data` failed: {name}")
+            );
+        }
+    }
 }

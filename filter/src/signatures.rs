@@ -1,15 +1,16 @@
 //! Who verifies token signatures in this VM. Envoy's own BoringSSL, reached through the
 //! `verify_signature` foreign function, checks RS256/384/512 and ES256/384/512 several times
 //! faster than Rust compiled to Wasm. It is used only if it passes a known-answer
-//! self-test when the VM starts (`meshgate_core::signature::self_test`); otherwise, and
+//! self-test when the VM starts (`meshgate_core::token::self_test`); otherwise, and
 //! for the other algorithms, Rust verifies. Decided once per VM, logged once.
 
 use std::cell::RefCell;
 
 use meshgate_core::signature::{
-    decode_verify_result, encode_verify_arguments, self_test, BackendError, SignatureBackend,
-    SignatureCheck, SignatureChecks, VERIFY_SIGNATURE,
+    decode_verify_result, encode_verify_arguments, BackendError, SignatureBackend, SignatureCheck,
+    SignatureChecks, VERIFY_SIGNATURE,
 };
+use meshgate_core::token::self_test::self_test;
 
 use crate::host::{Host, LogLevel, Metric};
 
@@ -49,7 +50,7 @@ impl<'h, H: Host> EnvoyVerifier<'h, H> {
             .call_foreign_function(VERIFY_SIGNATURE, &encode_verify_arguments(check))
             .map_err(|e| BackendError::Call {
                 function: VERIFY_SIGNATURE,
-                status: e.status,
+                status: e.status.to_string(),
             })?;
         let result =
             decode_verify_result(answer.as_deref().unwrap_or_default()).map_err(|error| {

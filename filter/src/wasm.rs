@@ -8,12 +8,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType, Status};
 
 use meshgate_core::Policy;
 
 use crate::filter::{Filter, Next};
-use crate::host::{CallResponse, Callout, Host, HostError, LogLevel, Metric};
+use crate::host::{CallResponse, Callout, Host, HostError, HostStatus, LogLevel, Metric};
 use crate::signatures::{self, Verifier};
 
 const TICK: Duration = Duration::from_millis(500);
@@ -62,10 +62,23 @@ struct EnvoyHost {
     metrics: Rc<RefCell<Metrics>>,
 }
 
-fn host_error(operation: &'static str) -> impl Fn(proxy_wasm::types::Status) -> HostError {
+fn host_error(operation: &'static str) -> impl Fn(Status) -> HostError {
     move |status| HostError {
         operation,
-        status: format!("{status:?}"),
+        status: host_status(status),
+    }
+}
+
+fn host_status(status: Status) -> HostStatus {
+    match status {
+        Status::NotFound => HostStatus::NotFound,
+        Status::BadArgument => HostStatus::BadArgument,
+        Status::SerializationFailure => HostStatus::SerializationFailure,
+        Status::ParseFailure => HostStatus::ParseFailure,
+        Status::Empty => HostStatus::Empty,
+        Status::CasMismatch => HostStatus::CasMismatch,
+        Status::InternalFailure => HostStatus::InternalFailure,
+        other => HostStatus::Other(other as u32),
     }
 }
 

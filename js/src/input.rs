@@ -44,7 +44,7 @@ impl From<ConfigError> for InputError {
         InputError {
             kind: "config",
             path: e.path,
-            message: e.reason,
+            message: e.reason.to_string(),
         }
     }
 }

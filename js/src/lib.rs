@@ -119,7 +119,7 @@ pub fn validate_json(config: &str) -> Value {
             "providers": policy.providers.len(),
             "rules": policy.rules.len(),
         }),
-        Err(e) => json!({"ok": false, "path": e.path, "message": e.reason}),
+        Err(e) => json!({"ok": false, "path": e.path, "message": e.reason.to_string()}),
     }
 }
 

@@ -221,7 +221,7 @@ pub(super) fn load_policy(path: &str) -> Result<Policy, CliError> {
         (Some(only), None) => only.result.map_err(|error| CliError::Config {
             path: path.to_owned(),
             location: only.location,
-            error,
+            error: Box::new(error),
         }),
         _ => Err(CliError::Invalid {
             what: String::from("--config"),

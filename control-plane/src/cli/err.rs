@@ -45,7 +45,8 @@ pub enum CliError {
     Config {
         path: String,
         location: String,
-        error: meshgate_core::ConfigError,
+        // Boxed: a typed `ConfigError` would make every `Result<_, CliError>` large.
+        error: Box<meshgate_core::ConfigError>,
     },
     #[error(transparent)]
     Validate(#[from] crate::validate::ValidateError),

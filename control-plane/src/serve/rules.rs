@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use meshgate_core::config::ConfigReason;
 use serde_json::Value;
 
 use super::err::RulesError;
@@ -31,7 +32,9 @@ pub fn load_rules(path: &Path) -> Result<String, RulesError> {
     }
     let json = value.to_string();
     meshgate_core::config::compile_rules_json(&json).map_err(|mut source| {
-        source.reason = without_json_position(&source.reason).to_owned();
+        if let ConfigReason::Json { detail } = &mut source.reason {
+            *detail = without_json_position(detail).to_owned();
+        }
         RulesError::Compile {
             path: path.to_owned(),
             source,
