@@ -16,7 +16,7 @@ export function readJson(...parts) {
   return JSON.parse(readFileSync(join(repo, ...parts), 'utf8'));
 }
 
-// The corpus's `$JWKS`: the public halves of testdata/keys (as core/src/corpus.rs builds it).
+// The corpus's `$JWKS`: the public halves of testdata/keys (as test-support/src/keys.rs `corpus_jwks` builds it).
 export function testJwks() {
   const publicJwk = (file, kid, alg) => {
     const jwk = readJson('testdata', 'keys', file);
