@@ -218,6 +218,14 @@ impl DirSource {
     }
 }
 
+/// Reads every catalog file under `dir` into an index. [`DirSource`] does the same and
+/// remembers what it read, so the next read parses only changed files.
+pub fn load_dir(dir: &Path) -> Result<CatalogIndex, CatalogError> {
+    let mut source = DirSource::new(dir);
+    source.refresh()?;
+    Ok(source.index())
+}
+
 /// The file's text and its stamp, read again while the stamp moves during the read.
 fn read_stable(path: &Path) -> Result<(String, FileStamp), CatalogError> {
     let error = |source| CatalogError::ReadFile {

@@ -24,7 +24,7 @@ pub mod warning;
 pub mod yaml_dir;
 
 pub use closure::{close_membership, Membership, RelationStats};
-pub use dir_source::{DirFingerprint, DirSource, Refresh};
+pub use dir_source::{load_dir, DirFingerprint, DirSource, Refresh};
 pub use error::CatalogError;
 pub use identity::{IdentityMapping, ResolveBy, ResolveError, UserDirectory};
 pub use index::CatalogIndex;
@@ -38,4 +38,4 @@ pub use snapshot_input::{
 };
 pub use tls::{CaBundle, CaFileError};
 pub use warning::{summarize, CatalogWarning, WarningSummary};
-pub use yaml_dir::{load_dir, parse_documents, yaml_documents};
+pub use yaml_dir::{parse_documents, yaml_documents};

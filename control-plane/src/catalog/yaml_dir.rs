@@ -11,21 +11,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use super::dir_source::DirSource;
 use super::error::CatalogError;
-use super::index::CatalogIndex;
 use super::model::{Entity, LocatedEntities, RelationSource};
 
 /// How deep directories may nest below the catalog directory.
 const MAX_DEPTH: usize = 32;
-
-/// Reads every catalog file under `dir` into an index. [`DirSource`] does the same and
-/// remembers what it read, so the next read parses only changed files.
-pub fn load_dir(dir: &Path) -> Result<CatalogIndex, CatalogError> {
-    let mut source = DirSource::new(dir);
-    source.refresh()?;
-    Ok(source.index())
-}
 
 /// The entities in one multi-document YAML text, each with its location
 /// (`location#<document index>`), in document order. Empty documents are skipped.
@@ -94,6 +84,8 @@ pub(crate) fn collect_files(
 
 #[cfg(test)]
 mod tests {
+    // Reading a whole directory is `dir_source`'s; these tests read through it.
+    use super::super::dir_source::load_dir;
     use super::super::warning::CatalogWarning;
     use super::*;
 
