@@ -25,3 +25,32 @@ pub fn sign_bytes(alg: &str, key: &Value, message: &[u8]) -> Vec<u8> {
 pub fn hs_key_jwk(alg: &str) -> Value {
     meshgate_test_support::keys::hs_jwk("hs", alg)
 }
+
+/// `decide` on `claims` (a JSON object, as a verified token would carry them) for a
+/// bodiless request without headers, with no catalog: what the rule tests ask.
+pub fn decide_on_claims(
+    policy: &crate::Policy,
+    claims: &Value,
+    method: &str,
+    authority: &str,
+    path: &str,
+    now: i64,
+) -> crate::Verdict {
+    let claims = claims
+        .as_object()
+        .cloned()
+        .unwrap_or_else(|| panic!("claims must be a JSON object: {claims}"));
+    let req = crate::Request {
+        method,
+        authority,
+        path,
+        headers: &[],
+    };
+    crate::decide(
+        policy,
+        crate::Credential::Claims(claims),
+        crate::policy::catalog::CatalogState::NotConfigured,
+        &req,
+        crate::UnixTime::from_secs(now),
+    )
+}

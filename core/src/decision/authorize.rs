@@ -837,19 +837,7 @@ mod tests {
             (&listed, "GET", "/staff", allowed, Some("staff"), None),
         ];
         for (claims, method, path, effect, rule, error) in cases {
-            let req = Request {
-                method,
-                authority: "h",
-                path,
-                headers: &[],
-            };
-            let verdict = decide(
-                &policy,
-                Credential::Claims(claims.as_object().unwrap().clone()),
-                CatalogState::NotConfigured,
-                &req,
-                UnixTime::from_secs(NOW),
-            );
+            let verdict = crate::testing::decide_on_claims(&policy, claims, method, "h", path, NOW);
             let d = &verdict.decision;
             let errors: Vec<&str> = verdict
                 .diagnostics

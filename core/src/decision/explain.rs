@@ -355,7 +355,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::decision::authorize::{decide, Credential};
+    use crate::decision::authorize::Credential;
     use crate::request::UnixTime;
 
     fn policy() -> Policy {
@@ -378,19 +378,20 @@ mod tests {
         let policy = policy();
         let claims =
             json!({"iss": "https://idp", "sub": "alice", "exp": 2_000_000_000, "groups": groups});
+        let verdict = crate::testing::decide_on_claims(
+            &policy,
+            &claims,
+            method,
+            "airflow.internal",
+            path,
+            1_700_000_000,
+        );
         let req = Request {
             method,
             authority: "airflow.internal",
             path,
             headers: &[],
         };
-        let verdict = decide(
-            &policy,
-            Credential::Claims(claims.as_object().unwrap().clone()),
-            CatalogState::NotConfigured,
-            &req,
-            UnixTime::from_secs(1_700_000_000),
-        );
         explain(&policy, CatalogState::NotConfigured, &req, verdict)
     }
 
@@ -468,19 +469,20 @@ mod tests {
         let policy = policy();
         let claims = json!({"iss": "https://idp", "sub": "alice", "exp": 2_000_000_000, "_claim_names": {"groups": "src1"}});
         let explain_at = |method| {
+            let verdict = crate::testing::decide_on_claims(
+                &policy,
+                &claims,
+                method,
+                "airflow.internal",
+                "/api/v1/dags",
+                1_700_000_000,
+            );
             let req = Request {
                 method,
                 authority: "airflow.internal",
                 path: "/api/v1/dags",
                 headers: &[],
             };
-            let verdict = decide(
-                &policy,
-                Credential::Claims(claims.as_object().unwrap().clone()),
-                CatalogState::NotConfigured,
-                &req,
-                UnixTime::from_secs(1_700_000_000),
-            );
             explain(&policy, CatalogState::NotConfigured, &req, verdict)
         };
         let e = explain_at("POST");
