@@ -94,21 +94,14 @@ fn decode(server: &RunningServer, bytes: &[u8]) -> Snapshot {
     Snapshot::decode(bytes, &[server.trusted_key()], &DecodeLimits::default()).unwrap()
 }
 
-/// The user's closed groups: what the snapshot stores for them (direct groups, format 2)
-/// and the ancestors of each; also right once the filter unions them itself.
+/// The user's closed groups: direct groups and the ancestors of each, as core unions them.
 fn groups(snapshot: &Snapshot, user: &str) -> Vec<String> {
-    let mut closed = std::collections::BTreeSet::new();
-    for group in snapshot
+    snapshot
         .groups_of_user(user)
         .unwrap_or_else(|| panic!("no {user}"))
         .iter()
-    {
-        closed.insert(group.to_owned());
-        if let Some(index) = snapshot.group_index(group) {
-            closed.extend(snapshot.ancestors_of(index).iter().map(str::to_owned));
-        }
-    }
-    closed.into_iter().collect()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn metric(server: &RunningServer, name: &str) -> String {
