@@ -196,20 +196,27 @@ impl Provider {
         })
     }
 
+    /// The configured email and username claims, where the token has them as strings.
+    fn email_and_username(&self, claims: &Map<String, Value>) -> (Option<String>, Option<String>) {
+        let lookup_string = |path: &Option<ClaimPath>| {
+            path.as_ref()
+                .and_then(|p| p.lookup(claims))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        (
+            lookup_string(&self.email_claim),
+            lookup_string(&self.username_claim),
+        )
+    }
+
     /// Maps verified claims to the caller's identity.
     pub fn principal(&self, claims: Map<String, Value>) -> Result<Principal, ClaimError> {
         if let Some(profile) = self.backstage {
             return self.backstage_principal(profile, claims);
         }
         let subject = claims::string_claim(&claims, "sub")?.map(str::to_owned);
-        let lookup_string = |path: &Option<ClaimPath>| {
-            path.as_ref()
-                .and_then(|p| p.lookup(&claims))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let email = lookup_string(&self.email_claim);
-        let username = lookup_string(&self.username_claim);
+        let (email, username) = self.email_and_username(&claims);
         let groups = match &self.groups_claim {
             Some(path) => claims::string_list(&claims, path, self.max_groups)?,
             None => Vec::new(),
@@ -263,14 +270,7 @@ impl Provider {
             Vec::new()
         };
         // Sign-in resolvers may add claims; an email one helps `resolve_by: [email]`.
-        let lookup_string = |path: &Option<ClaimPath>| {
-            path.as_ref()
-                .and_then(|p| p.lookup(&claims))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let email = lookup_string(&self.email_claim);
-        let username = lookup_string(&self.username_claim);
+        let (email, username) = self.email_and_username(&claims);
         let catalog_keys =
             self.catalog_keys(Some(&entity_ref), email.as_deref(), username.as_deref());
         Ok(Principal {
