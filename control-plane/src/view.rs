@@ -152,6 +152,9 @@ pub fn project(input: &IndexedInput, scope: &ViewScope) -> IndexedInput {
         owned,
         groups,
         rules: input.rules.clone(),
+        // Every grant goes to every view: a grant names one user and one target, and a
+        // sidecar honours only what its rules check.
+        grants: input.grants.clone(),
     }
 }
 

@@ -87,7 +87,7 @@ fn explain_value(
         &req,
         UnixTime::from_secs(now),
     );
-    let explanation = explain_verdict(&policy, state, &req, verdict);
+    let explanation = explain_verdict(&policy, state, &req, verdict, UnixTime::from_secs(now));
     let mut out = explanation.to_json();
     // `to_json` doesn't say whether the request is in shadow (it passes whatever the
     // decision) or what shadow rules would have done; the decision log does, in this form.

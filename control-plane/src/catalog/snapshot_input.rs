@@ -152,6 +152,7 @@ pub fn build_snapshot_input(
             groups,
             owned,
             rules: None,
+            grants: Default::default(),
         },
         warnings,
         relations,

@@ -199,7 +199,7 @@ pub(super) fn check(command: CheckCommand, now: i64, out: &mut dyn Write) -> Res
             )
         }
     };
-    let explanation = explain(&policy, state, &req, verdict);
+    let explanation = explain(&policy, state, &req, verdict, now);
     let text = if json {
         format!("{:#}\n", explanation.to_json())
     } else {

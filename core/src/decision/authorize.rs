@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::decision::evaluate::{RuleList, Ruling, Scope};
+use crate::decision::evaluate::{grant_behind, RuleList, Ruling, Scope};
 use crate::decision::explain;
 use crate::decision::verdict::{
     AllowCode, Decision, DecisionBuilder, DenyCode, Diagnostics, Effect, KeysWanted, MissingKeys,
@@ -13,7 +13,6 @@ use crate::decision::verdict::{
 };
 use crate::identity::backstage;
 use crate::identity::cache::{CachedIdentity, TokenCache};
-use crate::identity::caller::Caller;
 use crate::identity::claims::{self, ClaimError};
 use crate::identity::principal::Principal;
 use crate::identity::provider::Provider;
@@ -103,7 +102,7 @@ pub fn decide(
     let answer = answer(policy, credential, catalog, req, &facts, now.secs());
     let mode = policy.mode_for(&facts);
     let shadow = if rules.has_shadow_rules() {
-        shadow_outcome(rules, &facts, &answer.decision)
+        shadow_outcome(rules, &facts, &answer.decision, now)
     } else {
         None
     };
@@ -235,9 +234,14 @@ fn answer(
             (decision, Vec::new())
         }
         CatalogState::NotConfigured | CatalogState::Ready(_) => {
-            let caller = Caller::new(&identity.principal, rules.snapshot());
+            let caller = rules.caller(&identity.principal, UnixTime::from_secs(now));
             let evaluation = rules.evaluate(facts, &caller, Scope::Enforced);
+            let grant = match evaluation.ruling {
+                Ruling::Allowed(rule) => grant_behind(rule, facts, &caller),
+                _ => None,
+            };
             let decision = ruled(&evaluation.ruling, facts)
+                .grant(grant)
                 .catalog_user(caller.user_ref(), caller.user_groups_joined())
                 .caller(Arc::clone(&identity.principal));
             (decision, evaluation.errors)
@@ -286,10 +290,11 @@ fn shadow_outcome(
     rules: RuleList<'_>,
     facts: &RequestFacts<'_>,
     enforced: &DecisionBuilder,
+    now: UnixTime,
 ) -> Option<ShadowOutcome> {
     let (effect, rule) = match enforced.principal() {
         Some(principal) => {
-            let caller = Caller::new(principal, rules.snapshot());
+            let caller = rules.caller(principal, now);
             let ruling = rules.evaluate(facts, &caller, Scope::WithShadow).ruling;
             (ruling.effect(), ruling.rule().map(|r| r.id.clone()))
         }

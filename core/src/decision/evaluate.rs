@@ -4,11 +4,12 @@
 
 use crate::decision::verdict::{AllowCode, DenyCode, Effect};
 use crate::identity::caller::Caller;
+use crate::identity::principal::Principal;
 use crate::policy::catalog::Catalog;
 use crate::policy::config::Policy;
 use crate::policy::rules::{Action, ConditionError, Outcome, Rule, RuleError};
-use crate::request::RequestFacts;
-use crate::snapshot::Snapshot;
+use crate::request::{RequestFacts, UnixTime};
+use crate::snapshot::{Grant, Snapshot};
 
 /// The rules a request is checked against: the configuration's, then the catalog's.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +126,19 @@ impl<'a> RuleList<'a> {
         self.catalog.map(|c| &c.snapshot)
     }
 
+    /// The caller as rules see them at `now`: the catalog user, and the grants the snapshot
+    /// holds for them.
+    pub fn caller<'p>(&self, principal: &'p Principal, now: UnixTime) -> Caller<'p>
+    where
+        'a: 'p,
+    {
+        let caller = Caller::new(principal, self.snapshot());
+        match self.catalog {
+            Some(catalog) => caller.with_grants(&catalog.grants, now),
+            None => caller,
+        }
+    }
+
     pub fn has_shadow_rules(&self) -> bool {
         self.policy.has_shadow_rules || self.catalog.is_some_and(|c| c.rules.has_shadow_rules())
     }
@@ -226,4 +240,21 @@ impl<'a> RuleList<'a> {
             .map(|rule| (rule, rule.evaluate(facts, caller)))
             .collect()
     }
+}
+
+/// The grant an allow by `rule` rests on: `None` when the rule matches without any of
+/// the caller's grants. Runs only for callers holding a grant.
+pub fn grant_behind<'p>(
+    rule: &'p Rule,
+    facts: &RequestFacts<'p>,
+    caller: &Caller<'p>,
+) -> Option<&'p Grant> {
+    caller.active_grants().next()?;
+    let matches = |c: Caller<'p>| matches!(rule.evaluate(facts, Some(&c)), Outcome::Matched);
+    if matches(caller.only_grants(&[])) {
+        return None;
+    }
+    caller
+        .active_grants()
+        .find(|&grant| matches(caller.only_grants(std::slice::from_ref(grant))))
 }

@@ -13,7 +13,7 @@ use crate::policy::catalog::CatalogState;
 use crate::policy::config::{Mode, Policy};
 use crate::policy::pattern::PathPattern;
 use crate::policy::rules::{Action, ClaimCondition, Outcome, Rule, Unmet};
-use crate::request::{normalize_host, Request, RequestFacts};
+use crate::request::{normalize_host, Request, RequestFacts, UnixTime};
 
 /// How one rule related to the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,7 @@ pub fn explain(
     catalog: CatalogState<'_>,
     req: &Request<'_>,
     verdict: Verdict,
+    now: UnixTime,
 ) -> Explanation {
     let host = normalize_host(req.authority);
     let rules = match verdict.decision.normalized_path.as_deref() {
@@ -82,7 +83,7 @@ pub fn explain(
                 .decision
                 .principal
                 .as_deref()
-                .map(|p| Caller::new(p, list.snapshot()));
+                .map(|p| list.caller(p, now));
             list.trace(&facts, caller.as_ref())
                 .into_iter()
                 .map(|(rule, outcome)| trace(rule, &outcome, &verdict))
@@ -287,6 +288,9 @@ impl Explanation {
             "status": self.status(),
             "reason": d.reason,
             "rule_id": d.rule_id,
+            "grant": d.grant.as_ref().map(|g| json!({
+                "id": g.id, "target": g.target, "not_after": g.not_after,
+            })),
             "mode": match d.mode { Mode::Enforce => "enforce", Mode::Shadow => "shadow" },
             "shadow": d.shadow.as_ref().map(crate::decision::log::shadow_json),
             "request": {"method": self.method, "host": self.host, "path": d.normalized_path},
@@ -324,6 +328,12 @@ impl Explanation {
                 list(&p.groups)
             )),
             None => out.push_str("caller: none verified\n"),
+        }
+        if let Some(g) = &d.grant {
+            out.push_str(&format!(
+                "grant: `{}` gives {} until {} (Unix seconds); the rule matches only with it\n",
+                g.id, g.target, g.not_after
+            ));
         }
         if !self.rules.is_empty() {
             out.push_str("rules (deny rules first, then allow rules, in order):\n");
@@ -392,7 +402,13 @@ mod tests {
             path,
             headers: &[],
         };
-        explain(&policy, CatalogState::NotConfigured, &req, verdict)
+        explain(
+            &policy,
+            CatalogState::NotConfigured,
+            &req,
+            verdict,
+            UnixTime::from_secs(0),
+        )
     }
 
     fn outcome(e: &Explanation, id: &str) -> (RuleOutcome, String) {
@@ -452,7 +468,13 @@ mod tests {
             &req,
             UnixTime::from_secs(0),
         );
-        let e = explain(&policy, CatalogState::NotConfigured, &req, verdict);
+        let e = explain(
+            &policy,
+            CatalogState::NotConfigured,
+            &req,
+            verdict,
+            UnixTime::from_secs(0),
+        );
         assert_eq!(e.status(), 401);
         assert_eq!(outcome(&e, "dags-read").0, RuleOutcome::NeedsCaller);
 
@@ -483,7 +505,13 @@ mod tests {
                 path: "/api/v1/dags",
                 headers: &[],
             };
-            explain(&policy, CatalogState::NotConfigured, &req, verdict)
+            explain(
+                &policy,
+                CatalogState::NotConfigured,
+                &req,
+                verdict,
+                UnixTime::from_secs(0),
+            )
         };
         let e = explain_at("POST");
         assert_eq!(e.verdict.decision.code_str(), "rule_denied");

@@ -17,6 +17,9 @@ pub const RULE_HEADER: &str = "x-meshgate-rule";
 pub const USER_HEADER: &str = "x-meshgate-user";
 /// The catalog user's groups, entity refs with nesting closed, comma-separated.
 pub const CATALOG_GROUPS_HEADER: &str = "x-meshgate-catalog-groups";
+/// The access grant the allow rests on: its id, `;target=` what it grants, `;not_after=`
+/// when it ends (Unix seconds).
+pub const GRANT_HEADER: &str = "x-meshgate-grant";
 /// Longest value meshgate will put in a header; longer claim values are left out.
 pub const MAX_HEADER_VALUE: usize = 8 * 1024;
 
@@ -100,6 +103,15 @@ pub fn plan(policy: &Policy, verdict: &Verdict, incoming: &[(String, String)]) -
     }
     if let Some(rule) = &verdict.decision.rule_id {
         add(RULE_HEADER, rule.clone());
+    }
+    if let Some(grant) = &verdict.decision.grant {
+        add(
+            GRANT_HEADER,
+            format!(
+                "{};target={};not_after={}",
+                grant.id, grant.target, grant.not_after
+            ),
+        );
     }
     if let Some(provider) = policy
         .providers

@@ -33,6 +33,9 @@ pub fn decision_record(
         "subject": principal.and_then(|p| p.subject.as_deref()),
         "user": decision.catalog_user.as_deref().or(principal.and_then(|p| p.user_ref.as_deref())),
         "groups": principal.map(|p| p.groups.as_slice()),
+        "grant": decision.grant.as_ref().map(|g| json!({
+            "id": g.id, "target": g.target, "not_after": g.not_after,
+        })),
     })
 }
 

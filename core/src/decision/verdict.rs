@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::identity::principal::Principal;
 use crate::policy::config::Mode;
 use crate::policy::rules::RuleError;
+use crate::snapshot::Grant;
 use crate::token::signature::SignatureChecks;
 
 /// Why a request was denied. Each code has a stable snake_case name used in logs,
@@ -210,6 +211,18 @@ pub struct Decision {
     /// That catalog user's groups (entity refs, nesting closed), comma-separated, for the
     /// upstream's `x-meshgate-catalog-groups`.
     pub catalog_groups: Option<String>,
+    /// The access grant an allow rests on: the rule matched with it and would not without.
+    pub grant: Option<GrantUsed>,
+}
+
+/// A grant named by a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantUsed {
+    pub id: String,
+    /// `group:default/data-eng` or `airflow.dag/etl_daily`.
+    pub target: String,
+    /// Unix seconds.
+    pub not_after: i64,
 }
 
 /// Builds a [`Decision`]: the effect and reason first, then what else is known.
@@ -235,6 +248,7 @@ impl Decision {
                 snapshot_version: None,
                 catalog_user: None,
                 catalog_groups: None,
+                grant: None,
             },
         }
     }
@@ -273,6 +287,16 @@ impl DecisionBuilder {
     }
 
     /// The catalog user the caller maps to, and that user's groups, comma-separated.
+    /// The grant the allow rests on.
+    pub fn grant(mut self, grant: Option<&Grant>) -> DecisionBuilder {
+        self.decision.grant = grant.map(|g| GrantUsed {
+            id: g.id.clone(),
+            target: g.target.describe(),
+            not_after: g.not_after.secs(),
+        });
+        self
+    }
+
     pub fn catalog_user(mut self, user: Option<&str>, groups: Option<String>) -> DecisionBuilder {
         self.decision.catalog_user = user.map(str::to_owned);
         self.decision.catalog_groups = groups;

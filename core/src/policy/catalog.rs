@@ -1,9 +1,9 @@
 //! The catalog at the edge: a verified snapshot with the rules it carries, and what the
 //! request path knows of it. How the caller looks through it is `caller`.
 
-use crate::policy::config::{ConfigError, Policy};
+use crate::policy::config::{ConfigError, ConfigReason, Policy};
 use crate::policy::rules::RuleSet;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Grants, Snapshot};
 
 /// A loaded snapshot and its compiled rules. Built off the request path, then shared.
 #[derive(Debug)]
@@ -11,6 +11,9 @@ pub struct Catalog {
     pub snapshot: Snapshot,
     /// Rules the control plane published, evaluated after the configuration's own.
     pub rules: RuleSet,
+    /// Access grants the control plane published; each holds until its `not_after` by the
+    /// deciding clock, whatever the control plane does after.
+    pub grants: Grants,
 }
 
 impl Catalog {
@@ -21,7 +24,17 @@ impl Catalog {
             Some(json) => policy.compile_catalog_rules(json)?,
             None => RuleSet::default(),
         };
-        Ok(Catalog { snapshot, rules })
+        let grants = snapshot.grants().map_err(|error| ConfigError {
+            path: String::from("snapshot.grants"),
+            reason: ConfigReason::Unreadable {
+                detail: error.to_string(),
+            },
+        })?;
+        Ok(Catalog {
+            snapshot,
+            rules,
+            grants,
+        })
     }
 }
 
@@ -47,5 +60,7 @@ impl<'c> CatalogState<'c> {
     }
 }
 
+#[cfg(test)]
+mod grant_tests;
 #[cfg(test)]
 mod tests;

@@ -224,7 +224,7 @@ impl Conditions {
             let Some(owners) = snapshot.owners_of(kind, &id) else {
                 return Ok(Some(Unmet::UnknownResource { kind, id: Some(id) }));
             };
-            if !caller.owns(&owners) {
+            if !caller.owns(&owners) && !caller.granted_resource(kind, &id) {
                 return Ok(Some(Unmet::NotOwner {
                     kind,
                     id,

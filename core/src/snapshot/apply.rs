@@ -4,9 +4,12 @@
 //! names.
 
 use super::decode::{verify_signature, DecodeLimits, SignatureFailure};
-use super::delta::{read_changes, BodyLimits, Changes, DeltaEnvelope, RulesChange};
+use super::delta::{
+    malformed, read_changes, BodyLimits, Changes, DeltaEnvelope, GrantsChange, RulesChange,
+};
 use super::envelope::SnapshotHeader;
 use super::err::DeltaError;
+use super::grants::Grants;
 use super::image::Stamp;
 use super::keys::TrustedKey;
 use super::lookup::Snapshot;
@@ -223,13 +226,63 @@ fn apply(base: SortedContent, changes: Changes) -> Result<SortedContent, DeltaEr
         RulesChange::Removed => None,
         RulesChange::Replaced(rules) => Some(rules.into_boxed_str()),
     };
+    let grants = apply_grants(base.grants, changes.grants)?;
     Ok(SortedContent {
         groups,
         ancestors,
         users,
         owned,
         rules,
+        grants,
     })
+}
+
+/// The base's grants without those removed, with those added; each removed one must be there
+/// and each added one new.
+fn apply_grants(
+    base: Option<Box<[u8]>>,
+    change: GrantsChange,
+) -> Result<Option<Box<[u8]>>, DeltaError> {
+    if change.removed.is_empty() && change.added.is_empty() {
+        return Ok(base);
+    }
+    let before = match &base {
+        Some(bytes) => Grants::decode(bytes, 0).map_err(malformed)?,
+        None => Grants::default(),
+    };
+    let mut kept: Vec<_> = before.as_slice().to_vec();
+    for (user, id) in &change.removed {
+        let Some(at) = kept.iter().position(|g| &g.user == user && &g.id == id) else {
+            return Err(DeltaError::Missing {
+                what: "grant",
+                value: format!("{user} {id}"),
+            });
+        };
+        kept.remove(at);
+    }
+    for grant in change.added.iter() {
+        if kept
+            .iter()
+            .any(|g| g.user == grant.user && g.id == grant.id)
+        {
+            return Err(DeltaError::Duplicate {
+                what: "grant",
+                value: format!("{} {}", grant.user, grant.id),
+            });
+        }
+    }
+    kept.extend(change.added.iter().cloned());
+    let after = Grants::new(kept);
+    if after.is_empty() {
+        return Ok(None);
+    }
+    // Every grant was read within the encoder's bounds, so this encodes.
+    let bytes = after.encode().map_err(|_| DeltaError::TooMany {
+        what: "grants",
+        count: after.len(),
+        max: super::MAX_GRANTS,
+    })?;
+    Ok(Some(bytes.into_boxed_slice()))
 }
 
 fn check_limits(content: &SortedContent, limits: &DecodeLimits) -> Result<(), DeltaError> {

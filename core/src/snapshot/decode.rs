@@ -10,13 +10,15 @@ use sha2::{Digest as _, Sha256};
 use super::encode::user_name;
 use super::envelope::Envelope;
 use super::err::{SnapshotError, Violation};
+use super::grants::Grants;
 use super::image::Stamp;
 use super::keys::TrustedKey;
 use super::lookup::Snapshot;
 use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 use super::wire::Reader;
 use super::{
-    MAX_STRING_BYTES, OPTIONAL_TAGS, TAG_ANCESTORS, TAG_GROUPS, TAG_OWNED, TAG_RULES, TAG_USERS,
+    MAX_STRING_BYTES, OPTIONAL_TAGS, TAG_ANCESTORS, TAG_GRANTS, TAG_GROUPS, TAG_OWNED, TAG_RULES,
+    TAG_USERS,
 };
 
 /// Bounds on what a decoder accepts, against a trusted but faulty control plane and to cap
@@ -183,6 +185,7 @@ impl<'l> Content<'l> {
                 TAG_OWNED => parsed.owned(&mut section)?,
                 TAG_ANCESTORS => parsed.ancestors(&mut section)?,
                 TAG_RULES => parsed.rules(&mut section)?,
+                TAG_GRANTS => parsed.grants(&mut section, start)?,
                 // Sections from a later format revision that older readers may ignore.
                 tag if tag >= OPTIONAL_TAGS => continue,
                 tag => return Err(section.fail(Violation::UnknownSection { tag })),
@@ -391,6 +394,18 @@ impl<'l> Content<'l> {
         }
         let bytes = r.take(len as u64, "rules")?;
         self.sorted.rules = Some(Box::from(r.utf8(bytes, "rules")?));
+        Ok(())
+    }
+
+    /// Active grants: checked whole here, kept as their canonical bytes (each VM that loads
+    /// the snapshot reads them into a [`Grants`] index).
+    fn grants(&mut self, r: &mut Reader<'_>, start: usize) -> Result<(), SnapshotError> {
+        let payload = r.take(r.remaining() as u64, "grants")?;
+        if Grants::decode(payload, start)?.is_empty() {
+            // No grants is no section: one encoding per content.
+            return Err(r.fail(Violation::EmptyString { what: "grants" }));
+        }
+        self.sorted.grants = Some(Box::from(payload));
         Ok(())
     }
 }

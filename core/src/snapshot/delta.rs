@@ -8,6 +8,7 @@ use std::cmp::Ordering;
 
 use super::envelope::hex;
 use super::err::{DeltaError, EncodeError, SnapshotError};
+use super::grants::{Grant, Grants};
 use super::keys::{read_trailer, SigningKey, TrailerError, MAX_KEY_ID_BYTES, SIGNATURE_BYTES};
 use super::lookup::Snapshot;
 use super::sorted::{OwnedEntry, SortedContent, UserEntry};
@@ -138,6 +139,21 @@ pub(crate) struct Changes {
     /// (kind, id, owners).
     pub owned_upserted: Vec<(String, String, Vec<String>)>,
     pub rules: RulesChange,
+    pub grants: GrantsChange,
+}
+
+/// Grants by (user, id): those gone (or changed), then those new (or changed). Written after
+/// the rules only when not empty, so a delta without grant changes reads as before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct GrantsChange {
+    pub removed: Vec<(String, String)>,
+    pub added: Grants,
+}
+
+impl GrantsChange {
+    fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.added.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +203,7 @@ impl<'a> DeltaTarget<'a> {
         let from = base
             .to_sorted()
             .ok_or(EncodeError::CorruptImage { which: "base" })?;
-        let body = write_changes(&diff(&from, &self.sorted));
+        let body = write_changes(&diff(&from, &self.sorted)?)?;
         let body_len = u32::try_from(body.len()).map_err(|_| EncodeError::TooMany {
             what: "delta byte",
             count: body.len(),
@@ -217,7 +233,7 @@ impl<'a> DeltaTarget<'a> {
 }
 
 /// The changes from `from` to `to`, found by merging their sorted tables.
-fn diff(from: &SortedContent, to: &SortedContent) -> Changes {
+fn diff(from: &SortedContent, to: &SortedContent) -> Result<Changes, EncodeError> {
     let mut changes = Changes::default();
     merge(
         &from.groups,
@@ -279,7 +295,38 @@ fn diff(from: &SortedContent, to: &SortedContent) -> Changes {
         (_, None) => RulesChange::Removed,
         (_, Some(rules)) => RulesChange::Replaced(rules.to_string()),
     };
-    changes
+    if from.grants != to.grants {
+        changes.grants = grants_change(from, to)?;
+    }
+    Ok(changes)
+}
+
+fn grants_change(from: &SortedContent, to: &SortedContent) -> Result<GrantsChange, EncodeError> {
+    let read = |content: &SortedContent, which| match &content.grants {
+        None => Ok(Grants::default()),
+        Some(bytes) => Grants::decode(bytes, 0).map_err(|_| EncodeError::CorruptImage { which }),
+    };
+    let (before, after) = (read(from, "base")?, read(to, "target")?);
+    let mut change = GrantsChange::default();
+    let mut added = Vec::new();
+    let key = |g: &Grant| (g.user.clone(), g.id.clone());
+    merge(
+        before.as_slice(),
+        after.as_slice(),
+        |a, b| (&a.user, &a.id).cmp(&(&b.user, &b.id)),
+        |step| match step {
+            Step::Left(old) => change.removed.push(key(old)),
+            Step::Right(new) => added.push(new.clone()),
+            Step::Both(old, new) => {
+                if old != new {
+                    change.removed.push(key(old));
+                    added.push(new.clone());
+                }
+            }
+        },
+    );
+    change.added = Grants::new(added);
+    Ok(change)
 }
 
 fn user_change(content: &SortedContent, user: &UserEntry) -> UserChange {
@@ -343,7 +390,7 @@ fn merge<'a, T>(
 }
 
 /// The body: eight parts in a fixed order, strings front-coded within each list.
-pub(crate) fn write_changes(changes: &Changes) -> Vec<u8> {
+pub(crate) fn write_changes(changes: &Changes) -> Result<Vec<u8>, EncodeError> {
     let mut w = Writer::default();
     write_strings(&mut w, &changes.groups_removed);
     write_strings(&mut w, &changes.groups_added);
@@ -385,7 +432,17 @@ pub(crate) fn write_changes(changes: &Changes) -> Vec<u8> {
             w.buf.extend_from_slice(rules.as_bytes());
         }
     }
-    w.buf
+    if !changes.grants.is_empty() {
+        w.len(changes.grants.removed.len());
+        for (user, id) in &changes.grants.removed {
+            w.front_coded(b"", user.as_bytes());
+            w.front_coded(b"", id.as_bytes());
+        }
+        let added = changes.grants.added.encode()?;
+        w.len(added.len());
+        w.buf.extend_from_slice(&added);
+    }
+    Ok(w.buf)
 }
 
 fn write_strings(w: &mut Writer, values: &[String]) {
@@ -455,6 +512,16 @@ pub(crate) fn read_changes(body: &[u8], limits: &BodyLimits) -> Result<Changes, 
             RulesChange::Replaced(b.r.utf8(bytes, "rules").map_err(malformed)?.to_owned())
         }
     };
+    if !b.r.is_empty() {
+        for _ in 0..b.count("removed grant")? {
+            let user = b.string("grant user")?;
+            changes.grants.removed.push((user, b.string("grant id")?));
+        }
+        let len = b.count("added grants")?;
+        let start = b.r.offset();
+        let bytes = b.r.take(len as u64, "added grants").map_err(malformed)?;
+        changes.grants.added = Grants::decode(bytes, start).map_err(malformed)?;
+    }
     if !b.r.is_empty() {
         return Err(malformed(b.r.fail(
             super::err::Violation::SectionNotConsumed {

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use super::delta::{write_changes, Changes, RulesChange, UserChange};
 use super::test_org::Org;
 use super::*;
+use crate::request::UnixTime;
 
 const AT: i64 = 1_700_000_000;
 
@@ -187,6 +188,85 @@ fn random_pairs_apply_to_the_exact_target_image() {
     assert_round_trip(&later, &empty, "empty to empty");
 }
 
+/// Grants drawn from a fixed pool, so two draws overlap, differ, and sometimes keep an id
+/// with another end time.
+fn random_grants(rng: &mut StdRng) -> Grants {
+    let mut picked: Vec<(i64, u32)> = Vec::new();
+    for k in 0..12 {
+        if rng.gen_bool(0.4) {
+            picked.push((rng.gen_range(1..3), k));
+        }
+    }
+    Grants::new(
+        picked
+            .into_iter()
+            .map(|(minutes, k)| Grant {
+                id: format!("grant-{k}"),
+                user: format!("user:default/u{:02}", k % 5),
+                target: if k % 3 == 0 {
+                    GrantTarget::Group(format!("group:default/g{k:02}"))
+                } else {
+                    GrantTarget::Resource {
+                        kind: "airflow.dag".into(),
+                        id: format!("r{k}"),
+                    }
+                },
+                not_after: UnixTime::from_secs(AT + 60 * minutes),
+            })
+            .collect(),
+    )
+}
+
+fn decode_indexed_at(input: &IndexedInput, version: u64) -> Snapshot {
+    let bytes = encode_indexed(input, version, AT + version as i64, &key()).unwrap();
+    Snapshot::decode(&bytes, &trusted(), &DecodeLimits::default()).unwrap()
+}
+
+#[test]
+fn grant_changes_travel_as_small_deltas() {
+    let mut rng = StdRng::seed_from_u64(23);
+    let catalog = random_input(&mut rng).interned();
+    let mut previous = decode_indexed_at(&catalog, 1);
+    for round in 0..200u64 {
+        let mut input = catalog.clone();
+        input.grants = random_grants(&mut rng);
+        let target = decode_indexed_at(&input, round + 2);
+        assert_eq!(target.grants().unwrap(), input.grants, "round {round}");
+        assert_round_trip(&previous, &target, &format!("grants round {round}"));
+        previous = target;
+    }
+    // One approval on an unchanged catalog costs the grant, not the catalog.
+    let before = decode_indexed_at(&catalog, 500);
+    let mut input = catalog.clone();
+    input.grants = Grants::new(vec![Grant {
+        id: "g-1".into(),
+        user: "user:default/carol".into(),
+        target: GrantTarget::Resource {
+            kind: "airflow.dag".into(),
+            id: "etl_daily".into(),
+        },
+        not_after: UnixTime::from_secs(AT + 900),
+    }]);
+    let after = decode_indexed_at(&input, 501);
+    let size = assert_round_trip(&before, &after, "one approval");
+    let body = size - DELTA_HEADER_BYTES - 1 - key().kid().len() - SIGNATURE_BYTES;
+    assert!(body < 80, "one grant took {body} body bytes");
+    // A delta removing a grant the base does not hold is refused.
+    let removal = Changes {
+        grants: super::delta::GrantsChange {
+            removed: vec![("user:default/nobody".into(), "g-x".into())],
+            added: Grants::default(),
+        },
+        ..Changes::default()
+    };
+    let bad = with_body(&before, &after, &removal);
+    assert!(
+        matches!(apply(&before, &bad), Err(DeltaError::Missing { .. })),
+        "{:?}",
+        apply(&before, &bad)
+    );
+}
+
 /// A delta's signed part with its signature and key id replaced, for tampering.
 fn resigned(delta: &[u8], edit: impl FnOnce(&mut Vec<u8>), key: &SigningKey) -> Vec<u8> {
     let kid_len = usize::from(delta[delta.len() - SIGNATURE_BYTES - 1 - key_id_len(delta)]);
@@ -214,7 +294,7 @@ fn with_body(base: &Snapshot, target: &Snapshot, changes: &Changes) -> Vec<u8> {
     resigned(
         &delta,
         |signed| {
-            let body = write_changes(changes);
+            let body = write_changes(changes).unwrap();
             signed.truncate(DELTA_HEADER_BYTES - 4);
             signed.extend_from_slice(&u32::try_from(body.len()).unwrap().to_le_bytes());
             signed.extend_from_slice(&body);

@@ -12,7 +12,9 @@ use super::indexed::IndexedInput;
 use super::keys::{SigningKey, SIGNATURE_BYTES};
 use super::model::SnapshotInput;
 use super::wire::Writer;
-use super::{MAX_STRING_BYTES, TAG_ANCESTORS, TAG_GROUPS, TAG_OWNED, TAG_RULES, TAG_USERS};
+use super::{
+    MAX_STRING_BYTES, TAG_ANCESTORS, TAG_GRANTS, TAG_GROUPS, TAG_OWNED, TAG_RULES, TAG_USERS,
+};
 
 /// Encodes and signs a snapshot.
 ///
@@ -203,6 +205,9 @@ fn encode_content(input: &IndexedInput) -> Result<Vec<u8>, EncodeError> {
     }
     if let Some(rules) = &input.rules {
         content.section(TAG_RULES, rules.as_bytes());
+    }
+    if !input.grants.is_empty() {
+        content.section(TAG_GRANTS, &input.grants.encode()?);
     }
     Ok(content.buf)
 }

@@ -187,6 +187,8 @@ pub enum DeltaError {
     UnknownGroup { group_ref: String },
     #[error("delta {what} `{value}` appears twice")]
     Duplicate { what: &'static str, value: String },
+    #[error("delta removes {what} `{value}`, which the loaded snapshot does not hold")]
+    Missing { what: &'static str, value: String },
     #[error("the loaded snapshot's image is corrupt")]
     CorruptBase,
     #[error("delta result has {count} {what}, more than the {max} allowed")]

@@ -17,7 +17,7 @@ use super::sorted::SortedContent;
 /// First bytes of every image.
 pub const IMAGE_MAGIC: [u8; 8] = *b"MGIMAGE\0";
 /// The image layout this build writes and reads.
-pub const IMAGE_LAYOUT: u32 = 1;
+pub const IMAGE_LAYOUT: u32 = 2;
 
 /// The envelope: what describes this copy of the content (magic, layout, version, time,
 /// wire size and hash, key id), outside the content hash of the image.
@@ -57,9 +57,11 @@ pub(crate) enum Part {
     Strings,
     /// The rules JSON text.
     Rules,
+    /// The grants section's payload, as on the wire (`grants.rs`); empty when none.
+    Grants,
 }
 
-pub(crate) const PARTS: [Part; 9] = [
+pub(crate) const PARTS: [Part; 10] = [
     Part::Meta,
     Part::Groups,
     Part::Users,
@@ -69,6 +71,7 @@ pub(crate) const PARTS: [Part; 9] = [
     Part::Lists,
     Part::Strings,
     Part::Rules,
+    Part::Grants,
 ];
 const DIRECTORY_BYTES: usize = PARTS.len() * 8;
 const META_BYTES: usize = 8;
@@ -82,7 +85,7 @@ impl Part {
             Part::Users => 24,
             Part::Emails => 12,
             Part::Lists => 4,
-            Part::Strings | Part::Rules => 1,
+            Part::Strings | Part::Rules | Part::Grants => 1,
         }
     }
 
@@ -97,6 +100,7 @@ impl Part {
             Part::Lists => "lists",
             Part::Strings => "strings",
             Part::Rules => "rules",
+            Part::Grants => "grants",
         }
     }
 }
@@ -299,6 +303,9 @@ pub(crate) fn build(content: &SortedContent, stamp: &Stamp<'_>) -> Option<Vec<u8
         out.bytes_mut(Part::Rules)
             .extend_from_slice(rules.as_bytes());
     }
+    if let Some(grants) = &content.grants {
+        out.bytes_mut(Part::Grants).extend_from_slice(grants);
+    }
     out.finish(stamp)
 }
 
@@ -314,6 +321,7 @@ struct Parts {
     lists: Vec<u8>,
     strings: Vec<u8>,
     rules: Vec<u8>,
+    grants: Vec<u8>,
 }
 
 impl Parts {
@@ -328,6 +336,7 @@ impl Parts {
             Part::Lists => &mut self.lists,
             Part::Strings => &mut self.strings,
             Part::Rules => &mut self.rules,
+            Part::Grants => &mut self.grants,
         }
     }
 
@@ -343,6 +352,7 @@ impl Parts {
             &self.lists,
             &self.strings,
             &self.rules,
+            &self.grants,
         ]
     }
 

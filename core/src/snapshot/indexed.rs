@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use super::grants::Grants;
 use super::model::{GroupInput, OwnedInput, SnapshotInput, UserInput};
 
 /// [`SnapshotInput`] with every group and owner ref replaced by its position in
@@ -27,6 +28,9 @@ pub struct IndexedInput {
     pub owned: Vec<IndexedOwned>,
     /// Rules in the filter's rule language, as JSON text.
     pub rules: Option<String>,
+    /// Active access grants. The string form ([`SnapshotInput`]) carries none: grants come
+    /// from the control plane's store, not from the catalog.
+    pub grants: Grants,
 }
 
 /// [`UserInput`] with direct groups as positions in [`IndexedInput::refs`].
@@ -89,6 +93,7 @@ impl SnapshotInput {
             groups,
             owned,
             rules: self.rules.clone(),
+            grants: Grants::default(),
         }
     }
 }

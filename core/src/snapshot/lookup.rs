@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use super::envelope::SnapshotHeader;
 use super::err::{ImageError, SnapshotError};
+use super::grants::Grants;
 use super::image::{self, read_u32, Layout, Part, Stamp, AMBIGUOUS, AT_KID};
 use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 
@@ -247,6 +248,21 @@ impl Snapshot {
             .flatten()
     }
 
+    /// The active grants the control plane published, read into an index. An image's grants
+    /// were checked when the snapshot was decoded; an image adopted from another VM is read
+    /// with the same checks, so a corrupt one is refused here.
+    pub fn grants(&self) -> Result<Grants, SnapshotError> {
+        match self.part(Part::Grants) {
+            [] => Ok(Grants::default()),
+            payload => Grants::decode(payload, 0),
+        }
+    }
+
+    /// The grants section's bytes, empty when there are none.
+    pub(crate) fn grants_bytes(&self) -> &[u8] {
+        self.part(Part::Grants)
+    }
+
     /// The editable content back from the image, for a delta to change. `None` when the
     /// image is corrupt.
     pub(crate) fn to_sorted(&self) -> Option<SortedContent> {
@@ -283,6 +299,10 @@ impl Snapshot {
             }
         }
         content.rules = self.rules_json().map(Box::from);
+        content.grants = match self.grants_bytes() {
+            [] => None,
+            bytes => Some(Box::from(bytes)),
+        };
         Some(content)
     }
 

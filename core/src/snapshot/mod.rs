@@ -19,6 +19,7 @@ mod delta;
 mod encode;
 mod envelope;
 mod err;
+mod grants;
 mod image;
 mod indexed;
 mod keys;
@@ -43,6 +44,7 @@ pub use delta::{
 pub use encode::{encode, encode_indexed};
 pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC, OLDEST_FORMAT_VERSION};
 pub use err::{DeltaError, EncodeError, ImageError, KeyError, SnapshotError, Violation};
+pub use grants::{Grant, GrantTarget, Grants, MAX_GRANTS};
 pub use image::{IMAGE_LAYOUT, IMAGE_MAGIC};
 pub use indexed::{IndexedGroup, IndexedInput, IndexedOwned, IndexedUser};
 pub use keys::{
@@ -66,3 +68,5 @@ const OPTIONAL_TAGS: u64 = 128;
 const TAG_ANCESTORS: u64 = 128;
 /// Optional: rules as JSON text.
 const TAG_RULES: u64 = 129;
+/// Optional: active access grants (`grants.rs`).
+const TAG_GRANTS: u64 = 130;

@@ -14,6 +14,9 @@ pub(crate) struct SortedContent {
     pub users: Vec<UserEntry>,
     pub owned: Vec<OwnedEntry>,
     pub rules: Option<Box<str>>,
+    /// The grants section's payload, checked and canonical ([`super::grants`]); `None` when
+    /// there are no grants.
+    pub grants: Option<Box<[u8]>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,6 +30,9 @@ pub enum ConfigReason {
     Json { detail: String },
     #[error("must not be empty")]
     Empty,
+    /// Published content that cannot be read (a snapshot's grants).
+    #[error("unreadable: {detail}")]
+    Unreadable { detail: String },
     #[error("must be greater than 0")]
     Zero,
     #[error("must be between {min} and {max}")]
