@@ -1073,3 +1073,60 @@ fn drafts_normalize_to_the_catalog_spelling() {
         Ok(None)
     );
 }
+
+/// Group targets: the group is its own owner, so `requester_near_owner` looks at its parent,
+/// children and siblings, and `unless_annotation` at the group entity.
+#[test]
+fn auto_approval_of_group_membership() {
+    let policy = AccessPolicy::from_value(&json!({
+        "version": 1,
+        "requestable": [{
+            "name": "data-eng",
+            "target": {"group": "data-eng"},
+            "max_duration": "1h",
+            "reason": "optional",
+            "auto_approve": [{"name": "near", "requester_near_owner": true,
+                              "unless_annotation": {"meshgate.io/sensitive": "true"}}]
+        }]
+    }))
+    .unwrap();
+    let plain = catalog();
+    let sensitive = catalog().annotate(
+        &group("group:default/data-eng"),
+        "meshgate.io/sensitive",
+        "true",
+    );
+    let cases: Vec<(&MemoryFacts, &str, bool)> = vec![
+        (&plain, "carol", true),
+        (&plain, "frank", true),
+        (&plain, "gina", false),
+        (&sensitive, "carol", false),
+    ];
+    for (facts, requester, approved) in cases {
+        let outcome = assess(
+            &policy,
+            &draft(requester, group("data-eng"), 600, None),
+            facts,
+        )
+        .unwrap();
+        assert_eq!(
+            matches!(outcome, Assessment::AutoApproved { .. }),
+            approved,
+            "{requester}: {outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn memory_facts_close_groups_and_survive_cycles() {
+    let facts = MemoryFacts::new()
+        .group("a", &["b"])
+        .group("b", &["a", "c"])
+        .user("u", &["a"]);
+    assert_eq!(
+        facts.groups_of("user:default/u"),
+        vec!["group:default/a", "group:default/b", "group:default/c"]
+    );
+    assert!(facts.exists(&group("group:default/c")));
+    assert!(!facts.exists(&group("group:default/d")));
+}
