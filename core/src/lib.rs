@@ -6,7 +6,9 @@
 //! (from claims to the caller), [`policy`] (the compiled configuration and its rules),
 //! [`decision`] (evaluate the rules, return a [`Verdict`]). Next to them: [`request`],
 //! what a decision is asked about, and [`snapshot`], the signed catalog snapshot format.
+//! Off the request path: [`access`], the self-service access policy and its decisions.
 
+pub mod access;
 pub mod decision;
 pub mod identity;
 pub mod policy;
