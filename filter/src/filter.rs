@@ -271,9 +271,11 @@ impl Filter {
                 n
             }
         };
-        // Letting a request through without keys is always worth a line.
+        // Letting a request through without keys is always worth a line, and so is every
+        // request an access grant let through (the audit trail names the grant).
         let fail_open = decision.effect == Effect::Allow(AllowCode::FailOpen);
-        let sampled = fail_open || log.sampled(decision.is_allowed(), sample_key);
+        let sampled =
+            fail_open || decision.grant.is_some() || log.sampled(decision.is_allowed(), sample_key);
         // The record is built only when something reads it: it is the costliest part of
         // an allowed request's path.
         if sampled || log.filter_state {
@@ -315,6 +317,9 @@ impl Filter {
                 host.increment(Metric::Allowed);
                 if allow == AllowCode::FailOpen {
                     host.increment(Metric::FailOpen);
+                }
+                if decision.grant.is_some() {
+                    host.increment(Metric::AllowedByGrant);
                 }
                 None
             }

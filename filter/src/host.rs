@@ -31,6 +31,8 @@ pub enum Metric {
     ShadowRuleWouldAllow,
     /// Requests let through because keys never loaded and `failure_mode` is open.
     FailOpen,
+    /// Requests allowed only thanks to an access grant (the decision names it).
+    AllowedByGrant,
     JwksFetchOk,
     JwksFetchFailed,
     /// Refetches triggered by a token with an unknown `kid`.
@@ -88,6 +90,7 @@ impl Metric {
             Metric::ShadowRuleWouldDeny => String::from("meshgate.shadow_rule.would_deny"),
             Metric::ShadowRuleWouldAllow => String::from("meshgate.shadow_rule.would_allow"),
             Metric::FailOpen => String::from("meshgate.fail_open"),
+            Metric::AllowedByGrant => String::from("meshgate.allowed_by_grant"),
             Metric::JwksFetchOk => String::from("meshgate.jwks.fetch_ok"),
             Metric::JwksFetchFailed => String::from("meshgate.jwks.fetch_failed"),
             Metric::JwksRefetchUnknownKid => String::from("meshgate.jwks.refetch_unknown_kid"),

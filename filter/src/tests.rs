@@ -985,6 +985,56 @@ mod snapshots {
     }
 
     #[test]
+    fn a_grant_holds_until_not_after_by_the_filters_own_clock() {
+        use meshgate_core::snapshot::{encode_indexed, Grant, GrantTarget, Grants};
+        use meshgate_core::UnixTime;
+
+        let keys = keys();
+        let mut f = filter(snapshot_config(&keys, None));
+        let mut host = FakeHost::at(NOW);
+        // alice is in no group; a grant gives her `analytics` (and so `data-eng`) for 60 s.
+        let mut input = SnapshotInput {
+            users: vec![UserInput {
+                entity_ref: "user:default/alice".into(),
+                email: None,
+                groups: Vec::new(),
+            }],
+            groups: vec![GroupInput {
+                entity_ref: "group:default/analytics".into(),
+                ancestors: vec!["group:default/data-eng".into()],
+            }],
+            ..SnapshotInput::default()
+        }
+        .interned();
+        input.grants = Grants::new(vec![Grant {
+            id: "g-1".into(),
+            user: "user:default/alice".into(),
+            target: GrantTarget::Group("group:default/analytics".into()),
+            not_after: UnixTime::from_secs(NOW + 60),
+        }]);
+        let bytes = encode_indexed(&input, 1, NOW, &signing_key()).unwrap();
+        f.on_tick(&mut host);
+        answer(&mut f, &mut host, 200, &bytes, "\"v1\"");
+
+        assert_eq!(ask(&mut f, &mut host, &keys, 1), None, "granted");
+        assert_eq!(host.counter("meshgate.allowed_by_grant"), 1);
+        let forwarded = host.request(1).headers;
+        let grant = forwarded.iter().find(|(k, _)| k == "x-meshgate-grant");
+        assert_eq!(
+            grant.map(|(_, v)| v.as_str()),
+            Some(format!("g-1;target=group:default/analytics;not_after={}", NOW + 60).as_str())
+        );
+        assert!(host.logged("\"grant\":{\"id\":\"g-1\""));
+
+        // No poll, no control plane: the grant ends at not_after by the sidecar's clock.
+        host.now_ms += 59_000;
+        assert_eq!(ask(&mut f, &mut host, &keys, 2), None, "one second left");
+        host.now_ms += 1_000;
+        assert_eq!(ask(&mut f, &mut host, &keys, 3), Some(403), "expired");
+        assert_eq!(host.counter("meshgate.allowed_by_grant"), 2);
+    }
+
+    #[test]
     fn snapshots_load_confirm_and_refuse() {
         let keys = keys();
         let shared = SharedData::default();
