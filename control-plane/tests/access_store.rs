@@ -612,6 +612,102 @@ fn migrations_apply_once_and_refuse_a_newer_schema(kind: Kind) {
     assert!(message.contains("newer than this binary"), "{message}");
 }
 
+/// Set in the child process of [`killed_mid_write_loses_nothing_committed`]: `sqlite:PATH` or
+/// `postgres:URL`.
+const CRASH_CHILD: &str = "MESHGATE_TEST_ACCESS_CRASH_CHILD";
+
+/// The child of the crash test: requests and approves until killed, printing each id once
+/// its transaction has committed. Does nothing in a normal run.
+#[test]
+fn crash_child_writes_until_killed() {
+    let Ok(spec) = std::env::var(CRASH_CHILD) else {
+        return;
+    };
+    let config = match spec.split_once(':') {
+        Some(("sqlite", path)) => StoreConfig::Sqlite { path: path.into() },
+        Some(("postgres", url)) => StoreConfig::Postgres { url: url.into() },
+        _ => panic!("bad {CRASH_CHILD} `{spec}`"),
+    };
+    let store = meshgate_control_plane::access_store::open(&config).unwrap();
+    for round in 0.. {
+        let id = format!("r{round}");
+        let req = request(&id, "user:default/carol", "e");
+        let grant_id = format!("g{round}");
+        store
+            .create_request(
+                &req,
+                &[draft(EventKind::Requested, &req.requester, &id, None)],
+            )
+            .unwrap();
+        store
+            .decide(
+                &id,
+                RequestState::Approved,
+                T0,
+                Some(&grant(&grant_id, &req, T0, 15)),
+                &[
+                    draft(EventKind::Approved, "user:default/alice", &id, None),
+                    draft(EventKind::Granted, "system", &id, Some(&grant_id)),
+                ],
+            )
+            .unwrap();
+        println!("committed {id}");
+        std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    }
+}
+
+/// A process killed (SIGKILL) while writing: everything it reported committed is there after
+/// reopening, nothing is half-applied (a request is pending without a grant, or approved with
+/// one), and the audit chain holds.
+fn killed_mid_write_loses_nothing_committed(kind: Kind) {
+    let Some(db) = Db::fresh(kind, "crash") else {
+        return;
+    };
+    let spec = match &db.config {
+        StoreConfig::Sqlite { path } => format!("sqlite:{}", path.display()),
+        StoreConfig::Postgres { url } => format!("postgres:{url}"),
+    };
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child_writes_until_killed", "--nocapture"])
+        .env(CRASH_CHILD, spec)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut committed = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        if let Some(id) = line.unwrap().strip_prefix("committed ") {
+            committed.push(id.to_owned());
+        }
+        if committed.len() == 25 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(committed.len(), 25);
+
+    let store = db.open();
+    for id in &committed {
+        let record = store.get(id).unwrap();
+        assert_eq!(record.request.state, RequestState::Approved, "{id}");
+        assert!(record.grant.is_some(), "{id}");
+    }
+    let all = store.list(&ListFilter::All).unwrap();
+    assert!(all.len() >= committed.len());
+    for request in &all {
+        let grant = store.get(&request.id).unwrap().grant;
+        assert_eq!(
+            grant.is_some(),
+            request.state == RequestState::Approved,
+            "{request:?}"
+        );
+    }
+    let chain = verified_chain(store.as_ref());
+    let requested = events(&chain).iter().filter(|e| *e == "requested").count();
+    assert_eq!(requested, all.len());
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -629,6 +725,7 @@ on_both_backends!(
     concurrent_approvals_make_one_grant,
     survives_a_restart,
     migrations_apply_once_and_refuse_a_newer_schema,
+    killed_mid_write_loses_nothing_committed,
 );
 
 // ---- faults ------------------------------------------------------------------------------
