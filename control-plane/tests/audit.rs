@@ -272,3 +272,71 @@ fn the_cli_exits_0_intact_1_broken_2_unreadable() {
     assert_eq!(code, 2);
     assert!(err.contains("`FILE` is required"), "{err}");
 }
+
+/// Lines committed by the store, appended by the file sink across two openings (a restart),
+/// make a file that `meshgate audit verify` accepts; cutting one line out of it is caught.
+#[test]
+fn the_file_sink_writes_a_chain_the_cli_accepts() {
+    use meshgate_control_plane::access_store::{
+        AccessRequest, AccessStore, RequestState, SqliteStore, Target,
+    };
+    use meshgate_control_plane::audit::{AuditConfig, AuditSink};
+
+    let scratch = Scratch::new("sink");
+    let log = scratch.0.join("audit.jsonl");
+    let config = AuditConfig {
+        stdout: false,
+        file: Some(log.clone()),
+    };
+    for round in 0..2 {
+        let store = SqliteStore::open(&scratch.0.join("access.db")).unwrap();
+        let mut sink = AuditSink::open(&config).unwrap();
+        for index in 0..3 {
+            let id = format!("r{round}-{index}");
+            let request = AccessRequest {
+                id: id.clone(),
+                requester: "user:default/carol".into(),
+                target: Target::Group {
+                    group: "group:default/data-eng".into(),
+                },
+                entry: "data_eng".into(),
+                duration_s: 900,
+                reason: "on call".into(),
+                state: RequestState::Pending,
+                created_at: 0,
+                decided_at: None,
+                version: 0,
+            };
+            let mut requested = draft(EventKind::Requested, 1_700_000_000_000);
+            requested.request_id = Some(id.clone());
+            sink.write(&store.create_request(&request, &[requested]).unwrap())
+                .unwrap();
+            let mut cancelled = draft(EventKind::Cancelled, 1_700_000_000_500);
+            cancelled.request_id = Some(id.clone());
+            sink.write(&store.cancel(&id, 1, &[cancelled]).unwrap())
+                .unwrap();
+        }
+    }
+    let path = log.to_str().unwrap();
+    let (code, out, _) = meshgate(&["audit", "verify", path]);
+    assert_eq!(
+        (code, out.contains("12 events, seq 1 to 12")),
+        (0, true),
+        "{out}"
+    );
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let without_fifth: String = text
+        .lines()
+        .enumerate()
+        .filter(|(index, _)| *index != 4)
+        .map(|(_, line)| format!("{line}\n"))
+        .collect();
+    std::fs::write(&log, without_fifth).unwrap();
+    let (code, out, _) = meshgate(&["audit", "verify", path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("line 5: gap: expected seq 5, found 6"),
+        "{out}"
+    );
+}
