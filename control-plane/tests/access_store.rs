@@ -118,6 +118,15 @@ impl Drop for Db {
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+        if let (StoreConfig::Postgres { url }, Ok(base)) =
+            (&self.config, std::env::var(POSTGRES_URL))
+        {
+            let name = url.rsplit_once('/').unwrap().1.split('?').next().unwrap();
+            if let Ok(mut admin) = ::postgres::Client::connect(&base, ::postgres::NoTls) {
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
     }
 }
 

@@ -146,9 +146,10 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
-impl Backend for SqliteBackend {
-    fn transaction<R>(
+impl SqliteBackend {
+    fn run<R>(
         &self,
+        behavior: TransactionBehavior,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let mut connection = self
@@ -158,10 +159,29 @@ impl Backend for SqliteBackend {
                 cause: "a thread panicked while using the database connection".into(),
             })?;
         let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .transaction_with_behavior(behavior)
             .map_err(map_error)?;
         let result = body(&mut SqliteTx { tx: &tx })?;
         tx.commit().map_err(map_error)?;
         Ok(result)
+    }
+}
+
+impl Backend for SqliteBackend {
+    /// `BEGIN IMMEDIATE`: the write lock is taken at the start, so two writers never both
+    /// read a request as pending.
+    fn transaction<R>(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.run(TransactionBehavior::Immediate, body)
+    }
+
+    /// `BEGIN DEFERRED`: in WAL mode, a snapshot that neither waits for nor blocks writers.
+    fn read<R>(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.run(TransactionBehavior::Deferred, body)
     }
 }
