@@ -79,6 +79,20 @@ pub enum AccessSetupError {
     },
 }
 
+impl AccessSetupError {
+    /// The configuration field the error is about, as written in the file.
+    pub fn field(&self) -> &'static str {
+        match self {
+            AccessSetupError::ReadPolicy { .. }
+            | AccessSetupError::PolicyYaml { .. }
+            | AccessSetupError::Policy { .. } => "access.policy_file",
+            AccessSetupError::Auth { .. } => "access.auth",
+            AccessSetupError::Store { .. } => "access.store",
+            AccessSetupError::Audit { .. } => "access.audit",
+        }
+    }
+}
+
 /// Reads and compiles the access policy file (YAML or JSON, as the rules file).
 pub fn load_policy(path: &std::path::Path) -> Result<AccessPolicy, AccessSetupError> {
     let text = std::fs::read_to_string(path).map_err(|source| AccessSetupError::ReadPolicy {
