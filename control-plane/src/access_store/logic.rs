@@ -238,7 +238,7 @@ impl<B: Backend> AccessStore for Store<B> {
     }
 
     fn get(&self, id: &str) -> Result<RequestRecord, StoreError> {
-        self.backend.transaction(&mut |tx| load_record(tx, id))
+        self.backend.read(&mut |tx| load_record(tx, id))
     }
 
     fn list(&self, filter: &ListFilter) -> Result<Vec<AccessRequest>, StoreError> {
@@ -252,9 +252,7 @@ impl<B: Backend> AccessStore for Store<B> {
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM access_requests {condition} ORDER BY created_at, id"
         );
-        let rows = self
-            .backend
-            .transaction(&mut |tx| tx.query(&sql, &params))?;
+        let rows = self.backend.read(&mut |tx| tx.query(&sql, &params))?;
         let mut requests = rows
             .iter()
             .map(request_from)
@@ -355,7 +353,7 @@ impl<B: Backend> AccessStore for Store<B> {
     }
 
     fn active_grants(&self, now: i64) -> Result<Vec<Grant>, StoreError> {
-        let rows = self.backend.transaction(&mut |tx| {
+        let rows = self.backend.read(&mut |tx| {
             tx.query(
                 &format!(
                     "SELECT {GRANT_COLUMNS} FROM access_grants WHERE revoked_at IS NULL \
@@ -412,7 +410,7 @@ impl<B: Backend> AccessStore for Store<B> {
 
     fn audit_lines(&self, after: i64, limit: usize) -> Result<Vec<AuditLine>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.backend.transaction(&mut |tx| {
+        let rows = self.backend.read(&mut |tx| {
             tx.query(
                 "SELECT seq, line, line_sha256 FROM audit_events WHERE seq > $1 \
                  ORDER BY seq LIMIT $2",

@@ -19,6 +19,9 @@ use super::StoreError;
 /// How long connecting may take before the store reports the database unavailable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long sent data may stay unacknowledged before the connection counts as broken.
+pub const UNACKED_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The store on a PostgreSQL database.
 pub type PostgresStore = Store<PostgresBackend>;
 
@@ -35,6 +38,8 @@ impl Store<PostgresBackend> {
             cause: format!("bad PostgreSQL URL: {error}"),
         })?;
         config.connect_timeout(CONNECT_TIMEOUT);
+        // A peer that vanishes mid-query (no RST): give up once sent data stays unacknowledged.
+        config.tcp_user_timeout(UNACKED_TIMEOUT);
         let store = Store {
             backend: PostgresBackend {
                 config,
@@ -164,7 +169,7 @@ impl Backend for PostgresBackend {
             });
         };
         let result = run(client, body);
-        if client.is_closed() {
+        if client.is_closed() || matches!(result, Err(StoreError::Unavailable { .. })) {
             // Connect again next time.
             *slot = None;
         }

@@ -123,4 +123,12 @@ pub(super) trait Backend: Send + Sync {
         &self,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<R, StoreError>,
     ) -> Result<R, StoreError>;
+
+    /// Runs `body`, which only reads, in one transaction that does not block writers.
+    fn read<R>(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.transaction(body)
+    }
 }

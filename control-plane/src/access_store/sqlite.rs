@@ -73,6 +73,21 @@ fn to_value(value: &Val) -> Value {
     }
 }
 
+/// The store's SQL names parameters `$1`, `$2`…; SQLite would number `$N` by first
+/// appearance, so they become `?N`, which SQLite binds to parameter N.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 struct SqliteTx<'a> {
     tx: &'a rusqlite::Transaction<'a>,
 }
@@ -81,13 +96,16 @@ impl Tx for SqliteTx<'_> {
     fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
         let changed = self
             .tx
-            .execute(sql, rusqlite::params_from_iter(params.iter().map(to_value)))
+            .execute(
+                &numbered(sql),
+                rusqlite::params_from_iter(params.iter().map(to_value)),
+            )
             .map_err(map_error)?;
         Ok(u64::try_from(changed).unwrap_or(u64::MAX))
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        let mut statement = self.tx.prepare_cached(sql).map_err(map_error)?;
+        let mut statement = self.tx.prepare_cached(&numbered(sql)).map_err(map_error)?;
         let columns = statement.column_count();
         let mut rows = statement
             .query(rusqlite::params_from_iter(params.iter().map(to_value)))
@@ -128,9 +146,10 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
-impl Backend for SqliteBackend {
-    fn transaction<R>(
+impl SqliteBackend {
+    fn run<R>(
         &self,
+        behavior: TransactionBehavior,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let mut connection = self
@@ -140,10 +159,29 @@ impl Backend for SqliteBackend {
                 cause: "a thread panicked while using the database connection".into(),
             })?;
         let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .transaction_with_behavior(behavior)
             .map_err(map_error)?;
         let result = body(&mut SqliteTx { tx: &tx })?;
         tx.commit().map_err(map_error)?;
         Ok(result)
+    }
+}
+
+impl Backend for SqliteBackend {
+    /// `BEGIN IMMEDIATE`: the write lock is taken at the start, so two writers never both
+    /// read a request as pending.
+    fn transaction<R>(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.run(TransactionBehavior::Immediate, body)
+    }
+
+    /// `BEGIN DEFERRED`: in WAL mode, a snapshot that neither waits for nor blocks writers.
+    fn read<R>(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.run(TransactionBehavior::Deferred, body)
     }
 }
