@@ -659,3 +659,43 @@ fn sync_needs_an_admin_when_access_is_configured() {
     plain.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// docs/openapi/access.yaml lists every route the server answers, and the server answers
+/// every route it lists (not 404 / 405 for the route itself).
+#[test]
+fn the_openapi_document_and_the_routes_agree() {
+    use meshgate_control_plane::access::ROUTES;
+    let text = std::fs::read_to_string(manifest_dir().join("../docs/openapi/access.yaml")).unwrap();
+    let document: Value = serde_norway::from_str(&text).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+
+    let api = start("routes", None);
+    for (method, path) in ROUTES {
+        let concrete = path.replace("{id}", "x1");
+        let body = (method == "post").then_some("{}");
+        let (status, body) = api.call(
+            &method.to_uppercase(),
+            &concrete,
+            Some(&token("dave")),
+            body,
+        );
+        let unanswered = status == 405
+            || (status == 404
+                && code(&body) == "not_found"
+                && body.to_string().contains("endpoint"));
+        assert!(!unanswered, "{method} {path}: {status} {body}");
+    }
+}
