@@ -699,3 +699,77 @@ fn the_openapi_document_and_the_routes_agree() {
         assert!(!unanswered, "{method} {path}: {status} {body}");
     }
 }
+
+/// `meshgate access …` against the running server: request, list pending, approve, revoke.
+#[test]
+fn the_cli_requests_lists_approves_and_revokes() {
+    use meshgate_control_plane::cli::{run, CliEnv};
+    let api = start("cli", None);
+    let url = api.server.url();
+    let cli = |args: &[&str], user: &str| {
+        let token_file = api.dir.join(format!("{user}.token"));
+        std::fs::write(&token_file, token(user)).unwrap();
+        let mut argv: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        argv.extend([
+            "--url".into(),
+            url.clone(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+        ]);
+        let env = CliEnv {
+            now: unix_now(),
+            demo_dir: None,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(&argv, &env, &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap() + &String::from_utf8(err).unwrap(),
+        )
+    };
+    let (code, out) = cli(
+        &[
+            "access",
+            "request",
+            "--target",
+            "airflow.dag/etl_daily",
+            "--duration",
+            "2h",
+            "--reason",
+            "backfill",
+            "--json",
+        ],
+        "carol",
+    );
+    assert_eq!(code, 0, "{out}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (code, out) = cli(&["access", "list", "--pending"], "alice");
+    assert!(
+        code == 0 && out.contains(&id) && out.contains("pending"),
+        "{out}"
+    );
+    let (code, out) = cli(&["access", "approve", &id], "carol");
+    assert!(code == 1 && out.contains("self_review"), "{out}");
+    let (code, out) = cli(
+        &["access", "approve", &id, "--comment", "ok", "--json"],
+        "alice",
+    );
+    assert_eq!(code, 0, "{out}");
+    let approved: Value = serde_json::from_str(&out).unwrap();
+    let grant = approved["grant"]["id"].as_str().unwrap().to_owned();
+    let (code, out) = cli(&["access", "revoke", &grant], "carol");
+    assert!(code == 0 && out.contains(&grant), "{out}");
+    let (code, out) = cli(
+        &[
+            "access",
+            "request",
+            "--target",
+            "etl_daily",
+            "--duration",
+            "1h",
+        ],
+        "carol",
+    );
+    assert!(code == 2 && out.contains("--target"), "{out}");
+}
