@@ -34,9 +34,16 @@ requestable:
     max_duration: 8h
     reason: required
     auto_approve:
+      # The snapshot carries no annotations: a condition on them never applies (fail
+      # closed). Were it applied, every request below would approve itself.
+      - name: unless-production
+        unless_annotation: {meshgate.io/environment: production}
       - name: short-ci-runs
         max_duration: 15m
         requester_in: [ci-admins]
+      - name: near-owners
+        max_duration: 30m
+        requester_near_owner: true
   - name: join-data-eng
     target: {group: data-eng}
     requesters: [ci-admins, platform-team]
@@ -346,6 +353,12 @@ fn a_short_request_by_ci_admins_approves_itself() {
     // erin is not in ci-admins: the same request waits.
     let (_, waiting) = api.request_dag("erin", "etl_daily", "10m");
     assert_eq!(waiting["state"], "pending", "{waiting}");
+    // alice's direct group data-eng is the parent of analytics, which owns marketing_report.
+    let (_, near) = api.request_dag("alice", "marketing_report", "20m");
+    assert_eq!(near["auto_approved"]["condition"], "near-owners", "{near}");
+    // carol's ci-admins is not near data-eng; over 15m no condition holds.
+    let (_, far) = api.request_dag("carol", "etl_daily", "20m");
+    assert_eq!(far["state"], "pending", "{far}");
 }
 
 #[test]
