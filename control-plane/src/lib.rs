@@ -1,5 +1,6 @@
 //! meshgate control plane: the demo issuer and the `meshgate` command line.
 
+pub mod access;
 pub mod access_store;
 pub mod audit;
 pub mod catalog;
