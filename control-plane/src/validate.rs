@@ -25,6 +25,8 @@ pub enum ValidateError {
 pub struct Found {
     /// Where in the file: `WasmPlugin meshgate-edge`, `Envoy filter root_id meshgate`, ...
     pub location: String,
+    /// The configuration's JSON text, as the filter receives it.
+    pub text: String,
     pub result: Result<Policy, ConfigError>,
 }
 
@@ -40,6 +42,7 @@ pub fn validate_file(path: &Path) -> Result<Vec<Found>, ValidateError> {
         return Ok(vec![Found {
             location: String::from("plugin configuration"),
             result: Policy::from_json(text.as_bytes()),
+            text,
         }]);
     }
     let found = validate_yaml(&text).map_err(|detail| ValidateError::Yaml {
@@ -77,9 +80,11 @@ fn collect(value: &Value, found: &mut Vec<Found>) {
                 .or_else(|| value.pointer("/spec/wasm/pluginConfig"))
                 .cloned()
                 .unwrap_or(Value::Null);
+            let text = config.to_string();
             found.push(Found {
                 location,
-                result: Policy::from_json(config.to_string().as_bytes()),
+                result: Policy::from_json(text.as_bytes()),
+                text,
             });
             return;
         }
@@ -99,6 +104,7 @@ fn collect(value: &Value, found: &mut Vec<Found>) {
                 found.push(Found {
                     location: format!("Envoy Wasm filter root_id `{root_id}`"),
                     result: Policy::from_json(raw.as_bytes()),
+                    text: raw.to_owned(),
                 });
             }
             map.values().for_each(|v| collect(v, found));

@@ -33,6 +33,10 @@ pub enum AuthSetupError {
     },
     #[error("`{}` is not a JSON object", .path.display())]
     NotJson { path: PathBuf },
+    #[error("`{}`: {detail}", .path.display())]
+    Find { path: PathBuf, detail: String },
+    #[error("`{}` holds several meshgate configurations; name a file with one", .path.display())]
+    Several { path: PathBuf },
     #[error("`{}` does not compile: {source}", .path.display())]
     Compile {
         path: PathBuf,
@@ -65,11 +69,19 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(settings: &AuthSettings) -> Result<Authenticator, AuthSetupError> {
         let path = &settings.filter_config;
-        let text = std::fs::read(path).map_err(|source| AuthSetupError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let mut config: serde_json::Value = serde_json::from_slice(&text)
+        // The plugin JSON, or the Envoy bootstrap or Istio manifest that carries it, as
+        // `meshgate check --config` reads them.
+        let mut found = crate::validate::validate_file(path)
+            .map_err(|error| AuthSetupError::Find {
+                path: path.clone(),
+                detail: error.to_string(),
+            })?
+            .into_iter();
+        let text = match (found.next(), found.next()) {
+            (Some(only), None) => only.text,
+            _ => return Err(AuthSetupError::Several { path: path.clone() }),
+        };
+        let mut config: serde_json::Value = serde_json::from_str(&text)
             .map_err(|_| AuthSetupError::NotJson { path: path.clone() })?;
         let object = config
             .as_object_mut()
