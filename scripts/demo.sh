@@ -141,8 +141,14 @@ fi
 # --- control plane ----------------------------------------------------------------------------
 
 # envoy/demo/cp.yaml with absolute paths, so MESHGATE_DEMO_DIR can point anywhere.
+# The access store and audit trail start empty on every demo start.
+rm -f "$DEMO_DIR/access.db" "$DEMO_DIR/access.db-wal" "$DEMO_DIR/access.db-shm" "$DEMO_DIR/audit.jsonl"
 sed -e "s|^  directory: .*|  directory: $PWD/$CATALOG_DIR|" \
   -e "s|^signing_key_file: .*|signing_key_file: $PWD/envoy/demo/cp-signing-key.demo.json|" \
+  -e "s|^  policy_file: .*|  policy_file: $PWD/envoy/demo/access-policy.yaml|" \
+  -e "s|^    sqlite: .*|    sqlite: {path: $PWD/$DEMO_DIR/access.db}|" \
+  -e "s|^  audit: .*|  audit: {file: $PWD/$DEMO_DIR/audit.jsonl}|" \
+  -e "s|^    filter_config: .*|    filter_config: $PWD/$CONFIG|" \
   "$CP_CONFIG_SOURCE" >"$DEMO_DIR/cp.yaml"
 say "starting the control plane ($CP, catalog in $CATALOG_DIR); log: $CP_LOG"
 "$MESHGATE" serve --config "$DEMO_DIR/cp.yaml" >"$CP_LOG" 2>&1 &

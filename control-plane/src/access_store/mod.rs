@@ -226,38 +226,12 @@ pub trait AccessStore: Send + Sync {
     fn audit_lines(&self, after: i64, limit: usize) -> Result<Vec<AuditLine>, StoreError>;
 }
 
-/// `access:` in the control-plane configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessConfig {
-    /// A one-key map in YAML (`{sqlite: …}`), not a YAML tag.
-    #[serde(with = "serde_norway::with::singleton_map")]
-    pub store: StoreConfig,
-    /// Where audit lines go besides the database.
-    #[serde(default)]
-    pub audit: crate::audit::AuditConfig,
-}
-
-/// `access.store`: `{sqlite: {path: …}}` or `{postgres: {url: …}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// Which database, as `access.store` (`serve/config.rs`) names it once resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     Sqlite { path: PathBuf },
+    /// A libpq connection string.
     Postgres { url: String },
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("bad `access` configuration: {source}")]
-pub struct AccessConfigError {
-    #[source]
-    source: serde_norway::Error,
-}
-
-impl AccessConfig {
-    /// Reads the `access:` section (its YAML or JSON text).
-    pub fn parse(text: &str) -> Result<AccessConfig, AccessConfigError> {
-        serde_norway::from_str(text).map_err(|source| AccessConfigError { source })
-    }
 }
 
 /// The clock, unix milliseconds (migrations record when they were applied).
@@ -280,32 +254,6 @@ pub fn open(config: &StoreConfig) -> Result<Box<dyn AccessStore>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_config_reads_either_backend_and_names_a_bad_field() {
-        let sqlite = AccessConfig::parse("store: {sqlite: {path: /var/lib/meshgate/access.db}}");
-        assert_eq!(
-            sqlite.unwrap().store,
-            StoreConfig::Sqlite {
-                path: "/var/lib/meshgate/access.db".into()
-            }
-        );
-        let postgres = AccessConfig::parse(
-            "store:\n  postgres: {url: 'host=127.0.0.1 user=meshgate'}\naudit: {stdout: true}",
-        )
-        .unwrap();
-        assert!(matches!(postgres.store, StoreConfig::Postgres { .. }));
-        assert!(postgres.audit.stdout);
-        for (text, named) in [
-            ("store: {sqlite: {paht: x}}", "paht"),
-            ("store: {mysql: {url: x}}", "mysql"),
-            ("store: {sqlite: {path: x}}\nextra: 1", "extra"),
-            ("store: {sqlite: {path: x}}\naudit: {fiel: x}", "fiel"),
-        ] {
-            let error = AccessConfig::parse(text).unwrap_err().to_string();
-            assert!(error.contains(named), "{text}: {error}");
-        }
-    }
 
     #[test]
     fn states_round_trip_through_their_names() {
