@@ -1,0 +1,279 @@
+//! A catalog index kept between syncs: a source (a catalog file) that changed replaces only
+//! its own entities, and only the entities whose relations that touches are mirrored again.
+//! The result is always what [`CatalogIndex::from_located`] builds from every source in
+//! source order (the test `incremental_updates_match_a_rebuild` checks it after random edits).
+//!
+//! The parsed entities of each source are kept once, shared (`Arc`) with the bookkeeping of
+//! which copy of a reference wins (the first in source order); the index holds each winner
+//! with its relations mirrored.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::index::CatalogIndex;
+use super::model::{Entity, EntityRef, Relation};
+use super::warning::CatalogWarning;
+
+/// The located entities and warnings of one source, as read.
+pub type SourceRead = (Vec<(String, Entity)>, Vec<CatalogWarning>);
+
+/// One source as read: `(location, entity)` in document order, and its warnings.
+#[derive(Debug, Clone, Default)]
+struct SourceContent {
+    located: Vec<(String, Arc<Entity>)>,
+    warnings: Vec<CatalogWarning>,
+}
+
+/// A copy of an entity: its source and position in that source's `located`.
+type CopyAt = (Arc<Path>, usize);
+
+/// An index over sources (files, keyed by path in source order) that follows their changes.
+#[derive(Debug, Clone, Default)]
+pub struct LiveIndex {
+    index: CatalogIndex,
+    sources: BTreeMap<PathBuf, SourceContent>,
+    /// Every copy of each reference, in source order; the first is the one indexed.
+    copies: HashMap<EntityRef, Vec<CopyAt>>,
+    /// Duplicate warnings, by the reference they are about (only references that have some).
+    duplicates: HashMap<EntityRef, Vec<CatalogWarning>>,
+}
+
+/// Above this share of changed entities, the index is rebuilt whole (the first read, a
+/// checkout that rewrote most files): cheaper than following each change.
+const REBUILD_DIVISOR: usize = 4;
+
+impl LiveIndex {
+    pub fn index(&self) -> &CatalogIndex {
+        &self.index
+    }
+
+    pub fn into_index(self) -> CatalogIndex {
+        self.index
+    }
+
+    /// The copy of `entity_ref` that is indexed (the first in source order).
+    fn winner(&self, entity_ref: &EntityRef) -> Option<&Arc<Entity>> {
+        let (path, position) = self.copies.get(entity_ref)?.first()?;
+        let source = self.sources.get(&**path)?;
+        source.located.get(*position).map(|(_, entity)| entity)
+    }
+
+    fn location(&self, (path, position): &CopyAt) -> Option<(&str, &Entity)> {
+        let source = self.sources.get(&**path)?;
+        let (location, entity) = source.located.get(*position)?;
+        Some((location.as_str(), entity))
+    }
+
+    /// Replaces the content of each source named in `changes` (`None`: the source is gone)
+    /// and brings the index up to date.
+    pub fn apply(&mut self, changes: Vec<(PathBuf, Option<SourceRead>)>) {
+        if changes.is_empty() {
+            return;
+        }
+        // The references whose copies change, and which copy of each was indexed before.
+        let mut touched: HashSet<EntityRef> = HashSet::new();
+        for (path, content) in &changes {
+            if let Some(old) = self.sources.get(path) {
+                touched.extend(old.located.iter().map(|(_, e)| e.entity_ref.clone()));
+            }
+            if let Some((located, _)) = content {
+                touched.extend(located.iter().map(|(_, e)| e.entity_ref.clone()));
+            }
+        }
+        let before: HashMap<EntityRef, Arc<Entity>> = touched
+            .iter()
+            .filter_map(|r| Some((r.clone(), Arc::clone(self.winner(r)?))))
+            .collect();
+        for (path, content) in changes {
+            let key: Arc<Path> = Arc::from(path.as_path());
+            if let Some(old) = self.sources.remove(&path) {
+                for (position, (_, entity)) in old.located.iter().enumerate() {
+                    if let Some(list) = self.copies.get_mut(&entity.entity_ref) {
+                        list.retain(|(at, p)| !(**at == *key && *p == position));
+                        if list.is_empty() {
+                            self.copies.remove(&entity.entity_ref);
+                        }
+                    }
+                }
+            }
+            let Some((located, warnings)) = content else {
+                continue;
+            };
+            let located: Vec<(String, Arc<Entity>)> = located
+                .into_iter()
+                .map(|(location, entity)| (location, Arc::new(entity)))
+                .collect();
+            for (position, (_, entity)) in located.iter().enumerate() {
+                let list = self.copies.entry(entity.entity_ref.clone()).or_default();
+                list.push((Arc::clone(&key), position));
+                list.sort();
+            }
+            self.sources
+                .insert(path, SourceContent { located, warnings });
+        }
+        for entity_ref in &touched {
+            self.recheck_duplicates(entity_ref);
+        }
+        // Entities whose indexed copy now differs: added, removed or changed.
+        let changed: HashMap<EntityRef, (Option<Arc<Entity>>, Option<Arc<Entity>>)> = touched
+            .into_iter()
+            .filter_map(|r| {
+                let old = before.get(&r).cloned();
+                let new = self.winner(&r).cloned();
+                (old != new).then_some((r, (old, new)))
+            })
+            .collect();
+        drop(before);
+        let warnings = self.warnings();
+        if self.index.is_empty() || changed.len() > self.index.len() / REBUILD_DIVISOR {
+            self.rebuild(warnings);
+        } else {
+            self.update(&changed, warnings);
+        }
+    }
+
+    /// The index built from scratch from every source.
+    fn rebuild(&mut self, warnings: Vec<CatalogWarning>) {
+        let located = self.sources.values().flat_map(|source| {
+            source
+                .located
+                .iter()
+                .map(|(location, entity)| (location.clone(), (**entity).clone()))
+        });
+        // Duplicate warnings are in `warnings` already; `from_located` finds the same again.
+        self.index = CatalogIndex::from_located(located, warnings);
+    }
+
+    /// Every source's warnings and the duplicate warnings.
+    fn warnings(&self) -> Vec<CatalogWarning> {
+        self.sources
+            .values()
+            .flat_map(|source| source.warnings.iter().cloned())
+            .chain(self.duplicates.values().flatten().cloned())
+            .collect()
+    }
+
+    /// The duplicate warnings of `entity_ref`: one per later copy that differs from the kept
+    /// one, naming both locations.
+    fn recheck_duplicates(&mut self, entity_ref: &EntityRef) {
+        let mut found = Vec::new();
+        if let Some(list) = self.copies.get(entity_ref) {
+            let mut copies = list.iter().filter_map(|at| self.location(at));
+            if let Some((kept_at, kept)) = copies.next() {
+                for (location, entity) in copies {
+                    if entity != kept {
+                        found.push(CatalogWarning::DuplicateEntity {
+                            entity: entity.entity_ref.to_string(),
+                            kept: kept_at.to_owned(),
+                            dropped: location.to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        if found.is_empty() {
+            self.duplicates.remove(entity_ref);
+        } else {
+            self.duplicates.insert(entity_ref.clone(), found);
+        }
+    }
+
+    /// Follows `changed` (reference → indexed copy before and after) in the index: the changed
+    /// entities and every entity a changed one has (or had) a relation to get their mirrored
+    /// relations again.
+    fn update(
+        &mut self,
+        changed: &HashMap<EntityRef, (Option<Arc<Entity>>, Option<Arc<Entity>>)>,
+        warnings: Vec<CatalogWarning>,
+    ) {
+        // Entities whose relations are recomputed, and what changed sources mirror onto them.
+        let mut affected: HashSet<EntityRef> = HashSet::new();
+        let mut mirrored: HashMap<EntityRef, Vec<Relation>> = HashMap::new();
+        let mut added: HashSet<&EntityRef> = HashSet::new();
+        for (entity_ref, (old, new)) in changed {
+            for entity in old.iter().chain(new) {
+                affected.extend(entity.relations.iter().map(|r| r.target.clone()));
+            }
+            if let Some(new) = new {
+                affected.insert(entity_ref.clone());
+                if old.is_none() {
+                    added.insert(entity_ref);
+                }
+                for relation in &new.relations {
+                    mirrored
+                        .entry(relation.target.clone())
+                        .or_default()
+                        .push(mirror(relation, entity_ref));
+                }
+            }
+        }
+        // A new entity also gets the relations that unchanged entities had to it all along.
+        if !added.is_empty() {
+            for source in self.sources.values() {
+                for (_, entity) in &source.located {
+                    for relation in &entity.relations {
+                        if !added.contains(&relation.target)
+                            || changed.contains_key(&entity.entity_ref)
+                            || !self
+                                .winner(&entity.entity_ref)
+                                .is_some_and(|winner| Arc::ptr_eq(winner, entity))
+                        {
+                            continue;
+                        }
+                        mirrored
+                            .entry(relation.target.clone())
+                            .or_default()
+                            .push(mirror(relation, &entity.entity_ref));
+                    }
+                }
+            }
+        }
+        let mut upserts = Vec::new();
+        for entity_ref in &affected {
+            let Some(own) = self.winner(entity_ref) else {
+                continue;
+            };
+            let mut relations = own.relations.clone();
+            // Relations mirrored from unchanged entities stay.
+            if let Some(old) = self.index.get(entity_ref) {
+                for relation in &old.relations {
+                    let source = &relation.target;
+                    if changed.contains_key(source) {
+                        continue;
+                    }
+                    let still = mirror(relation, entity_ref);
+                    if self
+                        .winner(source)
+                        .is_some_and(|s| s.relations.contains(&still))
+                    {
+                        relations.push(relation.clone());
+                    }
+                }
+            }
+            relations.extend(mirrored.remove(entity_ref).unwrap_or_default());
+            relations.sort();
+            relations.dedup();
+            upserts.push(Entity {
+                entity_ref: own.entity_ref.clone(),
+                email: own.email.clone(),
+                annotations: own.annotations.clone(),
+                relations,
+            });
+        }
+        let removed: HashSet<EntityRef> = changed
+            .iter()
+            .filter(|(_, (_, new))| new.is_none())
+            .map(|(entity_ref, _)| entity_ref.clone())
+            .collect();
+        self.index.update(&removed, upserts, warnings);
+    }
+}
+
+/// `relation` of `source` as seen from its target.
+fn mirror(relation: &Relation, source: &EntityRef) -> Relation {
+    Relation {
+        relation: relation.relation.inverse(),
+        target: source.clone(),
+    }
+}
