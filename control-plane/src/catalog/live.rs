@@ -28,6 +28,9 @@ struct SourceContent {
 /// A copy of an entity: its source and position in that source's `located`.
 type CopyAt = (Arc<Path>, usize);
 
+/// Entities whose indexed copy changed: the copy before and after (`None`: not indexed).
+type Changed = HashMap<EntityRef, (Option<Arc<Entity>>, Option<Arc<Entity>>)>;
+
 /// An index over sources (files, keyed by path in source order) that follows their changes.
 #[derive(Debug, Clone, Default)]
 pub struct LiveIndex {
@@ -116,7 +119,7 @@ impl LiveIndex {
             self.recheck_duplicates(entity_ref);
         }
         // Entities whose indexed copy now differs: added, removed or changed.
-        let changed: HashMap<EntityRef, (Option<Arc<Entity>>, Option<Arc<Entity>>)> = touched
+        let changed: Changed = touched
             .into_iter()
             .filter_map(|r| {
                 let old = before.get(&r).cloned();
@@ -182,11 +185,7 @@ impl LiveIndex {
     /// Follows `changed` (reference → indexed copy before and after) in the index: the changed
     /// entities and every entity a changed one has (or had) a relation to get their mirrored
     /// relations again.
-    fn update(
-        &mut self,
-        changed: &HashMap<EntityRef, (Option<Arc<Entity>>, Option<Arc<Entity>>)>,
-        warnings: Vec<CatalogWarning>,
-    ) {
+    fn update(&mut self, changed: &Changed, warnings: Vec<CatalogWarning>) {
         // Entities whose relations are recomputed, and what changed sources mirror onto them.
         let mut affected: HashSet<EntityRef> = HashSet::new();
         let mut mirrored: HashMap<EntityRef, Vec<Relation>> = HashMap::new();
@@ -275,5 +274,268 @@ fn mirror(relation: &Relation, source: &EntityRef) -> Relation {
     Relation {
         relation: relation.relation.inverse(),
         target: source.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::time::{Duration, SystemTime};
+
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng as _};
+
+    use super::super::closure::ClosureCache;
+    use super::super::dir_source::{load_dir, DirSource};
+    use super::super::ownership::OwnershipAnnotations;
+    use super::super::snapshot_input::{build_snapshot_input, build_snapshot_input_cached};
+    use crate::snapshot::{build, SigningKey};
+
+    /// One catalog document.
+    #[derive(Debug, Clone)]
+    enum Doc {
+        User {
+            name: String,
+            member_of: Vec<String>,
+        },
+        Group {
+            name: String,
+            parent: Option<String>,
+            members: Vec<String>,
+            children: Vec<String>,
+        },
+    }
+
+    impl Doc {
+        fn render(&self, out: &mut String) {
+            let list = |items: &[String]| format!("[{}]", items.join(", "));
+            match self {
+                Doc::User { name, member_of } => {
+                    let _ = write!(
+                        out,
+                        "---\nkind: User\nmetadata: {{name: {name}}}\nspec: {{profile: {{email: {name}@x.example}}, memberOf: {}}}\n",
+                        list(member_of)
+                    );
+                }
+                Doc::Group {
+                    name,
+                    parent,
+                    members,
+                    children,
+                } => {
+                    let parent = parent
+                        .as_ref()
+                        .map(|p| format!("parent: {p}, "))
+                        .unwrap_or_default();
+                    let _ = write!(
+                        out,
+                        "---\nkind: Group\nmetadata: {{name: {name}, annotations: {{meshgate.io/airflow-dag: dag_{name}}}}}\nspec: {{{parent}members: {}, children: {}}}\n",
+                        list(members),
+                        list(children)
+                    );
+                }
+            }
+        }
+    }
+
+    /// A name from a small pool, sometimes in another case (references compare
+    /// case-insensitively), sometimes one no entity has (a dangling reference).
+    fn name(rng: &mut StdRng, prefix: &str, pool: usize) -> String {
+        let n = rng.gen_range(0..pool + 2);
+        let text = format!("{prefix}{n}");
+        if rng.gen_bool(0.2) {
+            text.to_uppercase()
+        } else {
+            text
+        }
+    }
+
+    fn user(rng: &mut StdRng) -> Doc {
+        let groups = rng.gen_range(0..3);
+        Doc::User {
+            name: name(rng, "u", 40),
+            member_of: (0..groups).map(|_| name(rng, "g", 12)).collect(),
+        }
+    }
+
+    fn group(rng: &mut StdRng) -> Doc {
+        Doc::Group {
+            name: name(rng, "g", 12),
+            parent: rng.gen_bool(0.7).then(|| name(rng, "g", 12)),
+            members: (0..rng.gen_range(0..3))
+                .map(|_| name(rng, "u", 40))
+                .collect(),
+            children: (0..rng.gen_range(0..2))
+                .map(|_| name(rng, "g", 12))
+                .collect(),
+        }
+    }
+
+    /// One random edit of `files` (documents by file name); its name.
+    fn edit(rng: &mut StdRng, files: &mut Vec<(String, Vec<Doc>)>) -> &'static str {
+        let file = rng.gen_range(0..files.len());
+        let choice = rng.gen_range(0..9);
+        if choice == 5 && files.len() > 2 {
+            files.remove(file);
+            return "delete a file";
+        }
+        if choice == 6 {
+            let Some(doc) = files.get(file).and_then(|(_, docs)| {
+                (!docs.is_empty()).then(|| docs[rng.gen_range(0..docs.len())].clone())
+            }) else {
+                return "none";
+            };
+            let other = rng.gen_range(0..files.len());
+            let docs = &mut files[other].1;
+            let at = rng.gen_range(0..=docs.len());
+            docs.insert(at, doc);
+            return "duplicate an entity into another file";
+        }
+        if choice == 8 {
+            let fresh = format!(
+                "{}new{}.yaml",
+                ["", "sub/"][rng.gen_range(0..2)],
+                rng.gen::<u16>()
+            );
+            let docs = (0..rng.gen_range(1..4))
+                .map(|_| {
+                    if rng.gen_bool(0.5) {
+                        user(rng)
+                    } else {
+                        group(rng)
+                    }
+                })
+                .collect();
+            files.push((fresh, docs));
+            return "add a file";
+        }
+        let Some((_, docs)) = files.get_mut(file) else {
+            return "none";
+        };
+        let groups: Vec<usize> = (0..docs.len())
+            .filter(|&d| matches!(docs[d], Doc::Group { .. }))
+            .collect();
+        let users: Vec<usize> = (0..docs.len())
+            .filter(|&d| matches!(docs[d], Doc::User { .. }))
+            .collect();
+        match choice {
+            0 => {
+                docs.push(user(rng));
+                "add a user"
+            }
+            1 if !docs.is_empty() => {
+                docs.remove(rng.gen_range(0..docs.len()));
+                "remove an entity"
+            }
+            2 if !users.is_empty() => {
+                let at = users[rng.gen_range(0..users.len())];
+                let group = name(rng, "g", 12);
+                if let Doc::User { member_of, .. } = &mut docs[at] {
+                    member_of.clear();
+                    member_of.push(group);
+                }
+                "move a user to another group"
+            }
+            3 if !groups.is_empty() => {
+                let at = groups[rng.gen_range(0..groups.len())];
+                let to = rng.gen_bool(0.8).then(|| name(rng, "g", 12));
+                if let Doc::Group { parent, .. } = &mut docs[at] {
+                    *parent = to;
+                }
+                "reparent a group"
+            }
+            4 if groups.len() >= 2 => {
+                let (a, b) = (groups[0], groups[groups.len() - 1]);
+                let name_of = |doc: &Doc| match doc {
+                    Doc::Group { name, .. } | Doc::User { name, .. } => name.clone(),
+                };
+                let (name_a, name_b) = (name_of(&docs[a]), name_of(&docs[b]));
+                if let Doc::Group { parent, .. } = &mut docs[a] {
+                    *parent = Some(name_b);
+                }
+                if let Doc::Group { parent, .. } = &mut docs[b] {
+                    *parent = Some(name_a);
+                }
+                "add a cycle"
+            }
+            7 => {
+                let at = rng.gen_range(0..=docs.len());
+                docs.insert(at, group(rng));
+                "add a group"
+            }
+            _ => "none",
+        }
+    }
+
+    /// Writes every file, with a modification time that moves on every write.
+    fn write_all(dir: &std::path::Path, files: &[(String, Vec<Doc>)], round: u64) {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for (name, docs) in files {
+            let mut text = String::new();
+            for doc in docs {
+                doc.render(&mut text);
+            }
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + round))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn incremental_updates_match_a_rebuild() {
+        let dir = std::env::temp_dir().join(format!("meshgate-live-{}", std::process::id()));
+        let key = SigningKey::from_seed("live-test", [9; 32]).unwrap();
+        let annotations = OwnershipAnnotations::default();
+        let mut rng = StdRng::seed_from_u64(13);
+        for run in 0..4 {
+            let mut files: Vec<(String, Vec<Doc>)> = (0..5)
+                .map(|f| {
+                    let docs = (0..30)
+                        .map(|_| {
+                            if rng.gen_bool(0.6) {
+                                user(&mut rng)
+                            } else {
+                                group(&mut rng)
+                            }
+                        })
+                        .collect();
+                    (
+                        format!("{}f{f}.yaml", if f % 2 == 0 { "" } else { "sub/" }),
+                        docs,
+                    )
+                })
+                .collect();
+            write_all(&dir, &files, 0);
+            let mut source = DirSource::new(&dir);
+            source.refresh().unwrap();
+            let mut cache = ClosureCache::default();
+            for step in 1..=60 {
+                let edits: Vec<&str> = (0..rng.gen_range(1..3))
+                    .map(|_| edit(&mut rng, &mut files))
+                    .collect();
+                write_all(&dir, &files, step);
+                source.refresh().unwrap();
+                let scratch = load_dir(&dir).unwrap();
+                assert!(
+                    *source.index() == scratch,
+                    "run {run} step {step} after {edits:?}: the kept index differs from a rebuild"
+                );
+                let kept = build_snapshot_input_cached(source.index(), &annotations, &mut cache);
+                let fresh = build_snapshot_input(&scratch, &annotations);
+                assert_eq!(kept.warnings, fresh.warnings, "run {run} step {step}");
+                assert_eq!(
+                    build(&kept.input, 1, 0, &key).unwrap(),
+                    build(&fresh.input, 1, 0, &key).unwrap(),
+                    "run {run} step {step} after {edits:?}: snapshot bytes differ"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
