@@ -40,6 +40,27 @@ pub struct LiveIndex {
     copies: HashMap<EntityRef, Vec<CopyAt>>,
     /// Duplicate warnings, by the reference they are about (only references that have some).
     duplicates: HashMap<EntityRef, Vec<CatalogWarning>>,
+    /// Kind and namespace strings, held once.
+    parts: Parts,
+}
+
+/// Kinds and namespaces seen, so that each is one string however many references name it.
+#[derive(Debug, Clone, Default)]
+struct Parts(HashSet<Arc<str>>);
+
+/// Distinct kinds and namespaces held; more are not shared (a catalog has a handful).
+const MAX_PARTS: usize = 1024;
+
+impl Parts {
+    fn share(&mut self, part: &Arc<str>) -> Arc<str> {
+        if let Some(held) = self.0.get(part) {
+            return Arc::clone(held);
+        }
+        if self.0.len() < MAX_PARTS {
+            self.0.insert(Arc::clone(part));
+        }
+        Arc::clone(part)
+    }
 }
 
 /// Above this share of changed entities, the index is rebuilt whole (the first read, a
@@ -53,6 +74,15 @@ impl LiveIndex {
 
     pub fn into_index(self) -> CatalogIndex {
         self.index
+    }
+
+    /// `entity_ref` sharing the strings of the one held in `copies`, or of the kind and
+    /// namespace strings held already when no entity has that reference.
+    fn canonical(&mut self, entity_ref: &EntityRef) -> EntityRef {
+        match self.copies.get_key_value(entity_ref) {
+            Some((held, _)) => held.clone(),
+            None => entity_ref.sharing_parts(&mut |part| self.parts.share(part)),
+        }
     }
 
     /// The copy of `entity_ref` that is indexed (the first in source order).
@@ -88,6 +118,7 @@ impl LiveIndex {
             .iter()
             .filter_map(|r| Some((r.clone(), Arc::clone(self.winner(r)?))))
             .collect();
+        let mut added: Vec<(PathBuf, SourceRead)> = Vec::new();
         for (path, content) in changes {
             let key: Arc<Path> = Arc::from(path.as_path());
             if let Some(old) = self.sources.remove(&path) {
@@ -103,15 +134,33 @@ impl LiveIndex {
             let Some((located, warnings)) = content else {
                 continue;
             };
-            let located: Vec<(String, Arc<Entity>)> = located
-                .into_iter()
-                .map(|(location, entity)| (location, Arc::new(entity)))
-                .collect();
             for (position, (_, entity)) in located.iter().enumerate() {
-                let list = self.copies.entry(entity.entity_ref.clone()).or_default();
-                list.push((Arc::clone(&key), position));
-                list.sort();
+                if !self.copies.contains_key(&entity.entity_ref) {
+                    let shared = entity
+                        .entity_ref
+                        .sharing_parts(&mut |part| self.parts.share(part));
+                    self.copies.insert(shared, Vec::new());
+                }
+                if let Some(list) = self.copies.get_mut(&entity.entity_ref) {
+                    list.push((Arc::clone(&key), position));
+                    list.sort();
+                }
             }
+            added.push((path, (located, warnings)));
+        }
+        // Every reference is held once: an entity's own and the targets of relations to it
+        // share the strings of the key in `copies` (relations are most of the index).
+        for (path, (located, warnings)) in added {
+            let located = located
+                .into_iter()
+                .map(|(location, mut entity)| {
+                    entity.entity_ref = self.canonical(&entity.entity_ref);
+                    for relation in &mut entity.relations {
+                        relation.target = self.canonical(&relation.target);
+                    }
+                    (location, Arc::new(entity))
+                })
+                .collect();
             self.sources
                 .insert(path, SourceContent { located, warnings });
         }
