@@ -143,10 +143,31 @@ impl<'a> Membership<'a> {
     }
 }
 
+/// The group closure of the last build, reused while no group's parents change: a change
+/// to users (or to anything but the hierarchy) needs no closure walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClosureCache {
+    /// Every group, in reference order, when the closure below was computed.
+    groups: Vec<EntityRef>,
+    /// Their parents (group ids), the closure's only input.
+    parents: Rows,
+    ancestors: Rows,
+    cycles: Vec<CatalogWarning>,
+}
+
 /// Closes the hierarchy of every group in `index` and lists every user's direct groups.
 /// Warnings: dangling and wrong-kind `memberOf`/`hasMember`/`childOf`/`parentOf` relations, and
 /// one per hierarchy cycle.
 pub fn close_membership(index: &CatalogIndex) -> (Membership<'_>, Vec<CatalogWarning>) {
+    close_membership_cached(index, &mut ClosureCache::default())
+}
+
+/// [`close_membership`], walking the hierarchy only when the groups or a group's parents
+/// differ from those `cache` was computed for (then `cache` holds the new closure).
+pub fn close_membership_cached<'a>(
+    index: &'a CatalogIndex,
+    cache: &mut ClosureCache,
+) -> (Membership<'a>, Vec<CatalogWarning>) {
     let (mut warnings, stats) = check_relations(index);
 
     let group_entities: Vec<&Entity> = index.of_kind("group").collect();
@@ -174,6 +195,34 @@ pub fn close_membership(index: &CatalogIndex) -> (Membership<'_>, Vec<CatalogWar
         direct.push_row(targets(user, RelationType::MemberOf));
     }
 
+    let same_hierarchy = cache.parents == parents
+        && cache.groups.len() == groups.len()
+        && cache.groups.iter().eq(groups.iter().copied());
+    if !same_hierarchy {
+        let (ancestors, cycles) = close_groups(&groups, &parents);
+        *cache = ClosureCache {
+            groups: groups.iter().copied().cloned().collect(),
+            parents,
+            ancestors,
+            cycles,
+        };
+    }
+    warnings.extend(cache.cycles.iter().cloned());
+    warnings.sort();
+    warnings.dedup();
+    let membership = Membership {
+        groups,
+        users,
+        direct,
+        ancestors: cache.ancestors.clone(),
+        stats,
+    };
+    (membership, warnings)
+}
+
+/// Every group's ancestors (sorted group ids, itself excluded) from its parents, and one
+/// warning per cycle.
+fn close_groups(groups: &[&EntityRef], parents: &Rows) -> (Rows, Vec<CatalogWarning>) {
     // One walk per group over its ancestors. `seen[g] == stamp` marks groups reached in the
     // current walk, so no set is allocated per group.
     let mut ancestors = Rows::new();
@@ -221,21 +270,11 @@ pub fn close_membership(index: &CatalogIndex) -> (Membership<'_>, Vec<CatalogWar
         cycle.sort();
         cycles.insert(cycle);
     }
-    warnings.extend(
-        cycles
-            .into_iter()
-            .map(|groups| CatalogWarning::GroupCycle { groups }),
-    );
-    warnings.sort();
-    warnings.dedup();
-    let membership = Membership {
-        groups,
-        users,
-        direct,
-        ancestors,
-        stats,
-    };
-    (membership, warnings)
+    let cycles = cycles
+        .into_iter()
+        .map(|groups| CatalogWarning::GroupCycle { groups })
+        .collect();
+    (ancestors, cycles)
 }
 
 /// Warnings for membership and hierarchy relations that point nowhere or at the wrong kind,

@@ -2,7 +2,8 @@
 //! size and modification time (nanoseconds), and its parsed entities are cached. A sync stats
 //! every file and reads only those whose fingerprint moved; a file whose content hash did not
 //! change (a `touch`, a git checkout of the same content) is not parsed again. An unchanged
-//! directory costs one directory walk and one `stat` per file.
+//! directory costs one directory walk and one `stat` per file. The index is kept between
+//! reads ([`LiveIndex`]): a changed file replaces only its own entities.
 //!
 //! A file that changes while it is read (size or modification time differ before and after
 //! the read) is read again, a few times, and then fails the read: half a file is never used.
@@ -14,8 +15,7 @@ use std::time::UNIX_EPOCH;
 
 use super::error::CatalogError;
 use super::index::CatalogIndex;
-use super::model::Entity;
-use super::warning::CatalogWarning;
+use super::live::{LiveIndex, SourceRead};
 use super::yaml_dir::{collect_files, parse_documents};
 
 /// How often a file that keeps changing while it is read is read again.
@@ -57,14 +57,11 @@ impl DirFingerprint {
     }
 }
 
-/// One parsed file.
+/// One read file; its entities are in the index.
 #[derive(Debug, Clone)]
 struct CachedFile {
     stamp: FileStamp,
     content_hash: u64,
-    /// `(location, entity)` in document order.
-    entities: Vec<(String, Entity)>,
-    warnings: Vec<CatalogWarning>,
 }
 
 /// What [`DirSource::refresh`] did.
@@ -85,12 +82,14 @@ impl Refresh {
     }
 }
 
-/// A catalog directory and the parsed content of its files.
+/// A catalog directory, what was read of its files, and their index.
 #[derive(Debug, Clone)]
 pub struct DirSource {
     dir: PathBuf,
     /// By path relative to `dir`, in path order; `None` before the first successful read.
     files: Option<BTreeMap<PathBuf, CachedFile>>,
+    /// The entities of every file in `files`, indexed.
+    live: LiveIndex,
 }
 
 impl DirSource {
@@ -98,6 +97,7 @@ impl DirSource {
         DirSource {
             dir: dir.into(),
             files: None,
+            live: LiveIndex::default(),
         }
     }
 
@@ -142,6 +142,7 @@ impl DirSource {
         let mut previous = self.files.take().unwrap_or_default();
         let mut next = BTreeMap::new();
         let mut refresh = Refresh::default();
+        let mut parsed: Vec<(PathBuf, Option<SourceRead>)> = Vec::new();
         let result = (|| {
             for (path, stamp) in &fingerprint.files {
                 let relative = path.strip_prefix(&self.dir).unwrap_or(path).to_owned();
@@ -170,20 +171,20 @@ impl DirSource {
                     continue;
                 }
                 let location = relative.to_string_lossy().replace('\\', "/");
-                let (entities, warnings) =
+                let content =
                     parse_documents(&text, &location).map_err(|source| CatalogError::Yaml {
                         path: path.clone(),
                         source,
                     })?;
+                drop(text);
                 previous.remove(&relative);
                 refresh.parsed += 1;
+                parsed.push((relative.clone(), Some(content)));
                 next.insert(
                     relative,
                     CachedFile {
                         stamp,
                         content_hash,
-                        entities,
-                        warnings,
                     },
                 );
             }
@@ -192,12 +193,15 @@ impl DirSource {
         match result {
             Ok(()) => {
                 refresh.removed = previous.len();
+                parsed.extend(previous.into_keys().map(|gone| (gone, None)));
+                self.live.apply(parsed);
                 self.files = Some(next);
                 Ok(refresh)
             }
             Err(error) => {
-                // Every file's entry matches its own stamp: `next` holds those read in this
-                // refresh, `previous` the others.
+                // Every file's entry matches its own stamp and the index holds its content:
+                // `next` holds those read in this refresh, `previous` the others.
+                self.live.apply(parsed);
                 previous.extend(next);
                 self.files = Some(previous).filter(|files| !files.is_empty());
                 Err(error)
@@ -205,16 +209,15 @@ impl DirSource {
         }
     }
 
-    /// The cached content as an index, in file path then document order. Empty before the
-    /// first successful refresh.
-    pub fn index(&self) -> CatalogIndex {
-        let files = self.files.iter().flat_map(BTreeMap::values);
-        let warnings = files
-            .clone()
-            .flat_map(|file| file.warnings.iter().cloned())
-            .collect();
-        let entities = files.flat_map(|file| file.entities.iter().cloned());
-        CatalogIndex::from_located(entities, warnings)
+    /// The index of what was read, as [`CatalogIndex::from_located`] builds it from every
+    /// file in path then document order. Empty before the first successful refresh.
+    pub fn index(&self) -> &CatalogIndex {
+        self.live.index()
+    }
+
+    /// The index, without the bookkeeping that follows changes.
+    pub fn into_index(self) -> CatalogIndex {
+        self.live.into_index()
     }
 }
 
@@ -223,7 +226,7 @@ impl DirSource {
 pub fn load_dir(dir: &Path) -> Result<CatalogIndex, CatalogError> {
     let mut source = DirSource::new(dir);
     source.refresh()?;
-    Ok(source.index())
+    Ok(source.into_index())
 }
 
 /// The file's text and its stamp, read again while the stamp moves during the read.
@@ -257,6 +260,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::catalog::warning::CatalogWarning;
 
     fn scratch(label: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

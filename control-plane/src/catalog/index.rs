@@ -1,7 +1,7 @@
 //! All entities of one catalog read, keyed by reference, with relations in both directions.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::model::{Entity, EntityRef, Relation};
 use super::warning::CatalogWarning;
@@ -111,6 +111,46 @@ impl CatalogIndex {
             positions,
             warnings,
         }
+    }
+
+    /// Replaces entities (by reference; new references are added), removes `removed` and
+    /// takes `warnings` (sorted here) as the index's warnings. Relations are taken as given:
+    /// the caller mirrors them (see [`super::live::LiveIndex`]).
+    pub(crate) fn update(
+        &mut self,
+        removed: &HashSet<EntityRef>,
+        upserts: Vec<Entity>,
+        mut warnings: Vec<CatalogWarning>,
+    ) {
+        let mut added = Vec::new();
+        for entity in upserts {
+            match self
+                .positions
+                .get(&entity.entity_ref)
+                .and_then(|&position| self.entities.get_mut(position))
+            {
+                Some(slot) => *slot = entity,
+                None => added.push(entity),
+            }
+        }
+        if !removed.is_empty() || !added.is_empty() {
+            self.entities
+                .retain(|entity| !removed.contains(&entity.entity_ref));
+            added.sort_unstable_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
+            self.entities.extend(added);
+            // Two sorted runs: the stable sort merges them in linear time.
+            self.entities
+                .sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
+            self.positions = self
+                .entities
+                .iter()
+                .enumerate()
+                .map(|(position, entity)| (entity.entity_ref.clone(), position))
+                .collect();
+        }
+        warnings.sort();
+        warnings.dedup();
+        self.warnings = warnings;
     }
 
     pub fn get(&self, entity_ref: &EntityRef) -> Option<&Entity> {

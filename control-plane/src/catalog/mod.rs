@@ -15,6 +15,7 @@ pub mod dir_source;
 pub mod error;
 pub mod identity;
 pub mod index;
+pub mod live;
 pub mod model;
 pub mod ownership;
 pub mod rest;
@@ -23,18 +24,22 @@ pub mod tls;
 pub mod warning;
 pub mod yaml_dir;
 
-pub use closure::{close_membership, Membership, RelationStats};
+pub use closure::{
+    close_membership, close_membership_cached, ClosureCache, Membership, RelationStats,
+};
 pub use dir_source::{load_dir, DirFingerprint, DirSource, Refresh};
 pub use error::CatalogError;
 pub use identity::{IdentityMapping, ResolveBy, ResolveError, UserDirectory};
 pub use index::CatalogIndex;
+pub use live::LiveIndex;
 pub use model::{
     Entity, EntityRef, LocatedEntities, RefError, Relation, RelationSource, RelationType,
 };
 pub use ownership::{AnnotationsError, OwnershipAnnotations, ResourceKind};
 pub use rest::RestSource;
 pub use snapshot_input::{
-    build_snapshot_input, to_snapshot_input, CatalogBuild, OwnedInput, SnapshotInput, UserInput,
+    build_snapshot_input, build_snapshot_input_cached, to_snapshot_input, CatalogBuild, OwnedInput,
+    SnapshotInput, UserInput,
 };
 pub use tls::{CaBundle, CaFileError};
 pub use warning::{summarize, CatalogWarning, WarningSummary};

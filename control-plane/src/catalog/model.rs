@@ -104,6 +104,16 @@ impl EntityRef {
         EntityRef::new(kind, namespace.unwrap_or(default_namespace), name)
     }
 
+    /// The same reference with its kind and namespace strings taken from `share` (which
+    /// returns an equal string, typically one already held elsewhere).
+    pub(crate) fn sharing_parts(&self, share: &mut impl FnMut(&Arc<str>) -> Arc<str>) -> EntityRef {
+        EntityRef {
+            kind: share(&self.kind),
+            namespace: share(&self.namespace),
+            name: Arc::clone(&self.name),
+        }
+    }
+
     pub fn kind(&self) -> &str {
         &self.kind
     }

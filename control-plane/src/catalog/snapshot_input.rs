@@ -5,7 +5,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use super::closure::{close_membership, RelationStats};
+use super::closure::{close_membership_cached, ClosureCache, RelationStats};
 use super::index::CatalogIndex;
 use super::ownership::{owned_resources, OwnershipAnnotations};
 use super::warning::CatalogWarning;
@@ -59,8 +59,18 @@ pub fn build_snapshot_input(
     index: &CatalogIndex,
     annotations: &OwnershipAnnotations,
 ) -> CatalogBuild {
+    build_snapshot_input_cached(index, annotations, &mut ClosureCache::default())
+}
+
+/// [`build_snapshot_input`], reusing the group closure in `cache` when the hierarchy did not
+/// change since it was computed (the same result either way).
+pub fn build_snapshot_input_cached(
+    index: &CatalogIndex,
+    annotations: &OwnershipAnnotations,
+    cache: &mut ClosureCache,
+) -> CatalogBuild {
     let mut warnings: Vec<CatalogWarning> = index.warnings().to_vec();
-    let (membership, mut found) = close_membership(index);
+    let (membership, mut found) = close_membership_cached(index, cache);
     warnings.append(&mut found);
 
     // The ref table starts with the groups in closure order, so closure ids are positions.

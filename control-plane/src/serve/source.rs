@@ -6,6 +6,8 @@
 //! - Backstage API: a cheap consistency check first (only `metadata.uid` and `metadata.etag`
 //!   of every entity); an unchanged answer skips the full read.
 
+use std::borrow::Cow;
+
 use crate::catalog::{CatalogIndex, DirFingerprint, DirSource, RestSource};
 
 use super::config::{BackstageCatalog, CatalogSource};
@@ -13,11 +15,13 @@ use super::err::SyncError;
 use super::token::resolve_token;
 
 /// What one read gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Read {
     /// The catalog is the one read last time.
     Unchanged,
-    /// The catalog, read (or, for a directory, re-read where it changed).
-    Catalog(CatalogIndex),
+    /// The catalog was read (or, for a directory, re-read where it changed); take it with
+    /// [`CatalogReader::take_index`].
+    Catalog,
 }
 
 /// A catalog source with what it remembers between syncs.
@@ -27,6 +31,8 @@ pub(crate) enum CatalogReader {
         config: BackstageCatalog,
         /// The consistency check of the last full read.
         checked: Option<u64>,
+        /// The last full read, until it is taken.
+        read: Option<CatalogIndex>,
     },
 }
 
@@ -37,6 +43,7 @@ impl CatalogReader {
             CatalogSource::Backstage(config) => CatalogReader::Backstage {
                 config: config.clone(),
                 checked: None,
+                read: None,
             },
         }
     }
@@ -61,9 +68,13 @@ impl CatalogReader {
                 if may_skip && !refresh.changed() {
                     return Ok(Read::Unchanged);
                 }
-                Ok(Read::Catalog(source.index()))
+                Ok(Read::Catalog)
             }
-            CatalogReader::Backstage { config, checked } => {
+            CatalogReader::Backstage {
+                config,
+                checked,
+                read,
+            } => {
                 let source = rest_source(config)?;
                 let check = source.consistency_check().map_err(SyncError::Catalog)?;
                 if may_skip && *checked == Some(check) {
@@ -71,8 +82,18 @@ impl CatalogReader {
                 }
                 let index = source.load().map_err(SyncError::Catalog)?;
                 *checked = Some(check);
-                Ok(Read::Catalog(index))
+                *read = Some(index);
+                Ok(Read::Catalog)
             }
+        }
+    }
+
+    /// The catalog as last read: the directory's index, kept between reads (only changed
+    /// files' entities were replaced), or the API's last answer, handed over once.
+    pub(crate) fn take_index(&mut self) -> Cow<'_, CatalogIndex> {
+        match self {
+            CatalogReader::Directory(source) => Cow::Borrowed(source.index()),
+            CatalogReader::Backstage { read, .. } => Cow::Owned(read.take().unwrap_or_default()),
         }
     }
 

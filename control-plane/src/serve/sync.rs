@@ -23,8 +23,8 @@ use super::log::{error_chain, LogSink};
 use super::rules::load_rules;
 use super::source::{CatalogReader, Read};
 use crate::catalog::{
-    build_snapshot_input, summarize, CatalogBuild, CatalogIndex, CatalogWarning, DirFingerprint,
-    OwnershipAnnotations,
+    build_snapshot_input_cached, summarize, CatalogBuild, CatalogWarning, ClosureCache,
+    DirFingerprint, OwnershipAnnotations,
 };
 use crate::snapshot::{build, SigningKey, TrustedKey};
 use crate::view::{project, ViewScope};
@@ -186,6 +186,8 @@ pub struct Syncer {
     /// Earlier versions of the whole snapshot, to sign deltas from.
     history: DeltaHistory,
     views: Vec<ViewState>,
+    /// The group closure of the last build, reused while the hierarchy does not change.
+    closure_cache: ClosureCache,
 }
 
 /// One configured view: its config, what it last published, and its own history.
@@ -286,6 +288,7 @@ impl Syncer {
                     history: DeltaHistory::new(config.delta_history),
                 })
                 .collect(),
+            closure_cache: ClosureCache::default(),
         }
     }
 
@@ -468,30 +471,25 @@ impl Syncer {
     ) -> Result<Synced, SyncError> {
         let mut phases = PhaseTimes::default();
         let mut watch = Stopwatch::start();
-        let index = match self.catalog.read(may_skip)? {
-            Read::Unchanged => {
-                if let Some(current) = &self.current {
-                    return Ok(Synced {
-                        published: Arc::clone(current),
-                        changed: false,
-                        warnings: None,
-                        phases,
-                    });
-                }
-                // Never reached: skipping needs a current snapshot. Read in full.
-                match self.catalog.read(false)? {
-                    Read::Catalog(index) => index,
-                    Read::Unchanged => CatalogIndex::default(),
-                }
+        if self.catalog.read(may_skip)? == Read::Unchanged {
+            if let Some(current) = &self.current {
+                return Ok(Synced {
+                    published: Arc::clone(current),
+                    changed: false,
+                    warnings: None,
+                    phases,
+                });
             }
-            Read::Catalog(index) => index,
-        };
+            // Never reached: skipping needs a current snapshot. Read in full.
+            self.catalog.read(false)?;
+        }
+        let index = self.catalog.take_index();
         phases.read = watch.lap();
         let CatalogBuild {
             mut input,
             warnings,
             relations,
-        } = build_snapshot_input(&index, &self.annotations);
+        } = build_snapshot_input_cached(&index, &self.annotations, &mut self.closure_cache);
         drop(index);
         // Counted as the snapshot counts them (what `with_current` reads back from a file):
         // `groups` is the group table, which also holds owners that are users.
