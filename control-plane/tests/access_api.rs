@@ -786,3 +786,82 @@ fn the_cli_requests_lists_approves_and_revokes() {
     );
     assert!(code == 2 && out.contains("--target"), "{out}");
 }
+
+/// The snapshot the server serves now, verified with its key.
+fn served(api: &Api) -> meshgate_core::snapshot::Snapshot {
+    let response = ureq::get(&api.server.snapshot_url()).call().unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).unwrap();
+    meshgate_core::snapshot::Snapshot::decode(
+        &bytes,
+        &[api.server.trusted_key()],
+        &meshgate_core::snapshot::DecodeLimits::default(),
+    )
+    .unwrap()
+}
+
+/// Polls the served snapshot until `check` holds (false after 10 s).
+fn served_within(api: &Api, check: impl Fn(&meshgate_core::snapshot::Snapshot) -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if check(&served(api)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn approved_grants_are_published_with_the_snapshot_and_revoked_ones_leave_it() {
+    // The catalog is read once an hour here: only the grant changes can move the snapshot.
+    let api = start("publish", None);
+    let before = served(&api);
+    assert!(before.grants().unwrap().is_empty());
+
+    let (_, created) = api.request_dag("carol", "etl_daily", "1h");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, approved) = api.as_user(
+        "alice",
+        "POST",
+        &format!("/v1/access/requests/{id}/approve"),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{approved}");
+    let grant_id = approved["grant"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        served_within(&api, |s| {
+            s.grants()
+                .unwrap()
+                .of_user("user:default/carol")
+                .iter()
+                .any(|g| g.id == grant_id)
+        }),
+        "the approval never reached the snapshot"
+    );
+    let with_grant = served(&api);
+    assert!(with_grant.version() > before.version());
+    assert_eq!(with_grant.user_count(), before.user_count(), "same catalog");
+    let grant = with_grant.grants().unwrap().iter().next().cloned().unwrap();
+    assert_eq!(
+        grant.target,
+        meshgate_core::snapshot::GrantTarget::Resource {
+            kind: "airflow.dag".into(),
+            id: "etl_daily".into()
+        }
+    );
+    let lasts = grant.not_after.secs() - unix_now();
+    assert!((3590..=3601).contains(&lasts), "not_after in {lasts} s");
+
+    let (status, body) = api.as_user(
+        "alice",
+        "POST",
+        &format!("/v1/access/grants/{grant_id}/revoke"),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        served_within(&api, |s| s.grants().unwrap().is_empty()),
+        "the revocation never reached the snapshot"
+    );
+}

@@ -229,9 +229,13 @@ pub trait AccessStore: Send + Sync {
 /// Which database, as `access.store` (`serve/config.rs`) names it once resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
     /// A libpq connection string.
-    Postgres { url: String },
+    Postgres {
+        url: String,
+    },
 }
 
 /// The clock, unix milliseconds (migrations record when they were applied).

@@ -74,6 +74,17 @@ impl Server {
                 })?,
             )),
         };
+        // Approved access goes out with the snapshot: the syncer asks the store for the grants
+        // in force at every sync.
+        let syncer = match &access {
+            Some(access) => {
+                let access = Arc::clone(access);
+                syncer.with_grants(Arc::new(move |now| {
+                    access.active_grants(now).map_err(|error| error.to_string())
+                }))
+            }
+            None => syncer,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (commands, receiver) = mpsc::channel();
         let mut running = RunningServer {
@@ -115,6 +126,35 @@ impl Server {
             // On error `running` is dropped, which stops what was started.
             let handle = spawn(&format!("meshgate-http-{worker}"), move || {
                 http_worker(&http, &shared, &stop, &commands, &log, access.as_deref());
+            })?;
+            running.workers.push(handle);
+        }
+        if let Some(access) = &access {
+            // Each change of grants (approval, revocation, expiry) asks for a sync at once;
+            // the sync loop coalesces a burst into one.
+            let (changed, notices) = mpsc::channel();
+            access.subscribe(changed);
+            let commands = running.commands.clone();
+            let stop = Arc::clone(&stop);
+            let handle = spawn("meshgate-access-notices", move || {
+                while !stop.load(Ordering::Acquire) {
+                    match notices.recv_timeout(POLL) {
+                        Ok(()) => {
+                            let (reply, _) = mpsc::channel();
+                            if commands
+                                .send(Command::Sync {
+                                    reply,
+                                    force: false,
+                                })
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
             })?;
             running.workers.push(handle);
         }

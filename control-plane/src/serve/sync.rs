@@ -12,7 +12,8 @@ use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use meshgate_core::snapshot::{DecodeLimits, IndexedInput, Snapshot, SnapshotHeader};
+use meshgate_core::snapshot::{DecodeLimits, Grants, IndexedInput, Snapshot, SnapshotHeader};
+use meshgate_core::UnixTime;
 use serde::Serialize;
 
 use super::config::{ServeConfig, ViewConfig};
@@ -188,7 +189,17 @@ pub struct Syncer {
     views: Vec<ViewState>,
     /// The group closure of the last build, reused while the hierarchy does not change.
     closure_cache: ClosureCache,
+    /// Where active access grants come from (the access API's store), if anywhere.
+    grants_feed: Option<GrantsFeed>,
+    /// The grants in `current`.
+    published_grants: Grants,
+    /// The last error reading grants, logged once.
+    grants_error: Option<String>,
 }
+
+/// The access grants in force at a moment, from the access store; `Err` says why they
+/// cannot be read now.
+pub type GrantsFeed = Arc<dyn Fn(UnixTime) -> Result<Grants, String> + Send + Sync>;
 
 /// One configured view: its config, what it last published, and its own history.
 struct ViewState {
@@ -289,7 +300,18 @@ impl Syncer {
                 })
                 .collect(),
             closure_cache: ClosureCache::default(),
+            grants_feed: None,
+            published_grants: Grants::default(),
+            grants_error: None,
         }
+    }
+
+    /// Publishes the grants `feed` says are in force with every snapshot; a sync that finds
+    /// the catalog unchanged still publishes when they changed (a new version without reading
+    /// the catalog again).
+    pub fn with_grants(mut self, feed: GrantsFeed) -> Syncer {
+        self.grants_feed = Some(feed);
+        self
     }
 
     /// Uses `clock` (unix milliseconds) instead of the system clock.
@@ -472,13 +494,31 @@ impl Syncer {
         let mut phases = PhaseTimes::default();
         let mut watch = Stopwatch::start();
         if self.catalog.read(may_skip)? == Read::Unchanged {
-            if let Some(current) = &self.current {
-                return Ok(Synced {
-                    published: Arc::clone(current),
-                    changed: false,
-                    warnings: None,
-                    phases,
-                });
+            if let Some(current) = self.current.clone() {
+                // The catalog is as published; the grants may not be.
+                let now_ms = (self.clock)();
+                let grants = self.grants_now(now_ms);
+                if grants == self.published_grants {
+                    return Ok(Synced {
+                        published: current,
+                        changed: false,
+                        warnings: None,
+                        phases,
+                    });
+                }
+                let mut input = Snapshot::decode(
+                    &current.bytes,
+                    std::slice::from_ref(&self.trusted),
+                    &DecodeLimits::default(),
+                )
+                .ok()
+                .and_then(|snapshot| snapshot.to_indexed())
+                .ok_or(SyncError::SelfCheck(
+                    meshgate_core::snapshot::SnapshotError::HashMismatch,
+                ))?;
+                input.grants = grants;
+                phases.read = watch.lap();
+                return self.publish(input, None, rules, None, phases, watch);
             }
             // Never reached: skipping needs a current snapshot. Read in full.
             self.catalog.read(false)?;
@@ -503,15 +543,67 @@ impl Syncer {
         }
         input.rules.clone_from(rules);
         let now_ms = (self.clock)();
+        input.grants = self.grants_now(now_ms);
+        self.publish(input, Some(counts), rules, Some(warnings), phases, watch)
+    }
+
+    /// The grants in force at `now_ms`, from the access store. When the store cannot say,
+    /// the ones published before that are still in force: an outage of the store neither
+    /// drops approved access nor keeps expired access (the edge ends each at `not_after`).
+    fn grants_now(&mut self, now_ms: u64) -> Grants {
+        let Some(feed) = &self.grants_feed else {
+            return Grants::default();
+        };
+        let now = UnixTime::from_secs(i64::try_from(now_ms / 1000).unwrap_or(i64::MAX));
+        match feed(now) {
+            Ok(grants) => {
+                self.grants_error = None;
+                grants
+            }
+            Err(error) => {
+                if self.grants_error.as_deref() != Some(error.as_str()) {
+                    (self.log)(&format!(
+                        "sync: cannot read the access grants ({error}); keeping the {} published",
+                        self.published_grants.active_count(now)
+                    ));
+                }
+                self.grants_error = Some(error);
+                Grants::new(
+                    self.published_grants
+                        .iter()
+                        .filter(|g| g.is_active(now))
+                        .cloned()
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// Encodes, checks and publishes `input` (with its views and deltas). `counts` and
+    /// `warnings` are `None` when the catalog was not read again (only grants changed).
+    fn publish(
+        &mut self,
+        input: IndexedInput,
+        counts: Option<CatalogCounts>,
+        rules: &Option<String>,
+        warnings: Option<Vec<CatalogWarning>>,
+        mut phases: PhaseTimes,
+        mut watch: Stopwatch,
+    ) -> Result<Synced, SyncError> {
+        let now_ms = (self.clock)();
         let version = next_version(self.current.as_ref().map(|c| c.version), now_ms);
         let generated_at = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         phases.model = watch.lap();
         let bytes = build(&input, version, generated_at, &self.key).map_err(SyncError::Encode)?;
         let header = SnapshotHeader::peek(&bytes).map_err(SyncError::SelfCheck)?;
         phases.encode = watch.lap();
+        let published_grants = input.grants.clone();
         let for_views = (!self.views.is_empty()).then_some(input);
-        self.published_counts = Some(counts);
+        if counts.is_some() {
+            self.published_counts = counts;
+        }
         self.published_rules = Some(rules.clone());
+        self.published_grants = published_grants;
         if let Some(current) = self.current.clone() {
             if current.content_hash == header.content_hash_hex() {
                 // Same catalog; a view's own rules file may still have changed.
@@ -534,7 +626,7 @@ impl Syncer {
                 return Ok(Synced {
                     published,
                     changed: false,
-                    warnings: Some(warnings),
+                    warnings,
                     phases,
                 });
             }
@@ -562,7 +654,7 @@ impl Syncer {
         Ok(Synced {
             published,
             changed: true,
-            warnings: Some(warnings),
+            warnings,
             phases,
         })
     }
