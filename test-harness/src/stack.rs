@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use meshgate_control_plane::access::{AccessSettings, AuditSettings, AuthSettings, StoreSettings};
 use meshgate_control_plane::issuer::MintRequest;
 use meshgate_control_plane::serve::{
     stderr_log, CatalogSource, RunningServer, ServeConfig, ServeError, Server,
@@ -74,6 +75,10 @@ pub struct StackOptions {
     /// Give the fake Backstage a signing key before Envoy starts, so its first JWKS fetch
     /// loads keys (a real backend's JWKS is empty until its first sign-in).
     pub backstage_keys_at_start: bool,
+    /// Run the control plane with the access API: the demo's access policy
+    /// (`envoy/demo/access-policy.yaml`), a SQLite store and an audit file in the run
+    /// directory, callers verified with the stack's own Envoy configuration.
+    pub access: bool,
 }
 
 pub struct Stack {
@@ -89,6 +94,8 @@ pub struct Stack {
     pub control_plane_port: u16,
     /// The catalog the control plane reads: a copy of `test-harness/catalog`, free to edit.
     pub catalog_dir: PathBuf,
+    /// The control plane's access API settings, when the stack runs it.
+    pub access: Option<AccessSettings>,
 }
 
 /// The shipped demo config with its four ports replaced.
@@ -187,6 +194,7 @@ fn start_control_plane(
     catalog_dir: &Path,
     port: u16,
     signing_key_file: &Path,
+    access: Option<&AccessSettings>,
 ) -> Result<RunningServer, StackError> {
     let mut config = ServeConfig::new(
         CatalogSource::Directory(catalog_dir.to_owned()),
@@ -194,9 +202,49 @@ fn start_control_plane(
     );
     config.listen = SocketAddr::from(([127, 0, 0, 1], port));
     config.resync_interval = Duration::from_secs(1);
+    config.access = access.cloned();
     let server = Server::start_with_log(config, stderr_log())?;
     server.wait_ready(Duration::from_secs(10));
     Ok(server)
+}
+
+/// The access API as the demo runs it, in `dir`: the stack's Envoy configuration (written
+/// there) names the providers callers are verified with, and their key sets are fetched from
+/// the stack's issuer and fake Backstage.
+fn access_settings(
+    dir: &Path,
+    envoy_yaml: &str,
+    issuer: &IssuerServer,
+    backstage: &BackstageServer,
+) -> Result<AccessSettings, StackError> {
+    let filter_config = dir.join("envoy.yaml");
+    std::fs::write(&filter_config, envoy_yaml).map_err(|source| StackError::Io {
+        action: "write",
+        path: filter_config.clone(),
+        source,
+    })?;
+    Ok(AccessSettings {
+        policy_file: repo_root().join("envoy/demo/access-policy.yaml"),
+        store: StoreSettings::Sqlite {
+            path: dir.join("access.db"),
+        },
+        audit: AuditSettings {
+            stdout: false,
+            file: Some(dir.join("audit.jsonl")),
+        },
+        auth: AuthSettings {
+            filter_config,
+            jwks_files: Default::default(),
+            jwks_urls: [
+                ("demo".to_owned(), format!("{}/jwks", issuer.url())),
+                (
+                    "backstage".to_owned(),
+                    format!("{}/api/auth/.well-known/jwks.json", backstage.url()),
+                ),
+            ]
+            .into(),
+        },
+    })
 }
 
 fn run_dir() -> Result<PathBuf, StackError> {
@@ -234,21 +282,30 @@ impl Stack {
         }
         let catalog_dir = dir.join("catalog");
         copy_catalog(&catalog_dir)?;
-        let (control_plane, control_plane_port) = if opts.control_plane_down_at_start {
-            (None, free_port()?)
-        } else {
-            let server = start_control_plane(&catalog_dir, 0, &repo_root().join(DEMO_CP_KEY))?;
-            let port = server.port();
-            (Some(server), port)
-        };
         let (listen, admin) = (free_port()?, free_port()?);
         let ports = Ports {
             issuer: issuer.port(),
             upstream: upstream.port(),
-            control_plane: control_plane_port,
+            control_plane: free_port()?,
             backstage: backstage.port(),
         };
         let yaml = apply_edits(stack_yaml(listen, admin, &ports)?, opts)?;
+        let access = if opts.access {
+            Some(access_settings(&dir, &yaml, &issuer, &backstage)?)
+        } else {
+            None
+        };
+        let control_plane_port = ports.control_plane;
+        let control_plane = if opts.control_plane_down_at_start {
+            None
+        } else {
+            Some(start_control_plane(
+                &catalog_dir,
+                control_plane_port,
+                &repo_root().join(DEMO_CP_KEY),
+                access.as_ref(),
+            )?)
+        };
         let envoy = Envoy::start(envoy_options(yaml, admin))?;
         let stack = Stack {
             issuer,
@@ -259,6 +316,7 @@ impl Stack {
             control_plane,
             control_plane_port,
             catalog_dir,
+            access,
         };
         if !opts.jwks_down_at_start && !opts.control_plane_down_at_start {
             stack.wait_for_keys(Duration::from_secs(15))?;
@@ -280,6 +338,7 @@ impl Stack {
             &self.catalog_dir,
             self.control_plane_port,
             signing_key_file,
+            self.access.as_ref(),
         )?);
         Ok(())
     }
