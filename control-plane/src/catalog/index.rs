@@ -73,7 +73,18 @@ impl CatalogIndex {
             }
         }
         drop(first);
-        let mut entities: Vec<Entity> = kept.into_iter().map(|(_, entity)| entity).collect();
+        CatalogIndex::from_unique(
+            kept.into_iter().map(|(_, entity)| entity).collect(),
+            warnings,
+        )
+    }
+
+    /// Indexes entities whose references are all different (duplicates already resolved),
+    /// mirroring relations as [`CatalogIndex::from_located`] does.
+    pub(crate) fn from_unique(
+        mut entities: Vec<Entity>,
+        mut warnings: Vec<CatalogWarning>,
+    ) -> CatalogIndex {
         entities.sort_unstable_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
         let positions: HashMap<EntityRef, usize> = entities
             .iter()
@@ -103,6 +114,8 @@ impl CatalogIndex {
         for entity in &mut entities {
             entity.relations.sort();
             entity.relations.dedup();
+            // Kept between syncs by a directory source: no spare capacity.
+            entity.relations.shrink_to_fit();
         }
         warnings.sort();
         warnings.dedup();

@@ -187,14 +187,16 @@ impl LiveIndex {
 
     /// The index built from scratch from every source.
     fn rebuild(&mut self, warnings: Vec<CatalogWarning>) {
-        let located = self.sources.values().flat_map(|source| {
-            source
-                .located
-                .iter()
-                .map(|(location, entity)| (location.clone(), (**entity).clone()))
-        });
-        // Duplicate warnings are in `warnings` already; `from_located` finds the same again.
-        self.index = CatalogIndex::from_located(located, warnings);
+        // The old index is not read: freed first, so the two are never held together.
+        self.index = CatalogIndex::default();
+        let winners: Vec<Entity> = self
+            .copies
+            .keys()
+            .filter_map(|entity_ref| self.winner(entity_ref))
+            .map(|entity| (**entity).clone())
+            .collect();
+        // Duplicate warnings are in `warnings` already.
+        self.index = CatalogIndex::from_unique(winners, warnings);
     }
 
     /// Every source's warnings and the duplicate warnings.
@@ -302,6 +304,7 @@ impl LiveIndex {
             relations.extend(mirrored.remove(entity_ref).unwrap_or_default());
             relations.sort();
             relations.dedup();
+            relations.shrink_to_fit();
             upserts.push(Entity {
                 entity_ref: own.entity_ref.clone(),
                 email: own.email.clone(),
