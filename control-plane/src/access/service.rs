@@ -112,7 +112,12 @@ impl AccessService {
     /// its own clock.
     pub fn active_grants(&self, now: UnixTime) -> Result<Grants, ApiError> {
         // The end of the second `now` names: a grant made earlier in that second is in force.
-        let now_ms = now.secs().saturating_mul(1000).saturating_add(999);
+        self.active_grants_at(now.secs().saturating_mul(1000).saturating_add(999))
+    }
+
+    /// [`AccessService::active_grants`] at `now_ms` (Unix milliseconds): what the syncer
+    /// publishes, so a grant ending within the current second is not dropped early.
+    pub fn active_grants_at(&self, now_ms: i64) -> Result<Grants, ApiError> {
         let grants = self.store.active_grants(now_ms)?;
         Ok(Grants::new(
             grants

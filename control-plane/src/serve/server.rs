@@ -79,8 +79,11 @@ impl Server {
         let syncer = match &access {
             Some(access) => {
                 let access = Arc::clone(access);
-                syncer.with_grants(Arc::new(move |now| {
-                    access.active_grants(now).map_err(|error| error.to_string())
+                syncer.with_grants(Arc::new(move |now_ms| {
+                    let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+                    access
+                        .active_grants_at(now_ms)
+                        .map_err(|error| error.to_string())
                 }))
             }
             None => syncer,

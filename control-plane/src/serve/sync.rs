@@ -197,9 +197,9 @@ pub struct Syncer {
     grants_error: Option<String>,
 }
 
-/// The access grants in force at a moment, from the access store; `Err` says why they
-/// cannot be read now.
-pub type GrantsFeed = Arc<dyn Fn(UnixTime) -> Result<Grants, String> + Send + Sync>;
+/// The access grants in force at a moment (Unix milliseconds), from the access store; `Err`
+/// says why they cannot be read now.
+pub type GrantsFeed = Arc<dyn Fn(u64) -> Result<Grants, String> + Send + Sync>;
 
 /// One configured view: its config, what it last published, and its own history.
 struct ViewState {
@@ -555,7 +555,7 @@ impl Syncer {
             return Grants::default();
         };
         let now = UnixTime::from_secs(i64::try_from(now_ms / 1000).unwrap_or(i64::MAX));
-        match feed(now) {
+        match feed(now_ms) {
             Ok(grants) => {
                 self.grants_error = None;
                 grants
