@@ -858,6 +858,64 @@ fn a_database_that_is_down_answers_503_and_snapshots_keep_serving() {
     assert_eq!(grants["grants"].as_array().unwrap().len(), 1, "{grants}");
 }
 
+/// How long the SQLite store waits for another connection's write lock (`BUSY_TIMEOUT` in
+/// access_store/sqlite.rs, which is private).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite has no server to go down, and taking its file or directory away is not something
+/// that happens to a running control plane. What does happen: another process holds the
+/// database's write lock (an operator's `sqlite3` shell left in `BEGIN IMMEDIATE`, a backup
+/// tool). Writes then wait the store's busy timeout and answer 503 `store_unavailable`,
+/// snapshots are served, and once the lock is released writes succeed at once.
+///
+/// Reads answer 200 (WAL), but not at once: the store has one connection behind a mutex, and
+/// the expiry tick (a write, every second) holds it for a whole busy timeout each time, so a
+/// read waits behind one or two of them (10 s seen). Hence the loose bound on both calls.
+#[test]
+fn a_locked_sqlite_database_answers_503_for_writes_and_recovers() {
+    let bound = SQLITE_BUSY_TIMEOUT * 3;
+    let api = start("locked", None);
+    let (status, created) = api.request_dag("carol", "etl_daily", "1h");
+    assert_eq!(status, 201, "{created}");
+    let request_path = format!("/v1/access/requests/{}", created["id"].as_str().unwrap());
+    let holder = rusqlite::Connection::open(api.dir.join("access.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let started = Instant::now();
+    let (status, body) = api.request_dag("erin", "etl_daily", "1h");
+    assert_eq!((status, code(&body)), (503, "store_unavailable"), "{body}");
+    assert!(started.elapsed() < bound, "create: {:?}", started.elapsed());
+    let started = Instant::now();
+    let (status, record) = api.as_user("carol", "GET", &request_path, Value::Null);
+    assert_eq!(
+        (status, record["state"].as_str()),
+        (200, Some("pending")),
+        "{record}"
+    );
+    assert!(started.elapsed() < bound, "get: {:?}", started.elapsed());
+    let snapshot = ureq::get(&api.server.snapshot_url()).call().unwrap();
+    assert_eq!(snapshot.status(), 200);
+
+    holder.execute_batch("ROLLBACK").unwrap();
+    let started = Instant::now();
+    let (status, approved) = api.as_user(
+        "alice",
+        "POST",
+        &format!("{request_path}/approve"),
+        json!({}),
+    );
+    assert_eq!(
+        (status, approved["state"].as_str()),
+        (200, Some("approved")),
+        "{approved}"
+    );
+    assert!(
+        started.elapsed() < SQLITE_BUSY_TIMEOUT,
+        "approve: {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn sync_needs_an_admin_when_access_is_configured() {
     let api = start("sync", None);
