@@ -1,21 +1,26 @@
 //! The access-request API end to end over HTTP: a server on 127.0.0.1:0 over a copy of the
 //! sample catalog (test-harness/catalog), callers with tokens signed by the test keys and
-//! verified through a local JWKS, an access policy, and a SQLite store in a temp dir (or the
-//! in-memory store, for a database that goes down).
+//! verified through a local JWKS, an access policy, and a SQLite store in a temp dir. The
+//! database-down test runs on a fresh PostgreSQL database (`MESHGATE_TEST_POSTGRES_URL`, as
+//! tests/access_store.rs; without it it prints `skipped` and passes) reached through a TCP
+//! forwarder the test cuts and restores.
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
     reason = "helpers outside #[test] fns should fail the test loudly too"
 )]
 
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use meshgate_control_plane::access::{
-    AccessSettings, AccessStore, AuditSettings, AuthSettings, MemoryStore, StoreSettings,
+    AccessSettings, AccessStore, AuditSettings, AuthSettings, StoreSettings,
 };
+use meshgate_control_plane::access_store::StoreConfig;
 use meshgate_control_plane::serve::{no_log, CatalogSource, RunningServer, ServeConfig, Server};
 use meshgate_control_plane::snapshot::{generate_signing_key, write_new_signing_key};
 use meshgate_test_support::keys::{ed25519_private, public_jwk, rsa_private};
@@ -622,23 +627,292 @@ fn concurrent_approvals_make_exactly_one_grant() {
     }
 }
 
+// ---- a database that goes down ----------------------------------------------------------
+
+const POSTGRES_URL: &str = "MESHGATE_TEST_POSTGRES_URL";
+
+/// A fresh, empty PostgreSQL database on the server `MESHGATE_TEST_POSTGRES_URL` names,
+/// dropped at the end.
+struct PostgresDatabase {
+    base: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    /// `None` (after saying so) when PostgreSQL is not configured.
+    fn fresh(label: &str) -> Option<PostgresDatabase> {
+        let Ok(base) = std::env::var(POSTGRES_URL) else {
+            println!("skipped: {label} on PostgreSQL ({POSTGRES_URL} is not set)");
+            return None;
+        };
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "mg_api_{label}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        Some(PostgresDatabase { base, name })
+    }
+
+    /// The server's address, as the base URL names it.
+    fn server(&self) -> SocketAddr {
+        let config: ::postgres::Config = self.base.parse().unwrap();
+        let host = match config.get_hosts().first() {
+            Some(::postgres::config::Host::Tcp(host)) => host.clone(),
+            other => panic!("{POSTGRES_URL} names no TCP host: {other:?}"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}").parse().unwrap()
+    }
+
+    /// The URL of this database through `via` instead of the server's own address.
+    fn url_via(&self, via: SocketAddr) -> String {
+        let (front, query) = self.base.split_once('?').unwrap_or((&self.base, ""));
+        let (scheme, rest) = front.split_once("://").unwrap();
+        let authority = rest.split('/').next().unwrap();
+        let user = authority
+            .rsplit_once('@')
+            .map(|(user, _)| format!("{user}@"))
+            .unwrap_or_default();
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        format!("{scheme}://{user}{via}/{}{query}", self.name)
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = ::postgres::Client::connect(&self.base, ::postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// A TCP forwarder on 127.0.0.1 to `target`, a thread per direction of each connection.
+/// [`Forwarder::cut`] closes every connection and stops listening (new connections are
+/// refused, as by a server that is down); [`Forwarder::restore`] listens on the same port again.
+struct Forwarder {
+    addr: SocketAddr,
+    target: SocketAddr,
+    /// The connections open now, both ends; `None` while cut.
+    open: Arc<Mutex<Option<Vec<TcpStream>>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn to(target: SocketAddr) -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut forwarder = Forwarder {
+            addr: listener.local_addr().unwrap(),
+            target,
+            open: Arc::new(Mutex::new(None)),
+            acceptor: None,
+        };
+        forwarder.listen(listener);
+        forwarder
+    }
+
+    fn listen(&mut self, listener: TcpListener) {
+        *self.open.lock().unwrap() = Some(Vec::new());
+        let (open, target) = (Arc::clone(&self.open), self.target);
+        self.acceptor = Some(std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let mut open = open.lock().unwrap();
+                // Cut: this was the wake-up (or a late client); the listener closes on return.
+                let Some(streams) = open.as_mut() else { return };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+                streams.extend([client, server]);
+            }
+        }));
+    }
+
+    /// Closes every connection and refuses new ones until [`Forwarder::restore`].
+    fn cut(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        for stream in self.open.lock().unwrap().take().unwrap_or_default() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        // Wakes the acceptor, which sees the cut and returns, closing the listener.
+        drop(TcpStream::connect(self.addr));
+        acceptor.join().unwrap();
+        assert!(TcpStream::connect(self.addr).is_err(), "still listening");
+    }
+
+    fn restore(&mut self) {
+        let listener = TcpListener::bind(self.addr).unwrap();
+        self.listen(listener);
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Asserts the call answers 503 `store_unavailable`, and within a few seconds (the store
+/// must not wait out TCP timeouts while the API holds the caller).
+fn unavailable_promptly(what: &str, call: impl FnOnce() -> (u16, Value)) {
+    let started = Instant::now();
+    let (status, body) = call();
+    let took = started.elapsed();
+    assert_eq!(
+        (status, code(&body)),
+        (503, "store_unavailable"),
+        "{what}: {body}"
+    );
+    assert!(took < Duration::from_secs(5), "{what}: took {took:?}");
+}
+
 #[test]
 fn a_database_that_is_down_answers_503_and_snapshots_keep_serving() {
-    let store = Arc::new(MemoryStore::new());
-    let api = start("down", Some(store.clone()));
-    assert_eq!(api.request_dag("carol", "etl_daily", "1h").0, 201);
-    store.set_down(true);
-    let (status, body) = api.request_dag("carol", "etl_daily", "1h");
-    assert_eq!((status, code(&body)), (503, "store_unavailable"), "{body}");
-    let (status, body) = api.as_user("carol", "GET", "/v1/access/grants?mine=1", Value::Null);
-    assert_eq!((status, code(&body)), (503, "store_unavailable"));
+    let Some(db) = PostgresDatabase::fresh("down") else {
+        return;
+    };
+    let mut link = Forwarder::to(db.server());
+    let store = meshgate_control_plane::access_store::open(&StoreConfig::Postgres {
+        url: db.url_via(link.addr),
+    })
+    .unwrap();
+    let api = start("down", Some(Arc::from(store)));
+    let (status, created) = api.request_dag("carol", "etl_daily", "1h");
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let request_path = format!("/v1/access/requests/{id}");
+    let snapshot = ureq::get(&api.server.snapshot_url()).call().unwrap();
+    let etag = snapshot.header("ETag").map(str::to_owned);
+    let bytes = snapshot.into_string().unwrap();
+
+    link.cut();
+    unavailable_promptly("create", || api.request_dag("erin", "etl_daily", "1h"));
+    unavailable_promptly("list grants", || {
+        api.as_user("carol", "GET", "/v1/access/grants?mine=1", Value::Null)
+    });
+    unavailable_promptly("get", || {
+        api.as_user("carol", "GET", &request_path, Value::Null)
+    });
+    unavailable_promptly("approve", || {
+        api.as_user(
+            "alice",
+            "POST",
+            &format!("{request_path}/approve"),
+            json!({}),
+        )
+    });
+    // The edge is unaffected: the same signed snapshot is served, and a sync still publishes.
     let snapshot = ureq::get(&api.server.snapshot_url()).call().unwrap();
     assert_eq!(snapshot.status(), 200);
-    store.set_down(false);
+    assert_eq!(snapshot.header("ETag").map(str::to_owned), etag);
+    assert_eq!(snapshot.into_string().unwrap(), bytes);
+    let report = api.server.trigger_sync().unwrap();
+    assert!(
+        !report.serving_stale && report.error.is_none(),
+        "{report:?}"
+    );
+
+    // Back up: the store connects again on the next call, and nothing changed while down.
+    link.restore();
+    let (status, record) = api.as_user("carol", "GET", &request_path, Value::Null);
     assert_eq!(
-        api.as_user("carol", "GET", "/v1/access/grants?mine=1", Value::Null)
-            .0,
-        200
+        (status, record["state"].as_str()),
+        (200, Some("pending")),
+        "{record}"
+    );
+    let (status, approved) = api.as_user(
+        "alice",
+        "POST",
+        &format!("{request_path}/approve"),
+        json!({}),
+    );
+    assert_eq!(
+        (status, approved["state"].as_str()),
+        (200, Some("approved")),
+        "{approved}"
+    );
+    let (status, grants) = api.as_user("carol", "GET", "/v1/access/grants?mine=1", Value::Null);
+    assert_eq!(status, 200, "{grants}");
+    assert_eq!(grants["grants"].as_array().unwrap().len(), 1, "{grants}");
+}
+
+/// How long the SQLite store waits for another connection's write lock (`BUSY_TIMEOUT` in
+/// access_store/sqlite.rs, which is private).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite has no server to go down, and taking its file or directory away is not something
+/// that happens to a running control plane. What does happen: another process holds the
+/// database's write lock (an operator's `sqlite3` shell left in `BEGIN IMMEDIATE`, a backup
+/// tool). Writes then wait the store's busy timeout and answer 503 `store_unavailable`,
+/// snapshots are served, and once the lock is released writes succeed at once.
+///
+/// Reads answer 200 (WAL), but not at once: the store has one connection behind a mutex, and
+/// the expiry tick (a write, every second) holds it for a whole busy timeout each time, so a
+/// read waits behind one or two of them (10 s seen). Hence the loose bound on both calls.
+#[test]
+fn a_locked_sqlite_database_answers_503_for_writes_and_recovers() {
+    let bound = SQLITE_BUSY_TIMEOUT * 3;
+    let api = start("locked", None);
+    let (status, created) = api.request_dag("carol", "etl_daily", "1h");
+    assert_eq!(status, 201, "{created}");
+    let request_path = format!("/v1/access/requests/{}", created["id"].as_str().unwrap());
+    let holder = rusqlite::Connection::open(api.dir.join("access.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let started = Instant::now();
+    let (status, body) = api.request_dag("erin", "etl_daily", "1h");
+    assert_eq!((status, code(&body)), (503, "store_unavailable"), "{body}");
+    assert!(started.elapsed() < bound, "create: {:?}", started.elapsed());
+    let started = Instant::now();
+    let (status, record) = api.as_user("carol", "GET", &request_path, Value::Null);
+    assert_eq!(
+        (status, record["state"].as_str()),
+        (200, Some("pending")),
+        "{record}"
+    );
+    assert!(started.elapsed() < bound, "get: {:?}", started.elapsed());
+    let snapshot = ureq::get(&api.server.snapshot_url()).call().unwrap();
+    assert_eq!(snapshot.status(), 200);
+
+    holder.execute_batch("ROLLBACK").unwrap();
+    let started = Instant::now();
+    let (status, approved) = api.as_user(
+        "alice",
+        "POST",
+        &format!("{request_path}/approve"),
+        json!({}),
+    );
+    assert_eq!(
+        (status, approved["state"].as_str()),
+        (200, Some("approved")),
+        "{approved}"
+    );
+    assert!(
+        started.elapsed() < SQLITE_BUSY_TIMEOUT,
+        "approve: {:?}",
+        started.elapsed()
     );
 }
 

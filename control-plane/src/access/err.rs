@@ -3,7 +3,7 @@
 
 use meshgate_core::access::Refusal;
 
-use super::store::StoreError;
+use crate::access_store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {

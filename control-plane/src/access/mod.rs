@@ -1,6 +1,6 @@
 //! The access-request API on the control plane (issue 16): callers authenticated by the
 //! filter's own providers ([`auth`]), requests assessed and reviewed by core's access policy
-//! over the current catalog snapshot ([`facts`]), kept in the durable store ([`store`]),
+//! over the current catalog snapshot ([`facts`]), kept in the durable store ([`crate::access_store`], SQLite or PostgreSQL),
 //! every change audited, and the grants in force handed to the snapshot
 //! ([`AccessService::active_grants`], with a notification when they change).
 //!
@@ -13,13 +13,12 @@ pub mod auth;
 pub mod err;
 pub mod facts;
 pub mod service;
-pub mod store;
 
+pub use crate::access_store::AccessStore;
 pub use api::{ApiRequest, MAX_BODY_BYTES, ROUTES};
 pub use auth::{AuthSettings, Authenticator};
 pub use err::ApiError;
 pub use service::{system_clock, AccessService, AuditSettings, Clock, CurrentSnapshot};
-pub use store::{AccessStore, MemoryStore};
 
 use std::path::PathBuf;
 
@@ -125,7 +124,7 @@ pub fn open_store(
             })?,
         },
     };
-    store::open(&config)
+    crate::access_store::open(&config)
         .map(std::sync::Arc::from)
         .map_err(|e| AccessSetupError::Store {
             detail: e.to_string(),

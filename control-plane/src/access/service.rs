@@ -18,11 +18,11 @@ use serde_json::{json, Value};
 use super::auth::Authenticator;
 use super::err::ApiError;
 use super::facts::{without_annotation_conditions, SnapshotFacts};
-use super::store::{
-    AccessRequest, AccessStore, AuditDraft, AuditLine, EventKind, Grant, ListFilter, RequestRecord,
-    RequestState, Review, Target, Verdict,
+use crate::access_store::{
+    AccessRequest, AccessStore, Grant, ListFilter, RequestRecord, RequestState, Review, StoreError,
+    Target, Verdict,
 };
-use crate::audit::AuditSink;
+use crate::audit::{AuditDraft, AuditLine, AuditSink, EventKind};
 use crate::serve::Published;
 use crate::snapshot::TrustedKey;
 
@@ -399,11 +399,9 @@ impl AccessService {
                 &[reviewed],
             )
             .map_err(|error| match error {
-                super::store::StoreError::Conflict { .. } => {
-                    ApiError::Refused(Refusal::AlreadyReviewed {
-                        user: caller.to_owned(),
-                    })
-                }
+                StoreError::Conflict { .. } => ApiError::Refused(Refusal::AlreadyReviewed {
+                    user: caller.to_owned(),
+                }),
                 other => other.into(),
             })?;
         self.audit(&lines);
@@ -547,7 +545,7 @@ impl AccessService {
             .store
             .revoke_grant(grant_id, caller, now, &[revoked])
             .map_err(|error| match error {
-                super::store::StoreError::Conflict { .. } => ApiError::AlreadyRevoked,
+                StoreError::Conflict { .. } => ApiError::AlreadyRevoked,
                 other => other.into(),
             })?;
         self.audit(&lines);
