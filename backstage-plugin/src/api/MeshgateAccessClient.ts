@@ -128,12 +128,12 @@ export class MeshgateAccessClient implements MeshgateAccessApi {
       if (controller.signal.aborted) {
         throw new MeshgateAccessError(
           'unavailable',
-          `no answer within ${Math.round(this.timeoutMs / 1000)} s`,
+          `no answer within ${this.timeoutMs / 1000} s`,
         );
       }
       throw new MeshgateAccessError(
         'unavailable',
-        `could not connect: ${error instanceof Error ? error.message : String(error)}`,
+        `could not connect: ${messageOf(error)}`,
       );
     } finally {
       clearTimeout(timer);
@@ -205,4 +205,10 @@ function parseApiError(
     // Not JSON: the caller reports the status alone.
   }
   return undefined;
+}
+
+/** An error's message, also for errors from another realm (jsdom, iframes) that fail `instanceof Error`. */
+function messageOf(error: unknown): string {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(error);
 }
