@@ -65,6 +65,14 @@ run_tests() {
   validate_envoy_configs
   log "cargo test (unit, corpus, glue, end-to-end through Envoy)"
   mkdir -p target
+  # The access-store tests run on SQLite and on a throwaway PostgreSQL (scripts/postgres.sh),
+  # unless MESHGATE_TEST_POSTGRES_URL already names one.
+  if [[ -z "${MESHGATE_TEST_POSTGRES_URL:-}" ]]; then
+    bash scripts/postgres.sh start
+    trap 'bash scripts/postgres.sh stop' EXIT
+    MESHGATE_TEST_POSTGRES_URL="$(bash scripts/postgres.sh url)"
+    export MESHGATE_TEST_POSTGRES_URL
+  fi
   set +e
   cargo test --no-fail-fast --workspace --exclude meshgate-ceiling-filter 2>&1 | tee target/test-output.log
   local status=${PIPESTATUS[0]}

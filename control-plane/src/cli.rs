@@ -2,6 +2,7 @@
 //! here so that it can be tested without spawning processes.
 
 mod args;
+mod audit;
 mod check;
 mod err;
 mod keygen;
@@ -69,6 +70,7 @@ enum Command {
     Serve(serve::ServeCommand),
     SnapshotBuild(serve::BuildCommand),
     SnapshotShow(show::ShowCommand),
+    AuditVerify(audit::VerifyCommand),
 }
 
 /// Finds the command in the table and reads its arguments against its entry.
@@ -105,6 +107,7 @@ fn execute(command: Command, env: &CliEnv, out: &mut dyn Write) -> Result<u8, Cl
         Command::Serve(command) => serve::serve(command),
         Command::SnapshotBuild(command) => serve::build(command, out),
         Command::SnapshotShow(command) => show::run(&command, out),
+        Command::AuditVerify(command) => audit::verify(&command, out),
     }
 }
 

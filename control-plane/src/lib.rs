@@ -1,5 +1,8 @@
 //! meshgate control plane: the demo issuer and the `meshgate` command line.
 
+pub mod access;
+pub mod access_store;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod issuer;

@@ -78,6 +78,11 @@ pub enum CliError {
     },
     #[error("cannot fetch `{url}`: {detail}")]
     Fetch { url: String, detail: String },
+    #[error("cannot read the audit log `{}`", .path.display())]
+    AuditUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl CliError {
@@ -95,7 +100,8 @@ impl CliError {
             | CliError::Invalid { .. }
             | CliError::EmptySnapshot { .. }
             | CliError::SnapshotTooLarge { .. }
-            | CliError::BadSnapshot { .. } => 2,
+            | CliError::BadSnapshot { .. }
+            | CliError::AuditUnreadable { .. } => 2,
             CliError::KeysMissing { .. }
             | CliError::Keys(_)
             | CliError::Mint(_)
@@ -123,6 +129,7 @@ impl CliError {
                 CliError::EmptySnapshot { .. }
                     | CliError::SnapshotTooLarge { .. }
                     | CliError::BadSnapshot { .. }
+                    | CliError::AuditUnreadable { .. }
             )
     }
 }

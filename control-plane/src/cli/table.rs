@@ -5,11 +5,12 @@
 use std::fmt::Write as _;
 
 use super::args::{CommandSpec, OptionSpec};
-use super::{check, keygen, keys, serve, show, token, Command};
+use super::{audit, check, keygen, keys, serve, show, token, Command};
 
 const TITLE: &str = "meshgate: identity-aware JWT and RBAC authorization for Envoy";
 const EXIT_STATUS: &str = "exit status: 0 success, 1 failure, 2 unusable command line\n\
-                           \x20            (snapshot show: also an unreadable or unverifiable snapshot)";
+                           \x20            (snapshot show: also an unreadable or unverifiable snapshot;\n\
+                           \x20            audit verify: 1 a broken chain, 2 an unreadable file)";
 /// Column of a command's description in the usage lines.
 const ABOUT_COLUMN: usize = 44;
 /// Column of an option's description.
@@ -326,6 +327,20 @@ pub(super) static SNAPSHOT_SHOW: CommandSpec = CommandSpec {
     parse: show::parse,
 };
 
+pub(super) static AUDIT_VERIFY: CommandSpec = CommandSpec {
+    words: &["audit", "verify"],
+    form: None,
+    synopsis: "FILE",
+    about: "check an access audit log's hash chain: the\n\
+            first gap, edit, reordering or cut line\n\
+            (exit 0 intact, 1 broken, 2 unreadable)",
+    note: "",
+    operands: Some("FILE"),
+    single_operand: true,
+    options: &[],
+    parse: audit::parse_verify,
+};
+
 pub(super) static HELP: CommandSpec = CommandSpec {
     words: &["help"],
     form: None,
@@ -349,6 +364,7 @@ pub(super) static COMMANDS: &[&CommandSpec] = &[
     &SERVE,
     &SNAPSHOT_BUILD,
     &SNAPSHOT_SHOW,
+    &AUDIT_VERIFY,
     &HELP,
 ];
 

@@ -32,6 +32,15 @@
 //!     kinds: [airflow.dag]
 //!     from_rules: true                # also what the published rules name
 //!     rules_file: airflow-rules.yaml  # also what these rules name (the sidecar's own)
+//! access:                             # optional: the access-request API (docs/access.md)
+//!   policy_file: access-policy.yaml   # YAML or JSON
+//!   store:                            # default: sqlite next to this file
+//!     sqlite: {path: meshgate-access.db}   # or: postgres: {url_env: MESHGATE_ACCESS_DB}
+//!   audit: {stdout: true, file: audit.jsonl}
+//!   auth:
+//!     filter_config: filter.json      # the sidecar's plugin config: its providers verify callers
+//!     jwks_files: {demo: jwks.json}   # keys of remote_jwks/backstage providers, from files
+//!     jwks_urls: {oidc: http://idp/jwks.json}   # or fetched at start and on an unknown kid
 //! ```
 //!
 //! Relative paths in a file are relative to the directory of that file.
@@ -98,6 +107,8 @@ pub struct ServeConfig {
     pub delta_history: usize,
     /// Scoped snapshots served next to the whole one.
     pub views: Vec<ViewConfig>,
+    /// The access-request API; `None`: its endpoints answer 404.
+    pub access: Option<crate::access::AccessSettings>,
 }
 
 /// A scoped view of the catalog (`views[]`), served at `/v1/snapshots/<name>`.
@@ -197,6 +208,7 @@ impl ServeConfig {
             guards: GuardConfig::default(),
             delta_history: DEFAULT_DELTA_HISTORY,
             views: Vec::new(),
+            access: None,
         }
     }
 
@@ -261,6 +273,9 @@ impl ServeConfig {
             ));
         }
         check_views(&self.snapshot_name, &self.views)?;
+        if let Some(access) = &self.access {
+            check_access(access)?;
+        }
         if self.signing_key_file.as_os_str().is_empty() {
             return Err(ServeConfigError::invalid(
                 "signing_key_file",
@@ -475,6 +490,134 @@ struct ConfigFile {
     delta_history: Option<usize>,
     #[serde(default)]
     views: Vec<ViewFile>,
+    access: Option<AccessFile>,
+}
+
+/// `access:` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessFile {
+    policy_file: PathBuf,
+    store: Option<AccessStoreFile>,
+    #[serde(default)]
+    audit: Option<AccessAuditFile>,
+    auth: AccessAuthFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum AccessStoreFile {
+    Sqlite {
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
+    Postgres {
+        url_env: String,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AccessAuditFile {
+    #[serde(default)]
+    stdout: bool,
+    file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessAuthFile {
+    filter_config: PathBuf,
+    #[serde(default)]
+    jwks_files: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    jwks_urls: BTreeMap<String, String>,
+}
+
+/// The SQLite file when `access.store` names none.
+pub const DEFAULT_ACCESS_DB: &str = "meshgate-access.db";
+
+impl AccessFile {
+    fn resolve(self, base: &Path) -> Result<crate::access::AccessSettings, ServeConfigError> {
+        use crate::access::{AccessSettings, AuditSettings, AuthSettings, StoreSettings};
+        let store = match self.store {
+            None | Some(AccessStoreFile::Sqlite { path: None }) => StoreSettings::Sqlite {
+                path: base.join(DEFAULT_ACCESS_DB),
+            },
+            Some(AccessStoreFile::Sqlite { path: Some(path) }) => StoreSettings::Sqlite {
+                path: relative_to(base, path),
+            },
+            Some(AccessStoreFile::Postgres { url_env }) => StoreSettings::Postgres { url_env },
+        };
+        let audit = self.audit.unwrap_or_default();
+        Ok(AccessSettings {
+            policy_file: relative_to(base, self.policy_file),
+            store,
+            audit: AuditSettings {
+                stdout: audit.stdout,
+                file: audit.file.map(|file| relative_to(base, file)),
+            },
+            auth: AuthSettings {
+                filter_config: relative_to(base, self.auth.filter_config),
+                jwks_files: self
+                    .auth
+                    .jwks_files
+                    .into_iter()
+                    .map(|(provider, file)| (provider, relative_to(base, file)))
+                    .collect(),
+                jwks_urls: self.auth.jwks_urls,
+            },
+        })
+    }
+}
+
+fn check_access(access: &crate::access::AccessSettings) -> Result<(), ServeConfigError> {
+    use crate::access::StoreSettings;
+    let empty = |path: &Path| path.as_os_str().is_empty();
+    if empty(&access.policy_file) {
+        return Err(ServeConfigError::invalid(
+            "access.policy_file",
+            "must not be empty",
+        ));
+    }
+    if empty(&access.auth.filter_config) {
+        return Err(ServeConfigError::invalid(
+            "access.auth.filter_config",
+            "must not be empty",
+        ));
+    }
+    match &access.store {
+        StoreSettings::Sqlite { path } if empty(path) => {
+            return Err(ServeConfigError::invalid(
+                "access.store.sqlite.path",
+                "must not be empty",
+            ))
+        }
+        StoreSettings::Postgres { url_env }
+            if url_env.is_empty() || url_env.contains(['=', '\0']) =>
+        {
+            return Err(ServeConfigError::invalid(
+                "access.store.postgres.url_env",
+                format!("`{url_env}` is not an environment variable name"),
+            ))
+        }
+        _ => {}
+    }
+    if access.audit.file.as_deref().is_some_and(empty) {
+        return Err(ServeConfigError::invalid(
+            "access.audit.file",
+            "must not be empty",
+        ));
+    }
+    for (provider, url) in &access.auth.jwks_urls {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ServeConfigError::invalid(
+                format!("access.auth.jwks_urls.{provider}"),
+                format!("`{url}` is not an http:// or https:// URL"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -657,6 +800,7 @@ impl ConfigFile {
                     rules_file: view.rules_file.map(|file| relative_to(base, file)),
                 })
                 .collect(),
+            access: self.access.map(|access| access.resolve(base)).transpose()?,
         })
     }
 }
@@ -708,6 +852,7 @@ mod tests {
                 guards: GuardConfig::default(),
                 delta_history: 4,
                 views: Vec::new(),
+                access: None,
             }
         );
         assert_eq!(
@@ -784,6 +929,7 @@ mod tests {
                         ..ViewConfig::default()
                     },
                 ],
+                access: None,
             }
         );
         let config = parse(
@@ -1107,5 +1253,46 @@ mod tests {
         let text = message(&ServeConfig::load(dir.join("missing.yaml")).unwrap_err());
         assert!(text.contains("cannot read control-plane config"), "{text}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_access_block_is_read_with_defaults_and_errors_name_the_field() {
+        use crate::access::StoreSettings;
+        let config = parse(&format!(
+            "{MINIMAL}access:\n  policy_file: access.yaml\n  auth: {{filter_config: filter.json, jwks_files: {{demo: jwks.json}}}}\n"
+        ))
+        .unwrap();
+        let access = config.access.unwrap();
+        assert_eq!(access.policy_file, Path::new("/etc/meshgate/access.yaml"));
+        assert_eq!(
+            access.store,
+            StoreSettings::Sqlite {
+                path: "/etc/meshgate/meshgate-access.db".into()
+            }
+        );
+        assert_eq!(
+            access.auth.jwks_files.get("demo").unwrap(),
+            Path::new("/etc/meshgate/jwks.json")
+        );
+        assert!(parse(MINIMAL).unwrap().access.is_none());
+        let cases = [
+            ("access: {policy_file: a, auth: {filter_config: f}, extra: 1}", "extra"),
+            ("access: {policy_file: a, auth: {filter_config: f, jwks: {}}}", "jwks"),
+            ("access: {policy_file: a, auth: {filter_config: f}, store: {mysql: {}}}", "mysql"),
+            ("access: {auth: {filter_config: f}}", "policy_file"),
+            ("access: {policy_file: '', auth: {filter_config: f}}", "access.policy_file"),
+            (
+                "access: {policy_file: a, auth: {filter_config: f}, store: {postgres: {url_env: ''}}}",
+                "access.store.postgres.url_env",
+            ),
+            (
+                "access: {policy_file: a, auth: {filter_config: f, jwks_urls: {x: 'ftp://a'}}}",
+                "access.auth.jwks_urls.x",
+            ),
+        ];
+        for (yaml, field) in cases {
+            let text = message(&parse(&format!("{MINIMAL}{yaml}\n")).unwrap_err());
+            assert!(text.contains(field), "{yaml}: {text}");
+        }
     }
 }

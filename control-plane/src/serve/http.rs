@@ -7,9 +7,11 @@
 //! | GET, HEAD | `/healthz` | 200 while the process runs |
 //! | GET, HEAD | `/readyz` | 200 once a snapshot is available, else 503 |
 //! | GET, HEAD | `/metrics` | Prometheus text (`metrics.rs`) |
-//! | POST | `/v1/sync` | runs a sync now and returns its [`SyncReport`] as JSON: 200 when it succeeded, 500 when it failed; `?force=true` publishes past the guards |
+//! | POST | `/v1/sync` | runs a sync now and returns its [`SyncReport`] as JSON: 200 when it succeeded, 500 when it failed; `?force=true` publishes past the guards. With `access:` configured, only for an admin of the access policy (bearer token; 401/403 otherwise) |
+//! | * | `/v1/access/...` | the access-request API (`crate::access::api`, docs/openapi/access.yaml); 404 without `access:` |
 //!
-//! Errors are JSON, `{"code": "...", "message": "..."}`, like the filter's.
+//! Errors are JSON, `{"code": "...", "message": "..."}`, like the filter's (the access API's
+//! are `{"error": {"code", "message"}}`).
 
 use std::sync::Arc;
 
@@ -65,7 +67,7 @@ impl Reply {
         Reply::new(status, "text/plain; charset=utf-8", text.as_bytes())
     }
 
-    fn json(status: u16, value: &serde_json::Value) -> Reply {
+    pub(crate) fn json(status: u16, value: &serde_json::Value) -> Reply {
         Reply::new(status, "application/json", value.to_string().into_bytes())
     }
 

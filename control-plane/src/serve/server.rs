@@ -10,11 +10,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::config::ServeConfig;
-use super::err::ServeError;
-use super::http::{route, RequestParts, SNAPSHOTS_PREFIX};
+use super::err::{ServeConfigError, ServeError};
+use super::http::{route, Reply, RequestParts, SNAPSHOTS_PREFIX};
 use super::log::{stderr_log, LogSink};
 use super::state::Shared;
 use super::sync::{Published, SyncReport, Syncer};
+use crate::access::api as access_api;
+use crate::access::{AccessService, AccessSettings, AccessSetupError, AccessStore, Authenticator};
 use crate::snapshot::{load_signing_key, PublicKeySpec, TrustedKey};
 
 /// HTTP worker threads: a slow client downloading a snapshot, or a `POST /v1/sync` waiting for
@@ -26,6 +28,8 @@ const POLL: Duration = Duration::from_millis(100);
 const FIRST_SYNC_RETRY: Duration = Duration::from_secs(5);
 /// How long `stop` waits for the listening port to be released.
 const RELEASE_WAIT: Duration = Duration::from_secs(5);
+/// How often expired grants are marked.
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
 
 /// Starts snapshot servers; see [`Server::start`].
 pub struct Server;
@@ -39,6 +43,16 @@ impl Server {
 
     /// [`Server::start`] with log lines sent to `log`.
     pub fn start_with_log(config: ServeConfig, log: LogSink) -> Result<RunningServer, ServeError> {
+        Server::start_with_access_store(config, log, None)
+    }
+
+    /// [`Server::start_with_log`] with the access API working on `store` instead of the one
+    /// `access.store` names (tests, the end-to-end harness). Without `access:` it is unused.
+    pub fn start_with_access_store(
+        config: ServeConfig,
+        log: LogSink,
+        store: Option<Arc<dyn AccessStore>>,
+    ) -> Result<RunningServer, ServeError> {
         config.validate()?;
         let key = load_signing_key(&config.signing_key_file).map_err(ServeError::Key)?;
         let syncer = Syncer::new(&config, key, Arc::clone(&log));
@@ -52,6 +66,14 @@ impl Server {
             Shared::new(&config.snapshot_name)
                 .with_views(config.views.iter().map(|view| view.name.clone())),
         );
+        let access = match &config.access {
+            None => None,
+            Some(settings) => Some(Arc::new(
+                start_access(settings, store, &shared, syncer.trusted_key()).map_err(|error| {
+                    ServeConfigError::invalid(error.field(), super::log::error_chain(&error))
+                })?,
+            )),
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (commands, receiver) = mpsc::channel();
         let mut running = RunningServer {
@@ -64,6 +86,7 @@ impl Server {
             sync_thread: None,
             trusted: syncer.trusted_key().clone(),
             log: Arc::clone(&log),
+            access: access.clone(),
         };
         // Before any thread starts, so this is always the first line.
         log(&format!(
@@ -88,13 +111,73 @@ impl Server {
             let stop = Arc::clone(&stop);
             let commands = running.commands.clone();
             let log = Arc::clone(&log);
+            let access = access.clone();
             // On error `running` is dropped, which stops what was started.
             let handle = spawn(&format!("meshgate-http-{worker}"), move || {
-                http_worker(&http, &shared, &stop, &commands, &log);
+                http_worker(&http, &shared, &stop, &commands, &log, access.as_deref());
+            })?;
+            running.workers.push(handle);
+        }
+        if let Some(access) = access {
+            let stop = Arc::clone(&stop);
+            let log = Arc::clone(&log);
+            let handle = spawn("meshgate-access-expiry", move || {
+                expiry_loop(&access, &stop, &log);
             })?;
             running.workers.push(handle);
         }
         Ok(running)
+    }
+}
+
+/// Builds the access service from `access:`; `store` replaces the configured one.
+fn start_access(
+    settings: &AccessSettings,
+    store: Option<Arc<dyn AccessStore>>,
+    shared: &Arc<Shared>,
+    trusted: &TrustedKey,
+) -> Result<AccessService, AccessSetupError> {
+    let policy = crate::access::load_policy(&settings.policy_file)?;
+    let auth = Authenticator::new(&settings.auth)?;
+    let store = match store {
+        Some(store) => store,
+        None => crate::access::open_store(&settings.store)?,
+    };
+    let current = {
+        let shared = Arc::clone(shared);
+        Arc::new(move || shared.current()) as crate::access::CurrentSnapshot
+    };
+    Ok(AccessService::new(
+        policy,
+        store,
+        auth,
+        current,
+        trusted.clone(),
+        &settings.audit,
+        crate::access::system_clock(),
+    )?)
+}
+
+/// Every [`EXPIRY_TICK`], grants past `not_after` are marked expired (and audited). The
+/// filter already stops honouring them by its own clock.
+fn expiry_loop(access: &AccessService, stop: &AtomicBool, log: &LogSink) {
+    let mut last_error = None;
+    while !stop.load(Ordering::Acquire) {
+        let next = Instant::now() + EXPIRY_TICK;
+        match access.tick() {
+            Ok(_) => last_error = None,
+            Err(error) => {
+                // Logged once per distinct error, not every second.
+                let text = error.to_string();
+                if last_error.as_ref() != Some(&text) {
+                    log(&format!("access: cannot expire grants: {text}"));
+                }
+                last_error = Some(text);
+            }
+        }
+        while !stop.load(Ordering::Acquire) && Instant::now() < next {
+            std::thread::sleep(POLL);
+        }
     }
 }
 
@@ -221,11 +304,12 @@ fn http_worker(
     stop: &AtomicBool,
     commands: &Sender<Command>,
     log: &LogSink,
+    access: Option<&AccessService>,
 ) {
     let sync = |force| request_sync(commands, force);
     while !stop.load(Ordering::Acquire) {
         match http.recv_timeout(POLL) {
-            Ok(Some(request)) => answer(request, shared, &sync),
+            Ok(Some(request)) => answer(request, shared, &sync, access),
             Ok(None) => {}
             Err(error) => {
                 // tiny_http reports a failed accept this way and stops accepting.
@@ -243,7 +327,12 @@ fn request_sync(commands: &Sender<Command>, force: bool) -> Option<SyncReport> {
     report.recv().ok()
 }
 
-fn answer(request: tiny_http::Request, shared: &Shared, sync: &dyn Fn(bool) -> Option<SyncReport>) {
+fn answer(
+    mut request: tiny_http::Request,
+    shared: &Shared,
+    sync: &dyn Fn(bool) -> Option<SyncReport>,
+    access: Option<&AccessService>,
+) {
     let header = |name: &'static str| {
         request
             .headers()
@@ -253,18 +342,45 @@ fn answer(request: tiny_http::Request, shared: &Shared, sync: &dyn Fn(bool) -> O
     };
     let if_none_match = header("If-None-Match");
     let a_im = header("A-IM");
+    let authorization = header("Authorization");
     let method = request.method().as_str().to_owned();
     let url = request.url().to_owned();
-    let reply = route(
-        shared,
-        &RequestParts {
-            method: &method,
-            url: &url,
-            if_none_match: if_none_match.as_deref(),
-            a_im: a_im.as_deref(),
-        },
-        sync,
-    );
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let reply = if path.starts_with(access_api::PREFIX) {
+        let body = read_body(&mut request);
+        let (status, json) = access_api::handle(
+            access,
+            &access_api::ApiRequest {
+                method: &method,
+                path,
+                query,
+                authorization: authorization.as_deref(),
+                body: body.as_deref(),
+            },
+        );
+        Reply::json(status, &json)
+    } else {
+        // With the access API configured, a sync is an administrative act.
+        let refused = match (access, path, method.as_str()) {
+            (Some(access), "/v1/sync", "POST") => {
+                access.require_admin(authorization.as_deref()).err()
+            }
+            _ => None,
+        };
+        match refused {
+            Some(error) => Reply::json(error.status(), &error.body()),
+            None => route(
+                shared,
+                &RequestParts {
+                    method: &method,
+                    url: &url,
+                    if_none_match: if_none_match.as_deref(),
+                    a_im: a_im.as_deref(),
+                },
+                sync,
+            ),
+        }
+    };
     let headers = reply
         .headers
         .iter()
@@ -283,6 +399,20 @@ fn answer(request: tiny_http::Request, shared: &Shared, sync: &dyn Fn(bool) -> O
     let _ = request.respond(response);
 }
 
+/// The body, at most [`access_api::MAX_BODY_BYTES`]; `None` when longer (or unreadable).
+fn read_body(request: &mut tiny_http::Request) -> Option<Vec<u8>> {
+    let limit = access_api::MAX_BODY_BYTES;
+    if request.body_length().is_some_and(|length| length > limit) {
+        return None;
+    }
+    let mut body = Vec::new();
+    let read = std::io::Read::read_to_end(
+        &mut std::io::Read::take(request.as_reader(), (limit as u64).saturating_add(1)),
+        &mut body,
+    );
+    (read.is_ok() && body.len() <= limit).then_some(body)
+}
+
 /// A server started by [`Server::start`]. Stops when [`RunningServer::stop`] is called or when
 /// dropped.
 pub struct RunningServer {
@@ -296,9 +426,16 @@ pub struct RunningServer {
     sync_thread: Option<JoinHandle<()>>,
     trusted: TrustedKey,
     log: LogSink,
+    access: Option<Arc<AccessService>>,
 }
 
 impl RunningServer {
+    /// The access service, when `access:` is configured: its active grants and their
+    /// change notifications are what the snapshot needs.
+    pub fn access(&self) -> Option<Arc<AccessService>> {
+        self.access.clone()
+    }
+
     /// The port listened on (the one picked when `listen` said port 0).
     pub fn port(&self) -> u16 {
         self.addr.port()
