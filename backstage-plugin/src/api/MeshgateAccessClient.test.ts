@@ -180,6 +180,7 @@ describe('errorFromResponse', () => {
     { status: 400, text: apiError('duration_over_maximum', '`2h` is over the maximum 1h'), kind: 'refused', code: 'duration_over_maximum' },
     { status: 409, text: apiError('already_decided', 'the request is already decided'), kind: 'refused', code: 'already_decided' },
     { status: 403, text: apiError('self_review', 'you cannot review your own request'), kind: 'refused', code: 'self_review' },
+    { status: 500, text: 'Error occurred while trying to proxy: 127.0.0.1:18090/v1/access/policy', kind: 'unavailable', code: undefined },
     { status: 404, text: 'not found', kind: 'unexpected', code: undefined },
     { status: 500, text: apiError('internal', 'boom'), kind: 'unexpected', code: 'internal' },
   ])('$status $code -> $kind', ({ status, text, kind, code }) => {

@@ -167,7 +167,11 @@ export function errorFromResponse(
       { code: apiError?.code, status },
     );
   }
-  if (status === 502 || status === 503 || status === 504) {
+  // http-proxy-middleware, under Backstage's proxy, answers 504 for a refused or timed-out
+  // connection and 500 "Error occurred while trying to proxy" for other socket errors.
+  const proxyFailure =
+    status === 500 && !apiError && text.startsWith('Error occurred while trying to proxy');
+  if (status === 502 || status === 503 || status === 504 || proxyFailure) {
     return new MeshgateAccessError(
       'unavailable',
       apiError?.message ?? `HTTP ${status} from the proxy`,
