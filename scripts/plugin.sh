@@ -62,7 +62,6 @@ case "${1:-}" in
     export PORT="${PORT:-3000}"
     export MESHGATE_BACKEND_URL="${MESHGATE_BACKEND_URL:-http://127.0.0.1:7007}"
     export MESHGATE_PROXY_BASE="${MESHGATE_PROXY_BASE:-$MESHGATE_BACKEND_URL/api/proxy}"
-    export MESHGATE_DEV_TOKEN="${MESHGATE_DEV_TOKEN:-}"
     say "dev app on http://127.0.0.1:$PORT, access API at $MESHGATE_PROXY_BASE/meshgate/v1/access/"
     exec npx --no-install backstage-cli package start --config dev/app-config.yaml
     ;;
