@@ -2,7 +2,8 @@
 # The Backstage frontend plugin @meshgate/backstage-plugin-access (backstage-plugin/).
 #
 #   bash scripts/plugin.sh install   # npm ci from backstage-plugin/package-lock.json
-#   bash scripts/plugin.sh test      # install if needed, then Jest through `backstage-cli package test` (CI=1)
+#   bash scripts/plugin.sh lint      # install if needed, then `backstage-cli package lint` (Backstage's ESLint rules)
+#   bash scripts/plugin.sh test      # lint, then Jest through `backstage-cli package test` (CI=1)
 #   bash scripts/plugin.sh build     # install if needed, tsc, then `backstage-cli package build`
 #   bash scripts/plugin.sh start     # the dev app on 127.0.0.1:$PORT (3000); see backstage-plugin/README.md
 #
@@ -45,8 +46,15 @@ case "${1:-}" in
   install)
     install
     ;;
+  lint)
+    ensure_installed
+    say "backstage-cli package lint"
+    npx --no-install backstage-cli package lint --max-warnings 0
+    ;;
   test)
     ensure_installed
+    say "backstage-cli package lint"
+    npx --no-install backstage-cli package lint --max-warnings 0
     say "backstage-cli package test"
     CI=1 npx --no-install backstage-cli package test --passWithNoTests=false "${@:2}"
     ;;
@@ -66,6 +74,6 @@ case "${1:-}" in
     exec npx --no-install backstage-cli package start --config dev/app-config.yaml
     ;;
   *)
-    die "usage: scripts/plugin.sh install|test|build|start"
+    die "usage: scripts/plugin.sh install|lint|test|build|start"
     ;;
 esac

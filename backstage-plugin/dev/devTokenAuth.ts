@@ -27,7 +27,7 @@ function claimsOf(token: string): { sub?: string; ent?: string[] } {
 
 /**
  * Dev app only: signs in with a Backstage user token given to it (config `meshgate.devToken`,
- * `?meshgate_token=` in the URL, or localStorage `meshgate.devToken`), so a browser test can be
+ * `?meshgate_token=` in the URL, or localStorage `meshgate.devToken`; without any, signing in fails), so a browser test can be
  * carol in one page and alice in another. The token is only read to name the user in the UI;
  * the control plane verifies it.
  */
@@ -41,7 +41,6 @@ export class DevTokenAuth implements DevAuth {
       fromUrl ||
       window.localStorage.getItem(DEV_TOKEN_KEY) ||
       this.configToken ||
-      window.prompt('A Backstage user token for the meshgate dev app') ||
       undefined
     );
   }

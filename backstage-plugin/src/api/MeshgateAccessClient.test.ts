@@ -142,14 +142,11 @@ describe('MeshgateAccessClient URLs and bodies', () => {
     expect(calls).toHaveLength(1);
     expect(calls[0].url).toBe(url);
     expect(calls[0].init?.method).toBe(method);
-    if (body === undefined) {
-      expect(calls[0].init?.body).toBeUndefined();
-    } else {
-      expect(JSON.parse(String(calls[0].init?.body))).toEqual(body);
-      expect((calls[0].init?.headers as Record<string, string>)['Content-Type']).toBe(
-        'application/json',
-      );
-    }
+    const sent = calls[0].init?.body;
+    expect(sent === undefined ? undefined : JSON.parse(String(sent))).toEqual(body);
+    expect((calls[0].init?.headers as Record<string, string>)['Content-Type']).toBe(
+      body === undefined ? undefined : 'application/json',
+    );
   });
 
   it('unwraps lists', async () => {

@@ -1,4 +1,4 @@
-import React from 'react';
+import { ReactNode, useEffect, useState } from 'react';
 import Button from '@material-ui/core/Button';
 import CircularProgress from '@material-ui/core/CircularProgress';
 import Dialog from '@material-ui/core/Dialog';
@@ -29,6 +29,12 @@ type Action =
   | { kind: 'approve' | 'deny'; request: AccessRequest }
   | { kind: 'revoke'; grant: AccessGrant };
 
+const ACTION_VERBS: Record<Action['kind'], string> = {
+  approve: 'Approve',
+  deny: 'Deny',
+  revoke: 'Revoke',
+};
+
 export interface AccessRequestsPageProps {
   /** How often the lists are read again (10 s); 0 for never. */
   refreshIntervalMs?: number;
@@ -39,11 +45,11 @@ export function AccessRequestsPage(props: AccessRequestsPageProps) {
   const { refreshIntervalMs = 10_000 } = props;
   const api = useApi(meshgateAccessApiRef);
   const now = useNow();
-  const [action, setAction] = React.useState<Action>();
-  const [comment, setComment] = React.useState('');
-  const [acting, setActing] = React.useState(false);
-  const [actionError, setActionError] = React.useState<unknown>();
-  const [notice, setNotice] = React.useState<string>();
+  const [action, setAction] = useState<Action>();
+  const [comment, setComment] = useState('');
+  const [acting, setActing] = useState(false);
+  const [actionError, setActionError] = useState<unknown>();
+  const [notice, setNotice] = useState<string>();
 
   const lists = useAsyncRetry(async () => {
     const [pending, mine, myGrants, visibleGrants] = await Promise.all([
@@ -56,7 +62,7 @@ export function AccessRequestsPage(props: AccessRequestsPageProps) {
   }, [api]);
 
   const { retry } = lists;
-  React.useEffect(() => {
+  useEffect(() => {
     if (!refreshIntervalMs) return undefined;
     const timer = setInterval(() => retry(), refreshIntervalMs);
     return () => clearInterval(timer);
@@ -103,7 +109,7 @@ export function AccessRequestsPage(props: AccessRequestsPageProps) {
     }
   };
 
-  let content: React.ReactNode;
+  let content: ReactNode;
   if (lists.loading && !lists.value) {
     content = <CircularProgress aria-label="Loading access requests" />;
   } else if (lists.error && !lists.value) {
@@ -244,12 +250,10 @@ export function AccessRequestsPage(props: AccessRequestsPageProps) {
     );
   }
 
-  const title =
-    action?.kind === 'revoke'
-      ? `Revoke grant ${action.grant.id}`
-      : action
-        ? `${action.kind === 'approve' ? 'Approve' : 'Deny'} request ${action.request.id}`
-        : '';
+  const verb = action ? ACTION_VERBS[action.kind] : '';
+  let title = '';
+  if (action?.kind === 'revoke') title = `Revoke grant ${action.grant.id}`;
+  else if (action) title = `${verb} request ${action.request.id}`;
   return (
     <Page themeId="tool">
       <Header title="Access requests" subtitle="meshgate self-service access" />
@@ -294,11 +298,7 @@ export function AccessRequestsPage(props: AccessRequestsPageProps) {
               onClick={confirm}
               data-testid="action-confirm"
             >
-              {action?.kind === 'revoke'
-                ? 'Revoke'
-                : action?.kind === 'approve'
-                  ? 'Approve'
-                  : 'Deny'}
+              {verb}
             </Button>
           </DialogActions>
         </Dialog>

@@ -1,4 +1,3 @@
-import React from 'react';
 import { fireEvent, screen, within } from '@testing-library/react';
 import { mockApis, renderInTestApp, TestApiProvider } from '@backstage/test-utils';
 import { identityApiRef } from '@backstage/core-plugin-api';

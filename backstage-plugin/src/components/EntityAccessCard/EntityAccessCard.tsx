@@ -1,4 +1,4 @@
-import React from 'react';
+import { ReactNode, useMemo, useState } from 'react';
 import Box from '@material-ui/core/Box';
 import Button from '@material-ui/core/Button';
 import Chip from '@material-ui/core/Chip';
@@ -43,13 +43,13 @@ export function EntityAccessCard(props: EntityAccessCardProps) {
   const api = useApi(meshgateAccessApiRef);
   const identityApi = useApi(identityApiRef);
   const now = useNow();
-  const [dialogTarget, setDialogTarget] = React.useState<AccessTarget>();
+  const [dialogTarget, setDialogTarget] = useState<AccessTarget>();
 
-  const targets = React.useMemo(
+  const targets = useMemo(
     () => entityTargets(entity, annotations),
     [entity, annotations],
   );
-  const owners = React.useMemo(() => entityOwners(entity), [entity]);
+  const owners = useMemo(() => entityOwners(entity), [entity]);
 
   const state = useAsyncRetry(async () => {
     if (targets.length === 0) return undefined;
@@ -84,7 +84,7 @@ export function EntityAccessCard(props: EntityAccessCardProps) {
     );
   }
 
-  let content: React.ReactNode;
+  let content: ReactNode;
   if (state.loading && !state.value) {
     content = <CircularProgress aria-label="Loading access" />;
   } else if (state.error) {

@@ -1,4 +1,4 @@
-import React from 'react';
+import { ReactNode, useEffect, useRef, useState } from 'react';
 import Button from '@material-ui/core/Button';
 import CircularProgress from '@material-ui/core/CircularProgress';
 import Dialog from '@material-ui/core/Dialog';
@@ -42,6 +42,11 @@ const STATE_WORDS: Record<string, string> = {
   expired: 'Expired',
 };
 
+const STATE_SEVERITY: Record<string, 'success' | 'info' | 'warning'> = {
+  approved: 'success',
+  pending: 'info',
+};
+
 /** Duration and reason, checked against the access policy before sending; then the request's state. */
 export function RequestAccessDialog(props: RequestAccessDialogProps) {
   const { open, target, onClose, onChange, pollIntervalMs = 3000 } = props;
@@ -52,28 +57,28 @@ export function RequestAccessDialog(props: RequestAccessDialogProps) {
   );
   const entry = policy.value ? findEntry(policy.value, target) : undefined;
 
-  const [duration, setDuration] = React.useState('');
-  const [reason, setReason] = React.useState('');
-  const [problems, setProblems] = React.useState<RequestProblems>({});
-  const [sending, setSending] = React.useState(false);
-  const [sendError, setSendError] = React.useState<unknown>();
-  const [request, setRequest] = React.useState<AccessRequest>();
-  const [pollError, setPollError] = React.useState<unknown>();
+  const [duration, setDuration] = useState('');
+  const [reason, setReason] = useState('');
+  const [problems, setProblems] = useState<RequestProblems>({});
+  const [sending, setSending] = useState(false);
+  const [sendError, setSendError] = useState<unknown>();
+  const [request, setRequest] = useState<AccessRequest>();
+  const [pollError, setPollError] = useState<unknown>();
 
   // A sensible first duration: 15 minutes, or the entry's maximum when that is less.
-  React.useEffect(() => {
+  useEffect(() => {
     if (entry && duration === '') {
       setDuration(entry.max_duration_s < 900 ? entry.max_duration : '15m');
     }
   }, [entry, duration]);
 
-  const onChangeRef = React.useRef(onChange);
+  const onChangeRef = useRef(onChange);
   onChangeRef.current = onChange;
 
   // Follow a pending request until it is decided.
   const requestId = request?.id;
   const pending = request?.state === 'pending';
-  React.useEffect(() => {
+  useEffect(() => {
     if (!requestId || !pending) return undefined;
     let stopped = false;
     const timer = setInterval(async () => {
@@ -126,7 +131,7 @@ export function RequestAccessDialog(props: RequestAccessDialogProps) {
   };
 
   const label = targetLabel(target);
-  let body: React.ReactNode;
+  let body: ReactNode;
   if (policy.loading) {
     body = <CircularProgress aria-label="Loading the access policy" />;
   } else if (policy.error) {
@@ -144,13 +149,7 @@ export function RequestAccessDialog(props: RequestAccessDialogProps) {
           Request <code>{request.id}</code> for {label}, {request.duration}.
         </Typography>
         <Alert
-          severity={
-            request.state === 'approved'
-              ? 'success'
-              : request.state === 'pending'
-                ? 'info'
-                : 'warning'
-          }
+          severity={STATE_SEVERITY[request.state] ?? 'warning'}
           data-testid="request-state"
           data-state={request.state}
         >

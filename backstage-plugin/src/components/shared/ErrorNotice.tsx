@@ -1,4 +1,4 @@
-import React from 'react';
+import { useEffect, useState } from 'react';
 import Button from '@material-ui/core/Button';
 import { Alert } from '@material-ui/lab';
 import { describeError, MeshgateAccessError } from '../../api';
@@ -34,8 +34,8 @@ export function ErrorNotice(props: {
 
 /** The current time, refreshed every `intervalMs`, for "time left" columns. */
 export function useNow(intervalMs = 10_000): number {
-  const [now, setNow] = React.useState(() => Date.now());
-  React.useEffect(() => {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
     const timer = setInterval(() => setNow(Date.now()), intervalMs);
     return () => clearInterval(timer);
   }, [intervalMs]);
