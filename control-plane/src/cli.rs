@@ -1,6 +1,7 @@
 //! The `meshgate` command line. `main.rs` only gathers the process inputs; everything else is
 //! here so that it can be tested without spawning processes.
 
+mod access;
 mod args;
 mod audit;
 mod check;
@@ -71,6 +72,7 @@ enum Command {
     SnapshotBuild(serve::BuildCommand),
     SnapshotShow(show::ShowCommand),
     AuditVerify(audit::VerifyCommand),
+    Access(access::AccessCommand),
 }
 
 /// Finds the command in the table and reads its arguments against its entry.
@@ -108,6 +110,7 @@ fn execute(command: Command, env: &CliEnv, out: &mut dyn Write) -> Result<u8, Cl
         Command::SnapshotBuild(command) => serve::build(command, out),
         Command::SnapshotShow(command) => show::run(&command, out),
         Command::AuditVerify(command) => audit::verify(&command, out),
+        Command::Access(command) => access::run(command, out),
     }
 }
 

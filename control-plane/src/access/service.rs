@@ -111,7 +111,9 @@ impl AccessService {
     /// The grants in force now, for the snapshot. The filter drops each at `not_after` by
     /// its own clock.
     pub fn active_grants(&self, now: UnixTime) -> Result<Grants, ApiError> {
-        let grants = self.store.active_grants(now.secs().saturating_mul(1000))?;
+        // The end of the second `now` names: a grant made earlier in that second is in force.
+        let now_ms = now.secs().saturating_mul(1000).saturating_add(999);
+        let grants = self.store.active_grants(now_ms)?;
         Ok(Grants::new(
             grants
                 .into_iter()

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::args::{CommandSpec, OptionSpec};
-use super::{audit, check, keygen, keys, serve, show, token, Command};
+use super::{access, audit, check, keygen, keys, serve, show, token, Command};
 
 const TITLE: &str = "meshgate: identity-aware JWT and RBAC authorization for Envoy";
 const EXIT_STATUS: &str = "exit status: 0 success, 1 failure, 2 unusable command line\n\
@@ -341,6 +341,118 @@ pub(super) static AUDIT_VERIFY: CommandSpec = CommandSpec {
     parse: audit::parse_verify,
 };
 
+// Options every `access` command takes.
+const ACCESS_URL: OptionSpec = option(
+    "--url",
+    Some("URL"),
+    "the control plane (default: http://127.0.0.1:18090)",
+);
+const ACCESS_TOKEN: OptionSpec = option(
+    "--token",
+    Some("TOKEN"),
+    "your token (default: $MESHGATE_TOKEN)",
+);
+const ACCESS_TOKEN_FILE: OptionSpec =
+    option("--token-file", Some("PATH"), "read your token from a file");
+const ACCESS_JSON: OptionSpec = option("--json", None, "print the API's JSON answer");
+
+pub(super) static ACCESS_REQUEST: CommandSpec = CommandSpec {
+    words: &["access", "request"],
+    form: None,
+    synopsis: "--target T --duration D [options]",
+    about: "ask for access for a while (exit 1: refused)",
+    note: "",
+    operands: None,
+    single_operand: false,
+    options: &[
+        option(
+            "--target",
+            Some("T"),
+            "KIND/ID (airflow.dag/etl_daily) or group:NAMESPACE/NAME",
+        ),
+        option("--duration", Some("D"), "15m, 1h30m, PT1H"),
+        option("--reason", Some("TEXT"), "why (the policy may require one)"),
+        ACCESS_URL,
+        ACCESS_TOKEN,
+        ACCESS_TOKEN_FILE,
+        ACCESS_JSON,
+    ],
+    parse: access::parse_request,
+};
+
+pub(super) static ACCESS_LIST: CommandSpec = CommandSpec {
+    words: &["access", "list"],
+    form: None,
+    synopsis: "[--mine | --pending] [options]",
+    about: "list access requests (admins: all)",
+    note: "",
+    operands: None,
+    single_operand: false,
+    options: &[
+        option("--mine", None, "the requests you made"),
+        option("--pending", None, "the requests waiting for your review"),
+        ACCESS_URL,
+        ACCESS_TOKEN,
+        ACCESS_TOKEN_FILE,
+        ACCESS_JSON,
+    ],
+    parse: access::parse_list,
+};
+
+pub(super) static ACCESS_APPROVE: CommandSpec = CommandSpec {
+    words: &["access", "approve"],
+    form: None,
+    synopsis: "ID [options]",
+    about: "approve an access request",
+    note: "",
+    operands: Some("ID"),
+    single_operand: true,
+    options: &[
+        option("--comment", Some("TEXT"), "said in the audit log"),
+        ACCESS_URL,
+        ACCESS_TOKEN,
+        ACCESS_TOKEN_FILE,
+        ACCESS_JSON,
+    ],
+    parse: access::parse_approve,
+};
+
+pub(super) static ACCESS_DENY: CommandSpec = CommandSpec {
+    words: &["access", "deny"],
+    form: None,
+    synopsis: "ID [options]",
+    about: "deny an access request",
+    note: "",
+    operands: Some("ID"),
+    single_operand: true,
+    options: &[
+        option("--comment", Some("TEXT"), "said in the audit log"),
+        ACCESS_URL,
+        ACCESS_TOKEN,
+        ACCESS_TOKEN_FILE,
+        ACCESS_JSON,
+    ],
+    parse: access::parse_deny,
+};
+
+pub(super) static ACCESS_REVOKE: CommandSpec = CommandSpec {
+    words: &["access", "revoke"],
+    form: None,
+    synopsis: "GRANT_ID [options]",
+    about: "end a grant now",
+    note: "",
+    operands: Some("GRANT_ID"),
+    single_operand: true,
+    options: &[
+        option("--comment", Some("TEXT"), "said in the audit log"),
+        ACCESS_URL,
+        ACCESS_TOKEN,
+        ACCESS_TOKEN_FILE,
+        ACCESS_JSON,
+    ],
+    parse: access::parse_revoke,
+};
+
 pub(super) static HELP: CommandSpec = CommandSpec {
     words: &["help"],
     form: None,
@@ -365,6 +477,11 @@ pub(super) static COMMANDS: &[&CommandSpec] = &[
     &SNAPSHOT_BUILD,
     &SNAPSHOT_SHOW,
     &AUDIT_VERIFY,
+    &ACCESS_REQUEST,
+    &ACCESS_LIST,
+    &ACCESS_APPROVE,
+    &ACCESS_DENY,
+    &ACCESS_REVOKE,
     &HELP,
 ];
 

@@ -504,16 +504,24 @@ struct AccessFile {
     auth: AccessAuthFile,
 }
 
+/// `{sqlite: {path}}` or `{postgres: {url_env}}`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-enum AccessStoreFile {
-    Sqlite {
-        #[serde(default)]
-        path: Option<PathBuf>,
-    },
-    Postgres {
-        url_env: String,
-    },
+#[serde(deny_unknown_fields)]
+struct AccessStoreFile {
+    sqlite: Option<SqliteFile>,
+    postgres: Option<PostgresFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqliteFile {
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresFile {
+    url_env: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -540,14 +548,25 @@ pub const DEFAULT_ACCESS_DB: &str = "meshgate-access.db";
 impl AccessFile {
     fn resolve(self, base: &Path) -> Result<crate::access::AccessSettings, ServeConfigError> {
         use crate::access::{AccessSettings, AuditSettings, AuthSettings, StoreSettings};
+        let default_db = || base.join(DEFAULT_ACCESS_DB);
         let store = match self.store {
-            None | Some(AccessStoreFile::Sqlite { path: None }) => StoreSettings::Sqlite {
-                path: base.join(DEFAULT_ACCESS_DB),
+            None => StoreSettings::Sqlite { path: default_db() },
+            Some(store) => match (store.sqlite, store.postgres) {
+                (Some(sqlite), None) => StoreSettings::Sqlite {
+                    path: sqlite
+                        .path
+                        .map_or_else(default_db, |path| relative_to(base, path)),
+                },
+                (None, Some(postgres)) => StoreSettings::Postgres {
+                    url_env: postgres.url_env,
+                },
+                _ => {
+                    return Err(ServeConfigError::invalid(
+                        "access.store",
+                        "give `sqlite` or `postgres`",
+                    ))
+                }
             },
-            Some(AccessStoreFile::Sqlite { path: Some(path) }) => StoreSettings::Sqlite {
-                path: relative_to(base, path),
-            },
-            Some(AccessStoreFile::Postgres { url_env }) => StoreSettings::Postgres { url_env },
         };
         let audit = self.audit.unwrap_or_default();
         Ok(AccessSettings {
@@ -1275,10 +1294,31 @@ mod tests {
             Path::new("/etc/meshgate/jwks.json")
         );
         assert!(parse(MINIMAL).unwrap().access.is_none());
+        let postgres = parse(&format!(
+            "{MINIMAL}access: {{policy_file: a, auth: {{filter_config: f}}, store: {{postgres: {{url_env: DB}}}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            postgres.access.unwrap().store,
+            StoreSettings::Postgres {
+                url_env: "DB".into()
+            }
+        );
+        let sqlite = parse(&format!(
+            "{MINIMAL}access: {{policy_file: a, auth: {{filter_config: f}}, store: {{sqlite: {{path: x.db}}}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            sqlite.access.unwrap().store,
+            StoreSettings::Sqlite {
+                path: "/etc/meshgate/x.db".into()
+            }
+        );
         let cases = [
             ("access: {policy_file: a, auth: {filter_config: f}, extra: 1}", "extra"),
             ("access: {policy_file: a, auth: {filter_config: f, jwks: {}}}", "jwks"),
             ("access: {policy_file: a, auth: {filter_config: f}, store: {mysql: {}}}", "mysql"),
+            ("access: {policy_file: a, auth: {filter_config: f}, store: {}}", "access.store"),
             ("access: {auth: {filter_config: f}}", "policy_file"),
             ("access: {policy_file: '', auth: {filter_config: f}}", "access.policy_file"),
             (
