@@ -69,9 +69,19 @@ case "${1:-}" in
     ensure_installed
     export PORT="${PORT:-3000}"
     export MESHGATE_BACKEND_URL="${MESHGATE_BACKEND_URL:-http://127.0.0.1:7007}"
+    if [[ -n "${MESHGATE_CONTROL_PLANE_URL:-}" ]]; then
+      # No Backstage backend: a loopback stand-in for its /meshgate proxy (dev/cors-proxy.cjs),
+      # stopped with this script.
+      export MESHGATE_DEV_PROXY_PORT="${MESHGATE_DEV_PROXY_PORT:-7008}"
+      export MESHGATE_DEV_APP_ORIGIN="http://127.0.0.1:$PORT"
+      node dev/cors-proxy.cjs &
+      proxy_pid=$!
+      trap 'kill "$proxy_pid" 2>/dev/null' EXIT
+      export MESHGATE_PROXY_BASE="http://127.0.0.1:$MESHGATE_DEV_PROXY_PORT"
+    fi
     export MESHGATE_PROXY_BASE="${MESHGATE_PROXY_BASE:-$MESHGATE_BACKEND_URL/api/proxy}"
     say "dev app on http://127.0.0.1:$PORT, access API at $MESHGATE_PROXY_BASE/meshgate/v1/access/"
-    exec npx --no-install backstage-cli package start --config dev/app-config.yaml
+    npx --no-install backstage-cli package start --config dev/app-config.yaml
     ;;
   *)
     die "usage: scripts/plugin.sh install|lint|test|build|start"
