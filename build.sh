@@ -87,6 +87,11 @@ run_tests() {
     bash scripts/js.sh test || status=$?
   fi
   if [[ "$status" -eq 0 ]]; then
+    # The Backstage plugin (backstage-plugin/): npm ci from its lock file, then Jest.
+    log "Backstage plugin: npm ci and backstage-cli package test"
+    bash scripts/plugin.sh test || status=$?
+  fi
+  if [[ "$status" -eq 0 ]]; then
     # Bounded here; ./build.sh fuzz runs longer. Any crash or broken invariant fails the run.
     log "fuzz (${MESHGATE_TEST_FUZZ_SECONDS:-5} s per target)"
     bash scripts/fuzz.sh "${MESHGATE_TEST_FUZZ_SECONDS:-5}" || status=$?

@@ -1,0 +1,2 @@
+export { EntityAccessCard } from './EntityAccessCard';
+export type { EntityAccessCardProps } from './EntityAccessCard';
