@@ -6,6 +6,8 @@
 
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
     reason = "test helpers outside #[test] functions may panic"
 )]
 
