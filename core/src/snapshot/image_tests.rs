@@ -186,11 +186,11 @@ fn bad_envelopes_and_directories_are_refused() {
         ("not an image", b"MGSNAP".to_vec(), ImageError::NotAnImage),
         ("bad magic", bad_magic, ImageError::NotAnImage),
         (
-            "other layout",
-            patched(&image, LAYOUT_AT, 2),
+            "layout 1 (u32 lists)",
+            patched(&image, LAYOUT_AT, 1),
             ImageError::UnsupportedLayout {
-                found: 2,
-                supported: 1,
+                found: 1,
+                supported: 2,
             },
         ),
         (
@@ -332,4 +332,22 @@ fn corrupt_images_never_panic() {
 fn snapshots_can_be_shared_between_threads() {
     fn shareable<T: Clone + std::fmt::Debug + Send + Sync>() {}
     shareable::<Snapshot>();
+}
+
+/// Prints the size of each image part for the snapshot in `MESHGATE_IMAGE_SIZES` (for example
+/// `/tmp/orgsnap.bin` from `meshgate snapshot build`); does nothing without it.
+/// `MESHGATE_IMAGE_SIZES=/tmp/orgsnap.bin cargo test -p meshgate-core --release image_part_sizes -- --nocapture`
+#[test]
+fn image_part_sizes() {
+    let Ok(path) = std::env::var("MESHGATE_IMAGE_SIZES") else {
+        return;
+    };
+    let bytes = std::fs::read(path).unwrap();
+    let decoded = UnverifiedSnapshot::decode(&bytes, &DecodeLimits::default()).unwrap();
+    let snap = decoded.contents();
+    let layout = image::parse_layout(snap.image()).unwrap();
+    println!("wire {} B, image {} B", bytes.len(), snap.image().len());
+    for (part, range) in image::PARTS.iter().zip(&layout.parts) {
+        println!("{part:?}: {} B", range.len());
+    }
 }
