@@ -126,6 +126,14 @@ fn decode_checked(
     Snapshot::build(&content.sorted, &stamp)
 }
 
+/// The content the plain decoder parses from a snapshot (no signature check), for tests that
+/// compare an image's answers with it.
+#[cfg(test)]
+pub(crate) fn plain_content(bytes: &[u8]) -> Result<SortedContent, SnapshotError> {
+    let envelope = Envelope::parse(bytes)?;
+    Ok(Content::parse(envelope.content, &DecodeLimits::default())?.sorted)
+}
+
 /// Why a signature was refused.
 pub(crate) enum SignatureFailure {
     UnknownKey,

@@ -328,6 +328,49 @@ fn corrupt_images_never_panic() {
     );
 }
 
+/// Random snapshots: the image gives back exactly what the plain decoder parsed, and every
+/// lookup (closed groups, membership of every group, ancestors, owners) answers from the
+/// delta-coded lists as from the decoder's `u32` lists.
+#[test]
+fn images_of_random_snapshots_answer_like_the_plain_decoder() {
+    let mut rng = StdRng::seed_from_u64(23);
+    for round in 0..300 {
+        let input = super::delta_tests::random_input(&mut rng);
+        let bytes = encode(&input, 3, AT, &key()).unwrap();
+        let plain = super::decode::plain_content(&bytes).unwrap();
+        let snap =
+            Snapshot::decode(&bytes, &[key().trusted_key()], &DecodeLimits::default()).unwrap();
+        assert_eq!(snap.to_sorted().as_ref(), Some(&plain), "round {round}");
+        let group_count = plain.groups.len() as u32;
+        for (index, above) in (0..).zip(&plain.ancestors) {
+            assert_eq!(snap.ancestors_of(index).indices(), *above, "round {round}");
+        }
+        for user in &plain.users {
+            let mut closed = user.groups.clone();
+            for &direct in &user.groups {
+                closed.extend(&plain.ancestors[direct as usize]);
+            }
+            closed.sort_unstable();
+            closed.dedup();
+            let found = snap.groups_of_user(&user.entity_ref).unwrap();
+            assert_eq!(found.indices(), closed, "round {round}");
+            assert_eq!(found.direct().indices(), user.groups, "round {round}");
+            for index in 0..group_count + 1 {
+                assert_eq!(
+                    found.contains_index(index),
+                    closed.contains(&index),
+                    "round {round}: {} and group {index}",
+                    user.entity_ref
+                );
+            }
+        }
+        for entry in &plain.owned {
+            let owners = snap.owners_of(&entry.kind, &entry.id).unwrap();
+            assert_eq!(owners.indices(), entry.owners, "round {round}");
+        }
+    }
+}
+
 #[test]
 fn snapshots_can_be_shared_between_threads() {
     fn shareable<T: Clone + std::fmt::Debug + Send + Sync>() {}

@@ -389,8 +389,12 @@ impl<'a> IndexList<'a> {
             bytes: self.bytes,
             left: 0,
             next: Some(0),
+            cut: false,
         };
-        iter.left = iter.varint().unwrap_or(0);
+        match iter.varint() {
+            Some(count) => iter.left = count,
+            None => iter.cut = true,
+        }
         iter
     }
 
@@ -407,7 +411,7 @@ impl<'a> IndexList<'a> {
         let mut iter = self.iter();
         let mut values = Vec::with_capacity(usize::try_from(iter.left).unwrap_or(0).min(1024));
         values.extend(iter.by_ref());
-        (iter.left == 0).then_some(values)
+        (!iter.cut).then_some(values)
     }
 
     /// A scan that stops at the first index not below `value`: O(list length), at most a few
@@ -426,6 +430,8 @@ struct ListIter<'a> {
     left: u64,
     /// The smallest value the next index can take; `None` after `u32::MAX`.
     next: Option<u32>,
+    /// The list ended before its count: a varint was cut off, too long or out of range.
+    cut: bool,
 }
 
 impl ListIter<'_> {
@@ -456,6 +462,7 @@ impl Iterator for ListIter<'_> {
             .and_then(|gap| self.next?.checked_add(gap));
         let Some(value) = value else {
             self.left = 0;
+            self.cut = true;
             return None;
         };
         self.left -= 1;
@@ -572,5 +579,55 @@ fn sorted_lists_meet(a: IndexList<'_>, b: IndexList<'_>) -> bool {
 impl std::fmt::Debug for GroupSet<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IndexList;
+
+    /// Hostile list bytes: a list reads as far as its bytes are sound, never panics, and a
+    /// list shorter than its count is refused by `to_vec`.
+    #[test]
+    fn hostile_lists_stop_early() {
+        let cases: [(&str, &[u8], &[u32], bool); 9] = [
+            ("no count", &[], &[], false),
+            ("empty list", &[0], &[], true),
+            ("three indices", &[3, 2, 0, 5], &[2, 3, 9], true),
+            ("two-byte gap", &[2, 1, 0x80, 0x01], &[1, 130], true),
+            ("count over the bytes", &[5, 1, 1], &[1, 3], false),
+            ("varint cut off", &[2, 1, 0x80], &[1], false),
+            (
+                "varint over ten bytes",
+                &[
+                    1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+                &[],
+                false,
+            ),
+            (
+                "index past u32",
+                &[2, 0xff, 0xff, 0xff, 0xff, 0x0f, 0],
+                &[u32::MAX],
+                false,
+            ),
+            (
+                "huge count",
+                &[0xff, 0xff, 0xff, 0xff, 0x7f, 4],
+                &[4],
+                false,
+            ),
+        ];
+        for (name, bytes, expected, whole) in cases {
+            let list = IndexList { bytes };
+            assert_eq!(list.iter().collect::<Vec<_>>(), expected, "{name}");
+            assert_eq!(list.len(), expected.len(), "{name}");
+            assert_eq!(list.is_empty(), expected.is_empty(), "{name}");
+            assert_eq!(list.to_vec().is_some(), whole, "{name}");
+            for &value in expected {
+                assert!(list.contains(value), "{name}: {value}");
+            }
+            assert!(!list.contains(7), "{name}");
+        }
     }
 }
