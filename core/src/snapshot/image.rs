@@ -12,7 +12,6 @@ use sha2::{Digest as _, Sha256};
 use super::envelope::SnapshotHeader;
 use super::err::ImageError;
 use super::keys::{valid_kid, MAX_KEY_ID_BYTES};
-use super::sorted::SortedContent;
 use super::wire::Writer;
 
 /// First bytes of every image.
@@ -230,27 +229,6 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
     let end = at.checked_add(8)?;
     let word: [u8; 8] = bytes.get(at..end)?.try_into().ok()?;
     Some(u64::from_le_bytes(word))
-}
-
-/// Lays out `content` as an image. `None` when it does not fit `u32` offsets (4 GiB).
-pub(crate) fn build(content: &SortedContent, stamp: &Stamp<'_>) -> Option<Vec<u8>> {
-    let mut out = ImageBuilder::new(0);
-    for group in &content.groups {
-        out.group(group);
-    }
-    for user in &content.users {
-        out.user(&user.entity_ref, user.email.as_deref(), &user.groups);
-    }
-    for entry in &content.owned {
-        out.owned(&entry.kind, &entry.id, &entry.owners);
-    }
-    for (index, above) in content.ancestors.iter().enumerate() {
-        out.ancestors(index, above);
-    }
-    if let Some(rules) = &content.rules {
-        out.rules(rules);
-    }
-    out.finish(stamp)
 }
 
 /// Where the strings part starts: it is written first, straight into the image buffer, so

@@ -7,8 +7,8 @@ use std::cmp::Ordering;
 use std::ops::Range;
 
 use super::envelope::SnapshotHeader;
-use super::err::{ImageError, SnapshotError};
-use super::image::{self, read_u32, Layout, Part, Stamp, AMBIGUOUS, AT_KID};
+use super::err::ImageError;
+use super::image::{self, read_u32, Layout, Part, AMBIGUOUS, AT_KID};
 use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 
 /// A verified snapshot. Build one with [`Snapshot::decode`], adopt a published one with
@@ -56,15 +56,6 @@ impl Snapshot {
     pub fn from_image(image: Vec<u8>) -> Result<Snapshot, ImageError> {
         let layout = image::parse_layout(&image)?;
         Ok(Snapshot { image, layout })
-    }
-
-    /// Lays out verified content as an image.
-    pub(crate) fn build(
-        content: &SortedContent,
-        stamp: &Stamp<'_>,
-    ) -> Result<Snapshot, SnapshotError> {
-        let image = image::build(content, stamp).ok_or(SnapshotError::ImageTooLarge)?;
-        Ok(Snapshot::from_image(image)?)
     }
 
     /// The canonical image: what a worker publishes once for the others to adopt.
@@ -246,6 +237,48 @@ impl Snapshot {
             .flatten()
     }
 
+    /// Every group as (ref, ancestors), in order, for a delta to carry over; `None` for a
+    /// corrupt record.
+    pub(crate) fn group_entries(&self) -> impl Iterator<Item = Option<(&str, IndexList<'_>)>> {
+        (0..self.count(Part::Groups)).map(|index| {
+            let [offset, len, list] = self.record::<3>(Part::Groups, index)?;
+            Some((self.str_at(offset, len)?, self.list(list)?))
+        })
+    }
+
+    /// Every user as (ref, email, direct groups), in order of ref; `None` for a corrupt record.
+    pub(crate) fn user_entries(
+        &self,
+    ) -> impl Iterator<Item = Option<(&str, Option<&str>, IndexList<'_>)>> {
+        (0..self.count(Part::Users)).map(|index| {
+            let [offset, len, list, email, email_len] = self.record::<5>(Part::Users, index)?;
+            let email = match email_len {
+                0 => None,
+                _ => Some(self.str_at(email, email_len)?),
+            };
+            Some((self.str_at(offset, len)?, email, self.list(list)?))
+        })
+    }
+
+    /// Every resource as (kind, id, owners), in order of (kind, id); `None` for a corrupt
+    /// record.
+    pub(crate) fn owned_entries(
+        &self,
+    ) -> impl Iterator<Item = Option<(&str, &str, IndexList<'_>)>> {
+        (0..self.count(Part::Kinds)).flat_map(move |kind| {
+            let record = self.record::<4>(Part::Kinds, kind);
+            let name = record.and_then(|[offset, len, _, _]| self.str_at(offset, len));
+            let positions = record.map_or(0..0, |[_, _, first, count]| {
+                first..first.saturating_add(count)
+            });
+            let broken = (name.is_none() || record.is_none()).then_some(None);
+            broken.into_iter().chain(positions.map(move |position| {
+                let [offset, len, list] = self.record::<3>(Part::Owned, position as usize)?;
+                Some((name?, self.str_at(offset, len)?, self.list(list)?))
+            }))
+        })
+    }
+
     /// The editable content back from the image, for a delta to change. `None` when the
     /// image is corrupt.
     pub(crate) fn to_sorted(&self) -> Option<SortedContent> {
@@ -378,13 +411,13 @@ impl std::fmt::Debug for Snapshot {
 /// stops at the first varint that is cut off, too long or out of `u32` range, so a corrupt
 /// image gives a shorter list, never a panic; a list longer than its count is cut at it.
 #[derive(Debug, Clone, Copy, Default)]
-struct IndexList<'a> {
+pub(crate) struct IndexList<'a> {
     /// The list and whatever follows it in the lists part.
     bytes: &'a [u8],
 }
 
 impl<'a> IndexList<'a> {
-    fn iter(self) -> ListIter<'a> {
+    pub(crate) fn iter(self) -> ListIter<'a> {
         let mut iter = ListIter {
             bytes: self.bytes,
             left: 0,
@@ -406,6 +439,13 @@ impl<'a> IndexList<'a> {
         self.iter().count()
     }
 
+    /// Appends every index to `out`; false when the list is corrupt (shorter than its count).
+    pub(crate) fn read_into(self, out: &mut Vec<u32>) -> bool {
+        let mut iter = self.iter();
+        out.extend(iter.by_ref());
+        !iter.cut
+    }
+
     /// Every index, or `None` when the list is corrupt (shorter than its count).
     fn to_vec(self) -> Option<Vec<u32>> {
         let mut iter = self.iter();
@@ -424,7 +464,7 @@ impl<'a> IndexList<'a> {
 }
 
 /// Decodes an [`IndexList`].
-struct ListIter<'a> {
+pub(crate) struct ListIter<'a> {
     bytes: &'a [u8],
     /// Indices still to read.
     left: u64,
