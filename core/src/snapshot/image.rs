@@ -34,9 +34,6 @@ const AT_CONTENT_HASH: usize = 40;
 const AT_KID_LEN: usize = 72;
 pub(crate) const AT_KID: usize = 76;
 
-/// Marks an email that several users share.
-pub(crate) const AMBIGUOUS: u32 = u32::MAX;
-
 /// The parts of the content, in the order they are laid out after the directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Part {
@@ -47,8 +44,8 @@ pub(crate) enum Part {
     /// Per user, sorted by ref: ref (offset, length), groups (list offset), email (offset,
     /// length; length 0 when none).
     Users,
-    /// Per distinct lowercased email, sorted: email (offset, length), user position or
-    /// [`AMBIGUOUS`].
+    /// Per user with an email, sorted by (email, position): the user's position. An email
+    /// several users share is in several adjacent records, and maps to none of them.
     Emails,
     /// Per resource kind, sorted: kind (offset, length), first owned position, count.
     Kinds,
@@ -83,7 +80,8 @@ impl Part {
         match self {
             Part::Meta => META_BYTES,
             Part::Kinds => 16,
-            Part::Groups | Part::Owned | Part::Emails => 12,
+            Part::Groups | Part::Owned => 12,
+            Part::Emails => 4,
             Part::Users => 20,
             Part::Lists | Part::Strings | Part::Rules => 1,
         }
@@ -298,12 +296,29 @@ impl ImageBuilder {
     }
 
     /// The next user, in increasing order of ref, with its direct groups (strictly increasing).
+    /// An email that starts with the user's name (the ref after its last `/`), as
+    /// `alice@example.com` for `user:default/alice`, shares the name's bytes: only the rest is
+    /// written, right after the ref, and the email's span starts inside the ref.
     pub fn user(&mut self, entity_ref: &str, email: Option<&str>, groups: &[u32]) {
         let name = self.string(entity_ref);
+        let name_at = entity_ref
+            .rfind('/')
+            .map_or(0, |slash| slash.saturating_add(1));
+        let user_name = entity_ref.get(name_at..).unwrap_or_default();
         let list = self.list(groups);
         let email = match email {
             Some(email) => {
-                let span = self.string(email);
+                let rest = email
+                    .strip_prefix(user_name)
+                    .filter(|_| !user_name.is_empty());
+                let span = match rest {
+                    Some(rest) => {
+                        let (offset, _) = self.string(rest);
+                        let start = offset.saturating_sub(self.fit_u32(user_name.len()));
+                        (start, self.fit_u32(email.len()))
+                    }
+                    None => self.string(email),
+                };
                 self.emails.push([span.0, span.1, self.user_count]);
                 span
             }
@@ -412,21 +427,18 @@ impl ImageBuilder {
                 .unwrap_or_default()
         };
         emails.sort_unstable_by(|a, b| text(a).cmp(text(b)).then(a[2].cmp(&b[2])));
-        let mut email_part = Vec::with_capacity(emails.len().saturating_mul(12));
+        let mut email_part = Vec::with_capacity(emails.len().saturating_mul(4));
         let mut ambiguous = 0u32;
         let mut rest = emails.as_slice();
         while let Some(first) = rest.first() {
             let run = rest.iter().take_while(|e| text(e) == text(first)).count();
-            rest = rest.get(run.max(1)..).unwrap_or_default();
-            let user = if run > 1 {
+            if run > 1 {
                 ambiguous = ambiguous.saturating_add(1);
-                AMBIGUOUS
-            } else {
-                first[2]
-            };
-            for field in [first[0], first[1], user] {
-                email_part.extend_from_slice(&field.to_le_bytes());
             }
+            for email in rest.get(..run).unwrap_or_default() {
+                email_part.extend_from_slice(&email[2].to_le_bytes());
+            }
+            rest = rest.get(run.max(1)..).unwrap_or_default();
         }
         drop(emails);
         let meta: Vec<u8> = [ambiguous, u32::from(rules.is_some())]

@@ -352,6 +352,16 @@ fn images_of_random_snapshots_answer_like_the_plain_decoder() {
             }
             closed.sort_unstable();
             closed.dedup();
+            if let Some(email) = &user.email {
+                let sharing = plain.users.iter().filter(|u| u.email == user.email).count();
+                let by_email = snap.user_by_email(&email.to_ascii_uppercase());
+                assert_eq!(
+                    by_email.map(|u| u.entity_ref),
+                    (sharing == 1).then_some(&*user.entity_ref),
+                    "round {round}: {email}"
+                );
+                assert_eq!(snap.user_email(&user.entity_ref), Some(&**email));
+            }
             let found = snap.groups_of_user(&user.entity_ref).unwrap();
             assert_eq!(found.indices(), closed, "round {round}");
             assert_eq!(found.direct().indices(), user.groups, "round {round}");
@@ -393,4 +403,15 @@ fn image_part_sizes() {
     for (part, range) in image::PARTS.iter().zip(&layout.parts) {
         println!("{part:?}: {} B", range.len());
     }
+    let (mut refs, mut emails, mut name_emails) = (0, 0, 0);
+    for user in snap.users() {
+        refs += user.entity_ref.len();
+        if let Some(email) = snap.user_email(user.entity_ref) {
+            emails += email.len();
+            let name = user.entity_ref.rsplit('/').next().unwrap_or_default();
+            name_emails += usize::from(email.split('@').next() == Some(name));
+        }
+    }
+    let ids: usize = snap.owned().map(|o| o.id.len()).sum();
+    println!("strings: user refs {refs} B, emails {emails} B ({name_emails} local part = name), owned ids {ids} B");
 }

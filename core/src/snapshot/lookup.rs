@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use super::envelope::SnapshotHeader;
 use super::err::ImageError;
-use super::image::{self, read_u32, Layout, Part, AMBIGUOUS, AT_KID};
+use super::image::{self, read_u32, Layout, Part, AT_KID};
 use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 
 /// A verified snapshot. Build one with [`Snapshot::decode`], adopt a published one with
@@ -130,12 +130,30 @@ impl Snapshot {
         } else {
             email
         };
-        let position = self.find(Part::Emails, 0..self.count(Part::Emails), email)?;
-        let [_, _, user] = self.record::<3>(Part::Emails, position)?;
-        if user == AMBIGUOUS {
-            return None;
+        let key = email.as_bytes();
+        let email_of = |record: usize| -> Option<(usize, &[u8])> {
+            let [user] = self.record::<1>(Part::Emails, record)?;
+            let [_, _, _, offset, len] = self.record::<5>(Part::Users, user as usize)?;
+            Some((user as usize, self.bytes_at(offset, len)?))
+        };
+        let (mut low, mut high) = (0, self.count(Part::Emails));
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let (user, found) = email_of(middle)?;
+            match found.cmp(key) {
+                Ordering::Less => low = middle + 1,
+                Ordering::Greater => high = middle,
+                Ordering::Equal => {
+                    // Shared by several users (adjacent records): none of them.
+                    let shared = [middle.checked_sub(1), middle.checked_add(1)]
+                        .into_iter()
+                        .flatten()
+                        .any(|other| email_of(other).is_some_and(|(_, e)| e == key));
+                    return if shared { None } else { self.user_view(user) };
+                }
+            }
         }
-        self.user_view(user as usize)
+        None
     }
 
     /// The owners of a resource, such as (`airflow.dag`, `etl_daily`): groups, and users
