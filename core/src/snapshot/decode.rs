@@ -1,6 +1,6 @@
 //! Decoding: size limit, envelope, signature, content hash, then the content with every
-//! count, length, order and index checked, parsed into [`SortedContent`] and laid out as the
-//! snapshot's image. Unauthenticated bytes never reach the content parser, and the parser
+//! count, length, order and index checked as it is written straight into the snapshot's image
+//! ([`ImageBuilder`]; tests can parse into `SortedContent` instead). Unauthenticated bytes never reach the content parser, and the parser
 //! never panics on any input.
 
 use std::cmp::Ordering;
