@@ -476,6 +476,7 @@ impl SnapshotSync {
         self.loaded = Some(Loaded::of(catalog.snapshot.header()));
         self.catalog = Some(catalog);
         self.etag = etag;
+        log_linear_memory(host, "installed");
     }
 
     /// Shares the snapshot just installed: the image first, then the stamp that makes every
@@ -508,6 +509,7 @@ impl SnapshotSync {
             // Envoy's main-thread VM fetches for the workers but serves no request.
             self.catalog = None;
             self.seen_current = None;
+            log_linear_memory(host, "published and dropped");
         }
     }
 
@@ -544,6 +546,33 @@ impl SnapshotSync {
         i64::try_from(self.source.timeout_ms)
             .unwrap_or(i64::MAX)
             .saturating_add(1_000)
+    }
+}
+
+/// Logs this VM's Wasm linear memory at debug level after a snapshot swap: it only grows, so
+/// it is the high-water mark of every decode, delta and adoption so far (`docs/snapshot.md`,
+/// "Envoy memory").
+fn log_linear_memory<H: Host>(host: &mut H, after: &str) {
+    if let Some(pages) = linear_memory_pages() {
+        host.log(
+            LogLevel::Debug,
+            &format!(
+                "meshgate: snapshot {after}: linear memory {pages} pages ({} KiB)",
+                pages.saturating_mul(64)
+            ),
+        );
+    }
+}
+
+/// Pages of 64 KiB in this VM's linear memory; `None` off Wasm.
+fn linear_memory_pages() -> Option<usize> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        Some(core::arch::wasm32::memory_size::<0>())
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        None
     }
 }
 

@@ -4,16 +4,19 @@
 //! names.
 
 use super::decode::{verify_signature, DecodeLimits, SignatureFailure};
+use super::delta::UserChange;
 use super::delta::{
     malformed, read_changes, BodyLimits, Changes, DeltaEnvelope, GrantsChange, RulesChange,
 };
+use super::grants::Grants;
 use super::envelope::SnapshotHeader;
 use super::err::DeltaError;
-use super::grants::Grants;
+use super::err::SnapshotError;
+use super::image::ImageBuilder;
 use super::image::Stamp;
 use super::keys::TrustedKey;
+use super::lookup::IndexList;
 use super::lookup::Snapshot;
-use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 
 impl Snapshot {
     /// Verifies a delta made by [`super::encode_delta`] and applies it to this snapshot. The
@@ -58,9 +61,6 @@ impl Snapshot {
                 max_rules_bytes: limits.max_rules_bytes,
             },
         )?;
-        let base = self.to_sorted().ok_or(DeltaError::CorruptBase)?;
-        let content = apply(base, changes)?;
-        check_limits(&content, limits)?;
         let stamp = Stamp {
             header: SnapshotHeader {
                 version: header.target_version,
@@ -70,7 +70,11 @@ impl Snapshot {
             key_id: envelope.kid,
             encoded_len: usize::try_from(header.target_encoded_len).unwrap_or(usize::MAX),
         };
-        let result = Snapshot::build(&content, &stamp).map_err(DeltaError::Build)?;
+        let image = apply(self, &changes, limits, delta.len())?
+            .finish(&stamp)
+            .ok_or(DeltaError::Build(SnapshotError::ImageTooLarge))?;
+        let result =
+            Snapshot::from_image(image).map_err(|e| DeltaError::Build(SnapshotError::Image(e)))?;
         if result.image_content_hash() != header.target_image_hash {
             return Err(DeltaError::ResultMismatch {
                 version: header.target_version,
@@ -80,71 +84,74 @@ impl Snapshot {
     }
 }
 
-/// The content after `changes`, still canonical: tables sorted, lists sorted by index.
-fn apply(base: SortedContent, changes: Changes) -> Result<SortedContent, DeltaError> {
+/// The result of `changes` on `base`, laid out straight from the base image: tables merged in
+/// order, lists remapped as they are copied. Only the group table and the changes themselves
+/// are held apart from the two images, so applying a delta costs about the base image again,
+/// not an editable copy of the whole content.
+fn apply(
+    base: &Snapshot,
+    changes: &Changes,
+    limits: &DecodeLimits,
+    delta_len: usize,
+) -> Result<ImageBuilder, DeltaError> {
     // The new group table, and where each old index went (`None`: removed).
     let mut removed: Vec<&str> = changes.groups_removed.iter().map(String::as_str).collect();
     removed.sort_unstable();
-    let mut groups: Vec<Box<str>> = base
-        .groups
+    let base_groups: Vec<(&str, IndexList<'_>)> = base
+        .group_entries()
+        .collect::<Option<_>>()
+        .ok_or(DeltaError::CorruptBase)?;
+    let mut groups: Vec<&str> = base_groups
         .iter()
-        .filter(|g| removed.binary_search(&&***g).is_err())
-        .cloned()
-        .chain(changes.groups_added.iter().map(|g| Box::from(g.as_str())))
+        .map(|(g, _)| *g)
+        .filter(|g| removed.binary_search(g).is_err())
+        .chain(changes.groups_added.iter().map(String::as_str))
         .collect();
     groups.sort_unstable();
     if let Some(pair) = groups.windows(2).find(|pair| pair.first() == pair.get(1)) {
-        return Err(DeltaError::Duplicate {
-            what: "group",
-            value: pair.first().map(|g| g.to_string()).unwrap_or_default(),
-        });
+        return Err(duplicate(
+            "group",
+            pair.first().copied().unwrap_or_default(),
+        ));
     }
+    check_count("groups", groups.len(), limits.max_groups)?;
     let index_of = |group: &str| -> Option<u32> {
         groups
-            .binary_search_by(|g| (**g).cmp(group))
+            .binary_search(&group)
             .ok()
             .and_then(|i| u32::try_from(i).ok())
     };
-    let moved: Vec<Option<u32>> = base.groups.iter().map(|g| index_of(g)).collect();
+    let moved: Vec<Option<u32>> = base_groups.iter().map(|(g, _)| index_of(g)).collect();
     // Old lists keep their order: the mapping is monotone.
-    let remap = |list: &[u32]| -> Vec<u32> {
-        list.iter()
-            .filter_map(|&i| moved.get(i as usize).copied().flatten())
-            .collect()
+    let remap = |list: IndexList<'_>, out: &mut Vec<u32>| -> Result<(), DeltaError> {
+        let mut old = Vec::new();
+        if !list.read_into(&mut old) {
+            return Err(DeltaError::CorruptBase);
+        }
+        out.clear();
+        out.extend(
+            old.iter()
+                .filter_map(|&i| moved.get(i as usize).copied().flatten()),
+        );
+        Ok(())
     };
-    let resolve = |refs: &[String]| -> Result<Vec<u32>, DeltaError> {
-        let mut list = refs
-            .iter()
-            .map(|r| {
-                index_of(r).ok_or_else(|| DeltaError::UnknownGroup {
-                    group_ref: r.clone(),
-                })
-            })
-            .collect::<Result<Vec<u32>, DeltaError>>()?;
-        list.sort_unstable();
-        list.dedup();
-        Ok(list)
+    let resolve = |refs: &[String], out: &mut Vec<u32>| -> Result<(), DeltaError> {
+        out.clear();
+        for r in refs {
+            out.push(index_of(r).ok_or_else(|| DeltaError::UnknownGroup {
+                group_ref: r.clone(),
+            })?);
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(())
     };
 
-    let mut ancestors = vec![Vec::new(); groups.len()];
-    for (old, above) in base.ancestors.iter().enumerate() {
-        let slot = moved
-            .get(old)
-            .copied()
-            .flatten()
-            .and_then(|new| ancestors.get_mut(new as usize));
-        if let Some(slot) = slot {
-            *slot = remap(above);
-        }
+    let mut out = ImageBuilder::new(base.image().len().saturating_add(delta_len));
+    for group in &groups {
+        out.group(group);
     }
-    for (group, above) in &changes.ancestors {
-        let index = index_of(group).ok_or_else(|| DeltaError::UnknownGroup {
-            group_ref: group.clone(),
-        })?;
-        if let Some(slot) = ancestors.get_mut(index as usize) {
-            *slot = resolve(above)?;
-        }
-    }
+    let mut list = Vec::new();
 
     let mut touched: Vec<&str> = changes
         .users_removed
@@ -153,33 +160,44 @@ fn apply(base: SortedContent, changes: Changes) -> Result<SortedContent, DeltaEr
         .map(String::as_str)
         .collect();
     touched.sort_unstable();
-    let mut users: Vec<UserEntry> = Vec::with_capacity(base.users.len());
-    for user in base.users {
-        if touched.binary_search(&&*user.entity_ref).is_err() {
-            let groups = remap(&user.groups);
-            users.push(UserEntry { groups, ..user });
-        }
-    }
-    for user in &changes.users_upserted {
-        users.push(UserEntry {
-            entity_ref: Box::from(user.entity_ref.as_str()),
-            email: user.email.as_deref().map(Box::from),
-            groups: resolve(&user.groups)?,
-        });
-    }
-    users.sort_unstable_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
-    if let Some(pair) = users
+    let mut upserted: Vec<&UserChange> = changes.users_upserted.iter().collect();
+    upserted.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
+    if let Some(pair) = upserted
         .windows(2)
         .find(|pair| pair.first().map(|u| &u.entity_ref) == pair.get(1).map(|u| &u.entity_ref))
     {
-        return Err(DeltaError::Duplicate {
-            what: "user",
-            value: pair
-                .first()
-                .map(|u| u.entity_ref.to_string())
-                .unwrap_or_default(),
-        });
+        let value = pair.first().map(|u| u.entity_ref.as_str());
+        return Err(duplicate("user", value.unwrap_or_default()));
     }
+    let mut kept = base.user_entries().filter(|entry| {
+        entry.is_none_or(|(entity_ref, _, _)| touched.binary_search(&entity_ref).is_err())
+    });
+    let mut upserted = upserted.into_iter().peekable();
+    let mut next_kept = kept.next();
+    let mut users = 0usize;
+    loop {
+        let take_kept = match (&next_kept, upserted.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(entry), Some(change)) => {
+                let (entity_ref, _, _) = entry.ok_or(DeltaError::CorruptBase)?;
+                entity_ref < change.entity_ref.as_str()
+            }
+        };
+        if take_kept {
+            let (entity_ref, email, groups) =
+                next_kept.take().flatten().ok_or(DeltaError::CorruptBase)?;
+            remap(groups, &mut list)?;
+            out.user(entity_ref, email, &list);
+            next_kept = kept.next();
+        } else if let Some(change) = upserted.next() {
+            resolve(&change.groups, &mut list)?;
+            out.user(&change.entity_ref, change.email.as_deref(), &list);
+        }
+        users = users.saturating_add(1);
+    }
+    check_count("users", users, limits.max_users)?;
 
     let mut touched: Vec<(&str, &str)> = changes
         .owned_removed
@@ -193,62 +211,102 @@ fn apply(base: SortedContent, changes: Changes) -> Result<SortedContent, DeltaEr
         )
         .collect();
     touched.sort_unstable();
-    let mut owned: Vec<OwnedEntry> = Vec::with_capacity(base.owned.len());
-    for entry in base.owned {
-        if touched.binary_search(&(&*entry.kind, &*entry.id)).is_err() {
-            let owners = remap(&entry.owners);
-            owned.push(OwnedEntry { owners, ..entry });
-        }
-    }
-    for (kind, id, owners) in &changes.owned_upserted {
-        owned.push(OwnedEntry {
-            kind: Box::from(kind.as_str()),
-            id: Box::from(id.as_str()),
-            owners: resolve(owners)?,
-        });
-    }
-    owned.sort_unstable_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
-    if let Some(pair) = owned.windows(2).find(|pair| match pair {
-        [a, b] => (&a.kind, &a.id) == (&b.kind, &b.id),
+    let mut upserted: Vec<(&str, &str, &[String])> = changes
+        .owned_upserted
+        .iter()
+        .map(|(kind, id, owners)| (kind.as_str(), id.as_str(), owners.as_slice()))
+        .collect();
+    upserted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    if let Some(pair) = upserted.windows(2).find(|pair| match pair {
+        [a, b] => (a.0, a.1) == (b.0, b.1),
         _ => false,
     }) {
-        return Err(DeltaError::Duplicate {
-            what: "resource",
-            value: pair
-                .first()
-                .map(|e| format!("{}/{}", e.kind, e.id))
-                .unwrap_or_default(),
-        });
+        let value = pair
+            .first()
+            .map(|e| format!("{}/{}", e.0, e.1))
+            .unwrap_or_default();
+        return Err(duplicate("resource", &value));
+    }
+    let mut kept = base.owned_entries().filter(|entry| {
+        entry.is_none_or(|(kind, id, _)| touched.binary_search(&(kind, id)).is_err())
+    });
+    let mut upserted = upserted.into_iter().peekable();
+    let mut next_kept = kept.next();
+    let mut owned = 0usize;
+    loop {
+        let take_kept = match (&next_kept, upserted.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(entry), Some(change)) => {
+                let (kind, id, _) = entry.ok_or(DeltaError::CorruptBase)?;
+                (kind, id) < (change.0, change.1)
+            }
+        };
+        if take_kept {
+            let (kind, id, owners) = next_kept.take().flatten().ok_or(DeltaError::CorruptBase)?;
+            remap(owners, &mut list)?;
+            out.owned(kind, id, &list);
+            next_kept = kept.next();
+        } else if let Some((kind, id, owners)) = upserted.next() {
+            resolve(owners, &mut list)?;
+            out.owned(kind, id, &list);
+        }
+        owned = owned.saturating_add(1);
+    }
+    check_count("resources", owned, limits.max_owned)?;
+
+    // Ancestors by new index: a change replaces the group's whole list (the last change for
+    // a group wins), otherwise the base list is carried over.
+    let mut replaced: Vec<Option<&[String]>> = vec![None; groups.len()];
+    for (group, above) in &changes.ancestors {
+        let slot = index_of(group).and_then(|index| replaced.get_mut(index as usize));
+        let Some(slot) = slot else {
+            return Err(DeltaError::UnknownGroup {
+                group_ref: group.clone(),
+            });
+        };
+        *slot = Some(above.as_slice());
+    }
+    let mut carried: Vec<Option<IndexList<'_>>> = vec![None; groups.len()];
+    for ((_, above), new) in base_groups.iter().zip(&moved) {
+        if let Some(slot) = new.and_then(|new| carried.get_mut(new as usize)) {
+            *slot = Some(*above);
+        }
+    }
+    for (index, (change, base_list)) in replaced.into_iter().zip(carried).enumerate() {
+        match (change, base_list) {
+            (Some(above), _) => resolve(above, &mut list)?,
+            (None, Some(above)) => remap(above, &mut list)?,
+            (None, None) => list.clear(),
+        }
+        out.ancestors(index, &list);
     }
 
-    let rules = match changes.rules {
-        RulesChange::Unchanged => base.rules,
-        RulesChange::Removed => None,
-        RulesChange::Replaced(rules) => Some(rules.into_boxed_str()),
-    };
-    let grants = apply_grants(base.grants, changes.grants)?;
-    Ok(SortedContent {
-        groups,
-        ancestors,
-        users,
-        owned,
-        rules,
-        grants,
-    })
+    match &changes.rules {
+        RulesChange::Unchanged => {
+            if let Some(rules) = base.rules_json() {
+                out.rules(rules);
+            }
+        }
+        RulesChange::Removed => {}
+        RulesChange::Replaced(rules) => out.rules(rules),
+    }
+    if let Some(grants) = apply_grants(base.grants_bytes(), &changes.grants)? {
+        out.grants(&grants);
+    }
+    Ok(out)
 }
 
 /// The base's grants without those removed, with those added; each removed one must be there
-/// and each added one new.
-fn apply_grants(
-    base: Option<Box<[u8]>>,
-    change: GrantsChange,
-) -> Result<Option<Box<[u8]>>, DeltaError> {
+/// and each added one new. `None` when no grant remains.
+fn apply_grants(base: &[u8], change: &GrantsChange) -> Result<Option<Vec<u8>>, DeltaError> {
     if change.removed.is_empty() && change.added.is_empty() {
-        return Ok(base);
+        return Ok((!base.is_empty()).then(|| base.to_vec()));
     }
-    let before = match &base {
-        Some(bytes) => Grants::decode(bytes, 0).map_err(malformed)?,
-        None => Grants::default(),
+    let before = match base {
+        [] => Grants::default(),
+        bytes => Grants::decode(bytes, 0).map_err(malformed)?,
     };
     let mut kept: Vec<_> = before.as_slice().to_vec();
     for (user, id) in &change.removed {
@@ -261,14 +319,8 @@ fn apply_grants(
         kept.remove(at);
     }
     for grant in change.added.iter() {
-        if kept
-            .iter()
-            .any(|g| g.user == grant.user && g.id == grant.id)
-        {
-            return Err(DeltaError::Duplicate {
-                what: "grant",
-                value: format!("{} {}", grant.user, grant.id),
-            });
+        if kept.iter().any(|g| g.user == grant.user && g.id == grant.id) {
+            return Err(duplicate("grant", &format!("{} {}", grant.user, grant.id)));
         }
     }
     kept.extend(change.added.iter().cloned());
@@ -282,18 +334,19 @@ fn apply_grants(
         count: after.len(),
         max: super::MAX_GRANTS,
     })?;
-    Ok(Some(bytes.into_boxed_slice()))
+    Ok(Some(bytes))
 }
 
-fn check_limits(content: &SortedContent, limits: &DecodeLimits) -> Result<(), DeltaError> {
-    for (what, count, max) in [
-        ("users", content.users.len(), limits.max_users),
-        ("groups", content.groups.len(), limits.max_groups),
-        ("resources", content.owned.len(), limits.max_owned),
-    ] {
-        if count > max {
-            return Err(DeltaError::TooMany { what, count, max });
-        }
+fn duplicate(what: &'static str, value: &str) -> DeltaError {
+    DeltaError::Duplicate {
+        what,
+        value: value.to_owned(),
+    }
+}
+
+fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), DeltaError> {
+    if count > max {
+        return Err(DeltaError::TooMany { what, count, max });
     }
     Ok(())
 }

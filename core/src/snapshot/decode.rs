@@ -1,6 +1,6 @@
 //! Decoding: size limit, envelope, signature, content hash, then the content with every
-//! count, length, order and index checked, parsed into [`SortedContent`] and laid out as the
-//! snapshot's image. Unauthenticated bytes never reach the content parser, and the parser
+//! count, length, order and index checked as it is written straight into the snapshot's image
+//! ([`ImageBuilder`]; tests can parse into `SortedContent` instead). Unauthenticated bytes never reach the content parser, and the parser
 //! never panics on any input.
 
 use std::cmp::Ordering;
@@ -9,11 +9,13 @@ use sha2::{Digest as _, Sha256};
 
 use super::encode::user_name;
 use super::envelope::Envelope;
-use super::err::{SnapshotError, Violation};
 use super::grants::Grants;
+use super::err::{SnapshotError, Violation};
+use super::image::ImageBuilder;
 use super::image::Stamp;
 use super::keys::TrustedKey;
 use super::lookup::Snapshot;
+#[cfg(test)]
 use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 use super::wire::Reader;
 use super::{
@@ -119,13 +121,107 @@ fn decode_checked(
     if <[u8; 32]>::from(Sha256::digest(envelope.content)) != envelope.header.content_hash {
         return Err(SnapshotError::HashMismatch);
     }
-    let content = Content::parse(envelope.content, limits)?;
+    // The image is usually about 2.5 times the wire content; reserved, not touched.
+    let guess = envelope.content.len().saturating_mul(5) / 2;
+    let content = Content::parse(envelope.content, limits, ImageBuilder::new(guess))?;
     let stamp = Stamp {
         header: envelope.header,
         key_id: envelope.kid,
         encoded_len: bytes.len(),
     };
-    Snapshot::build(&content.sorted, &stamp)
+    let image = content
+        .sink
+        .finish(&stamp)
+        .ok_or(SnapshotError::ImageTooLarge)?;
+    Ok(Snapshot::from_image(image)?)
+}
+
+/// The content the plain decoder parses from a snapshot (no signature check), for tests that
+/// compare an image's answers with it.
+#[cfg(test)]
+pub(crate) fn plain_content(bytes: &[u8]) -> Result<SortedContent, SnapshotError> {
+    let envelope = Envelope::parse(bytes)?;
+    Ok(Content::parse(
+        envelope.content,
+        &DecodeLimits::default(),
+        SortedContent::default(),
+    )?
+    .sink)
+}
+
+/// Where the decoder puts what it parsed, in canonical order: groups, users, resources, the
+/// ancestors of groups that have any (by increasing index), rules.
+pub(crate) trait ContentSink {
+    fn group(&mut self, group_ref: &str);
+    fn group_count(&self) -> usize;
+    fn user(&mut self, entity_ref: &str, email: Option<&str>, groups: &[u32]);
+    fn owned(&mut self, kind: &str, id: &str, owners: &[u32]);
+    /// `index` is below [`ContentSink::group_count`].
+    fn ancestors(&mut self, index: usize, above: &[u32]);
+    fn rules(&mut self, rules: &str);
+    /// The grants section's payload, checked.
+    fn grants(&mut self, payload: &[u8]);
+}
+
+impl ContentSink for ImageBuilder {
+    fn group(&mut self, group_ref: &str) {
+        ImageBuilder::group(self, group_ref);
+    }
+    fn group_count(&self) -> usize {
+        ImageBuilder::group_count(self)
+    }
+    fn user(&mut self, entity_ref: &str, email: Option<&str>, groups: &[u32]) {
+        ImageBuilder::user(self, entity_ref, email, groups);
+    }
+    fn owned(&mut self, kind: &str, id: &str, owners: &[u32]) {
+        ImageBuilder::owned(self, kind, id, owners);
+    }
+    fn ancestors(&mut self, index: usize, above: &[u32]) {
+        ImageBuilder::ancestors(self, index, above);
+    }
+    fn rules(&mut self, rules: &str) {
+        ImageBuilder::rules(self, rules);
+    }
+    fn grants(&mut self, payload: &[u8]) {
+        ImageBuilder::grants(self, payload);
+    }
+}
+
+/// The plain decoder: editable sorted tables.
+#[cfg(test)]
+impl ContentSink for SortedContent {
+    fn group(&mut self, group_ref: &str) {
+        self.groups.push(Box::from(group_ref));
+        self.ancestors.push(Vec::new());
+    }
+    fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+    fn user(&mut self, entity_ref: &str, email: Option<&str>, groups: &[u32]) {
+        self.users.push(UserEntry {
+            entity_ref: Box::from(entity_ref),
+            email: email.map(Box::from),
+            groups: groups.to_vec(),
+        });
+    }
+    fn owned(&mut self, kind: &str, id: &str, owners: &[u32]) {
+        self.owned.push(OwnedEntry {
+            kind: Box::from(kind),
+            id: Box::from(id),
+            owners: owners.to_vec(),
+        });
+    }
+    fn ancestors(&mut self, index: usize, above: &[u32]) {
+        if let Some(slot) = self.ancestors.get_mut(index) {
+            *slot = above.to_vec();
+        }
+    }
+    fn rules(&mut self, rules: &str) {
+        self.rules = Some(Box::from(rules));
+    }
+    fn grants(&mut self, payload: &[u8]) {
+        self.grants = Some(Box::from(payload));
+    }
 }
 
 /// Why a signature was refused.
@@ -152,19 +248,29 @@ pub(crate) fn verify_signature(
 }
 
 /// The content under construction.
-struct Content<'l> {
+struct Content<'l, S> {
     limits: &'l DecodeLimits,
     /// Decoded string bytes so far, bounded by `max_text_bytes`.
     text_bytes: usize,
-    sorted: SortedContent,
+    /// Resources so far, bounded by `max_owned`.
+    owned_count: usize,
+    /// One index list at a time.
+    list: Vec<u32>,
+    sink: S,
 }
 
-impl<'l> Content<'l> {
-    fn parse(content: &[u8], limits: &'l DecodeLimits) -> Result<Content<'l>, SnapshotError> {
+impl<'l, S: ContentSink> Content<'l, S> {
+    fn parse(
+        content: &[u8],
+        limits: &'l DecodeLimits,
+        sink: S,
+    ) -> Result<Content<'l, S>, SnapshotError> {
         let mut parsed = Content {
             limits,
             text_bytes: 0,
-            sorted: SortedContent::default(),
+            owned_count: 0,
+            list: Vec::new(),
+            sink,
         };
         let mut reader = Reader::new(content, 0);
         let mut previous_tag: Option<u64> = None;
@@ -216,7 +322,7 @@ impl<'l> Content<'l> {
     }
 
     /// Counts a decoded string against `max_text_bytes`.
-    fn text(&mut self, r: &Reader<'_>, value: &str) -> Result<Box<str>, SnapshotError> {
+    fn text(&mut self, r: &Reader<'_>, value: &str) -> Result<(), SnapshotError> {
         let total = self.text_bytes.saturating_add(value.len());
         if total > self.limits.max_text_bytes {
             return Err(r.fail(Violation::TooMany {
@@ -226,29 +332,27 @@ impl<'l> Content<'l> {
             }));
         }
         self.text_bytes = total;
-        Ok(Box::from(value))
+        Ok(())
     }
 
-    fn list(&self, r: &mut Reader<'_>, what: &'static str) -> Result<Vec<u32>, SnapshotError> {
-        let mut list = Vec::new();
-        r.indices_into(&mut list, what, self.sorted.groups.len())?;
-        Ok(list)
+    /// Reads an index list into `self.list`.
+    fn list(&mut self, r: &mut Reader<'_>, what: &'static str) -> Result<(), SnapshotError> {
+        self.list.clear();
+        r.indices_into(&mut self.list, what, self.sink.group_count())
     }
 
     fn groups(&mut self, r: &mut Reader<'_>) -> Result<(), SnapshotError> {
         // Indices are u32.
         let max = self.limits.max_groups.min(u32::MAX as usize);
         let count = r.bounded("group count", max)?;
-        self.sorted.groups.reserve(count.min(r.remaining()));
         let mut current = Vec::new();
         for _ in 0..count {
             let order = r.front_coded(&mut current, "group ref", self.limits.max_string_bytes)?;
             let name = r.utf8(&current, "group ref")?;
             check_order(r, order, "group ref", name)?;
-            let name = self.text(r, name)?;
-            self.sorted.groups.push(name);
+            self.text(r, name)?;
+            self.sink.group(name);
         }
-        self.sorted.ancestors = vec![Vec::new(); self.sorted.groups.len()];
         Ok(())
     }
 
@@ -264,8 +368,6 @@ impl<'l> Content<'l> {
             domains.push(Box::from(domain));
         }
         let count = r.bounded("user count", self.limits.max_users)?;
-        // Each user takes at least one byte, so this bounds the users that can follow.
-        self.sorted.users.reserve(count.min(r.remaining()));
         let (mut local, mut address) = (Vec::new(), String::new());
         current.clear();
         for _ in 0..count {
@@ -305,15 +407,12 @@ impl<'l> Content<'l> {
                         max: max_string,
                     }));
                 }
-                email = Some(self.text(r, &address)?);
+                self.text(r, &address)?;
+                email = Some(address.as_str());
             }
-            let entity_ref = self.text(r, entity_ref)?;
-            let groups = self.list(r, "user group")?;
-            self.sorted.users.push(UserEntry {
-                entity_ref,
-                email,
-                groups,
-            });
+            self.text(r, entity_ref)?;
+            self.list(r, "user group")?;
+            self.sink.user(entity_ref, email, &self.list);
         }
         Ok(())
     }
@@ -326,25 +425,18 @@ impl<'l> Content<'l> {
             let order = r.front_coded(&mut kind, "resource kind", max_string)?;
             let kind_name = r.utf8(&kind, "resource kind")?;
             check_order(r, order, "resource kind", kind_name)?;
-            let kind_name = self.text(r, kind_name)?;
-            let left = self
-                .limits
-                .max_owned
-                .saturating_sub(self.sorted.owned.len());
+            self.text(r, kind_name)?;
+            let left = self.limits.max_owned.saturating_sub(self.owned_count);
             let count = r.bounded("resource count", left)?;
-            self.sorted.owned.reserve(count.min(r.remaining()));
+            self.owned_count = self.owned_count.saturating_add(count);
             id.clear();
             for _ in 0..count {
                 let order = r.front_coded(&mut id, "resource id", max_string)?;
                 let id_name = r.utf8(&id, "resource id")?;
                 check_order(r, order, "resource id", id_name)?;
-                let id_name = self.text(r, id_name)?;
-                let owners = self.list(r, "owner group")?;
-                self.sorted.owned.push(OwnedEntry {
-                    kind: kind_name.clone(),
-                    id: id_name,
-                    owners,
-                });
+                self.text(r, id_name)?;
+                self.list(r, "owner group")?;
+                self.sink.owned(kind_name, id_name, &self.list);
             }
         }
         Ok(())
@@ -352,7 +444,7 @@ impl<'l> Content<'l> {
 
     /// Each group's closed ancestors, by strictly increasing group index.
     fn ancestors(&mut self, r: &mut Reader<'_>) -> Result<(), SnapshotError> {
-        let groups = self.sorted.groups.len();
+        let groups = self.sink.group_count();
         let count = r.bounded("ancestor entry count", groups)?;
         let mut previous: Option<u64> = None;
         for _ in 0..count {
@@ -364,12 +456,9 @@ impl<'l> Content<'l> {
                 }));
             }
             previous = Some(group);
-            let list = self.list(r, "ancestor")?;
-            match usize::try_from(group)
-                .ok()
-                .and_then(|g| self.sorted.ancestors.get_mut(g))
-            {
-                Some(slot) => *slot = list,
+            self.list(r, "ancestor")?;
+            match usize::try_from(group).ok().filter(|&g| g < groups) {
+                Some(index) => self.sink.ancestors(index, &self.list),
                 None => {
                     return Err(r.fail(Violation::IndexOutOfRange {
                         what: "ancestor group",
@@ -393,7 +482,7 @@ impl<'l> Content<'l> {
             }));
         }
         let bytes = r.take(len as u64, "rules")?;
-        self.sorted.rules = Some(Box::from(r.utf8(bytes, "rules")?));
+        self.sink.rules(r.utf8(bytes, "rules")?);
         Ok(())
     }
 
@@ -405,7 +494,7 @@ impl<'l> Content<'l> {
             // No grants is no section: one encoding per content.
             return Err(r.fail(Violation::EmptyString { what: "grants" }));
         }
-        self.sorted.grants = Some(Box::from(payload));
+        self.sink.grants(payload);
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ fn apply(base: &Snapshot, delta: &[u8]) -> Result<Snapshot, DeltaError> {
 
 /// A small random catalog drawn from fixed pools, so two draws overlap and differ in every
 /// way a catalog can: users, emails, memberships, groups, hierarchy, owners, rules.
-fn random_input(rng: &mut StdRng) -> SnapshotInput {
+pub(super) fn random_input(rng: &mut StdRng) -> SnapshotInput {
     let mut groups: Vec<String> = (0..16)
         .filter(|_| rng.gen_bool(0.6))
         .map(|k| format!("group:default/g{k:02}"))

@@ -186,10 +186,18 @@ fn bad_envelopes_and_directories_are_refused() {
         ("not an image", b"MGSNAP".to_vec(), ImageError::NotAnImage),
         ("bad magic", bad_magic, ImageError::NotAnImage),
         (
-            "other layout",
-            patched(&image, LAYOUT_AT, IMAGE_LAYOUT + 1),
+            "layout 1 (u32 lists)",
+            patched(&image, LAYOUT_AT, 1),
             ImageError::UnsupportedLayout {
-                found: IMAGE_LAYOUT + 1,
+                found: 1,
+                supported: IMAGE_LAYOUT,
+            },
+        ),
+        (
+            "layout 2 (no grants part)",
+            patched(&image, LAYOUT_AT, 2),
+            ImageError::UnsupportedLayout {
+                found: 2,
                 supported: IMAGE_LAYOUT,
             },
         ),
@@ -254,7 +262,7 @@ fn bad_envelopes_and_directories_are_refused() {
         ),
     ];
     for (name, bytes, expected) in cases {
-        assert_eq!(Snapshot::from_image(bytes).err(), Some(expected), "{name}");
+        assert_eq!(Snapshot::from_image(bytes).unwrap_err(), expected, "{name}");
     }
 }
 
@@ -278,12 +286,47 @@ fn exercise(snap: &Snapshot) -> usize {
         );
     }
     seen += snap.to_sorted().map_or(0, |content| content.users.len());
+    // A delta is applied straight from the image: a corrupt base gives an error or a result
+    // the delta's image hash refuses, never a panic.
+    let _ = snap.apply_delta(&delta(), &[key().trusted_key()], &DecodeLimits::default());
     seen
+}
+
+/// A delta from `input()` (version 3) that moves users, drops a group and changes owners.
+fn delta() -> Vec<u8> {
+    thread_local! {
+        static DELTA: Vec<u8> = {
+            let mut target = input();
+            target.users.retain(|u| u.entity_ref != "user:default/ben");
+            target.users.push(UserInput {
+                entity_ref: "user:default/bob".into(),
+                email: Some("bob@example.com".into()),
+                groups: strings(&["group:default/ops", "group:default/eng"]),
+            });
+            target.groups.retain(|g| g.entity_ref != "group:default/bi");
+            for user in &mut target.users {
+                user.groups.retain(|g| g != "group:default/bi");
+            }
+            for entry in &mut target.owned {
+                entry.owners.retain(|g| g != "group:default/bi");
+                entry.owners.push("group:default/ops".into());
+            }
+            encode_delta(&decode_at(&input(), 3), &decode_at(&target, 4), &key()).unwrap()
+        };
+    }
+    DELTA.with(Clone::clone)
 }
 
 #[test]
 fn corrupt_images_never_panic() {
-    let image = decode_at(&input(), 3).image().to_vec();
+    let base = decode_at(&input(), 3);
+    let applied = base.apply_delta(&delta(), &[key().trusted_key()], &DecodeLimits::default());
+    assert_eq!(
+        applied.unwrap().version(),
+        4,
+        "the delta applies to the sound image"
+    );
+    let image = base.image().to_vec();
     let mut rng = StdRng::seed_from_u64(5);
     let mut adopted = 0;
     // Every truncation, and every byte flipped three ways.
@@ -328,8 +371,90 @@ fn corrupt_images_never_panic() {
     );
 }
 
+/// Random snapshots: the image gives back exactly what the plain decoder parsed, and every
+/// lookup (closed groups, membership of every group, ancestors, owners) answers from the
+/// delta-coded lists as from the decoder's `u32` lists.
+#[test]
+fn images_of_random_snapshots_answer_like_the_plain_decoder() {
+    let mut rng = StdRng::seed_from_u64(23);
+    for round in 0..300 {
+        let input = super::delta_tests::random_input(&mut rng);
+        let bytes = encode(&input, 3, AT, &key()).unwrap();
+        let plain = super::decode::plain_content(&bytes).unwrap();
+        let snap =
+            Snapshot::decode(&bytes, &[key().trusted_key()], &DecodeLimits::default()).unwrap();
+        assert_eq!(snap.to_sorted().as_ref(), Some(&plain), "round {round}");
+        let group_count = plain.groups.len() as u32;
+        for (index, above) in (0..).zip(&plain.ancestors) {
+            assert_eq!(snap.ancestors_of(index).indices(), *above, "round {round}");
+        }
+        for user in &plain.users {
+            let mut closed = user.groups.clone();
+            for &direct in &user.groups {
+                closed.extend(&plain.ancestors[direct as usize]);
+            }
+            closed.sort_unstable();
+            closed.dedup();
+            if let Some(email) = &user.email {
+                let sharing = plain.users.iter().filter(|u| u.email == user.email).count();
+                let by_email = snap.user_by_email(&email.to_ascii_uppercase());
+                assert_eq!(
+                    by_email.map(|u| u.entity_ref),
+                    (sharing == 1).then_some(&*user.entity_ref),
+                    "round {round}: {email}"
+                );
+                assert_eq!(snap.user_email(&user.entity_ref), Some(&**email));
+            }
+            let found = snap.groups_of_user(&user.entity_ref).unwrap();
+            assert_eq!(found.indices(), closed, "round {round}");
+            assert_eq!(found.direct().indices(), user.groups, "round {round}");
+            for index in 0..group_count + 1 {
+                assert_eq!(
+                    found.contains_index(index),
+                    closed.contains(&index),
+                    "round {round}: {} and group {index}",
+                    user.entity_ref
+                );
+            }
+        }
+        for entry in &plain.owned {
+            let owners = snap.owners_of(&entry.kind, &entry.id).unwrap();
+            assert_eq!(owners.indices(), entry.owners, "round {round}");
+        }
+    }
+}
+
 #[test]
 fn snapshots_can_be_shared_between_threads() {
     fn shareable<T: Clone + std::fmt::Debug + Send + Sync>() {}
     shareable::<Snapshot>();
+}
+
+/// Prints the size of each image part for the snapshot in `MESHGATE_IMAGE_SIZES` (for example
+/// `/tmp/orgsnap.bin` from `meshgate snapshot build`); does nothing without it.
+/// `MESHGATE_IMAGE_SIZES=/tmp/orgsnap.bin cargo test -p meshgate-core --release image_part_sizes -- --nocapture`
+#[test]
+fn image_part_sizes() {
+    let Ok(path) = std::env::var("MESHGATE_IMAGE_SIZES") else {
+        return;
+    };
+    let bytes = std::fs::read(path).unwrap();
+    let decoded = UnverifiedSnapshot::decode(&bytes, &DecodeLimits::default()).unwrap();
+    let snap = decoded.contents();
+    let layout = image::parse_layout(snap.image()).unwrap();
+    println!("wire {} B, image {} B", bytes.len(), snap.image().len());
+    for (part, range) in image::PARTS.iter().zip(&layout.parts) {
+        println!("{part:?}: {} B", range.len());
+    }
+    let (mut refs, mut emails, mut name_emails) = (0, 0, 0);
+    for user in snap.users() {
+        refs += user.entity_ref.len();
+        if let Some(email) = snap.user_email(user.entity_ref) {
+            emails += email.len();
+            let name = user.entity_ref.rsplit('/').next().unwrap_or_default();
+            name_emails += usize::from(email.split('@').next() == Some(name));
+        }
+    }
+    let ids: usize = snap.owned().map(|o| o.id.len()).sum();
+    println!("strings: user refs {refs} B, emails {emails} B ({name_emails} local part = name), owned ids {ids} B");
 }

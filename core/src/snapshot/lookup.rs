@@ -7,9 +7,9 @@ use std::cmp::Ordering;
 use std::ops::Range;
 
 use super::envelope::SnapshotHeader;
-use super::err::{ImageError, SnapshotError};
 use super::grants::Grants;
-use super::image::{self, read_u32, Layout, Part, Stamp, AMBIGUOUS, AT_KID};
+use super::err::{ImageError, SnapshotError};
+use super::image::{self, read_u32, Layout, Part, AT_KID};
 use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 
 /// A verified snapshot. Build one with [`Snapshot::decode`], adopt a published one with
@@ -21,8 +21,8 @@ pub struct Snapshot {
 }
 
 /// A set of groups from one snapshot: a user's memberships (closed under nesting), a
-/// resource's owners or a group's ancestors. Indices are sorted, so membership tests are
-/// binary searches.
+/// resource's owners or a group's ancestors. Indices are sorted and delta coded, so a
+/// membership test is a scan that stops at the first larger index.
 #[derive(Clone, Copy)]
 pub struct GroupSet<'a> {
     list: IndexList<'a>,
@@ -57,15 +57,6 @@ impl Snapshot {
     pub fn from_image(image: Vec<u8>) -> Result<Snapshot, ImageError> {
         let layout = image::parse_layout(&image)?;
         Ok(Snapshot { image, layout })
-    }
-
-    /// Lays out verified content as an image.
-    pub(crate) fn build(
-        content: &SortedContent,
-        stamp: &Stamp<'_>,
-    ) -> Result<Snapshot, SnapshotError> {
-        let image = image::build(content, stamp).ok_or(SnapshotError::ImageTooLarge)?;
-        Ok(Snapshot::from_image(image)?)
     }
 
     /// The canonical image: what a worker publishes once for the others to adopt.
@@ -140,12 +131,30 @@ impl Snapshot {
         } else {
             email
         };
-        let position = self.find(Part::Emails, 0..self.count(Part::Emails), email)?;
-        let [_, _, user] = self.record::<3>(Part::Emails, position)?;
-        if user == AMBIGUOUS {
-            return None;
+        let key = email.as_bytes();
+        let email_of = |record: usize| -> Option<(usize, &[u8])> {
+            let [user] = self.record::<1>(Part::Emails, record)?;
+            let [_, _, _, offset, len] = self.record::<5>(Part::Users, user as usize)?;
+            Some((user as usize, self.bytes_at(offset, len)?))
+        };
+        let (mut low, mut high) = (0, self.count(Part::Emails));
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let (user, found) = email_of(middle)?;
+            match found.cmp(key) {
+                Ordering::Less => low = middle + 1,
+                Ordering::Greater => high = middle,
+                Ordering::Equal => {
+                    // Shared by several users (adjacent records): none of them.
+                    let shared = [middle.checked_sub(1), middle.checked_add(1)]
+                        .into_iter()
+                        .flatten()
+                        .any(|other| email_of(other).is_some_and(|(_, e)| e == key));
+                    return if shared { None } else { self.user_view(user) };
+                }
+            }
         }
-        self.user_view(user as usize)
+        None
     }
 
     /// The owners of a resource, such as (`airflow.dag`, `etl_daily`): groups, and users
@@ -156,8 +165,8 @@ impl Snapshot {
         let first = first as usize;
         let entries = first..first.checked_add(count as usize)?;
         let position = self.find(Part::Owned, entries, id)?;
-        let [_, _, offset, count] = self.record::<4>(Part::Owned, position)?;
-        Some(self.set(offset, count, false))
+        let [_, _, list] = self.record::<3>(Part::Owned, position)?;
+        Some(self.set(list, false))
     }
 
     /// Every user, by entity ref, for tools that list a snapshot (not for the request path).
@@ -169,7 +178,7 @@ impl Snapshot {
     /// several users share is listed for each, though [`Snapshot::user_by_email`] finds none.
     pub fn user_email(&self, entity_ref: &str) -> Option<&str> {
         let position = self.find(Part::Users, 0..self.count(Part::Users), entity_ref)?;
-        let [_, _, _, _, email, email_len] = self.record::<6>(Part::Users, position)?;
+        let [_, _, _, email, email_len] = self.record::<5>(Part::Users, position)?;
         (email_len != 0)
             .then(|| self.str_at(email, email_len))
             .flatten()
@@ -184,12 +193,11 @@ impl Snapshot {
                 let kind = self.str_at(offset, len).unwrap_or_default();
                 let positions = first..first.saturating_add(count);
                 positions.filter_map(move |position| {
-                    let [offset, len, list, count] =
-                        self.record::<4>(Part::Owned, position as usize)?;
+                    let [offset, len, list] = self.record::<3>(Part::Owned, position as usize)?;
                     Some(OwnedView {
                         kind,
                         id: self.str_at(offset, len)?,
-                        owners: self.set(list, count, false),
+                        owners: self.set(list, false),
                     })
                 })
             })
@@ -263,18 +271,59 @@ impl Snapshot {
         self.part(Part::Grants)
     }
 
+    /// Every group as (ref, ancestors), in order, for a delta to carry over; `None` for a
+    /// corrupt record.
+    pub(crate) fn group_entries(&self) -> impl Iterator<Item = Option<(&str, IndexList<'_>)>> {
+        (0..self.count(Part::Groups)).map(|index| {
+            let [offset, len, list] = self.record::<3>(Part::Groups, index)?;
+            Some((self.str_at(offset, len)?, self.list(list)?))
+        })
+    }
+
+    /// Every user as (ref, email, direct groups), in order of ref; `None` for a corrupt record.
+    pub(crate) fn user_entries(
+        &self,
+    ) -> impl Iterator<Item = Option<(&str, Option<&str>, IndexList<'_>)>> {
+        (0..self.count(Part::Users)).map(|index| {
+            let [offset, len, list, email, email_len] = self.record::<5>(Part::Users, index)?;
+            let email = match email_len {
+                0 => None,
+                _ => Some(self.str_at(email, email_len)?),
+            };
+            Some((self.str_at(offset, len)?, email, self.list(list)?))
+        })
+    }
+
+    /// Every resource as (kind, id, owners), in order of (kind, id); `None` for a corrupt
+    /// record.
+    pub(crate) fn owned_entries(
+        &self,
+    ) -> impl Iterator<Item = Option<(&str, &str, IndexList<'_>)>> {
+        (0..self.count(Part::Kinds)).flat_map(move |kind| {
+            let record = self.record::<4>(Part::Kinds, kind);
+            let name = record.and_then(|[offset, len, _, _]| self.str_at(offset, len));
+            let positions = record.map_or(0..0, |[_, _, first, count]| {
+                first..first.saturating_add(count)
+            });
+            let broken = (name.is_none() || record.is_none()).then_some(None);
+            broken.into_iter().chain(positions.map(move |position| {
+                let [offset, len, list] = self.record::<3>(Part::Owned, position as usize)?;
+                Some((name?, self.str_at(offset, len)?, self.list(list)?))
+            }))
+        })
+    }
+
     /// The editable content back from the image, for a delta to change. `None` when the
     /// image is corrupt.
     pub(crate) fn to_sorted(&self) -> Option<SortedContent> {
         let mut content = SortedContent::default();
         for index in 0..self.count(Part::Groups) {
-            let [offset, len, list, count] = self.record::<4>(Part::Groups, index)?;
+            let [offset, len, list] = self.record::<3>(Part::Groups, index)?;
             content.groups.push(Box::from(self.str_at(offset, len)?));
-            content.ancestors.push(self.list(list, count)?.to_vec());
+            content.ancestors.push(self.list(list)?.to_vec()?);
         }
         for index in 0..self.count(Part::Users) {
-            let [offset, len, list, count, email, email_len] =
-                self.record::<6>(Part::Users, index)?;
+            let [offset, len, list, email, email_len] = self.record::<5>(Part::Users, index)?;
             let email = match email_len {
                 0 => None,
                 _ => Some(Box::from(self.str_at(email, email_len)?)),
@@ -282,19 +331,18 @@ impl Snapshot {
             content.users.push(UserEntry {
                 entity_ref: Box::from(self.str_at(offset, len)?),
                 email,
-                groups: self.list(list, count)?.to_vec(),
+                groups: self.list(list)?.to_vec()?,
             });
         }
         for kind in 0..self.count(Part::Kinds) {
             let [offset, len, first, count] = self.record::<4>(Part::Kinds, kind)?;
             let kind: Box<str> = Box::from(self.str_at(offset, len)?);
             for position in first..first.checked_add(count)? {
-                let [offset, len, list, count] =
-                    self.record::<4>(Part::Owned, position as usize)?;
+                let [offset, len, list] = self.record::<3>(Part::Owned, position as usize)?;
                 content.owned.push(OwnedEntry {
                     kind: kind.clone(),
                     id: Box::from(self.str_at(offset, len)?),
-                    owners: self.list(list, count)?.to_vec(),
+                    owners: self.list(list)?.to_vec()?,
                 });
             }
         }
@@ -335,33 +383,31 @@ impl Snapshot {
         std::str::from_utf8(self.bytes_at(offset, len)?).ok()
     }
 
-    /// The index list at (`offset` in `u32`s, `count`); `None` when out of bounds.
-    fn list(&self, offset: u32, count: u32) -> Option<IndexList<'_>> {
-        let start = (offset as usize).checked_mul(4)?;
-        let end = start.checked_add((count as usize).checked_mul(4)?)?;
-        let bytes = self.part(Part::Lists).get(start..end)?;
+    /// The index list at byte `offset` of the lists part; `None` when out of bounds.
+    fn list(&self, offset: u32) -> Option<IndexList<'_>> {
+        let bytes = self.part(Part::Lists).get(offset as usize..)?;
         Some(IndexList { bytes })
     }
 
-    fn set(&self, offset: u32, count: u32, closed: bool) -> GroupSet<'_> {
+    fn set(&self, offset: u32, closed: bool) -> GroupSet<'_> {
         GroupSet {
-            list: self.list(offset, count).unwrap_or_default(),
+            list: self.list(offset).unwrap_or_default(),
             closed,
             snapshot: self,
         }
     }
 
     fn ancestor_list(&self, index: u32) -> IndexList<'_> {
-        self.record::<4>(Part::Groups, index as usize)
-            .and_then(|[_, _, offset, count]| self.list(offset, count))
+        self.record::<3>(Part::Groups, index as usize)
+            .and_then(|[_, _, offset]| self.list(offset))
             .unwrap_or_default()
     }
 
     fn user_view(&self, position: usize) -> Option<UserView<'_>> {
-        let [offset, len, list, count] = self.record::<4>(Part::Users, position)?;
+        let [offset, len, list] = self.record::<3>(Part::Users, position)?;
         Some(UserView {
             entity_ref: self.str_at(offset, len)?,
-            groups: self.set(list, count, true),
+            groups: self.set(list, true),
         })
     }
 
@@ -398,46 +444,108 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
-/// A sorted list of group indices inside the image, read in place.
+/// A sorted list of group indices inside the image, read in place: a varint count, the first
+/// index, then each following index minus the previous one minus 1 (as on the wire). Reading
+/// stops at the first varint that is cut off, too long or out of `u32` range, so a corrupt
+/// image gives a shorter list, never a panic; a list longer than its count is cut at it.
 #[derive(Debug, Clone, Copy, Default)]
-struct IndexList<'a> {
-    /// A whole number of little-endian `u32`s.
+pub(crate) struct IndexList<'a> {
+    /// The list and whatever follows it in the lists part.
     bytes: &'a [u8],
 }
 
 impl<'a> IndexList<'a> {
+    pub(crate) fn iter(self) -> ListIter<'a> {
+        let mut iter = ListIter {
+            bytes: self.bytes,
+            left: 0,
+            next: Some(0),
+            cut: false,
+        };
+        match iter.varint() {
+            Some(count) => iter.left = count,
+            None => iter.cut = true,
+        }
+        iter
+    }
+
+    fn is_empty(self) -> bool {
+        self.iter().next().is_none()
+    }
+
     fn len(self) -> usize {
-        self.bytes.len() / 4
+        self.iter().count()
     }
 
-    fn get(self, i: usize) -> Option<u32> {
-        read_u32(self.bytes, i.checked_mul(4)?)
+    /// Appends every index to `out`; false when the list is corrupt (shorter than its count).
+    pub(crate) fn read_into(self, out: &mut Vec<u32>) -> bool {
+        let mut iter = self.iter();
+        out.extend(iter.by_ref());
+        !iter.cut
     }
 
-    fn iter(self) -> impl Iterator<Item = u32> + 'a {
-        self.bytes
-            .chunks_exact(4)
-            .filter_map(|word| word.try_into().ok().map(u32::from_le_bytes))
+    /// Every index, or `None` when the list is corrupt (shorter than its count).
+    fn to_vec(self) -> Option<Vec<u32>> {
+        let mut iter = self.iter();
+        let mut values = Vec::with_capacity(usize::try_from(iter.left).unwrap_or(0).min(1024));
+        values.extend(iter.by_ref());
+        (!iter.cut).then_some(values)
     }
 
-    fn to_vec(self) -> Vec<u32> {
-        self.iter().collect()
-    }
-
+    /// A scan that stops at the first index not below `value`: O(list length), at most a few
+    /// hundred one- or two-byte varints for a group's ancestors.
     fn contains(self, value: u32) -> bool {
-        let (mut low, mut high) = (0, self.len());
-        while low < high {
-            let middle = low + (high - low) / 2;
-            let Some(found) = self.get(middle) else {
-                return false;
-            };
-            match found.cmp(&value) {
-                Ordering::Less => low = middle + 1,
-                Ordering::Greater => high = middle,
-                Ordering::Equal => return true,
+        self.iter()
+            .find(|&index| index >= value)
+            .is_some_and(|index| index == value)
+    }
+}
+
+/// Decodes an [`IndexList`].
+pub(crate) struct ListIter<'a> {
+    bytes: &'a [u8],
+    /// Indices still to read.
+    left: u64,
+    /// The smallest value the next index can take; `None` after `u32::MAX`.
+    next: Option<u32>,
+    /// The list ended before its count: a varint was cut off, too long or out of range.
+    cut: bool,
+}
+
+impl ListIter<'_> {
+    /// One LEB128 varint; `None` when cut off or over 64 bits.
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for (i, &byte) in self.bytes.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f).checked_shl(7 * i as u32)?;
+            if byte & 0x80 == 0 {
+                self.bytes = self.bytes.get(i + 1..).unwrap_or_default();
+                return Some(value);
             }
         }
-        false
+        None
+    }
+}
+
+impl Iterator for ListIter<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if self.left == 0 {
+            return None;
+        }
+        let value = self
+            .varint()
+            .and_then(|gap| u32::try_from(gap).ok())
+            .and_then(|gap| self.next?.checked_add(gap));
+        let Some(value) = value else {
+            self.left = 0;
+            self.cut = true;
+            return None;
+        };
+        self.left -= 1;
+        self.next = value.checked_add(1);
+        Some(value)
     }
 }
 
@@ -473,7 +581,7 @@ impl<'a> GroupSet<'a> {
 
     /// A user's closure is empty exactly when they have no direct group.
     pub fn is_empty(&self) -> bool {
-        self.list.len() == 0
+        self.list.is_empty()
     }
 
     /// Group refs of the whole set, in sorted order.
@@ -485,7 +593,8 @@ impl<'a> GroupSet<'a> {
     }
 
     /// Whether the group at `index` is in the set: for a user, one of their direct groups
-    /// or an ancestor of one. Allocation-free: a binary search per direct group.
+    /// or an ancestor of one. Allocation-free: a scan of each direct group's ancestors (they
+    /// are sorted, so it stops at the first larger index), O(direct groups × depth).
     pub fn contains_index(&self, index: u32) -> bool {
         if !self.closed {
             return self.list.contains(index);
@@ -548,5 +657,55 @@ fn sorted_lists_meet(a: IndexList<'_>, b: IndexList<'_>) -> bool {
 impl std::fmt::Debug for GroupSet<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IndexList;
+
+    /// Hostile list bytes: a list reads as far as its bytes are sound, never panics, and a
+    /// list shorter than its count is refused by `to_vec`.
+    #[test]
+    fn hostile_lists_stop_early() {
+        let cases: [(&str, &[u8], &[u32], bool); 9] = [
+            ("no count", &[], &[], false),
+            ("empty list", &[0], &[], true),
+            ("three indices", &[3, 2, 0, 5], &[2, 3, 9], true),
+            ("two-byte gap", &[2, 1, 0x80, 0x01], &[1, 130], true),
+            ("count over the bytes", &[5, 1, 1], &[1, 3], false),
+            ("varint cut off", &[2, 1, 0x80], &[1], false),
+            (
+                "varint over ten bytes",
+                &[
+                    1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+                &[],
+                false,
+            ),
+            (
+                "index past u32",
+                &[2, 0xff, 0xff, 0xff, 0xff, 0x0f, 0],
+                &[u32::MAX],
+                false,
+            ),
+            (
+                "huge count",
+                &[0xff, 0xff, 0xff, 0xff, 0x7f, 4],
+                &[4],
+                false,
+            ),
+        ];
+        for (name, bytes, expected, whole) in cases {
+            let list = IndexList { bytes };
+            assert_eq!(list.iter().collect::<Vec<_>>(), expected, "{name}");
+            assert_eq!(list.len(), expected.len(), "{name}");
+            assert_eq!(list.is_empty(), expected.is_empty(), "{name}");
+            assert_eq!(list.to_vec().is_some(), whole, "{name}");
+            for &value in expected {
+                assert!(list.contains(value), "{name}: {value}");
+            }
+            assert!(!list.contains(7), "{name}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The editable form of a snapshot's content: sorted tables of owned strings and index lists.
-//! The decoder parses the wire into it, deltas edit it, and [`super::image`] lays it out as
-//! the canonical in-memory image. Built only off the request path.
+//! [`super::Snapshot::to_sorted`] reads it back from an image for the delta encoder (the
+//! control plane), and tests compare images with the plain decoder's tables. The filter never
+//! builds it: decoding and applying a delta write the image directly. Off the request path.
 
 /// A snapshot's content. Canonical when every table is strictly increasing (groups by ref,
 /// users by ref, owned by (kind, id)) and every index list strictly increasing: the decoder
