@@ -8,10 +8,10 @@ use super::delta::UserChange;
 use super::delta::{
     malformed, read_changes, BodyLimits, Changes, DeltaEnvelope, GrantsChange, RulesChange,
 };
-use super::grants::Grants;
 use super::envelope::SnapshotHeader;
 use super::err::DeltaError;
 use super::err::SnapshotError;
+use super::grants::Grants;
 use super::image::ImageBuilder;
 use super::image::Stamp;
 use super::keys::TrustedKey;
@@ -319,7 +319,10 @@ fn apply_grants(base: &[u8], change: &GrantsChange) -> Result<Option<Vec<u8>>, D
         kept.remove(at);
     }
     for grant in change.added.iter() {
-        if kept.iter().any(|g| g.user == grant.user && g.id == grant.id) {
+        if kept
+            .iter()
+            .any(|g| g.user == grant.user && g.id == grant.id)
+        {
             return Err(duplicate("grant", &format!("{} {}", grant.user, grant.id)));
         }
     }

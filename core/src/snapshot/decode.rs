@@ -9,8 +9,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::encode::user_name;
 use super::envelope::Envelope;
-use super::grants::Grants;
 use super::err::{SnapshotError, Violation};
+use super::grants::Grants;
 use super::image::ImageBuilder;
 use super::image::Stamp;
 use super::keys::TrustedKey;

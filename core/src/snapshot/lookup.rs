@@ -7,8 +7,8 @@ use std::cmp::Ordering;
 use std::ops::Range;
 
 use super::envelope::SnapshotHeader;
-use super::grants::Grants;
 use super::err::{ImageError, SnapshotError};
+use super::grants::Grants;
 use super::image::{self, read_u32, Layout, Part, AT_KID};
 use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 
