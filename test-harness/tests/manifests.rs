@@ -665,6 +665,8 @@ enum EnvoyFile {
     Kubernetes,
     /// A `meshgate serve` configuration (envoy/demo/cp.yaml).
     ControlPlane,
+    /// An access policy the control plane reads (envoy/demo/access-policy.yaml).
+    AccessPolicy,
 }
 
 fn classify(path: &Path, text: &str) -> EnvoyFile {
@@ -683,6 +685,8 @@ fn classify(path: &Path, text: &str) -> EnvoyFile {
         EnvoyFile::Kubernetes
     } else if has("signing_key_file") && has("catalog") {
         EnvoyFile::ControlPlane
+    } else if has("requestable") {
+        EnvoyFile::AccessPolicy
     } else {
         panic!(
             "{}: neither an Envoy bootstrap (static_resources/dynamic_resources/admin), an \
@@ -813,11 +817,20 @@ fn every_envoy_bootstrap_validates() {
                 );
             }
             EnvoyFile::ControlPlane => control_planes.push(path),
+            EnvoyFile::AccessPolicy => {
+                meshgate_control_plane::access::load_policy(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", relative(&path)));
+            }
         }
     }
     for path in &control_planes {
         let config = meshgate_control_plane::serve::ServeConfig::load(path)
             .unwrap_or_else(|e| panic!("{}: {e}", relative(path)));
+        if let Some(access) = &config.access {
+            // The access policy the demo control plane names compiles.
+            meshgate_control_plane::access::load_policy(&access.policy_file)
+                .unwrap_or_else(|e| panic!("{}: {e}", relative(path)));
+        }
         // The demo Envoy must trust the key the demo control plane signs with.
         let key = meshgate_control_plane::snapshot::load_signing_key(&config.signing_key_file)
             .unwrap_or_else(|e| panic!("{}: {e}", relative(path)));
