@@ -195,3 +195,123 @@ impl AccessFacts for SnapshotFacts<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use meshgate_core::access::{assess, Assessment, RequestDraft};
+    use meshgate_core::snapshot::DecodeLimits;
+    use serde_json::json;
+
+    use super::*;
+    use crate::catalog::model::RelationSource;
+    use crate::catalog::{
+        build_snapshot_input, resource_annotations, CatalogIndex, Entity, OwnershipAnnotations,
+    };
+    use crate::snapshot::{build, SigningKey};
+
+    const ENV: &str = "meshgate.io/environment";
+
+    fn dag(name: &str, env: Option<&str>) -> serde_json::Value {
+        let mut annotations = json!({"meshgate.io/airflow-dag": name});
+        if let Some(env) = env {
+            annotations[ENV] = json!(env);
+        }
+        json!({"kind": "Component", "metadata": {"name": format!("c-{name}"), "annotations": annotations},
+               "spec": {"owner": "team", "type": "pipeline"}})
+    }
+
+    /// Which condition approves `target` for eve (not an owner) for 5 minutes; `None`:
+    /// pending.
+    fn approving(
+        snapshot: &Snapshot,
+        annotations: &ResourceAnnotations,
+        policy: &AccessPolicy,
+        target: AccessTarget,
+    ) -> Option<String> {
+        let tested = TestedAnnotations::of(policy);
+        let facts = SnapshotFacts {
+            snapshot,
+            annotations,
+            tested: &tested,
+        };
+        let draft = RequestDraft {
+            requester: String::from("user:default/eve"),
+            target,
+            duration_s: 300,
+            reason: Some(String::from("testing")),
+        };
+        match assess(&facts.deciding(policy, &draft.target), &draft, &facts).unwrap() {
+            Assessment::AutoApproved { condition, .. } => Some(condition),
+            Assessment::Pending { .. } => None,
+        }
+    }
+
+    #[test]
+    fn unless_annotation_reads_the_published_annotations_and_fails_closed_where_unknown() {
+        let values = [
+            json!({"kind": "Group", "metadata": {"name": "team"}, "spec": {"type": "team"}}),
+            json!({"kind": "Group", "metadata": {"name": "other"}, "spec": {"type": "team"}}),
+            json!({"kind": "User", "metadata": {"name": "eve"}, "spec": {"memberOf": ["other"]}}),
+            dag("prod", Some("production")),
+            dag("staging", Some("staging")),
+            dag("plain", None),
+            // `shared` is named by a production and a staging entity.
+            dag("shared", Some("production")),
+            json!({"kind": "Component", "metadata": {"name": "c-shared-2",
+                   "annotations": {"meshgate.io/airflow-dag": "shared", ENV: "staging"}},
+                   "spec": {"owner": "team", "type": "pipeline"}}),
+        ];
+        let entities = values.iter().map(|value| {
+            Entity::from_value(value, "t", RelationSource::Spec)
+                .0
+                .unwrap()
+        });
+        let index = CatalogIndex::new(entities, Vec::new());
+        let ownership = OwnershipAnnotations::default();
+        let key = SigningKey::from_seed("facts-test", [5; 32]).unwrap();
+        let bytes = build(&build_snapshot_input(&index, &ownership).input, 1, 0, &key).unwrap();
+        let snapshot =
+            Snapshot::decode(&bytes, &[key.trusted_key()], &DecodeLimits::default()).unwrap();
+        let policy = |rules: serde_json::Value| {
+            AccessPolicy::from_value(&json!({"version": 1, "requestable": [
+                {"name": "dags", "target": {"resource": {"kind": "airflow.dag"}},
+                 "max_duration": "1h", "auto_approve": rules},
+                {"name": "team", "target": {"group": "team"}, "max_duration": "1h",
+                 "auto_approve": [{"name": "not-prod", "unless_annotation": {ENV: "production"}}]}]}))
+            .unwrap()
+        };
+        let one = policy(json!([{"name": "not-prod", "unless_annotation": {ENV: "production"}}]));
+        let two = policy(json!([
+            {"name": "not-prod", "unless_annotation": {ENV: "production"}},
+            {"name": "not-staging", "unless_annotation": {ENV: "staging"}},
+            {"name": "short", "max_duration": "10m"}
+        ]));
+        let keys: BTreeSet<String> = [ENV.to_owned()].into();
+        let computed = resource_annotations(&index, &ownership, &keys);
+        let none = ResourceAnnotations::default();
+        let dag = |id: &str| AccessTarget::resource("airflow.dag", id).unwrap();
+        let group = AccessTarget::group("team").unwrap();
+        // (annotations, policy, target, approving condition)
+        let cases = [
+            (&computed, &one, dag("prod"), None),
+            (&computed, &one, dag("shared"), None),
+            (&computed, &one, dag("staging"), Some("not-prod")),
+            (&computed, &one, dag("plain"), Some("not-prod")),
+            (&computed, &two, dag("prod"), Some("not-staging")),
+            (&computed, &two, dag("staging"), Some("not-prod")),
+            (&computed, &two, dag("plain"), Some("not-prod")),
+            // Both tested values hold: neither rule approves; the next one does.
+            (&computed, &two, dag("shared"), Some("short")),
+            // Not computed, or a group: fail closed.
+            (&none, &one, dag("plain"), None),
+            (&none, &two, dag("plain"), Some("short")),
+            (&computed, &one, group.clone(), None),
+            (&none, &one, group, None),
+        ];
+        for (annotations, policy, target, expected) in cases {
+            let case = format!("{target:?} computed={}", annotations.computed_for(ENV));
+            let got = approving(&snapshot, annotations, policy, target);
+            assert_eq!(got.as_deref(), expected, "{case}");
+        }
+    }
+}
