@@ -39,9 +39,9 @@ requestable:
     max_duration: 8h
     reason: required
     auto_approve:
-      # The snapshot carries no annotations: a condition on them never applies (fail
-      # closed). Were it applied, every request below would approve itself.
+      # Read from the catalog at each sync; no DAG is annotated as production.
       - name: unless-production
+        max_duration: 5m
         unless_annotation: {meshgate.io/environment: production}
       - name: short-ci-runs
         max_duration: 15m
@@ -49,6 +49,15 @@ requestable:
       - name: near-owners
         max_duration: 30m
         requester_near_owner: true
+  - name: buildkite-pipelines
+    target: {resource: {kind: buildkite.pipeline}}
+    max_duration: 8h
+    reason: optional
+    auto_approve:
+      # acme/deploy is annotated as production in the catalog.
+      - name: unless-production
+        max_duration: 5m
+        unless_annotation: {meshgate.io/environment: production}
   - name: join-data-eng
     target: {group: data-eng}
     requesters: [ci-admins, platform-team]
@@ -364,6 +373,86 @@ fn a_short_request_by_ci_admins_approves_itself() {
     // carol's ci-admins is not near data-eng; over 15m no condition holds.
     let (_, far) = api.request_dag("carol", "etl_daily", "20m");
     assert_eq!(far["state"], "pending", "{far}");
+}
+
+#[test]
+fn unless_annotation_reads_the_catalog() {
+    let api = start("annotation", None);
+    // (requester, kind, id, duration, expected state, auto-approving condition)
+    let cases = [
+        // deploy-pipeline carries `meshgate.io/environment: production`.
+        (
+            "erin",
+            "buildkite.pipeline",
+            "acme/deploy",
+            "5m",
+            "pending",
+            None,
+        ),
+        (
+            "bob",
+            "buildkite.pipeline",
+            "acme/deploy",
+            "1h",
+            "pending",
+            None,
+        ),
+        // etl-daily carries no environment.
+        (
+            "erin",
+            "airflow.dag",
+            "etl_daily",
+            "5m",
+            "approved",
+            Some("unless-production"),
+        ),
+        (
+            "dave",
+            "airflow.dag",
+            "marketing_report",
+            "5m",
+            "approved",
+            Some("unless-production"),
+        ),
+        // Over the condition's 5m, and no other condition holds for erin.
+        (
+            "erin",
+            "airflow.dag",
+            "marketing_report",
+            "10m",
+            "pending",
+            None,
+        ),
+    ];
+    for (user, kind, id, duration, state, condition) in cases {
+        let (status, created) = api.as_user(
+            user,
+            "POST",
+            "/v1/access/requests",
+            json!({"target": {"resource": {"kind": kind, "id": id}},
+                   "duration": duration, "reason": "rerun the load after the outage"}),
+        );
+        let case = format!("{user} {kind} {id} {duration}: {created}");
+        assert_eq!(status, 201, "{case}");
+        assert_eq!(created["state"], state, "{case}");
+        assert_eq!(
+            created["auto_approved"]["condition"].as_str(),
+            condition,
+            "{case}"
+        );
+    }
+    // The audit line of each auto-approval names the condition.
+    let audit = std::fs::read_to_string(api.dir.join("audit.jsonl")).unwrap();
+    let auto: Vec<Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["event"] == "auto_approved")
+        .collect();
+    assert_eq!(auto.len(), 2, "{audit}");
+    for line in &auto {
+        assert_eq!(line["detail"]["condition"], "unless-production", "{line}");
+        assert_eq!(line["detail"]["entry"], "airflow-dags", "{line}");
+    }
 }
 
 #[test]

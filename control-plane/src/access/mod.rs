@@ -18,7 +18,7 @@ pub use crate::access_store::AccessStore;
 pub use api::{ApiRequest, MAX_BODY_BYTES, ROUTES};
 pub use auth::{AuthSettings, Authenticator};
 pub use err::ApiError;
-pub use service::{system_clock, AccessService, AuditSettings, Clock, CurrentSnapshot};
+pub use service::{system_clock, AccessService, AuditSettings, CatalogNow, Clock, CurrentSnapshot};
 
 use std::path::PathBuf;
 

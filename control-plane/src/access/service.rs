@@ -17,12 +17,13 @@ use serde_json::{json, Value};
 
 use super::auth::Authenticator;
 use super::err::ApiError;
-use super::facts::{without_annotation_conditions, SnapshotFacts};
+use super::facts::{SnapshotFacts, TestedAnnotations};
 use crate::access_store::{
     AccessRequest, AccessStore, Grant, ListFilter, RequestRecord, RequestState, Review, StoreError,
     Target, Verdict,
 };
 use crate::audit::{AuditDraft, AuditLine, AuditSink, EventKind};
+use crate::catalog::ResourceAnnotations;
 use crate::serve::Published;
 use crate::snapshot::TrustedKey;
 
@@ -31,14 +32,20 @@ pub type CurrentSnapshot = Arc<dyn Fn() -> Option<Arc<Published>> + Send + Sync>
 /// Unix milliseconds.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// What a call decides over: the snapshot served when it came in, and the annotations
+/// published with it.
+pub struct CatalogNow {
+    pub catalog: Arc<Catalog>,
+    pub annotations: Arc<ResourceAnnotations>,
+}
+
 /// Where audit lines go besides the store: stdout and/or a file (`access.audit`).
 pub type AuditSettings = crate::audit::AuditConfig;
 
 pub struct AccessService {
-    /// As written, for `GET /v1/access/policy`.
     policy: AccessPolicy,
-    /// What decisions use: without conditions the catalog cannot answer (see `facts`).
-    deciding: AccessPolicy,
+    /// The annotations the policy's conditions test (see `facts`).
+    tested: TestedAnnotations,
     store: Arc<dyn AccessStore>,
     auth: Authenticator,
     current: CurrentSnapshot,
@@ -70,7 +77,7 @@ impl AccessService {
     ) -> Result<AccessService, crate::audit::AuditError> {
         let sink = AuditSink::open(audit)?;
         Ok(AccessService {
-            deciding: without_annotation_conditions(&policy),
+            tested: TestedAnnotations::of(&policy),
             policy,
             store,
             auth,
@@ -149,15 +156,20 @@ impl AccessService {
         Ok(expired.len())
     }
 
-    /// The current catalog, decoded once per published version.
-    fn catalog(&self) -> Result<Arc<Catalog>, ApiError> {
+    /// The current catalog, decoded once per published version, with the annotations
+    /// published with it (which may change while the version does not).
+    fn catalog(&self) -> Result<CatalogNow, ApiError> {
         let published = (self.current)().ok_or(ApiError::NoCatalog)?;
+        let annotations = Arc::clone(&published.annotations);
         let mut decoded = self.decoded.lock().map_err(|_| ApiError::Internal {
             detail: String::from("catalog cache lock poisoned"),
         })?;
         if let Some((etag, catalog)) = decoded.as_ref() {
             if *etag == published.etag {
-                return Ok(Arc::clone(catalog));
+                return Ok(CatalogNow {
+                    catalog: Arc::clone(catalog),
+                    annotations,
+                });
             }
         }
         let snapshot = Snapshot::decode(
@@ -174,23 +186,38 @@ impl AccessService {
             grants: Grants::default(),
         });
         *decoded = Some((published.etag.clone(), Arc::clone(&catalog)));
-        Ok(catalog)
+        Ok(CatalogNow {
+            catalog,
+            annotations,
+        })
+    }
+
+    /// The keys the policy's `unless_annotation` conditions test: what the syncer reads from
+    /// the catalog for them.
+    pub fn annotation_keys(&self) -> std::collections::BTreeSet<String> {
+        self.tested.keys()
+    }
+
+    fn facts<'a>(&'a self, now: &'a CatalogNow) -> SnapshotFacts<'a> {
+        SnapshotFacts {
+            snapshot: &now.catalog.snapshot,
+            annotations: &now.annotations,
+            tested: &self.tested,
+        }
     }
 
     /// The caller's user ref, and the catalog it was found in.
-    pub fn caller(&self, authorization: Option<&str>) -> Result<(String, Arc<Catalog>), ApiError> {
+    pub fn caller(&self, authorization: Option<&str>) -> Result<(String, CatalogNow), ApiError> {
         let catalog = self.catalog()?;
         let now = UnixTime::from_secs(self.now_ms() / 1000);
-        let user = self.auth.caller(authorization, &catalog, now)?;
+        let user = self.auth.caller(authorization, &catalog.catalog, now)?;
         Ok((user, catalog))
     }
 
     /// `POST /v1/sync` needs an admin of the access policy.
     pub fn require_admin(&self, authorization: Option<&str>) -> Result<String, ApiError> {
         let (user, catalog) = self.caller(authorization)?;
-        let facts = SnapshotFacts {
-            snapshot: &catalog.snapshot,
-        };
+        let facts = self.facts(&catalog);
         if is_admin(&self.policy, &user, &facts) {
             Ok(user)
         } else {
@@ -198,7 +225,12 @@ impl AccessService {
         }
     }
 
-    pub fn create(&self, caller: &str, catalog: &Catalog, body: &Value) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        caller: &str,
+        catalog: &CatalogNow,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
         let body: CreateBody = parse_body(body)?;
         let target = body.target.into_target()?;
         let duration_s = parse_duration(&body.duration)
@@ -209,10 +241,9 @@ impl AccessService {
             duration_s,
             reason: body.reason,
         };
-        let facts = SnapshotFacts {
-            snapshot: &catalog.snapshot,
-        };
-        let assessment = assess(&self.deciding, &draft, &facts)?;
+        let facts = self.facts(catalog);
+        let deciding = facts.deciding(&self.policy, &draft.target);
+        let assessment = assess(&deciding, &draft, &facts)?;
         let draft = draft.normalized()?;
         let now = self.now_ms();
         let entry = match &assessment {
@@ -283,10 +314,8 @@ impl AccessService {
         Ok(body)
     }
 
-    pub fn list(&self, caller: &str, catalog: &Catalog, query: &str) -> Result<Value, ApiError> {
-        let facts = SnapshotFacts {
-            snapshot: &catalog.snapshot,
-        };
+    pub fn list(&self, caller: &str, catalog: &CatalogNow, query: &str) -> Result<Value, ApiError> {
+        let facts = self.facts(catalog);
         let flag = |name: &str| query_flag(query, name);
         let requests = if flag("mine")? {
             self.store.list(&ListFilter::ByRequester {
@@ -316,7 +345,7 @@ impl AccessService {
         facts: &SnapshotFacts<'_>,
     ) -> Result<ReviewOutcome, Refusal> {
         review(
-            &self.deciding,
+            &self.policy,
             &pending_request(request, reviews),
             reviewer,
             facts,
@@ -324,11 +353,9 @@ impl AccessService {
         )
     }
 
-    pub fn get(&self, caller: &str, catalog: &Catalog, id: &str) -> Result<Value, ApiError> {
+    pub fn get(&self, caller: &str, catalog: &CatalogNow, id: &str) -> Result<Value, ApiError> {
         let record = self.store.get(id)?;
-        let facts = SnapshotFacts {
-            snapshot: &catalog.snapshot,
-        };
+        let facts = self.facts(catalog);
         let visible = record.request.requester == caller
             || is_admin(&self.policy, caller, &facts)
             || !matches!(
@@ -348,7 +375,7 @@ impl AccessService {
     pub fn review(
         &self,
         caller: &str,
-        catalog: &Catalog,
+        catalog: &CatalogNow,
         id: &str,
         verdict: ReviewVerdict,
         body: &Value,
@@ -360,11 +387,9 @@ impl AccessService {
                 state: record.request.state.as_str(),
             });
         }
-        let facts = SnapshotFacts {
-            snapshot: &catalog.snapshot,
-        };
+        let facts = self.facts(catalog);
         let pending = pending_request(&record.request, &record.reviews);
-        let outcome = review(&self.deciding, &pending, caller, &facts, verdict)?;
+        let outcome = review(&self.policy, &pending, caller, &facts, verdict)?;
         let now = self.now_ms();
         let request = &record.request;
         let target_json = serde_json::to_value(&request.target).ok();
@@ -407,7 +432,7 @@ impl AccessService {
         self.audit(&lines);
         // Count again from what the store holds: another reviewer may have been first.
         let needed = self
-            .deciding
+            .policy
             .entry(&request.entry)
             .map_or(1, |entry| usize::from(entry.approvals));
         let approvals = after
@@ -470,10 +495,13 @@ impl AccessService {
         Ok(request_json(&self.store.get(id)?))
     }
 
-    pub fn grants(&self, caller: &str, catalog: &Catalog, query: &str) -> Result<Value, ApiError> {
-        let facts = SnapshotFacts {
-            snapshot: &catalog.snapshot,
-        };
+    pub fn grants(
+        &self,
+        caller: &str,
+        catalog: &CatalogNow,
+        query: &str,
+    ) -> Result<Value, ApiError> {
+        let facts = self.facts(catalog);
         let mine = query_flag(query, "mine")?;
         let all = self.store.active_grants(self.now_ms())?;
         let admin = is_admin(&self.policy, caller, &facts);
@@ -513,14 +541,12 @@ impl AccessService {
     pub fn revoke(
         &self,
         caller: &str,
-        catalog: &Catalog,
+        catalog: &CatalogNow,
         grant_id: &str,
         body: &Value,
     ) -> Result<Value, ApiError> {
         let body: CommentBody = parse_body(body)?;
-        let facts = SnapshotFacts {
-            snapshot: &catalog.snapshot,
-        };
+        let facts = self.facts(catalog);
         let now = self.now_ms();
         let grant = self
             .store

@@ -35,7 +35,9 @@ pub use live::LiveIndex;
 pub use model::{
     Entity, EntityRef, LocatedEntities, RefError, Relation, RelationSource, RelationType,
 };
-pub use ownership::{AnnotationsError, OwnershipAnnotations, ResourceKind};
+pub use ownership::{
+    resource_annotations, AnnotationsError, OwnershipAnnotations, ResourceAnnotations, ResourceKind,
+};
 pub use rest::RestSource;
 pub use snapshot_input::{
     build_snapshot_input, build_snapshot_input_cached, to_snapshot_input, CatalogBuild, OwnedInput,

@@ -511,6 +511,92 @@ pub fn owned_resources(
     (resources, warnings)
 }
 
+/// The annotations of the entities that name each owned resource, restricted to the keys it
+/// was computed for: what the access policy's `unless_annotation` conditions read. Only
+/// resources carrying at least one of the keys are held; one that is not held carries none of
+/// them, but only for a key it [`ResourceAnnotations::computed_for`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceAnnotations {
+    keys: BTreeSet<String>,
+    /// kind → id → (key, value) pairs, the union over the entities naming the resource.
+    resources: BTreeMap<String, BTreeMap<String, BTreeSet<(String, String)>>>,
+}
+
+impl ResourceAnnotations {
+    /// Whether `key` was among the keys read (otherwise nothing is known about it).
+    pub fn computed_for(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// The values of `key` on the entities naming resource `kind`/`id`, sorted; empty when
+    /// none carries it. `None` when `key` was not computed.
+    pub fn values(&self, kind: &str, id: &str, key: &str) -> Option<Vec<&str>> {
+        if !self.computed_for(key) {
+            return None;
+        }
+        let pairs = self.resources.get(kind).and_then(|ids| ids.get(id));
+        Some(
+            pairs
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k == key)
+                .map(|(_, value)| value.as_str())
+                .collect(),
+        )
+    }
+
+    /// How many resources carry at least one of the keys.
+    pub fn len(&self) -> usize {
+        self.resources.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+}
+
+/// For every resource [`owned_resources`] publishes from `index`, the `(key, value)`
+/// annotations among `keys` of the entities that name it (the union when several do). With no
+/// keys nothing is read.
+pub fn resource_annotations(
+    index: &CatalogIndex,
+    annotations: &OwnershipAnnotations,
+    keys: &BTreeSet<String>,
+) -> ResourceAnnotations {
+    let mut found = ResourceAnnotations {
+        keys: keys.clone(),
+        resources: BTreeMap::new(),
+    };
+    if keys.is_empty() {
+        return found;
+    }
+    for entity in index.entities() {
+        let pairs: Vec<(&String, &String)> = entity
+            .annotations
+            .iter()
+            .filter(|(key, _)| keys.contains(*key))
+            .collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let (resources, _) = resources_of(entity, annotations);
+        for (kind, id) in resources {
+            let held = found
+                .resources
+                .entry(kind)
+                .or_default()
+                .entry(id)
+                .or_default();
+            held.extend(
+                pairs
+                    .iter()
+                    .map(|(key, value)| ((*key).clone(), (*value).clone())),
+            );
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -970,5 +1056,66 @@ mod tests {
         assert_eq!(service_host("Host:8080").unwrap(), "host:8080");
         assert!(service_host("a/b").is_err());
         assert!(service_host(".").is_err());
+    }
+
+    #[test]
+    fn resource_annotations_are_the_union_over_naming_entities_for_the_keys_asked() {
+        const ENV: &str = "meshgate.io/environment";
+        const TIER: &str = "meshgate.io/tier";
+        let index = index(&[
+            group("a"),
+            component(
+                "prod",
+                Some("a"),
+                json!({AIRFLOW_DAG_ANNOTATION: "shared, prod_only", ENV: "production", TIER: "1"}),
+            ),
+            component(
+                "staging",
+                Some("a"),
+                json!({AIRFLOW_DAG_ANNOTATION: "shared, staging_only", ENV: "staging"}),
+            ),
+            component(
+                "plain",
+                Some("a"),
+                json!({BUILDKITE_PIPELINE_ANNOTATION: "acme/plain"}),
+            ),
+            // Annotated, but names no resource (its value is bad): nothing to attach it to.
+            component(
+                "bad",
+                Some("a"),
+                json!({AIRFLOW_DAG_ANNOTATION: "a b", ENV: "production"}),
+            ),
+            // Not an owned resource at all.
+            json!({"kind": "System", "metadata": {"name": "sys", "annotations": {ENV: "production"}}}),
+        ]);
+        let keys: BTreeSet<String> = [ENV.to_owned()].into();
+        let found = resource_annotations(&index, &OwnershipAnnotations::default(), &keys);
+        // (kind, id, key, expected values; None when the key was not computed)
+        let cases: [(&str, &str, &str, Option<&[&str]>); 8] = [
+            (
+                "airflow.dag",
+                "shared",
+                ENV,
+                Some(&["production", "staging"]),
+            ),
+            ("airflow.dag", "prod_only", ENV, Some(&["production"])),
+            ("airflow.dag", "staging_only", ENV, Some(&["staging"])),
+            ("buildkite.pipeline", "acme/plain", ENV, Some(&[])),
+            ("airflow.dag", "unknown", ENV, Some(&[])),
+            ("service.host", "sys", ENV, Some(&[])),
+            // Not asked for: unknown, even where the entity carries it.
+            ("airflow.dag", "prod_only", TIER, None),
+            ("airflow.dag", "prod_only", "other.io/x", None),
+        ];
+        for (kind, id, key, expected) in cases {
+            let values = found.values(kind, id, key);
+            assert_eq!(values.as_deref(), expected, "{kind} {id} {key}");
+        }
+        assert_eq!(found.len(), 3);
+        assert!(found.computed_for(ENV) && !found.computed_for(TIER));
+        // No keys: nothing read, nothing held.
+        let none = resource_annotations(&index, &OwnershipAnnotations::default(), &BTreeSet::new());
+        assert!(none.is_empty() && !none.computed_for(ENV));
+        assert_eq!(none, ResourceAnnotations::default());
     }
 }

@@ -75,16 +75,20 @@ impl Server {
             )),
         };
         // Approved access goes out with the snapshot: the syncer asks the store for the grants
-        // in force at every sync.
+        // in force at every sync. It also reads the annotations the policy's
+        // `unless_annotation` conditions test.
         let syncer = match &access {
             Some(access) => {
+                let keys = access.annotation_keys();
                 let access = Arc::clone(access);
-                syncer.with_grants(Arc::new(move |now_ms| {
-                    let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
-                    access
-                        .active_grants_at(now_ms)
-                        .map_err(|error| error.to_string())
-                }))
+                syncer
+                    .with_annotation_keys(keys)
+                    .with_grants(Arc::new(move |now_ms| {
+                        let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+                        access
+                            .active_grants_at(now_ms)
+                            .map_err(|error| error.to_string())
+                    }))
             }
             None => syncer,
         };

@@ -7,7 +7,7 @@
 //! `max(previous + 1, now in unix milliseconds)`, so a restarted server, which starts without
 //! a previous version, still goes forward as long as the clock does.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,8 +24,8 @@ use super::log::{error_chain, LogSink};
 use super::rules::load_rules;
 use super::source::{CatalogReader, Read};
 use crate::catalog::{
-    build_snapshot_input_cached, summarize, CatalogBuild, CatalogWarning, ClosureCache,
-    DirFingerprint, OwnershipAnnotations,
+    build_snapshot_input_cached, resource_annotations, summarize, CatalogBuild, CatalogWarning,
+    ClosureCache, DirFingerprint, OwnershipAnnotations, ResourceAnnotations,
 };
 use crate::snapshot::{build, SigningKey, TrustedKey};
 use crate::view::{project, ViewScope};
@@ -53,6 +53,10 @@ pub struct Published {
     pub deltas: Deltas,
     /// The scoped views published with this snapshot, by name (empty for a view itself).
     pub views: BTreeMap<String, Arc<Published>>,
+    /// The annotations the access policy's `unless_annotation` conditions read, of the
+    /// entities naming each owned resource, from the catalog read this snapshot came from
+    /// (computed for no key in a view, or in a snapshot read back from a file).
+    pub annotations: Arc<ResourceAnnotations>,
 }
 
 impl Published {
@@ -90,6 +94,7 @@ impl Published {
             bytes,
             deltas: Deltas::new(),
             views: BTreeMap::new(),
+            annotations: Arc::default(),
         };
         Ok((published, snapshot))
     }
@@ -195,6 +200,8 @@ pub struct Syncer {
     published_grants: Grants,
     /// The last error reading grants, logged once.
     grants_error: Option<String>,
+    /// The annotation keys published with each snapshot (see [`Published::annotations`]).
+    annotation_keys: BTreeSet<String>,
 }
 
 /// The access grants in force at a moment (Unix milliseconds), from the access store; `Err`
@@ -303,7 +310,16 @@ impl Syncer {
             grants_feed: None,
             published_grants: Grants::default(),
             grants_error: None,
+            annotation_keys: BTreeSet::new(),
         }
+    }
+
+    /// At every sync that reads the catalog, publishes the annotations among `keys` of the
+    /// entities naming each owned resource (the access policy's `unless_annotation` keys).
+    /// Without keys nothing is computed.
+    pub fn with_annotation_keys(mut self, keys: BTreeSet<String>) -> Syncer {
+        self.annotation_keys = keys;
+        self
     }
 
     /// Publishes the grants `feed` says are in force with every snapshot; a sync that finds
@@ -518,7 +534,8 @@ impl Syncer {
                 ))?;
                 input.grants = grants;
                 phases.read = watch.lap();
-                return self.publish(input, None, rules, None, phases, watch);
+                let annotations = Arc::clone(&current.annotations);
+                return self.publish(input, None, rules, None, annotations, phases, watch);
             }
             // Never reached: skipping needs a current snapshot. Read in full.
             self.catalog.read(false)?;
@@ -530,6 +547,11 @@ impl Syncer {
             warnings,
             relations,
         } = build_snapshot_input_cached(&index, &self.annotations, &mut self.closure_cache);
+        let annotations = Arc::new(resource_annotations(
+            &index,
+            &self.annotations,
+            &self.annotation_keys,
+        ));
         drop(index);
         // Counted as the snapshot counts them (what `with_current` reads back from a file):
         // `groups` is the group table, which also holds owners that are users.
@@ -544,7 +566,15 @@ impl Syncer {
         input.rules.clone_from(rules);
         let now_ms = (self.clock)();
         input.grants = self.grants_now(now_ms);
-        self.publish(input, Some(counts), rules, Some(warnings), phases, watch)
+        self.publish(
+            input,
+            Some(counts),
+            rules,
+            Some(warnings),
+            annotations,
+            phases,
+            watch,
+        )
     }
 
     /// The grants in force at `now_ms`, from the access store. When the store cannot say,
@@ -579,14 +609,20 @@ impl Syncer {
         }
     }
 
-    /// Encodes, checks and publishes `input` (with its views and deltas). `counts` and
-    /// `warnings` are `None` when the catalog was not read again (only grants changed).
+    /// Encodes, checks and publishes `input` (with its views and deltas) and `annotations`.
+    /// `counts` and `warnings` are `None` when the catalog was not read again (only grants
+    /// changed).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one private step of a sync, called from its two paths"
+    )]
     fn publish(
         &mut self,
         input: IndexedInput,
         counts: Option<CatalogCounts>,
         rules: &Option<String>,
         warnings: Option<Vec<CatalogWarning>>,
+        annotations: Arc<ResourceAnnotations>,
         mut phases: PhaseTimes,
         mut watch: Stopwatch,
     ) -> Result<Synced, SyncError> {
@@ -606,21 +642,26 @@ impl Syncer {
         self.published_grants = published_grants;
         if let Some(current) = self.current.clone() {
             if current.content_hash == header.content_hash_hex() {
-                // Same catalog; a view's own rules file may still have changed.
-                let published = match for_views {
-                    Some(whole) => {
-                        let views = self.publish_views(&whole, now_ms)?;
-                        if views == current.views {
-                            current
-                        } else {
-                            let mut updated = (*current).clone();
-                            updated.views = views;
-                            let updated = Arc::new(updated);
-                            self.current = Some(Arc::clone(&updated));
-                            updated
-                        }
+                // Same snapshot; a view's own rules file, or annotations the snapshot does
+                // not carry, may still have changed.
+                let views = match for_views {
+                    Some(whole) => Some(self.publish_views(&whole, now_ms)?),
+                    None => None,
+                };
+                let same_views = views.as_ref().is_none_or(|views| *views == current.views);
+                let same_annotations = Arc::ptr_eq(&annotations, &current.annotations)
+                    || annotations == current.annotations;
+                let published = if same_views && same_annotations {
+                    current
+                } else {
+                    let mut updated = (*current).clone();
+                    if let Some(views) = views {
+                        updated.views = views;
                     }
-                    None => current,
+                    updated.annotations = annotations;
+                    let updated = Arc::new(updated);
+                    self.current = Some(Arc::clone(&updated));
+                    updated
                 };
                 phases.views = watch.lap();
                 return Ok(Synced {
@@ -648,6 +689,7 @@ impl Syncer {
         if let Some(whole) = for_views {
             published.views = self.publish_views(&whole, now_ms)?;
         }
+        published.annotations = annotations;
         phases.views = watch.lap();
         let published = Arc::new(published);
         self.current = Some(Arc::clone(&published));
@@ -1306,5 +1348,55 @@ mod tests {
         assert_eq!(syncer.run().status, SyncStatus::Unchanged);
         std::fs::write(&fixture.rules, "[]\n").unwrap();
         assert_eq!(syncer.run().status, SyncStatus::Updated);
+    }
+
+    #[test]
+    fn annotations_are_published_for_the_keys_asked_and_follow_the_catalog() {
+        const ENV: &str = "meshgate.io/environment";
+        let fixture = Fixture::new("sync-annotations");
+        let grants = Arc::new(std::sync::Mutex::new(Grants::default()));
+        let feed = Arc::clone(&grants);
+        let mut syncer = fixture
+            .syncer()
+            .with_annotation_keys([ENV.to_owned()].into())
+            .with_grants(Arc::new(move |_| Ok(feed.lock().unwrap().clone())));
+        let env_of = |syncer: &Syncer| {
+            let published = syncer.current().unwrap();
+            let values = published
+                .annotations
+                .values("airflow.dag", "etl_daily", ENV);
+            values.map(|values| values.join(","))
+        };
+        syncer.run();
+        assert_eq!(env_of(&syncer).as_deref(), Some(""));
+        // An annotation the snapshot does not carry: same version, new annotations.
+        let version = syncer.current().unwrap().version;
+        fixture.write_org(&ORG.replace(
+            "{meshgate.io/airflow-dag: etl_daily}",
+            "{meshgate.io/airflow-dag: etl_daily, meshgate.io/environment: production}",
+        ));
+        let report = syncer.run();
+        assert_eq!(report.status, SyncStatus::Unchanged, "{report:?}");
+        assert_eq!(syncer.current().unwrap().version, version);
+        assert_eq!(env_of(&syncer).as_deref(), Some("production"));
+        // Only the grants change: a new version, without reading the catalog, keeps them.
+        *grants.lock().unwrap() = Grants::new(vec![meshgate_core::snapshot::Grant {
+            id: String::from("g1"),
+            user: String::from("user:default/bob"),
+            target: meshgate_core::snapshot::GrantTarget::Resource {
+                kind: String::from("airflow.dag"),
+                id: String::from("etl_daily"),
+            },
+            not_after: UnixTime::from_secs(4_000_000_000),
+        }]);
+        let report = syncer.run();
+        assert_eq!(report.status, SyncStatus::Updated, "{report:?}");
+        assert_ne!(syncer.current().unwrap().version, version);
+        assert_eq!(env_of(&syncer).as_deref(), Some("production"));
+        // No keys: nothing computed, so nothing known.
+        let mut plain = fixture.syncer();
+        plain.run();
+        assert_eq!(env_of(&plain), None);
+        assert!(plain.current().unwrap().annotations.is_empty());
     }
 }
