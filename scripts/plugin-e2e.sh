@@ -12,6 +12,9 @@
 #
 #   bash scripts/plugin-e2e.sh      # ./build.sh test runs it after the plugin's unit tests
 #
+# Screenshots (1280x800 PNG) go to docs/images/backstage-access-*.png, or to
+# $MESHGATE_E2E_SCREENSHOTS (./build.sh test points it into target/ to leave docs/ alone).
+#
 # Builds dist/meshgate.wasm, target/release/meshgate and meshgate-harness when missing. Needs
 # /usr/bin/chromium (scripts/setup.sh installs Debian's) and the demo's ports free.
 set -euo pipefail
@@ -162,11 +165,12 @@ say "the control plane accepts Backstage tokens (waited $((SECONDS - waited)) s 
 
 # --- the browser test -----------------------------------------------------------------------------
 
-mkdir -p docs/images
+shots="${MESHGATE_E2E_SCREENSHOTS:-$root/docs/images}"
+mkdir -p "$shots"
 say "running backstage-plugin/e2e/access.spec.mjs (headless $CHROMIUM)"
 E2E_APP_URL="http://127.0.0.1:$app_port" E2E_EDGE_URL="$EDGE" \
   E2E_CAROL_TOKEN="$carol" E2E_ALICE_TOKEN="$alice" E2E_EXPIRED_TOKEN="$expired" \
   E2E_AUDIT_FILE="$root/$demo_dir/audit.jsonl" E2E_MESHGATE="$MESHGATE" E2E_CP_PID="$cp_pid" \
-  E2E_SCREENSHOTS="$root/docs/images" E2E_CHROMIUM="$CHROMIUM" \
+  E2E_SCREENSHOTS="$shots" E2E_CHROMIUM="$CHROMIUM" \
   node backstage-plugin/e2e/access.spec.mjs
 say "passed"
