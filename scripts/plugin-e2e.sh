@@ -15,8 +15,9 @@
 # Screenshots (1280x800 PNG) go to docs/images/backstage-access-*.png, or to
 # $MESHGATE_E2E_SCREENSHOTS (./build.sh test points it into target/ to leave docs/ alone).
 #
-# Builds dist/meshgate.wasm, target/release/meshgate and meshgate-harness when missing. Needs
-# /usr/bin/chromium (scripts/setup.sh installs Debian's) and the demo's ports free.
+# Builds dist/meshgate.wasm when missing, and target/release/meshgate and meshgate-harness
+# (cargo, a no-op when current). Needs /usr/bin/chromium (scripts/setup.sh installs Debian's)
+# and the demo's ports free.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -56,10 +57,10 @@ if [[ ! -f dist/meshgate.wasm ]]; then
   say "dist/meshgate.wasm is missing: ./build.sh"
   ./build.sh
 fi
-if [[ ! -x "$MESHGATE" || ! -x "$HARNESS" ]]; then
-  say "building target/release/meshgate and meshgate-harness"
-  cargo build --quiet --release -p meshgate-control-plane -p meshgate-test-harness
-fi
+# Always through cargo (a no-op when they are current): stale binaries would test old code.
+say "cargo build --release: target/release/meshgate and meshgate-harness"
+cargo build --quiet --release -p meshgate-control-plane -p meshgate-test-harness
+[[ -x "$MESHGATE" && -x "$HARNESS" ]] || die "cargo did not build $MESHGATE and $HARNESS"
 if [[ ! -f backstage-plugin/node_modules/.package-lock.json ||
   backstage-plugin/package-lock.json -nt backstage-plugin/node_modules/.package-lock.json ]]; then
   bash scripts/plugin.sh install
