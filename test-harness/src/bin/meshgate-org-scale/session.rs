@@ -133,10 +133,7 @@ impl Session {
                 ),
                 // Nothing listens there: the demo's Backstage provider just has no keys.
                 (DEMO_BACKSTAGE_PORT.to_string(), unused.to_string()),
-                (
-                    "\"poll_interval_s\": 2".into(),
-                    "\"poll_interval_s\": 1".into(),
-                ),
+                // The demo config already polls every second, as the figures need.
                 (
                     "/v1/snapshots/default".into(),
                     format!("/v1/snapshots/{snapshot_name}"),
