@@ -151,9 +151,9 @@ alice="$("$MESHGATE" token --backstage --user alice --backstage-url "$BACKSTAGE"
 expired="$(MESHGATE_DEMO_DIR="$demo_dir" "$MESHGATE" token --sub carol --exp-offset -120)"
 
 # The control plane read the fake Backstage's JWKS when it started, before the demo's self-check
-# signed the first user in (the fake Backstage makes its first key then). It refetches keys for
-# an unknown kid at most once per 30 s since its last fetch, so until then it answers 401
-# jwks_unavailable for Backstage tokens: wait until it takes carol's, bounded.
+# signed the first user in (the fake Backstage makes its first key then). It retries that key
+# set under the provider's refetch_min_interval_s (5 s for Backstage), answering 401
+# jwks_unavailable until then: wait until it takes carol's, bounded.
 cp_knows_tokens() {
   [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Authorization: Bearer $carol" \
     "$CP/v1/access/grants?mine=1")" == 200 ]]

@@ -1228,3 +1228,124 @@ fn approved_grants_are_published_with_the_snapshot_and_revoked_ones_leave_it() {
         "the revocation never reached the snapshot"
     );
 }
+
+/// A JWKS endpoint whose document the test changes, counting the fetches it answers.
+struct JwksEndpoint {
+    url: String,
+    document: Arc<Mutex<String>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksEndpoint {
+    fn start(document: &str) -> JwksEndpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let document = Arc::new(Mutex::new(document.to_owned()));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (served, counted) = (document.clone(), fetches.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n")
+                    && std::io::Read::read(&mut stream, &mut byte).is_ok_and(|n| n == 1)
+                {
+                    head.push(byte[0]);
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = served.lock().unwrap().clone();
+                let _ = std::io::Write::write_all(
+                    &mut stream,
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        JwksEndpoint {
+            url,
+            document,
+            fetches,
+        }
+    }
+
+    fn publish(&self, document: &str) {
+        *self.document.lock().unwrap() = document.to_owned();
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// The API refetches keys as the filter's provider says: a key set that was empty when the
+/// control plane started (a fresh Backstage before its first sign-in) is retried after
+/// `refetch_min_interval_s`, not a fixed 30 s; a rotated key is fetched at most once per
+/// interval however many callers present it; `refetch_on_unknown_kid: off` never refetches;
+/// keys older than `cache_duration_s` are fetched again.
+#[test]
+fn keys_are_refetched_under_the_providers_own_settings() {
+    let rsa_jwks = json!({"keys": [public_jwk(&rsa_private(), "rsa", Some("RS256"))]}).to_string();
+    let both_jwks = json!({"keys": [public_jwk(&rsa_private(), "rsa", Some("RS256")),
+                                     public_jwk(&ed25519_private(), "ed", Some("EdDSA"))]})
+    .to_string();
+    for (on_unknown_kid, refetches) in [("wait", true), ("off", false)] {
+        let jwks = JwksEndpoint::start(r#"{"keys": []}"#);
+        let dir = scratch(&format!("refetch-{on_unknown_kid}"));
+        let mut config = config(&dir, true);
+        let filter_file = dir.join("filter.json");
+        let mut filter: Value =
+            serde_json::from_str(&std::fs::read_to_string(&filter_file).unwrap()).unwrap();
+        filter["providers"]["demo"]["remote_jwks"]["refetch_min_interval_s"] = json!(1);
+        filter["providers"]["demo"]["remote_jwks"]["cache_duration_s"] = json!(4);
+        filter["providers"]["demo"]["remote_jwks"]["refetch_on_unknown_kid"] =
+            json!(on_unknown_kid);
+        std::fs::write(&filter_file, filter.to_string()).unwrap();
+        if let Some(access) = config.access.as_mut() {
+            access.auth.jwks_files = Default::default();
+            access.auth.jwks_urls = [("demo".to_owned(), jwks.url.clone())].into();
+        }
+        let server = Server::start_with_access_store(config, no_log(), None).unwrap();
+        assert!(server.wait_ready(Duration::from_secs(20)));
+        let api = Api { server, dir };
+        assert_eq!(jwks.fetches(), 1, "one fetch at start");
+        let grants = |token: &str| api.call("GET", "/v1/access/grants?mine=1", Some(token), None);
+
+        // No keys yet: 401 naming the missing key set, whatever refetch_on_unknown_kid says.
+        let (status, body) = grants(&token("carol"));
+        assert_eq!((status, code(&body)), (401, "jwks_unavailable"), "{body}");
+        jwks.publish(&rsa_jwks);
+        std::thread::sleep(Duration::from_millis(1100));
+        let (status, body) = grants(&token("carol"));
+        assert_eq!(status, 200, "a set that never loaded is retried: {body}");
+        let after_first_keys = jwks.fetches();
+        let keys_loaded = Instant::now();
+
+        // A token naming a key the set lacks: one refetch for a burst of callers within the
+        // interval, none when refetching is off; once published, the key is taken.
+        let rotated = token_with("carol", unix_now() + 3600, &ed25519_private(), "ed");
+        std::thread::sleep(Duration::from_millis(1100));
+        let statuses: Vec<u16> = (0..5).map(|_| grants(&rotated).0).collect();
+        assert_eq!(statuses, [401; 5]);
+        let expected = after_first_keys + usize::from(refetches);
+        assert_eq!(
+            jwks.fetches(),
+            expected,
+            "refetch_on_unknown_kid: {on_unknown_kid}"
+        );
+        jwks.publish(&both_jwks);
+        std::thread::sleep(Duration::from_millis(1100));
+        let (status, body) = grants(&rotated);
+        assert_eq!(status, if refetches { 200 } else { 401 }, "{body}");
+        // Either way the keys are fetched again once older than cache_duration_s.
+        std::thread::sleep(Duration::from_secs(4).saturating_sub(keys_loaded.elapsed()));
+        let (status, body) = grants(&rotated);
+        assert_eq!(
+            status, 200,
+            "keys older than cache_duration_s are refreshed: {body}"
+        );
+    }
+}

@@ -1,7 +1,10 @@
 //! Who is calling: the bearer token verified by core's providers exactly as the filter does.
 //! The filter's plugin configuration (`auth.filter_config`) is compiled with its providers and
 //! one allow rule that needs a verified caller of any of them, and core's `decide` runs over
-//! the current catalog, so emails and names map to catalog users as at the edge.
+//! the current catalog, so emails and names map to catalog users as at the edge. Keys are
+//! refetched on an unknown `kid` under each provider's own `refetch_on_unknown_kid` and
+//! `refetch_min_interval_s`, as the filter does (a Backstage provider: every 5 s at most), so a
+//! Backstage that signs its first key after the control plane started is trusted within seconds.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,14 +13,13 @@ use std::time::{Duration, Instant};
 
 use meshgate_core::authorize::{decide, Credential};
 use meshgate_core::catalog::{Catalog, CatalogState};
+use meshgate_core::decision::verdict::{KeysWanted, MissingKeys};
 use meshgate_core::jwks::{KeyOrigin, KeySet};
-use meshgate_core::provider::KeySource;
+use meshgate_core::provider::{KeySource, UnknownKid};
 use meshgate_core::{Effect, KeyStore, Policy, Request, TokenCache, UnixTime};
 
 use super::err::ApiError;
 
-/// Least time between two key fetches caused by an unknown `kid`.
-pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(30);
 /// Bound on one JWKS fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The id of the one rule the compiled configuration has.
@@ -61,9 +63,20 @@ pub struct AuthSettings {
 pub struct Authenticator {
     policy: Policy,
     keys: RwLock<KeyStore>,
-    /// Provider index → JWKS URL.
-    urls: BTreeMap<usize, String>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// Provider index → where its keys come from and when they may be fetched again.
+    fetches: BTreeMap<usize, KeyFetch>,
+    /// Provider index → when its keys were last fetched.
+    last_fetch: Mutex<BTreeMap<usize, Instant>>,
+}
+
+/// One provider's JWKS URL and its refetch settings from the filter configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyFetch {
+    url: String,
+    on_unknown_kid: UnknownKid,
+    min_interval: Duration,
+    /// Keys older than this are fetched again before the next verification.
+    cache_duration: Duration,
 }
 
 impl Authenticator {
@@ -134,9 +147,22 @@ impl Authenticator {
                 })?;
             keys.set(index, Arc::new(set));
         }
-        let mut urls = BTreeMap::new();
+        let mut fetches = BTreeMap::new();
         for (provider, url) in &settings.jwks_urls {
-            urls.insert(index_of(provider)?, url.clone());
+            let index = index_of(provider)?;
+            let Some(KeySource::Remote(remote)) = policy.providers.get(index).map(|p| &p.keys)
+            else {
+                continue;
+            };
+            fetches.insert(
+                index,
+                KeyFetch {
+                    url: url.clone(),
+                    on_unknown_kid: remote.on_unknown_kid,
+                    min_interval: Duration::from_secs(remote.refetch_min_interval_s),
+                    cache_duration: Duration::from_secs(remote.cache_duration_s),
+                },
+            );
         }
         if let Some(local) = policy.providers.iter().find(|p| {
             matches!(p.keys, KeySource::Local(_))
@@ -151,51 +177,79 @@ impl Authenticator {
         let auth = Authenticator {
             policy,
             keys: RwLock::new(keys),
-            urls,
-            last_fetch: Mutex::new(None),
+            fetches,
+            last_fetch: Mutex::new(BTreeMap::new()),
         };
-        auth.fetch_all();
+        for index in auth.fetches.keys() {
+            auth.fetch(*index);
+        }
         Ok(auth)
     }
 
-    /// Fetches every configured JWKS URL; a failed fetch keeps the keys there were.
-    fn fetch_all(&self) {
+    /// Fetches one provider's JWKS; a failed fetch keeps the keys there were.
+    fn fetch(&self, index: usize) {
+        let Some(fetch) = self.fetches.get(&index) else {
+            return;
+        };
         if let Ok(mut last) = self.last_fetch.lock() {
-            *last = Some(Instant::now());
+            last.insert(index, Instant::now());
         }
-        for (index, url) in &self.urls {
-            let agent = ureq::AgentBuilder::new().timeout(FETCH_TIMEOUT).build();
-            let Ok(response) = agent.get(url).call() else {
-                continue;
-            };
-            let mut body = Vec::new();
-            if std::io::Read::read_to_end(
-                &mut std::io::Read::take(response.into_reader(), 1024 * 1024),
-                &mut body,
-            )
-            .is_err()
-            {
-                continue;
-            }
-            if let Ok(set) = KeySet::parse(&body, KeyOrigin::Remote) {
-                if let Ok(mut keys) = self.keys.write() {
-                    keys.set(*index, Arc::new(set));
-                }
+        let agent = ureq::AgentBuilder::new().timeout(FETCH_TIMEOUT).build();
+        let Ok(response) = agent.get(&fetch.url).call() else {
+            return;
+        };
+        let mut body = Vec::new();
+        if std::io::Read::read_to_end(
+            &mut std::io::Read::take(response.into_reader(), 1024 * 1024),
+            &mut body,
+        )
+        .is_err()
+        {
+            return;
+        }
+        if let Ok(set) = KeySet::parse(&body, KeyOrigin::Remote) {
+            if let Ok(mut keys) = self.keys.write() {
+                keys.set(index, Arc::new(set));
             }
         }
     }
 
-    /// Refetches on an unknown `kid`, at most once per [`REFETCH_MIN_INTERVAL`].
-    fn refetch(&self) -> bool {
-        if self.urls.is_empty() {
+    /// Fetches again the key sets older than their provider's `cache_duration_s`.
+    fn refresh_stale(&self) {
+        let stale: Vec<usize> = match self.last_fetch.lock() {
+            Ok(last) => self
+                .fetches
+                .iter()
+                .filter(|(index, fetch)| {
+                    last.get(index)
+                        .is_none_or(|at| at.elapsed() >= fetch.cache_duration)
+                })
+                .map(|(index, _)| *index)
+                .collect(),
+            Err(_) => return,
+        };
+        for index in stale {
+            self.fetch(index);
+        }
+    }
+
+    /// Refetches the keys a decision lacked, when the provider's settings allow it now:
+    /// `refetch_on_unknown_kid` not off for a rotated key (a set that never loaded is always
+    /// retried), and no earlier fetch within its `refetch_min_interval_s`.
+    fn refetch(&self, wanted: KeysWanted) -> bool {
+        let index = wanted.provider.index();
+        let Some(fetch) = self.fetches.get(&index) else {
+            return false;
+        };
+        if wanted.missing == MissingKeys::UnknownKey && fetch.on_unknown_kid == UnknownKid::Off {
             return false;
         }
-        let due = self
-            .last_fetch
-            .lock()
-            .is_ok_and(|last| last.is_none_or(|at| at.elapsed() >= REFETCH_MIN_INTERVAL));
+        let due = self.last_fetch.lock().is_ok_and(|last| {
+            last.get(&index)
+                .is_none_or(|at| at.elapsed() >= fetch.min_interval)
+        });
         if due {
-            self.fetch_all();
+            self.fetch(index);
         }
         due
     }
@@ -210,6 +264,7 @@ impl Authenticator {
         let Some(authorization) = authorization.filter(|a| !a.trim().is_empty()) else {
             return Err(ApiError::MissingToken);
         };
+        self.refresh_stale();
         let headers = [(String::from("authorization"), authorization.to_owned())];
         let request = Request {
             method: "GET",
@@ -231,7 +286,11 @@ impl Authenticator {
             ))
         };
         let mut verdict = run()?;
-        if verdict.diagnostics.keys_wanted.is_some() && self.refetch() {
+        if verdict
+            .diagnostics
+            .keys_wanted
+            .is_some_and(|wanted| self.refetch(wanted))
+        {
             verdict = run()?;
         }
         let decision = verdict.decision;
