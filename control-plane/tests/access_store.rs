@@ -737,6 +737,59 @@ on_both_backends!(
     killed_mid_write_loses_nothing_committed,
 );
 
+/// One PostgreSQL store serves many threads at once on a bounded pool: every thread's writes
+/// land (none starves behind the others), several connections are used, and never more than
+/// `MAX_CONNECTIONS`.
+#[test]
+fn postgres_store_shares_a_bounded_pool_among_threads() {
+    let Some(db) = Db::fresh(Kind::Postgres, "pool") else {
+        return;
+    };
+    let store: Arc<dyn AccessStore> = db.open().into();
+    const THREADS: usize = 16;
+    const EACH: usize = 8;
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..EACH)
+                    .map(|n| {
+                        let id = format!("t{thread}-{n}");
+                        let drafts = [draft(EventKind::Requested, "user:default/carol", &id, None)];
+                        store.create_request(&request(&id, "user:default/carol", "e"), &drafts)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    // Connections to this database while the threads run (the probe's own one excluded).
+    let count_sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND pid <> pg_backend_pid()";
+    while threads.iter().any(|t| !t.is_finished()) {
+        let now = db.raw(count_sql).first().copied().unwrap_or(0);
+        peak.fetch_max(usize::try_from(now).unwrap(), Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for (thread, outcomes) in threads.into_iter().map(|t| t.join().unwrap()).enumerate() {
+        for outcome in outcomes {
+            assert!(outcome.is_ok(), "thread {thread}: {outcome:?}");
+        }
+    }
+    let requests = db.raw("SELECT COUNT(*) FROM access_requests");
+    assert_eq!(requests, [i64::try_from(THREADS * EACH).unwrap()]);
+    let peak = peak.load(Ordering::SeqCst);
+    let settled = usize::try_from(db.raw(count_sql).first().copied().unwrap_or(0)).unwrap();
+    let max = meshgate_control_plane::access_store::POSTGRES_MAX_CONNECTIONS;
+    assert!(
+        (2..=max).contains(&peak.max(settled)),
+        "connections in use: peak {peak}, after {settled}, pool of {max}"
+    );
+    assert_eq!(verified_chain(store.as_ref()).len(), THREADS * EACH);
+}
+
 // ---- faults ------------------------------------------------------------------------------
 
 /// A port on 127.0.0.1 with nothing listening.

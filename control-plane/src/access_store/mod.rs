@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditDraft, AuditLine};
 
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, MAX_CONNECTIONS as POSTGRES_MAX_CONNECTIONS};
 pub use sqlite::SqliteStore;
 
 /// What is asked for.

@@ -1,11 +1,13 @@
 //! The PostgreSQL backend, for several control-plane replicas sharing requests, grants and
-//! one audit chain. One connection per store, made again after it breaks; connecting gives up
-//! after [`CONNECT_TIMEOUT`], so a database that is down answers `Unavailable` promptly.
-//! Writers of the audit chain and of migrations serialise on advisory transaction locks.
+//! one audit chain. A small pool of connections ([`MAX_CONNECTIONS`]), each made when first
+//! needed and made again after it breaks; connecting gives up after [`CONNECT_TIMEOUT`], and a
+//! caller waits at most [`CHECKOUT_TIMEOUT`] for a free connection, so a database that is down
+//! or saturated answers `Unavailable` promptly. Writers of the audit chain and of migrations
+//! serialise on advisory transaction locks.
 
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -22,13 +24,30 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long sent data may stay unacknowledged before the connection counts as broken.
 pub const UNACKED_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections one store holds at most. The API's handler threads share them; one
+/// connection behind a lock let a few clients take every turn while others starved.
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// How long a transaction waits for a free connection before answering `Unavailable`.
+pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The store on a PostgreSQL database.
 pub type PostgresStore = Store<PostgresBackend>;
 
 pub struct PostgresBackend {
     config: Config,
-    client: Mutex<Option<Client>>,
+    pool: Mutex<Pool>,
+    /// Signalled whenever a connection is returned or given up.
+    freed: Condvar,
 }
+
+/// Idle connections, and how many exist in all (idle or in use).
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Client>,
+    open: usize,
+}
+
 
 impl Store<PostgresBackend> {
     /// Connects to `url` (a `postgresql://` URL or `key=value` string) and applies pending
@@ -43,7 +62,8 @@ impl Store<PostgresBackend> {
         let store = Store {
             backend: PostgresBackend {
                 config,
-                client: Mutex::new(None),
+                pool: Mutex::new(Pool::default()),
+                freed: Condvar::new(),
             },
         };
         let now = crate::access_store::now_ms();
@@ -147,32 +167,74 @@ impl Tx for PostgresTx<'_, '_> {
     }
 }
 
+impl PostgresBackend {
+    /// An idle connection, or `None`: leave to make one, while fewer than [`MAX_CONNECTIONS`]
+    /// exist; otherwise waits for one to be returned, up to [`CHECKOUT_TIMEOUT`].
+    fn checkout(&self) -> Result<Option<Client>, StoreError> {
+        let poisoned = || StoreError::Unavailable {
+            cause: "a thread panicked while holding the connection pool".into(),
+        };
+        let deadline = Instant::now() + CHECKOUT_TIMEOUT;
+        let mut pool = self.pool.lock().map_err(|_| poisoned())?;
+        loop {
+            while let Some(client) = pool.idle.pop() {
+                if !client.is_closed() {
+                    return Ok(Some(client));
+                }
+                pool.open = pool.open.saturating_sub(1);
+            }
+            if pool.open < MAX_CONNECTIONS {
+                pool.open += 1;
+                return Ok(None);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable {
+                    cause: format!(
+                        "all {MAX_CONNECTIONS} database connections stayed busy for {} s",
+                        CHECKOUT_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+            pool = self
+                .freed
+                .wait_timeout(pool, left)
+                .map_err(|_| poisoned())?
+                .0;
+        }
+    }
+
+    /// Returns a connection that still works to the pool, or counts it gone.
+    fn give_back(&self, client: Option<Client>) {
+        if let Ok(mut pool) = self.pool.lock() {
+            match client {
+                Some(client) => pool.idle.push(client),
+                None => pool.open = pool.open.saturating_sub(1),
+            }
+        }
+        self.freed.notify_one();
+    }
+}
+
 impl Backend for PostgresBackend {
     fn transaction<R>(
         &self,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut slot = self.client.lock().map_err(|_| StoreError::Unavailable {
-            cause: "a thread panicked while using the database connection".into(),
-        })?;
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = None;
-            *slot = Some(
-                self.config
-                    .connect(NoTls)
-                    .map_err(|error| map_error(&error))?,
-            );
-        }
-        let Some(client) = slot.as_mut() else {
-            return Err(StoreError::Unavailable {
-                cause: "no connection".into(),
-            });
+        let mut client = match self.checkout()? {
+            Some(client) => client,
+            None => match self.config.connect(NoTls) {
+                Ok(client) => client,
+                Err(error) => {
+                    self.give_back(None);
+                    return Err(map_error(&error));
+                }
+            },
         };
-        let result = run(client, body);
-        if client.is_closed() || matches!(result, Err(StoreError::Unavailable { .. })) {
-            // Connect again next time.
-            *slot = None;
-        }
+        let result = run(&mut client, body);
+        let broken = client.is_closed() || matches!(result, Err(StoreError::Unavailable { .. }));
+        // A connection that failed is dropped: the next checkout connects again.
+        self.give_back((!broken).then_some(client));
         result
     }
 }
