@@ -244,6 +244,7 @@ fn access_settings(
             ]
             .into(),
         },
+        notify: None,
     })
 }
 

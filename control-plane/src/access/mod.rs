@@ -12,12 +12,15 @@ pub mod api;
 pub mod auth;
 pub mod err;
 pub mod facts;
+pub mod notices;
+pub mod notify;
 pub mod service;
 
 pub use crate::access_store::AccessStore;
 pub use api::{ApiRequest, MAX_BODY_BYTES, ROUTES};
 pub use auth::{AuthSettings, Authenticator};
 pub use err::ApiError;
+pub use notify::{Notifier, NotifySettings};
 pub use service::{system_clock, AccessService, AuditSettings, CatalogNow, Clock, CurrentSnapshot};
 
 use std::path::PathBuf;
@@ -32,6 +35,8 @@ pub struct AccessSettings {
     pub store: StoreSettings,
     pub audit: AuditSettings,
     pub auth: AuthSettings,
+    /// `access.notify`: where access notifications go, if anywhere.
+    pub notify: Option<NotifySettings>,
 }
 
 /// `access.store`.
@@ -76,6 +81,11 @@ pub enum AccessSetupError {
         #[from]
         source: crate::audit::AuditError,
     },
+    #[error("access.notify")]
+    Notify {
+        #[from]
+        source: notify::NotifyError,
+    },
 }
 
 impl AccessSetupError {
@@ -88,6 +98,7 @@ impl AccessSetupError {
             AccessSetupError::Auth { .. } => "access.auth",
             AccessSetupError::Store { .. } => "access.store",
             AccessSetupError::Audit { .. } => "access.audit",
+            AccessSetupError::Notify { .. } => "access.notify",
         }
     }
 }

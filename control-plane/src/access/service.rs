@@ -55,6 +55,8 @@ pub struct AccessService {
     decoded: Mutex<Option<(String, Arc<Catalog>)>>,
     listeners: Mutex<Vec<Sender<()>>>,
     audit: Mutex<AuditSink>,
+    /// `access.notify`: approvers and requesters told of what concerns them.
+    notifier: Option<super::Notifier>,
 }
 
 pub fn system_clock() -> Clock {
@@ -87,11 +89,24 @@ impl AccessService {
             decoded: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
             audit: Mutex::new(sink),
+            notifier: None,
         })
     }
 
     /// Each time grants change (approval, auto-approval, revocation, expiry) `()` is sent
     /// here; a listener that is gone is dropped.
+    /// Sends access notifications through `notifier` (`access.notify`).
+    pub fn with_notifier(mut self, notifier: Option<super::Notifier>) -> AccessService {
+        self.notifier = notifier;
+        self
+    }
+
+    fn notify(&self, notice: Option<super::notify::Notice>) {
+        if let (Some(notifier), Some(notice)) = (&self.notifier, notice) {
+            notifier.send(notice);
+        }
+    }
+
     pub fn subscribe(&self, listener: Sender<()>) {
         if let Ok(mut listeners) = self.listeners.lock() {
             listeners.push(listener);
@@ -150,6 +165,9 @@ impl AccessService {
     pub fn tick(&self) -> Result<usize, ApiError> {
         let (expired, lines) = self.store.expire(self.now_ms())?;
         self.audit(&lines);
+        for grant in &expired {
+            self.notify(super::notices::ended(grant, &lines));
+        }
         if !expired.is_empty() {
             self.grants_changed();
         }
@@ -277,6 +295,9 @@ impl AccessService {
         );
         let lines = self.store.create_request(&request, &[requested])?;
         self.audit(&lines);
+        if let Assessment::Pending { approvers, .. } = &assessment {
+            self.notify(super::notices::pending(&request, approvers, &lines));
+        }
         let mut condition = None;
         if let Assessment::AutoApproved {
             condition: matched, ..
@@ -301,6 +322,7 @@ impl AccessService {
             )?;
             self.audit(&lines);
             self.grants_changed();
+            self.notify(super::notices::decided(&request, Some(&grant), &lines));
             condition = Some(matched.clone());
         }
         let record = self.store.get(&request.id)?;
@@ -468,6 +490,7 @@ impl AccessService {
                 .store
                 .decide(&request.id, state, now, grant.as_ref(), &drafts)?;
             self.audit(&lines);
+            self.notify(super::notices::decided(request, grant.as_ref(), &lines));
             if grant.is_some() {
                 self.grants_changed();
             }
@@ -576,6 +599,7 @@ impl AccessService {
             })?;
         self.audit(&lines);
         self.grants_changed();
+        self.notify(super::notices::ended(&grant, &lines));
         Ok(grant_json(&grant))
     }
 

@@ -48,7 +48,6 @@ struct Pool {
     open: usize,
 }
 
-
 impl Store<PostgresBackend> {
     /// Connects to `url` (a `postgresql://` URL or `key=value` string) and applies pending
     /// migrations.

@@ -502,6 +502,17 @@ struct AccessFile {
     #[serde(default)]
     audit: Option<AccessAuditFile>,
     auth: AccessAuthFile,
+    #[serde(default)]
+    notify: Option<AccessNotifyFile>,
+}
+
+/// `access.notify`: `{url, secret_env, link}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessNotifyFile {
+    url: String,
+    secret_env: String,
+    link: Option<String>,
 }
 
 /// `{sqlite: {path}}` or `{postgres: {url_env}}`.
@@ -586,6 +597,13 @@ impl AccessFile {
                     .collect(),
                 jwks_urls: self.auth.jwks_urls,
             },
+            notify: self.notify.map(|notify| crate::access::NotifySettings {
+                url: notify.url,
+                secret_env: notify.secret_env,
+                link: notify
+                    .link
+                    .unwrap_or_else(|| String::from(crate::access::notify::DEFAULT_LINK)),
+            }),
         })
     }
 }
@@ -627,6 +645,30 @@ fn check_access(access: &crate::access::AccessSettings) -> Result<(), ServeConfi
             "access.audit.file",
             "must not be empty",
         ));
+    }
+    if let Some(notify) = &access.notify {
+        if !(notify.url.starts_with("http://") || notify.url.starts_with("https://")) {
+            return Err(ServeConfigError::invalid(
+                "access.notify.url",
+                format!("`{}` is not an http:// or https:// URL", notify.url),
+            ));
+        }
+        if notify.secret_env.is_empty() || notify.secret_env.contains(['=', '\0']) {
+            return Err(ServeConfigError::invalid(
+                "access.notify.secret_env",
+                format!(
+                    "`{}` is not an environment variable name",
+                    notify.secret_env
+                ),
+            ));
+        }
+        // A path in the Backstage app, never another site: the receiver links to it.
+        if !notify.link.starts_with('/') || notify.link.starts_with("//") {
+            return Err(ServeConfigError::invalid(
+                "access.notify.link",
+                format!("`{}` is not a path starting with one `/`", notify.link),
+            ));
+        }
     }
     for (provider, url) in &access.auth.jwks_urls {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -1294,6 +1336,18 @@ mod tests {
             Path::new("/etc/meshgate/jwks.json")
         );
         assert!(parse(MINIMAL).unwrap().access.is_none());
+        let notify = parse(&format!(
+            "{MINIMAL}access: {{policy_file: a, auth: {{filter_config: f}}, notify: {{url: 'http://backstage:7007/api/meshgate-access/events', secret_env: S}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            notify.access.unwrap().notify,
+            Some(crate::access::NotifySettings {
+                url: "http://backstage:7007/api/meshgate-access/events".into(),
+                secret_env: "S".into(),
+                link: "/access-requests".into(),
+            })
+        );
         let postgres = parse(&format!(
             "{MINIMAL}access: {{policy_file: a, auth: {{filter_config: f}}, store: {{postgres: {{url_env: DB}}}}}}\n"
         ))
@@ -1328,6 +1382,26 @@ mod tests {
             (
                 "access: {policy_file: a, auth: {filter_config: f, jwks_urls: {x: 'ftp://a'}}}",
                 "access.auth.jwks_urls.x",
+            ),
+            (
+                "access: {policy_file: a, auth: {filter_config: f}, notify: {url: 'x', secret_env: S}}",
+                "access.notify.url",
+            ),
+            (
+                "access: {policy_file: a, auth: {filter_config: f}, notify: {url: 'http://b/e', secret_env: ''}}",
+                "access.notify.secret_env",
+            ),
+            (
+                "access: {policy_file: a, auth: {filter_config: f}, notify: {url: 'http://b/e', secret_env: S, link: '//evil.example'}}",
+                "access.notify.link",
+            ),
+            (
+                "access: {policy_file: a, auth: {filter_config: f}, notify: {url: 'http://b/e'}}",
+                "secret_env",
+            ),
+            (
+                "access: {policy_file: a, auth: {filter_config: f}, notify: {url: 'http://b/e', secret_env: S, retries: 3}}",
+                "retries",
             ),
         ];
         for (yaml, field) in cases {

@@ -69,9 +69,11 @@ impl Server {
         let access = match &config.access {
             None => None,
             Some(settings) => Some(Arc::new(
-                start_access(settings, store, &shared, syncer.trusted_key()).map_err(|error| {
-                    ServeConfigError::invalid(error.field(), super::log::error_chain(&error))
-                })?,
+                start_access(settings, store, &shared, syncer.trusted_key(), &log).map_err(
+                    |error| {
+                        ServeConfigError::invalid(error.field(), super::log::error_chain(&error))
+                    },
+                )?,
             )),
         };
         // Approved access goes out with the snapshot: the syncer asks the store for the grants
@@ -183,6 +185,7 @@ fn start_access(
     store: Option<Arc<dyn AccessStore>>,
     shared: &Arc<Shared>,
     trusted: &TrustedKey,
+    log: &LogSink,
 ) -> Result<AccessService, AccessSetupError> {
     let policy = crate::access::load_policy(&settings.policy_file)?;
     let auth = Authenticator::new(&settings.auth)?;
@@ -194,6 +197,13 @@ fn start_access(
         let shared = Arc::clone(shared);
         Arc::new(move || shared.current()) as crate::access::CurrentSnapshot
     };
+    let notifier = match &settings.notify {
+        Some(notify) => Some(crate::access::Notifier::start(
+            notify.clone(),
+            Arc::clone(log),
+        )?),
+        None => None,
+    };
     Ok(AccessService::new(
         policy,
         store,
@@ -202,7 +212,8 @@ fn start_access(
         trusted.clone(),
         &settings.audit,
         crate::access::system_clock(),
-    )?)
+    )?
+    .with_notifier(notifier))
 }
 
 /// Every [`EXPIRY_TICK`], grants past `not_after` are marked expired (and audited). The

@@ -517,6 +517,7 @@ fn api_server(dir: &Path, store: Option<Arc<dyn AccessStore>>) -> Result<Running
             jwks_files: [("demo".to_owned(), dir.join("jwks.json"))].into(),
             jwks_urls: Default::default(),
         },
+        notify: None,
     });
     let server = Server::start_with_access_store(config, no_log(), store)
         .map_err(|e| format!("control plane: {e}"))?;
