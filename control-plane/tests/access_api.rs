@@ -1355,8 +1355,11 @@ fn keys_are_refetched_under_the_providers_own_settings() {
 /// statuses given, then 202.
 struct Receiver {
     url: String,
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, String, u16)>>>,
+    got: Arc<Mutex<Vec<Delivery>>>,
 }
+
+/// One POST the receiver got: lower-case headers, the raw body, the status it answered.
+type Delivery = (Vec<(String, String)>, String, u16);
 
 impl Receiver {
     fn start(mut statuses: Vec<u16>) -> Receiver {

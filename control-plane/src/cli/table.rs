@@ -399,6 +399,15 @@ pub(super) static ACCESS_LIST: CommandSpec = CommandSpec {
     parse: access::parse_list,
 };
 
+/// Options of the commands that decide on a request or grant (approve, deny, revoke).
+const DECISION_OPTIONS: &[OptionSpec] = &[
+    option("--comment", Some("TEXT"), "said in the audit log"),
+    ACCESS_URL,
+    ACCESS_TOKEN,
+    ACCESS_TOKEN_FILE,
+    ACCESS_JSON,
+];
+
 pub(super) static ACCESS_APPROVE: CommandSpec = CommandSpec {
     words: &["access", "approve"],
     form: None,
@@ -407,13 +416,7 @@ pub(super) static ACCESS_APPROVE: CommandSpec = CommandSpec {
     note: "",
     operands: Some("ID"),
     single_operand: true,
-    options: &[
-        option("--comment", Some("TEXT"), "said in the audit log"),
-        ACCESS_URL,
-        ACCESS_TOKEN,
-        ACCESS_TOKEN_FILE,
-        ACCESS_JSON,
-    ],
+    options: DECISION_OPTIONS,
     parse: access::parse_approve,
 };
 
@@ -425,13 +428,7 @@ pub(super) static ACCESS_DENY: CommandSpec = CommandSpec {
     note: "",
     operands: Some("ID"),
     single_operand: true,
-    options: &[
-        option("--comment", Some("TEXT"), "said in the audit log"),
-        ACCESS_URL,
-        ACCESS_TOKEN,
-        ACCESS_TOKEN_FILE,
-        ACCESS_JSON,
-    ],
+    options: DECISION_OPTIONS,
     parse: access::parse_deny,
 };
 
@@ -443,13 +440,7 @@ pub(super) static ACCESS_REVOKE: CommandSpec = CommandSpec {
     note: "",
     operands: Some("GRANT_ID"),
     single_operand: true,
-    options: &[
-        option("--comment", Some("TEXT"), "said in the audit log"),
-        ACCESS_URL,
-        ACCESS_TOKEN,
-        ACCESS_TOKEN_FILE,
-        ACCESS_JSON,
-    ],
+    options: DECISION_OPTIONS,
     parse: access::parse_revoke,
 };
 

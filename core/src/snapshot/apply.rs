@@ -169,34 +169,26 @@ fn apply(
         let value = pair.first().map(|u| u.entity_ref.as_str());
         return Err(duplicate("user", value.unwrap_or_default()));
     }
-    let mut kept = base.user_entries().filter(|entry| {
+    let kept = base.user_entries().filter(|entry| {
         entry.is_none_or(|(entity_ref, _, _)| touched.binary_search(&entity_ref).is_err())
     });
-    let mut upserted = upserted.into_iter().peekable();
-    let mut next_kept = kept.next();
-    let mut users = 0usize;
-    loop {
-        let take_kept = match (&next_kept, upserted.peek()) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(entry), Some(change)) => {
-                let (entity_ref, _, _) = entry.ok_or(DeltaError::CorruptBase)?;
-                entity_ref < change.entity_ref.as_str()
+    let users = merge_sorted(
+        kept,
+        upserted,
+        |(entity_ref, _, _), change| *entity_ref < change.entity_ref.as_str(),
+        |entry| match entry {
+            Merged::Kept((entity_ref, email, groups)) => {
+                remap(groups, &mut list)?;
+                out.user(entity_ref, email, &list);
+                Ok(())
             }
-        };
-        if take_kept {
-            let (entity_ref, email, groups) =
-                next_kept.take().flatten().ok_or(DeltaError::CorruptBase)?;
-            remap(groups, &mut list)?;
-            out.user(entity_ref, email, &list);
-            next_kept = kept.next();
-        } else if let Some(change) = upserted.next() {
-            resolve(&change.groups, &mut list)?;
-            out.user(&change.entity_ref, change.email.as_deref(), &list);
-        }
-        users = users.saturating_add(1);
-    }
+            Merged::Changed(change) => {
+                resolve(&change.groups, &mut list)?;
+                out.user(&change.entity_ref, change.email.as_deref(), &list);
+                Ok(())
+            }
+        },
+    )?;
     check_count("users", users, limits.max_users)?;
 
     let mut touched: Vec<(&str, &str)> = changes
@@ -227,33 +219,26 @@ fn apply(
             .unwrap_or_default();
         return Err(duplicate("resource", &value));
     }
-    let mut kept = base.owned_entries().filter(|entry| {
+    let kept = base.owned_entries().filter(|entry| {
         entry.is_none_or(|(kind, id, _)| touched.binary_search(&(kind, id)).is_err())
     });
-    let mut upserted = upserted.into_iter().peekable();
-    let mut next_kept = kept.next();
-    let mut owned = 0usize;
-    loop {
-        let take_kept = match (&next_kept, upserted.peek()) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(entry), Some(change)) => {
-                let (kind, id, _) = entry.ok_or(DeltaError::CorruptBase)?;
-                (kind, id) < (change.0, change.1)
+    let owned = merge_sorted(
+        kept,
+        upserted,
+        |(kind, id, _), change| (*kind, *id) < (change.0, change.1),
+        |entry| match entry {
+            Merged::Kept((kind, id, owners)) => {
+                remap(owners, &mut list)?;
+                out.owned(kind, id, &list);
+                Ok(())
             }
-        };
-        if take_kept {
-            let (kind, id, owners) = next_kept.take().flatten().ok_or(DeltaError::CorruptBase)?;
-            remap(owners, &mut list)?;
-            out.owned(kind, id, &list);
-            next_kept = kept.next();
-        } else if let Some((kind, id, owners)) = upserted.next() {
-            resolve(owners, &mut list)?;
-            out.owned(kind, id, &list);
-        }
-        owned = owned.saturating_add(1);
-    }
+            Merged::Changed((kind, id, owners)) => {
+                resolve(owners, &mut list)?;
+                out.owned(kind, id, &list);
+                Ok(())
+            }
+        },
+    )?;
     check_count("resources", owned, limits.max_owned)?;
 
     // Ancestors by new index: a change replaces the group's whole list (the last change for
@@ -338,6 +323,46 @@ fn apply_grants(base: &[u8], change: &GrantsChange) -> Result<Option<Vec<u8>>, D
         max: super::MAX_GRANTS,
     })?;
     Ok(Some(bytes))
+}
+
+/// One entry of a merge: carried over from the base, or upserted by the delta.
+enum Merged<K, U> {
+    Kept(K),
+    Changed(U),
+}
+
+/// Merges the base's kept entries and the delta's upserts, both ascending by key, calling
+/// `emit` once per entry in key order; `kept_first(k, u)` says the kept entry sorts before
+/// the upsert. A kept entry that is `None` could not be read: the base is corrupt. Returns
+/// how many entries were emitted.
+fn merge_sorted<K, U>(
+    mut kept: impl Iterator<Item = Option<K>>,
+    upserted: impl IntoIterator<Item = U>,
+    kept_first: impl Fn(&K, &U) -> bool,
+    mut emit: impl FnMut(Merged<K, U>) -> Result<(), DeltaError>,
+) -> Result<usize, DeltaError> {
+    let mut upserted = upserted.into_iter().peekable();
+    let mut next_kept = kept.next();
+    let mut count = 0usize;
+    loop {
+        let take_kept = match (&next_kept, upserted.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(entry), Some(change)) => {
+                kept_first(entry.as_ref().ok_or(DeltaError::CorruptBase)?, change)
+            }
+        };
+        if take_kept {
+            let entry = next_kept.take().flatten().ok_or(DeltaError::CorruptBase)?;
+            emit(Merged::Kept(entry))?;
+            next_kept = kept.next();
+        } else if let Some(change) = upserted.next() {
+            emit(Merged::Changed(change))?;
+        }
+        count = count.saturating_add(1);
+    }
+    Ok(count)
 }
 
 fn duplicate(what: &'static str, value: &str) -> DeltaError {

@@ -226,7 +226,9 @@ pub(crate) fn user_name(entity_ref: &str) -> &str {
         .map_or(entity_ref, |(_, name)| name)
 }
 
-fn checked<'a>(value: &'a str, what: &'static str) -> Result<&'a str, EncodeError> {
+/// `value` when it is a string the snapshot can carry: not empty, at most
+/// [`MAX_STRING_BYTES`].
+pub(crate) fn checked<'a>(value: &'a str, what: &'static str) -> Result<&'a str, EncodeError> {
     if value.is_empty() {
         return Err(EncodeError::EmptyString { what });
     }

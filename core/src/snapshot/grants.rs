@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 
+use super::encode::checked;
 use super::err::{EncodeError, SnapshotError, Violation};
 use super::wire::{Reader, Writer};
 use super::MAX_STRING_BYTES;
@@ -217,21 +218,6 @@ fn read_text(r: &mut Reader<'_>, what: &'static str) -> Result<String, SnapshotE
     }
     let bytes = r.take(len as u64, what)?;
     Ok(r.utf8(bytes, what)?.to_owned())
-}
-
-fn checked<'a>(value: &'a str, what: &'static str) -> Result<&'a str, EncodeError> {
-    if value.is_empty() {
-        return Err(EncodeError::EmptyString { what });
-    }
-    if value.len() > MAX_STRING_BYTES {
-        return Err(EncodeError::StringTooLong {
-            what,
-            prefix: value.chars().take(32).collect(),
-            len: value.len(),
-            max: MAX_STRING_BYTES,
-        });
-    }
-    Ok(value)
 }
 
 #[cfg(test)]
