@@ -32,7 +32,7 @@ const MAPPED = {
 const fixtureRequest = (headers: EventHeaders = {}) => ({
   body: Buffer.from(fixture.body),
   headers: {
-    'x-meshgate-timestamp': fixture.timestamp,
+    'x-meshgate-timestamp': String(fixture.timestamp),
     'x-meshgate-signature': fixture.signature,
     'x-meshgate-delivery': '7',
     ...headers,
@@ -41,7 +41,7 @@ const fixtureRequest = (headers: EventHeaders = {}) => ({
 
 describe('the fixed cross-language vector', () => {
   it('has the signature openssl computed', () => {
-    expect(sign(fixture.secret, fixture.timestamp, fixture.body)).toBe(fixture.signature);
+    expect(sign(fixture.secret, String(fixture.timestamp), fixture.body)).toBe(fixture.signature);
   });
 
   it('is accepted and sent as exactly the mapped notification', async () => {
@@ -82,7 +82,7 @@ describe('events that are refused', () => {
   const unauthorized = (code: string) => ({ status: 401, body: { error: { code } } });
 
   it.each([
-    ['wrong secret', () => ({ ...fixtureRequest(), headers: { ...fixtureRequest().headers, 'x-meshgate-signature': sign('another-secret', fixture.timestamp, fixture.body) } }), unauthorized('bad_signature')],
+    ['wrong secret', () => ({ ...fixtureRequest(), headers: { ...fixtureRequest().headers, 'x-meshgate-signature': sign('another-secret', String(fixture.timestamp), fixture.body) } }), unauthorized('bad_signature')],
     ['a body changed by one byte', tamperedBody, unauthorized('bad_signature')],
     ['the signature of another timestamp', () => fixtureRequest({ 'x-meshgate-timestamp': String(NOW + 1) }), unauthorized('bad_signature')],
     ['no timestamp header', () => fixtureRequest({ 'x-meshgate-timestamp': undefined }), unauthorized('bad_signature')],
@@ -225,7 +225,7 @@ describe('without a secret', () => {
     'answers 503 not_configured when it is %s, even to a signed event',
     async (_name, secret) => {
       const { handler, send } = testHandler({ secret });
-      const request = fixtureRequest({ 'x-meshgate-signature': sign(secret ?? '', fixture.timestamp, fixture.body) });
+      const request = fixtureRequest({ 'x-meshgate-signature': sign(secret ?? '', String(fixture.timestamp), fixture.body) });
       await expect(handler(request)).resolves.toEqual({
         status: 503,
         body: { error: { code: 'not_configured' } },

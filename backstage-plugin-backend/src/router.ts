@@ -10,14 +10,16 @@ export function createRouter(options: { handler: EventHandler }): Router {
   router.post(
     '/events',
     express.raw({ type: 'application/json', limit: MAX_BODY_BYTES, inflate: false }),
-    async (req, res) => {
+    (req, res, next) => {
       if (!Buffer.isBuffer(req.body)) {
         // No JSON content type: express.raw left the body unread.
         res.status(415).json({ error: { code: 'unsupported_media_type' } });
         return;
       }
-      const reply = await options.handler({ headers: req.headers, body: req.body });
-      res.status(reply.status).json(reply.body);
+      options
+        .handler({ headers: req.headers, body: req.body })
+        .then(reply => res.status(reply.status).json(reply.body))
+        .catch(next); // Express 4 does not catch a rejected promise by itself.
     },
   );
   const bodyErrors: ErrorRequestHandler = (error, _req, res, next) => {

@@ -9,7 +9,7 @@ import {
 } from '../handler';
 
 export const SECRET = fixture.secret;
-export const NOW = Number(fixture.timestamp);
+export const NOW = fixture.timestamp;
 
 export function sign(secret: string, timestamp: string, body: Buffer | string): string {
   const mac = createHmac('sha256', secret).update(`${timestamp}.`).update(body);
