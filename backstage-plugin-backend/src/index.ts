@@ -1,0 +1,6 @@
+/**
+ * meshgate access events as Backstage notifications (backend plugin `meshgate-access`).
+ *
+ * @packageDocumentation
+ */
+export { meshgateAccessPlugin as default } from './plugin';
