@@ -28,13 +28,17 @@ fn duration(seconds: i64) -> String {
     format_duration(u64::try_from(seconds).unwrap_or(0))
 }
 
-/// The first of `lines` recording `event`, parsed.
-fn line_of(lines: &[AuditLine], event: &str) -> Option<(i64, Value)> {
+/// The first of `lines` recording `event`: its seq, the line as written, and parsed.
+fn line_of(lines: &[AuditLine], event: &str) -> Option<(Written, Value)> {
     lines.iter().find_map(|line| {
         let value: Value = serde_json::from_str(&line.line).ok()?;
-        (value.get("event").and_then(Value::as_str) == Some(event)).then_some((line.seq, value))
+        (value.get("event").and_then(Value::as_str) == Some(event))
+            .then(|| ((line.seq, line.line.clone()), value))
     })
 }
+
+/// An audit line's seq and text.
+type Written = (i64, String);
 
 fn detail<'a>(line: &'a Value, key: &str) -> Option<&'a str> {
     line.pointer(&format!("/detail/{key}"))
@@ -64,7 +68,7 @@ pub fn pending(
     approvers: &Approvers,
     lines: &[AuditLine],
 ) -> Option<Notice> {
-    let (seq, audit) = line_of(lines, "requested")?;
+    let ((seq, written), _) = line_of(lines, "requested")?;
     let recipients = match approvers {
         Approvers::Owners { owners } => owners.clone(),
         Approvers::Groups { groups } => groups.clone(),
@@ -85,7 +89,7 @@ pub fn pending(
         description: format!("{reason} Approve or deny it on the Access requests page."),
         severity: Severity::Normal,
         request_id: request.id.clone(),
-        audit,
+        audit: written,
         seq,
     })
 }
@@ -101,14 +105,14 @@ pub fn decided(
     let ends = grant
         .map(|grant| format!(" It ends by itself at {}.", rfc3339_millis(grant.not_after)))
         .unwrap_or_default();
-    let (seq, audit, title, description, severity) =
-        if let Some((seq, audit)) = line_of(lines, "auto_approved") {
+    let (seq, written, title, description, severity) =
+        if let Some(((seq, written), audit)) = line_of(lines, "auto_approved") {
             let condition = detail(&audit, "condition")
                 .unwrap_or("a condition")
                 .to_owned();
             (
                 seq,
-                audit,
+                written,
                 format!(
                     "Access granted: {what} for {}",
                     duration(request.duration_s)
@@ -116,11 +120,11 @@ pub fn decided(
                 format!("Approved by the access policy ({condition}).{ends}"),
                 Severity::Normal,
             )
-        } else if let Some((seq, audit)) = line_of(lines, "approved") {
+        } else if let Some(((seq, written), audit)) = line_of(lines, "approved") {
             let description = format!("Approved {}.{ends}", by_with_comment(&audit));
             (
                 seq,
-                audit,
+                written,
                 format!(
                     "Access approved: {what} for {}",
                     duration(request.duration_s)
@@ -129,11 +133,11 @@ pub fn decided(
                 Severity::Normal,
             )
         } else {
-            let (seq, audit) = line_of(lines, "denied")?;
+            let ((seq, written), audit) = line_of(lines, "denied")?;
             let description = format!("Denied {}.", by_with_comment(&audit));
             (
                 seq,
-                audit,
+                written,
                 format!("Access denied: {what}"),
                 description,
                 Severity::Normal,
@@ -145,7 +149,7 @@ pub fn decided(
         description,
         severity,
         request_id: request.id.clone(),
-        audit,
+        audit: written,
         seq,
     })
 }
@@ -154,33 +158,35 @@ pub fn decided(
 /// in `lines`).
 pub fn ended(grant: &Grant, lines: &[AuditLine]) -> Option<Notice> {
     let what = label(&grant.target);
-    let mine = |(_, audit): &(i64, Value)| {
+    let mine = |(_, audit): &(Written, Value)| {
         audit.get("grant_id").and_then(Value::as_str) == Some(grant.id.as_str())
     };
     let revoked = lines
         .iter()
         .filter_map(|line| line_of(std::slice::from_ref(line), "revoked"))
         .find(|found| mine(found));
-    let (seq, audit, title, description, severity) = if let Some((seq, audit)) = revoked {
+    let (seq, written, title, description, severity) = if let Some(((seq, written), audit)) =
+        revoked
+    {
         if audit.get("actor").and_then(Value::as_str) == Some(grant.user.as_str()) {
             return None; // The grantee gave it up themselves.
         }
         let description = format!("Revoked {}.", by_with_comment(&audit));
         (
             seq,
-            audit,
+            written,
             format!("Access revoked: {what}"),
             description,
             Severity::High,
         )
     } else {
-        let (seq, audit) = lines
+        let ((seq, written), _) = lines
             .iter()
             .filter_map(|line| line_of(std::slice::from_ref(line), "expired"))
             .find(|found| mine(found))?;
         (
             seq,
-            audit,
+            written,
             format!("Access ended: {what}"),
             format!(
                 "Your grant ended at {} as approved. Ask again on the entity's Access card if you still need it.",
@@ -195,7 +201,7 @@ pub fn ended(grant: &Grant, lines: &[AuditLine]) -> Option<Notice> {
         description,
         severity,
         request_id: grant.request_id.clone(),
-        audit,
+        audit: written,
         seq,
     })
 }
@@ -324,7 +330,20 @@ mod tests {
                         notice.description
                     );
                     assert_eq!(notice.seq, seq, "{case}");
-                    assert!(notice.audit.get("event").is_some(), "{case}");
+                    let lines = [
+                        &requested[..],
+                        &approved,
+                        &auto,
+                        &denied,
+                        &revoked,
+                        &expired,
+                    ];
+                    let written = lines.iter().flat_map(|l| l.iter()).find(|l| l.seq == seq);
+                    assert_eq!(
+                        Some(&notice.audit),
+                        written.map(|l| &l.line),
+                        "{case}: verbatim"
+                    );
                 }
                 (notice, expected) => panic!("{case}: {notice:?} vs {expected:?}"),
             }

@@ -82,18 +82,18 @@ pub struct Notice {
     pub severity: Severity,
     /// The request it is about: a later notice of the same request replaces an earlier one.
     pub request_id: String,
-    /// The audit line, parsed.
-    pub audit: serde_json::Value,
+    /// The audit line as written (a JSON object): sent verbatim, so its `hash` still checks.
+    pub audit: String,
     /// The audit line's `seq`: the delivery id.
     pub seq: i64,
 }
 
+/// The body without `audit`, which is appended as written.
 #[derive(Serialize)]
 struct Body<'a> {
     schema: &'static str,
     recipients: &'a [String],
     notification: Payload<'a>,
-    audit: &'a serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -106,7 +106,7 @@ struct Payload<'a> {
     link: &'a str,
 }
 
-/// The body sent for `notice`, compact JSON.
+/// The body sent for `notice`, compact JSON, the audit line last and byte for byte.
 pub fn body(notice: &Notice, link: &str) -> String {
     let body = Body {
         schema: SCHEMA,
@@ -119,9 +119,15 @@ pub fn body(notice: &Notice, link: &str) -> String {
             scope: format!("meshgate-access:{}", notice.request_id),
             link,
         },
-        audit: &notice.audit,
     };
-    serde_json::to_string(&body).unwrap_or_default()
+    let mut text = serde_json::to_string(&body).unwrap_or_default();
+    if text.ends_with('}') {
+        text.pop();
+        text.push_str(",\"audit\":");
+        text.push_str(&notice.audit);
+        text.push('}');
+    }
+    text
 }
 
 /// `v1=<lowercase hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
@@ -362,7 +368,7 @@ mod tests {
             description: String::from("d"),
             severity: Severity::Normal,
             request_id: String::from("req_1"),
-            audit: serde_json::json!({"seq": 7, "event": "requested"}),
+            audit: String::from(r#"{"seq":7,"event":"requested"}"#),
             seq: 7,
         };
         let body: serde_json::Value =
@@ -377,6 +383,42 @@ mod tests {
                     "link": "/access-requests"},
                 "audit": {"seq": 7, "event": "requested"},
             })
+        );
+    }
+
+    /// The receiver's fixed vector (backstage-plugin-backend/src/__fixtures__/signed-event.json,
+    /// signed there with openssl): the sender builds the same body byte for byte from the same
+    /// notice, audit line verbatim, and signs it to the same signature.
+    #[test]
+    fn the_backstage_receivers_signed_vector_is_what_we_send() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../backstage-plugin-backend/src/__fixtures__/signed-event.json");
+        let vector: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let text = vector["body"].as_str().unwrap();
+        let sent: serde_json::Value = serde_json::from_str(text).unwrap();
+        let n = &sent["notification"];
+        let field = |name: &str| n[name].as_str().unwrap().to_owned();
+        let audit_at = text.find(r#","audit":"#).unwrap() + r#","audit":"#.len();
+        let notice = Notice {
+            recipients: vec![sent["recipients"][0].as_str().unwrap().to_owned()],
+            title: field("title"),
+            description: field("description"),
+            severity: Severity::Normal,
+            request_id: field("scope")
+                .trim_start_matches("meshgate-access:")
+                .to_owned(),
+            audit: text[audit_at..text.len() - 1].to_owned(),
+            seq: sent["audit"]["seq"].as_i64().unwrap(),
+        };
+        assert_eq!(body(&notice, &field("link")), text);
+        assert_eq!(
+            signature(
+                vector["secret"].as_str().unwrap().as_bytes(),
+                vector["timestamp"].as_u64().unwrap(),
+                text.as_bytes()
+            ),
+            vector["signature"].as_str().unwrap()
         );
     }
 }
