@@ -429,6 +429,137 @@ fn answers_while_a_sync_hangs_and_stops_cleanly() {
     drop(silent);
 }
 
+/// One request on a kept-alive connection: its status and `Content-Length`. The body is read
+/// (and checked to be as long as announced) except after HEAD and 304, which have none.
+fn keep_alive_request(
+    stream: &mut std::io::BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    if_none_match: Option<&str>,
+) -> (u16, usize) {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let condition = if_none_match.map_or(String::new(), |tag| format!("If-None-Match: {tag}\r\n"));
+    // One write: a request in pieces would wait on Nagle's algorithm.
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: meshgate\r\n{condition}\r\n");
+    stream.get_mut().write_all(head.as_bytes()).unwrap();
+    let mut status_line = String::new();
+    assert!(stream.read_line(&mut status_line).unwrap() > 0, "closed");
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        assert!(stream.read_line(&mut line).unwrap() > 0, "closed");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap();
+        assert!(
+            !(name.eq_ignore_ascii_case("connection") && value.trim() == "close"),
+            "{method} {path}: the server closes the connection"
+        );
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.trim().parse::<usize>().unwrap());
+        }
+    }
+    let length = length.unwrap_or_else(|| panic!("{method} {path}: no Content-Length"));
+    if method != "HEAD" && status != 304 {
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).unwrap();
+    }
+    (status, length)
+}
+
+/// A burst of keep-alive clients (Envoy sidecars polling after a control-plane restart) is
+/// answered in full: tiny_http queued some connections behind others that never closed, so a
+/// client waited until another one left.
+#[test]
+fn a_burst_of_keep_alive_clients_is_answered_without_starving_any() {
+    const CLIENTS: usize = 8;
+    const RUN: Duration = Duration::from_secs(2);
+    let scratch = Scratch::new("keep-alive");
+    let (log, _lines) = collect_logs();
+    let mut server = Server::start_with_log(scratch.config(), log).unwrap();
+    assert!(server.wait_ready(READY));
+    let snapshot = get(&server, "/v1/snapshots/default");
+    let etag = snapshot.etag.unwrap();
+    let size = snapshot.body.len();
+    let path = server.snapshot_path();
+    struct Step {
+        method: &'static str,
+        path: String,
+        if_none_match: Option<String>,
+        status: u16,
+        /// The `Content-Length` announced, when it matters.
+        length: Option<usize>,
+    }
+    let step = |method, path: &str, if_none_match: Option<&str>, status, length| Step {
+        method,
+        path: path.to_owned(),
+        if_none_match: if_none_match.map(str::to_owned),
+        status,
+        length,
+    };
+    // Each client sends these in turn, all on one connection: a body, none after HEAD and
+    // 304 (which still announce the snapshot's length), and small replies.
+    let cycle = Arc::new([
+        step("GET", "/healthz", None, 200, None),
+        step("GET", &path, None, 200, Some(size)),
+        step("HEAD", &path, None, 200, Some(size)),
+        step("GET", &path, Some(&etag), 304, Some(size)),
+        step("GET", "/readyz", None, 200, None),
+    ]);
+    // All connected at once, as fast as one thread can.
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    let clients: Vec<_> = streams
+        .into_iter()
+        .map(|stream| {
+            let cycle = Arc::clone(&cycle);
+            std::thread::spawn(move || {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut stream = std::io::BufReader::new(stream);
+                let (mut done, mut longest) = (0_usize, Duration::ZERO);
+                let began = Instant::now();
+                for step in cycle.iter().cycle() {
+                    if began.elapsed() >= RUN {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    let (status, announced) = keep_alive_request(
+                        &mut stream,
+                        step.method,
+                        &step.path,
+                        step.if_none_match.as_deref(),
+                    );
+                    longest = longest.max(sent.elapsed());
+                    let what = format!("{} {}", step.method, step.path);
+                    assert_eq!(status, step.status, "{what}");
+                    if let Some(length) = step.length {
+                        assert_eq!(announced, length, "{what}");
+                    }
+                    done += 1;
+                }
+                (done, longest)
+            })
+        })
+        .collect();
+    let results: Vec<(usize, Duration)> = clients
+        .into_iter()
+        .map(|client| client.join().unwrap())
+        .collect();
+    assert!(
+        results
+            .iter()
+            .all(|(done, longest)| *done >= 10 && *longest < Duration::from_secs(1)),
+        "requests completed and longest wait per client: {results:?}"
+    );
+    server.stop();
+}
+
 /// The `meshgate serve` process: logs written from the sync thread must reach stderr while
 /// the main thread waits (a stderr lock held by the main thread once blocked the first sync
 /// forever), and the snapshot is served.

@@ -1,5 +1,5 @@
 //! The HTTP endpoints, as a function from request to reply (no sockets here; `server.rs`
-//! carries replies over tiny_http).
+//! carries replies over hyper).
 //!
 //! | Method | Path | Reply |
 //! |---|---|---|
@@ -417,7 +417,7 @@ spec: {type: pipeline, owner: data-eng}
             Some(current.version.to_string().as_str())
         );
         assert_eq!(reply.header_value("cache-control"), Some("no-cache"));
-        // The query string does not matter; HEAD is answered like GET (tiny_http drops the body).
+        // The query string does not matter; HEAD is answered like GET (the server drops the body).
         let head = RequestParts {
             method: "HEAD",
             url: "/v1/snapshots/default?x=1",

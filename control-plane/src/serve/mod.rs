@@ -11,7 +11,7 @@
 //! - `state`: the served snapshot and counters shared between threads
 //! - `metrics`: Prometheus text
 //! - [`http`]: endpoints as request → reply
-//! - [`server`]: threads, tiny_http, start and stop
+//! - [`server`]: threads, the hyper listener, start and stop
 //! - [`log`]: log sinks
 //!
 //! In-process use (tests, the end-to-end harness):

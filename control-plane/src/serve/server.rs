@@ -1,13 +1,22 @@
-//! The running server: a sync thread that owns the [`Syncer`], HTTP worker threads over one
-//! tiny_http listener, and [`RunningServer`] to drive and stop them in-process.
+//! The running server: a sync thread that owns the [`Syncer`], an HTTP/1 server (hyper on a
+//! tokio runtime of its own) whose requests are answered on blocking threads, and
+//! [`RunningServer`] to drive and stop them in-process.
 
-use std::io::Cursor;
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use hyper::{Method, Request, Response, StatusCode};
 
 use super::config::ServeConfig;
 use super::err::{ServeConfigError, ServeError};
@@ -19,10 +28,13 @@ use crate::access::api as access_api;
 use crate::access::{AccessService, AccessSettings, AccessSetupError, AccessStore, Authenticator};
 use crate::snapshot::{load_signing_key, PublicKeySpec, TrustedKey};
 
-/// HTTP worker threads: a slow client downloading a snapshot, or a `POST /v1/sync` waiting for
-/// its sync, holds one; the others keep answering.
-const HTTP_WORKERS: usize = 4;
-/// How long a worker waits for a request before checking whether to stop.
+/// Threads reading requests and writing replies, for every connection: a slow client costs
+/// none of them while it is slow.
+const HTTP_THREADS: usize = 2;
+/// At most this many requests are answered at once (each on a thread, since routing blocks:
+/// a `POST /v1/sync` waits for its sync); more wait for one of them to finish.
+const ANSWER_THREADS: usize = 16;
+/// How long the access threads wait for news before checking whether to stop.
 const POLL: Duration = Duration::from_millis(100);
 /// Until the first sync succeeds, a failed one is retried after at most this long.
 const FIRST_SYNC_RETRY: Duration = Duration::from_secs(5);
@@ -56,12 +68,28 @@ impl Server {
         config.validate()?;
         let key = load_signing_key(&config.signing_key_file).map_err(ServeError::Key)?;
         let syncer = Syncer::new(&config, key, Arc::clone(&log));
-        let http = tiny_http::Server::http(config.listen).map_err(|source| ServeError::Listen {
+        let listen_error = |source: std::io::Error| ServeError::Listen {
             addr: config.listen,
-            source,
-        })?;
-        let addr = http.server_addr().to_ip().unwrap_or(config.listen);
-        let http = Arc::new(http);
+            source: Box::new(source),
+        };
+        let listener = TcpListener::bind(config.listen).map_err(listen_error)?;
+        let addr = listener.local_addr().map_err(listen_error)?;
+        listener.set_nonblocking(true).map_err(listen_error)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(HTTP_THREADS)
+            .max_blocking_threads(ANSWER_THREADS)
+            .thread_name("meshgate-http")
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|source| ServeError::Spawn {
+                name: "meshgate-http".to_owned(),
+                source,
+            })?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(listen_error)?
+        };
         let shared = Arc::new(
             Shared::new(&config.snapshot_name)
                 .with_views(config.views.iter().map(|view| view.name.clone())),
@@ -100,7 +128,7 @@ impl Server {
             addr,
             shared: Arc::clone(&shared),
             commands,
-            http: Some(Arc::clone(&http)),
+            http: Some(runtime),
             stop: Arc::clone(&stop),
             workers: Vec::new(),
             sync_thread: None,
@@ -125,18 +153,18 @@ impl Server {
             })?
         };
         running.sync_thread = Some(sync_thread);
-        for worker in 0..HTTP_WORKERS {
-            let http = Arc::clone(&http);
-            let shared = Arc::clone(&shared);
-            let stop = Arc::clone(&stop);
-            let commands = running.commands.clone();
-            let log = Arc::clone(&log);
-            let access = access.clone();
-            // On error `running` is dropped, which stops what was started.
-            let handle = spawn(&format!("meshgate-http-{worker}"), move || {
-                http_worker(&http, &shared, &stop, &commands, &log, access.as_deref());
-            })?;
-            running.workers.push(handle);
+        let answerer = Arc::new(Answerer {
+            shared: Arc::clone(&shared),
+            commands: running.commands.clone(),
+            access: access.clone(),
+        });
+        if let Some(runtime) = &running.http {
+            runtime.spawn(accept_loop(
+                listener,
+                answerer,
+                Arc::clone(&stop),
+                Arc::clone(&log),
+            ));
         }
         if let Some(access) = &access {
             // Each change of grants (approval, revocation, expiry) asks for a sync at once;
@@ -356,25 +384,155 @@ fn settle(
     }
 }
 
-fn http_worker(
-    http: &tiny_http::Server,
-    shared: &Shared,
-    stop: &AtomicBool,
-    commands: &Sender<Command>,
-    log: &LogSink,
-    access: Option<&AccessService>,
+/// Accepts connections until the runtime is dropped, each served on a task of its own, so
+/// no client waits for another to leave. A failed accept is retried after a pause.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    answerer: Arc<Answerer>,
+    stop: Arc<AtomicBool>,
+    log: LogSink,
 ) {
-    let sync = |force| request_sync(commands, force);
-    while !stop.load(Ordering::Acquire) {
-        match http.recv_timeout(POLL) {
-            Ok(Some(request)) => answer(request, shared, &sync, access),
-            Ok(None) => {}
-            Err(error) => {
-                // tiny_http reports a failed accept this way and stops accepting.
-                if !stop.swap(true, Ordering::AcqRel) {
-                    log(&format!("HTTP listener failed, stopping: {error}"));
-                }
+    let mut last_error: Option<String> = None;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                last_error = None;
+                // Replies are written whole; do not hold their last segment back.
+                let _ = stream.set_nodelay(true);
+                let answerer = Arc::clone(&answerer);
+                let service = hyper::service::service_fn(move |request| {
+                    let answerer = Arc::clone(&answerer);
+                    async move { Ok::<_, Infallible>(answerer.respond(request).await) }
+                });
+                tokio::spawn(async move {
+                    // A client that leaves or breaks the protocol ends only its connection.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
             }
+            Err(error) => {
+                // Out of file descriptors, or a connection reset before it was accepted: the
+                // listener still works, so serving goes on after a pause rather than ending
+                // for every sidecar. Said once per kind of error, not per attempt.
+                let text = error.to_string();
+                if last_error.as_ref() != Some(&text) {
+                    log(&format!(
+                        "HTTP accept failed, retrying every {ACCEPT_RETRY:?}: {text}"
+                    ));
+                    last_error = Some(text);
+                }
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Pause after a failed accept before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// What answering a request needs; shared by every connection.
+struct Answerer {
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    access: Option<Arc<AccessService>>,
+}
+
+/// A request as routing reads it, off the connection.
+struct Received {
+    method: String,
+    /// Path and query.
+    url: String,
+    if_none_match: Option<String>,
+    a_im: Option<String>,
+    authorization: Option<String>,
+    /// Read for the access API only; `None` when over [`access_api::MAX_BODY_BYTES`].
+    body: Option<Vec<u8>>,
+}
+
+impl Answerer {
+    /// Reads the request, answers it on a blocking thread and turns the [`Reply`] into a
+    /// response.
+    async fn respond(self: Arc<Self>, request: Request<Incoming>) -> Response<ReplyBody> {
+        let (head, body) = request.into_parts();
+        let header = |name: &str| {
+            head.headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let url = head
+            .uri
+            .path_and_query()
+            .map_or("/", |path| path.as_str())
+            .to_owned();
+        let body = if url.starts_with(access_api::PREFIX) {
+            read_body(body).await
+        } else {
+            None
+        };
+        let received = Received {
+            method: head.method.as_str().to_owned(),
+            url,
+            if_none_match: header("if-none-match"),
+            a_im: header("a-im"),
+            authorization: header("authorization"),
+            body,
+        };
+        let answerer = Arc::clone(&self);
+        let reply = tokio::task::spawn_blocking(move || answerer.answer(&received))
+            .await
+            .unwrap_or_else(|_| {
+                Reply::json(
+                    500,
+                    &serde_json::json!({"code": "internal", "message": "the request could not be answered"}),
+                )
+            });
+        into_response(reply, head.method == Method::HEAD)
+    }
+
+    /// Today's routing, unchanged: the access API, the admin check on `POST /v1/sync`, and
+    /// [`route`] for the rest.
+    fn answer(&self, request: &Received) -> Reply {
+        let access = self.access.as_deref();
+        let sync = |force| request_sync(&self.commands, force);
+        let method = request.method.as_str();
+        let url = request.url.as_str();
+        let authorization = request.authorization.as_deref();
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        if path.starts_with(access_api::PREFIX) {
+            let (status, json) = access_api::handle(
+                access,
+                &access_api::ApiRequest {
+                    method,
+                    path,
+                    query,
+                    authorization,
+                    body: request.body.as_deref(),
+                },
+            );
+            return Reply::json(status, &json);
+        }
+        // With the access API configured, a sync is an administrative act.
+        let refused = match (access, path, method) {
+            (Some(access), "/v1/sync", "POST") => access.require_admin(authorization).err(),
+            _ => None,
+        };
+        match refused {
+            Some(error) => Reply::json(error.status(), &error.body()),
+            None => route(
+                &self.shared,
+                &RequestParts {
+                    method,
+                    url,
+                    if_none_match: request.if_none_match.as_deref(),
+                    a_im: request.a_im.as_deref(),
+                },
+                &sync,
+            ),
         }
     }
 }
@@ -385,90 +543,77 @@ fn request_sync(commands: &Sender<Command>, force: bool) -> Option<SyncReport> {
     report.recv().ok()
 }
 
-fn answer(
-    mut request: tiny_http::Request,
-    shared: &Shared,
-    sync: &dyn Fn(bool) -> Option<SyncReport>,
-    access: Option<&AccessService>,
-) {
-    let header = |name: &'static str| {
-        request
-            .headers()
-            .iter()
-            .find(|header| header.field.equiv(name))
-            .map(|header| header.value.as_str().to_owned())
-    };
-    let if_none_match = header("If-None-Match");
-    let a_im = header("A-IM");
-    let authorization = header("Authorization");
-    let method = request.method().as_str().to_owned();
-    let url = request.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let reply = if path.starts_with(access_api::PREFIX) {
-        let body = read_body(&mut request);
-        let (status, json) = access_api::handle(
-            access,
-            &access_api::ApiRequest {
-                method: &method,
-                path,
-                query,
-                authorization: authorization.as_deref(),
-                body: body.as_deref(),
-            },
-        );
-        Reply::json(status, &json)
-    } else {
-        // With the access API configured, a sync is an administrative act.
-        let refused = match (access, path, method.as_str()) {
-            (Some(access), "/v1/sync", "POST") => {
-                access.require_admin(authorization.as_deref()).err()
-            }
-            _ => None,
-        };
-        match refused {
-            Some(error) => Reply::json(error.status(), &error.body()),
-            None => route(
-                shared,
-                &RequestParts {
-                    method: &method,
-                    url: &url,
-                    if_none_match: if_none_match.as_deref(),
-                    a_im: a_im.as_deref(),
-                },
-                sync,
-            ),
-        }
-    };
-    let headers = reply
-        .headers
-        .iter()
-        .filter_map(|(name, value)| {
-            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
-        })
-        .collect();
-    let response = tiny_http::Response::new(
-        tiny_http::StatusCode(reply.status),
-        headers,
-        Cursor::new(reply.body),
-        Some(reply.length),
-        None,
-    );
-    // The client may be gone; there is nobody left to tell.
-    let _ = request.respond(response);
-}
-
-/// The body, at most [`access_api::MAX_BODY_BYTES`]; `None` when longer (or unreadable).
-fn read_body(request: &mut tiny_http::Request) -> Option<Vec<u8>> {
+/// The body, at most [`access_api::MAX_BODY_BYTES`]; `None` when longer (or unreadable). A
+/// body announced as longer is not read at all.
+async fn read_body(body: Incoming) -> Option<Vec<u8>> {
     let limit = access_api::MAX_BODY_BYTES;
-    if request.body_length().is_some_and(|length| length > limit) {
+    if body.size_hint().lower() > limit as u64 {
         return None;
     }
-    let mut body = Vec::new();
-    let read = std::io::Read::read_to_end(
-        &mut std::io::Read::take(request.as_reader(), (limit as u64).saturating_add(1)),
-        &mut body,
-    );
-    (read.is_ok() && body.len() <= limit).then_some(body)
+    let collected = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .ok()?;
+    Some(collected.to_bytes().to_vec())
+}
+
+/// `reply` as a response. A HEAD or a 304 sends no body but announces the `Content-Length`
+/// a GET would have had ([`Reply::length`]).
+fn into_response(reply: Reply, head: bool) -> Response<ReplyBody> {
+    let bodiless = head || reply.status == 304;
+    let length = if bodiless {
+        reply.length
+    } else {
+        reply.body.len()
+    };
+    let mut response = Response::new(ReplyBody {
+        data: Bytes::from_owner(reply.body),
+        length: u64::try_from(length).unwrap_or(u64::MAX),
+    });
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in &reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// A reply's body, announcing `length` bytes. hyper sends none after HEAD or with a 304, so
+/// there the announced length may be the GET's; otherwise it is the data's.
+struct ReplyBody {
+    data: Bytes,
+    /// Zero once the data is handed over.
+    length: u64,
+}
+
+impl Body for ReplyBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let body = self.get_mut();
+        body.length = 0;
+        let data = std::mem::take(&mut body.data);
+        Poll::Ready((!data.is_empty()).then(|| Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.length == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.length)
+    }
 }
 
 /// A server started by [`Server::start`]. Stops when [`RunningServer::stop`] is called or when
@@ -477,8 +622,8 @@ pub struct RunningServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     commands: Sender<Command>,
-    /// `None` once stopped.
-    http: Option<Arc<tiny_http::Server>>,
+    /// The HTTP server's runtime; `None` once stopped.
+    http: Option<tokio::runtime::Runtime>,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     sync_thread: Option<JoinHandle<()>>,
@@ -560,7 +705,7 @@ impl RunningServer {
         self.shared.wait_ready(timeout)
     }
 
-    /// False once stopped, or when the listener failed.
+    /// False once stopped.
     pub fn is_running(&self) -> bool {
         !self.stop.load(Ordering::Acquire)
     }
@@ -572,15 +717,13 @@ impl RunningServer {
         let Some(http) = self.http.take() else {
             return;
         };
-        for _ in &self.workers {
-            http.unblock();
-        }
+        // Drops the listener and every connection, after the requests being answered (a
+        // `POST /v1/sync` waits for its sync; the sync thread is still there to run it).
+        drop(http);
         for worker in self.workers.drain(..) {
             // A worker that panicked has nothing left to clean up.
             let _ = worker.join();
         }
-        // The workers' references are gone with them; this one closes the listener.
-        drop(http);
         let _ = self.commands.send(Command::Stop);
         if let Some(thread) = self.sync_thread.take() {
             let _ = thread.join();
@@ -602,8 +745,8 @@ impl Drop for RunningServer {
     }
 }
 
-/// tiny_http closes its listening socket on its own accept thread, shortly after the server
-/// is dropped; wait until the address can be bound again.
+/// Waits until the address can be bound again (it was closed with the runtime; this checks
+/// that nothing else still holds it).
 fn wait_released(addr: SocketAddr) -> bool {
     let deadline = Instant::now() + RELEASE_WAIT;
     loop {
