@@ -7,21 +7,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sha2::{Digest as _, Sha256};
 
 use super::envelope::{FORMAT_VERSION, HEADER_BYTES, MAGIC};
-use super::err::EncodeError;
+use super::err::{checked, EncodeError};
 use super::indexed::IndexedInput;
 use super::keys::{SigningKey, SIGNATURE_BYTES};
 use super::model::SnapshotInput;
 use super::wire::Writer;
-use super::{
-    MAX_STRING_BYTES, TAG_ANCESTORS, TAG_GRANTS, TAG_GROUPS, TAG_OWNED, TAG_RULES, TAG_USERS,
-};
+use super::{TAG_ANCESTORS, TAG_GRANTS, TAG_GROUPS, TAG_OWNED, TAG_RULES, TAG_USERS};
 
 /// Encodes and signs a snapshot.
 ///
 /// Normalization: group lists and owner lists are sets (duplicates dropped); entries for the
 /// same (kind, id) are merged; emails are lowercased (ASCII) and an empty email is none. A user
 /// listed twice is an error, as are empty refs, kinds or ids and strings longer than
-/// [`MAX_STRING_BYTES`].
+/// [`super::MAX_STRING_BYTES`].
 pub fn encode(
     input: &SnapshotInput,
     version: u64,
@@ -224,23 +222,6 @@ pub(crate) fn user_name(entity_ref: &str) -> &str {
     entity_ref
         .rsplit_once('/')
         .map_or(entity_ref, |(_, name)| name)
-}
-
-/// `value` when it is a string the snapshot can carry: not empty, at most
-/// [`MAX_STRING_BYTES`].
-pub(crate) fn checked<'a>(value: &'a str, what: &'static str) -> Result<&'a str, EncodeError> {
-    if value.is_empty() {
-        return Err(EncodeError::EmptyString { what });
-    }
-    if value.len() > MAX_STRING_BYTES {
-        return Err(EncodeError::StringTooLong {
-            what,
-            prefix: value.chars().take(40).collect(),
-            len: value.len(),
-            max: MAX_STRING_BYTES,
-        });
-    }
-    Ok(value)
 }
 
 /// The refs the lists point at, sorted and deduplicated, and where each input position went.

@@ -202,3 +202,20 @@ pub enum DeltaError {
     #[error("delta result cannot be laid out: {0}")]
     Build(SnapshotError),
 }
+
+/// `value` when it is a string the snapshot can carry: not empty, at most
+/// [`super::MAX_STRING_BYTES`].
+pub(crate) fn checked<'a>(value: &'a str, what: &'static str) -> Result<&'a str, EncodeError> {
+    if value.is_empty() {
+        return Err(EncodeError::EmptyString { what });
+    }
+    if value.len() > super::MAX_STRING_BYTES {
+        return Err(EncodeError::StringTooLong {
+            what,
+            prefix: value.chars().take(40).collect(),
+            len: value.len(),
+            max: super::MAX_STRING_BYTES,
+        });
+    }
+    Ok(value)
+}

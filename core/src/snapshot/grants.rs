@@ -9,8 +9,7 @@
 
 use std::cmp::Ordering;
 
-use super::encode::checked;
-use super::err::{EncodeError, SnapshotError, Violation};
+use super::err::{checked, EncodeError, SnapshotError, Violation};
 use super::wire::{Reader, Writer};
 use super::MAX_STRING_BYTES;
 use crate::request::UnixTime;
