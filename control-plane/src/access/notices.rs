@@ -28,13 +28,21 @@ fn duration(seconds: i64) -> String {
     format_duration(u64::try_from(seconds).unwrap_or(0))
 }
 
-/// The first of `lines` recording `event`: its seq, the line as written, and parsed.
-fn line_of(lines: &[AuditLine], event: &str) -> Option<(Written, Value)> {
-    lines.iter().find_map(|line| {
+/// The lines recording `event`, in order: each line's seq and text, and the line parsed.
+fn lines_of<'a>(
+    lines: &'a [AuditLine],
+    event: &'a str,
+) -> impl Iterator<Item = (Written, Value)> + 'a {
+    lines.iter().filter_map(move |line| {
         let value: Value = serde_json::from_str(&line.line).ok()?;
         (value.get("event").and_then(Value::as_str) == Some(event))
             .then(|| ((line.seq, line.line.clone()), value))
     })
+}
+
+/// The first of `lines` recording `event`.
+fn line_of(lines: &[AuditLine], event: &str) -> Option<(Written, Value)> {
+    lines_of(lines, event).next()
 }
 
 /// An audit line's seq and text.
@@ -161,10 +169,7 @@ pub fn ended(grant: &Grant, lines: &[AuditLine]) -> Option<Notice> {
     let mine = |(_, audit): &(Written, Value)| {
         audit.get("grant_id").and_then(Value::as_str) == Some(grant.id.as_str())
     };
-    let revoked = lines
-        .iter()
-        .filter_map(|line| line_of(std::slice::from_ref(line), "revoked"))
-        .find(|found| mine(found));
+    let revoked = lines_of(lines, "revoked").find(|found| mine(found));
     let (seq, written, title, description, severity) = if let Some(((seq, written), audit)) =
         revoked
     {
@@ -180,10 +185,7 @@ pub fn ended(grant: &Grant, lines: &[AuditLine]) -> Option<Notice> {
             Severity::High,
         )
     } else {
-        let ((seq, written), _) = lines
-            .iter()
-            .filter_map(|line| line_of(std::slice::from_ref(line), "expired"))
-            .find(|found| mine(found))?;
+        let ((seq, written), _) = lines_of(lines, "expired").find(|found| mine(found))?;
         (
             seq,
             written,
