@@ -1230,55 +1230,74 @@ fn approved_grants_are_published_with_the_snapshot_and_revoked_ones_leave_it() {
     );
 }
 
-/// A JWKS endpoint whose document the test changes, counting the fetches it answers.
-struct JwksEndpoint {
+/// An HTTP endpoint the tests script: it answers the statuses given, then `then` for good,
+/// with the body last published, and records every request (the JWKS a control plane fetches,
+/// the notifications it sends).
+struct Endpoint {
     url: String,
-    document: Arc<Mutex<String>>,
-    fetches: Arc<AtomicUsize>,
+    got: Arc<Mutex<Vec<Delivery>>>,
+    body: Arc<Mutex<String>>,
 }
 
-impl JwksEndpoint {
-    fn start(document: &str) -> JwksEndpoint {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-        let document = Arc::new(Mutex::new(document.to_owned()));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let (served, counted) = (document.clone(), fetches.clone());
+/// One request the endpoint got: lower-case headers, the raw body, the status it answered.
+type Delivery = (Vec<(String, String)>, String, u16);
+
+impl Endpoint {
+    fn start(path: &str, mut statuses: Vec<u16>, then: u16, body: &str) -> Endpoint {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}{path}", server.server_addr());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let body = Arc::new(Mutex::new(body.to_owned()));
+        let (seen, answer) = (got.clone(), body.clone());
+        statuses.reverse();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n")
-                    && std::io::Read::read(&mut stream, &mut byte).is_ok_and(|n| n == 1)
-                {
-                    head.push(byte[0]);
-                }
-                counted.fetch_add(1, Ordering::SeqCst);
-                let body = served.lock().unwrap().clone();
-                let _ = std::io::Write::write_all(
-                    &mut stream,
-                    format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                    .as_bytes(),
-                );
+            for mut request in server.incoming_requests() {
+                let mut sent = String::new();
+                let _ = std::io::Read::read_to_string(request.as_reader(), &mut sent);
+                let headers = request
+                    .headers()
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.field.as_str().as_str().to_lowercase(),
+                            h.value.to_string(),
+                        )
+                    })
+                    .collect();
+                let status = statuses.pop().unwrap_or(then);
+                seen.lock().unwrap().push((headers, sent, status));
+                let text = answer.lock().unwrap().clone();
+                let _ = request
+                    .respond(tiny_http::Response::from_string(text).with_status_code(status));
             }
         });
-        JwksEndpoint {
-            url,
-            document,
-            fetches,
+        Endpoint { url, got, body }
+    }
+
+    /// What later requests are answered with.
+    fn publish(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_owned();
+    }
+
+    fn requests(&self) -> Vec<Delivery> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// The bodies answered 202, once `count` arrived (waits up to 15 s).
+    fn delivered(&self, count: usize) -> Vec<(Vec<(String, String)>, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let delivered: Vec<_> = self
+                .requests()
+                .into_iter()
+                .filter(|(_, _, status)| *status == 202)
+                .map(|(headers, body, _)| (headers, serde_json::from_str(&body).unwrap()))
+                .collect();
+            if delivered.len() >= count || Instant::now() > deadline {
+                return delivered;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    fn publish(&self, document: &str) {
-        *self.document.lock().unwrap() = document.to_owned();
-    }
-
-    fn fetches(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
     }
 }
 
@@ -1294,7 +1313,7 @@ fn keys_are_refetched_under_the_providers_own_settings() {
                                      public_jwk(&ed25519_private(), "ed", Some("EdDSA"))]})
     .to_string();
     for (on_unknown_kid, refetches) in [("wait", true), ("off", false)] {
-        let jwks = JwksEndpoint::start(r#"{"keys": []}"#);
+        let jwks = Endpoint::start("/jwks.json", Vec::new(), 200, r#"{"keys": []}"#);
         let dir = scratch(&format!("refetch-{on_unknown_kid}"));
         let mut config = config(&dir, true);
         let filter_file = dir.join("filter.json");
@@ -1312,7 +1331,7 @@ fn keys_are_refetched_under_the_providers_own_settings() {
         let server = Server::start_with_access_store(config, no_log(), None).unwrap();
         assert!(server.wait_ready(Duration::from_secs(20)));
         let api = Api { server, dir };
-        assert_eq!(jwks.fetches(), 1, "one fetch at start");
+        assert_eq!(jwks.requests().len(), 1, "one fetch at start");
         let grants = |token: &str| api.call("GET", "/v1/access/grants?mine=1", Some(token), None);
 
         // No keys yet: 401 naming the missing key set, whatever refetch_on_unknown_kid says.
@@ -1322,7 +1341,7 @@ fn keys_are_refetched_under_the_providers_own_settings() {
         std::thread::sleep(Duration::from_millis(1100));
         let (status, body) = grants(&token("carol"));
         assert_eq!(status, 200, "a set that never loaded is retried: {body}");
-        let after_first_keys = jwks.fetches();
+        let after_first_keys = jwks.requests().len();
         let keys_loaded = Instant::now();
 
         // A token naming a key the set lacks: one refetch for a burst of callers within the
@@ -1333,7 +1352,7 @@ fn keys_are_refetched_under_the_providers_own_settings() {
         assert_eq!(statuses, [401; 5]);
         let expected = after_first_keys + usize::from(refetches);
         assert_eq!(
-            jwks.fetches(),
+            jwks.requests().len(),
             expected,
             "refetch_on_unknown_kid: {on_unknown_kid}"
         );
@@ -1348,65 +1367,6 @@ fn keys_are_refetched_under_the_providers_own_settings() {
             status, 200,
             "keys older than cache_duration_s are refreshed: {body}"
         );
-    }
-}
-
-/// A notification receiver: records each POST (headers and raw body) and answers with the
-/// statuses given, then 202.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Delivery>>>,
-}
-
-/// One POST the receiver got: lower-case headers, the raw body, the status it answered.
-type Delivery = (Vec<(String, String)>, String, u16);
-
-impl Receiver {
-    fn start(mut statuses: Vec<u16>) -> Receiver {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/api/meshgate-access/events", server.server_addr());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let seen = got.clone();
-        statuses.reverse();
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let mut body = String::new();
-                let _ = std::io::Read::read_to_string(request.as_reader(), &mut body);
-                let headers = request
-                    .headers()
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.field.as_str().as_str().to_lowercase(),
-                            h.value.to_string(),
-                        )
-                    })
-                    .collect();
-                let status = statuses.pop().unwrap_or(202);
-                seen.lock().unwrap().push((headers, body, status));
-                let _ = request.respond(tiny_http::Response::empty(status));
-            }
-        });
-        Receiver { url, got }
-    }
-
-    /// The bodies answered 202, once `count` arrived (waits up to 15 s).
-    fn delivered(&self, count: usize) -> Vec<(Vec<(String, String)>, Value)> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let delivered: Vec<_> = self
-                .got
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(_, _, status)| *status == 202)
-                .map(|(headers, body, _)| (headers.clone(), serde_json::from_str(body).unwrap()))
-                .collect();
-            if delivered.len() >= count || Instant::now() > deadline {
-                return delivered;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 
@@ -1426,7 +1386,7 @@ fn approvers_and_requesters_are_notified_with_signed_events() {
     const SECRET: &str = "a shared secret for the test";
     // SAFETY-free in edition 2021; this variable is read by this test's server only.
     std::env::set_var(SECRET_ENV, SECRET);
-    let receiver = Receiver::start(vec![503]);
+    let receiver = Endpoint::start("/api/meshgate-access/events", vec![503], 202, "");
     let dir = scratch("notify");
     let mut config = config(&dir, true);
     if let Some(access) = config.access.as_mut() {
@@ -1502,7 +1462,7 @@ fn approvers_and_requesters_are_notified_with_signed_events() {
         ]
     );
     // The first delivery met a 503 and was sent again, byte for byte the same body.
-    let all = receiver.got.lock().unwrap().clone();
+    let all = receiver.requests();
     assert_eq!(all.first().map(|(_, _, status)| *status), Some(503));
     assert_eq!(
         all.first().map(|(_, body, _)| body),
