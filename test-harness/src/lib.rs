@@ -1,6 +1,7 @@
 //! End-to-end harness for meshgate: a mock OIDC issuer, tool-shaped upstream stubs,
 //! supervision of a real Envoy process loading the built filter, and a raw HTTP client.
 
+pub mod access_client;
 pub mod backstage;
 pub mod backstage_auth;
 pub mod corpus;

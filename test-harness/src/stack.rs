@@ -21,6 +21,10 @@ use crate::issuer_server::IssuerServer;
 use crate::ports::{free_port, HarnessError};
 use crate::upstream::UpstreamServer;
 
+/// Triggers a run of DAG `etl_daily` on the Airflow stub; the demo's rules allow it to the
+/// DAG's owners (data-eng), so it is what access grants are tested with.
+pub const TRIGGER_ETL: &str = "/api/v1/dags/etl_daily/dagRuns";
+
 /// The ports written in `envoy/meshgate-demo.yaml`, rewritten for each test stack.
 pub const DEMO_LISTEN_PORT: u16 = 10000;
 pub const DEMO_ADMIN_PORT: u16 = 9901;
@@ -393,6 +397,33 @@ impl Stack {
             .keyset()
             .mint(&req)
             .unwrap_or_else(|e| format!("mint-failed:{e}"))
+    }
+
+    /// A token for catalog user `user` (`idp-user`, `user@example.com`) that lists no
+    /// groups: what they may do comes from the catalog and their grants only.
+    pub fn catalog_user_token(&self, user: &str) -> String {
+        self.mint(|req| {
+            req.sub = format!("idp-{user}");
+            req.email = Some(format!("{user}@example.com"));
+            req.groups = Vec::new();
+        })
+    }
+
+    /// `POST` [`TRIGGER_ETL`] on `airflow.internal` as the holder of `token`: the status.
+    pub fn trigger_etl(&self, token: &str) -> Result<u16, StackError> {
+        let auth = format!("Bearer {token}");
+        self.send(
+            "POST",
+            "airflow.internal",
+            TRIGGER_ETL,
+            &[("authorization", &auth)],
+        )
+        .map(|response| response.status)
+    }
+
+    /// The control plane's base URL, for [`crate::access_client::call`].
+    pub fn control_plane_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.control_plane_port)
     }
 
     pub fn send(

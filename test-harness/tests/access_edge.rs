@@ -6,56 +6,39 @@
 
 #![expect(
     clippy::unwrap_used,
-    clippy::panic,
     clippy::indexing_slicing,
     reason = "test helpers outside #[test] functions may panic"
 )]
 
 use std::time::{Duration, Instant};
 
+use meshgate_test_harness::access_client;
 use meshgate_test_harness::stack::{Stack, StackOptions};
 use serde_json::{json, Value};
 
-const TRIGGER_ETL: &str = "/api/v1/dags/etl_daily/dagRuns";
-
 fn token(stack: &Stack, user: &str) -> String {
-    stack.mint(|req| {
-        req.sub = format!("idp-{user}");
-        req.email = Some(format!("{user}@example.com"));
-        req.groups = Vec::new();
-    })
+    stack.catalog_user_token(user)
 }
 
 fn trigger(stack: &Stack, token: &str) -> u16 {
-    let auth = format!("Bearer {token}");
-    stack
-        .send(
-            "POST",
-            "airflow.internal",
-            TRIGGER_ETL,
-            &[("authorization", &auth)],
-        )
-        .unwrap()
-        .status
+    stack.trigger_etl(token).unwrap()
 }
 
 /// A call to the control plane's access API as the holder of `token`.
 fn api(stack: &Stack, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let url = format!("http://127.0.0.1:{}{path}", stack.control_plane_port);
-    let request = ureq::request(method, &url)
+    let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
-        .set("Authorization", &format!("Bearer {token}"));
-    let result = if body.is_null() {
-        request.call()
-    } else {
-        request.send_json(body)
-    };
-    let response = match result {
-        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(error) => panic!("{method} {path}: {error}"),
-    };
-    let status = response.status();
-    (status, response.into_json().unwrap_or(Value::Null))
+        .build();
+    let body = (!body.is_null()).then_some(&body);
+    access_client::call(
+        &agent,
+        &stack.control_plane_url(),
+        token,
+        method,
+        path,
+        body,
+    )
+    .unwrap()
 }
 
 /// Polls `check` every 50 ms until it holds or `timeout` passes; how long it took.

@@ -17,12 +17,11 @@ use meshgate_control_plane::cli::{run as cli_run, CliEnv};
 use meshgate_test_harness::backstage::{read_catalog_dir, sample_catalog_dir, BackstageServer};
 use meshgate_test_harness::backstage_auth::{limited_token, UserToken, TYP_USER};
 use meshgate_test_harness::http_client::{self, Response};
-use meshgate_test_harness::stack::{Stack, StackOptions};
+use meshgate_test_harness::stack::{Stack, StackOptions, TRIGGER_ETL};
 use meshgate_test_support::unix_now;
 use serde_json::{json, Value};
 
 const LIST: &str = "/api/v1/dags";
-const TRIGGER_ETL: &str = "/api/v1/dags/etl_daily/dagRuns";
 
 fn user_token(stack: &Stack, sub: &str, edit: impl FnOnce(&mut UserToken)) -> String {
     let mut req = UserToken::new(sub, unix_now());

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use meshgate_control_plane::snapshot::{write_new_signing_key, SigningKey};
 use meshgate_test_harness::http_client::Response;
-use meshgate_test_harness::stack::{Stack, StackOptions, DEMO_CP_KEY};
+use meshgate_test_harness::stack::{Stack, StackOptions, DEMO_CP_KEY, TRIGGER_ETL};
 
 fn token(stack: &Stack, email: &str, groups: &[&str]) -> String {
     let user = email.split('@').next().unwrap_or_default().to_owned();
@@ -72,7 +72,6 @@ fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<Dura
     None
 }
 
-const TRIGGER_ETL: &str = "/api/v1/dags/etl_daily/dagRuns";
 const TRIGGER_MARKETING: &str = "/api/v1/dags/marketing_report/dagRuns";
 const LIST: &str = "/api/v1/dags";
 

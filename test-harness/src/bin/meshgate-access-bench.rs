@@ -43,6 +43,7 @@ use meshgate_core::snapshot::{
     encode_indexed, DecodeLimits, Grant, GrantTarget, Grants, UnverifiedSnapshot,
 };
 use meshgate_core::UnixTime;
+use meshgate_test_harness::access_client::call;
 use meshgate_test_harness::envoy::repo_root;
 use meshgate_test_harness::orggen::{Org, OrgSpec};
 use meshgate_test_harness::scale_probe::process_kib;
@@ -51,7 +52,6 @@ use meshgate_test_support::keys::{public_jwk, rsa_private};
 use meshgate_test_support::sign::sign;
 use serde_json::{json, Value};
 
-const TRIGGER_ETL: &str = "/api/v1/dags/etl_daily/dagRuns";
 const POSTGRES_URL: &str = "MESHGATE_TEST_POSTGRES_URL";
 const ISSUER: &str = "https://idp.meshgate.test";
 const AUDIENCE: &str = "meshgate";
@@ -227,49 +227,18 @@ fn ms(value: &Value, key: &str) -> String {
 // ---- 1. approval and revocation at the edge -----------------------------------------------
 
 fn edge_token(stack: &Stack, user: &str) -> String {
-    stack.mint(|req| {
-        req.sub = format!("idp-{user}");
-        req.email = Some(format!("{user}@example.com"));
-        req.groups = Vec::new();
-    })
+    stack.catalog_user_token(user)
 }
 
 fn trigger(stack: &Stack, token: &str) -> Result<u16, String> {
-    let auth = format!("Bearer {token}");
-    stack
-        .send(
-            "POST",
-            "airflow.internal",
-            TRIGGER_ETL,
-            &[("authorization", &auth)],
-        )
-        .map(|response| response.status)
-        .map_err(|e| e.to_string())
+    stack.trigger_etl(token).map_err(|e| e.to_string())
 }
 
-/// A call to an access API at `base` as the holder of `token`: status and JSON body.
-fn call(
-    agent: &ureq::Agent,
-    base: &str,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<(u16, Value), String> {
-    let request = agent
-        .request(method, &format!("{base}{path}"))
+/// An agent for access API calls: each call gets an answer within 30 s or fails.
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
-        .set("Authorization", &format!("Bearer {token}"));
-    let result = match body {
-        Some(body) => request.send_json(body),
-        None => request.call(),
-    };
-    let response = match result {
-        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(error) => return Err(format!("{method} {path}: {error}")),
-    };
-    let status = response.status();
-    Ok((status, response.into_json().unwrap_or(Value::Null)))
+        .build()
 }
 
 fn expect(what: &str, got: (u16, Value), status: u16) -> Result<Value, String> {
@@ -303,7 +272,7 @@ fn edge(cycles: usize) -> Result<Value, String> {
     })
     .map_err(|e| e.to_string())?;
     let base = format!("http://127.0.0.1:{}", stack.control_plane_port);
-    let agent = ureq::AgentBuilder::new().build();
+    let agent = agent();
     let carol = edge_token(&stack, "carol");
     let alice = edge_token(&stack, "alice");
     if trigger(&stack, &carol)? != 403 {
@@ -587,7 +556,7 @@ fn phase(
             .map(|client| {
                 let op = &op;
                 s.spawn(move || {
-                    let agent = ureq::AgentBuilder::new().build();
+                    let agent = agent();
                     let (mut ok, mut failed, mut first, mut latencies) = (0, 0, None, Vec::new());
                     while started.elapsed() < limit {
                         let at = Instant::now();
@@ -658,7 +627,7 @@ fn api_bench(args: &Args, backend: Backend) -> Result<Value, String> {
         json!({"target": {"resource": {"kind": "airflow.dag", "id": dag}},
                "duration": "1h", "reason": "benchmark"})
     };
-    let setup = ureq::AgentBuilder::new().build();
+    let setup = agent();
     for _ in 0..10 {
         expect(
             "create",
