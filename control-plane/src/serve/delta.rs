@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use meshgate_core::snapshot::{DeltaTarget, EncodeError, SigningKey, Snapshot};
+use meshgate_core::snapshot::{encode_delta, EncodeError, SigningKey, Snapshot};
 
 /// Versions a delta is kept from, by default: sidecars polling every second are at most one
 /// or two versions behind; older ones take the whole snapshot.
@@ -55,13 +55,10 @@ impl DeltaHistory {
                 etag != target_etag && base.content_hash() != target.content_hash()
             })
             .collect();
-        if !bases.is_empty() {
-            let to = DeltaTarget::new(&target)?;
-            for (etag, base) in bases {
-                let delta = to.delta_from(base, key)?;
-                if delta.len() < target_len {
-                    deltas.insert(etag.clone(), Arc::from(delta));
-                }
+        for (etag, base) in bases {
+            let delta = encode_delta(base, &target, key)?;
+            if delta.len() < target_len {
+                deltas.insert(etag.clone(), Arc::from(delta));
             }
         }
         self.kept.retain(|(etag, _)| etag != target_etag);

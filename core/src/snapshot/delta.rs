@@ -10,8 +10,8 @@ use super::envelope::hex;
 use super::err::{DeltaError, EncodeError, SnapshotError};
 use super::grants::{Grant, Grants};
 use super::keys::{read_trailer, SigningKey, TrailerError, MAX_KEY_ID_BYTES, SIGNATURE_BYTES};
+use super::lookup::IndexList;
 use super::lookup::Snapshot;
-use super::sorted::{OwnedEntry, SortedContent, UserEntry};
 use super::wire::{Reader, Writer};
 
 /// First bytes of every delta.
@@ -173,146 +173,170 @@ pub(crate) enum RulesChange {
 
 /// Encodes and signs the delta that turns `base` into `target`. The target's version, time,
 /// size and content hash go in the header, with the image content hash the result must have.
-/// The same pair and key always give the same bytes.
+/// The same pair and key always give the same bytes. Both images are read in place: nothing
+/// but the changes is allocated, so a control plane signing deltas from several kept versions
+/// pays one merge of two images per version, not a copy of each.
 pub fn encode_delta(
     base: &Snapshot,
     target: &Snapshot,
     key: &SigningKey,
 ) -> Result<Vec<u8>, EncodeError> {
-    DeltaTarget::new(target)?.delta_from(base, key)
+    let body = write_changes(&diff(base, target)?)?;
+    let body_len = u32::try_from(body.len()).map_err(|_| EncodeError::TooMany {
+        what: "delta byte",
+        count: body.len(),
+        max: u32::MAX as usize,
+    })?;
+    let kid = key.kid().as_bytes();
+    let mut out =
+        Vec::with_capacity(DELTA_HEADER_BYTES + body.len() + 1 + kid.len() + SIGNATURE_BYTES);
+    out.extend_from_slice(&DELTA_MAGIC);
+    out.extend_from_slice(&DELTA_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&base.version().to_le_bytes());
+    out.extend_from_slice(base.content_hash());
+    out.extend_from_slice(&target.version().to_le_bytes());
+    out.extend_from_slice(&target.generated_at().to_le_bytes());
+    out.extend_from_slice(&(target.encoded_len() as u64).to_le_bytes());
+    out.extend_from_slice(target.content_hash());
+    out.extend_from_slice(&target.image_content_hash());
+    out.extend_from_slice(&body_len.to_le_bytes());
+    out.extend_from_slice(&body);
+    let signature = key.sign(&out);
+    // `SigningKey` guarantees a key id of 1 to 64 bytes.
+    out.push(u8::try_from(kid.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(kid);
+    out.extend_from_slice(&signature);
+    Ok(out)
 }
 
-/// A snapshot to sign deltas to from several earlier versions: its tables are sorted out of
-/// the image once, not once per base.
-pub struct DeltaTarget<'a> {
-    target: &'a Snapshot,
-    sorted: SortedContent,
-}
+/// Which image a corrupt record was found in.
+const BASE: &str = "base";
+const TARGET: &str = "target";
 
-impl<'a> DeltaTarget<'a> {
-    pub fn new(target: &'a Snapshot) -> Result<DeltaTarget<'a>, EncodeError> {
-        let sorted = target
-            .to_sorted()
-            .ok_or(EncodeError::CorruptImage { which: "target" })?;
-        Ok(DeltaTarget { target, sorted })
-    }
+/// Base group indices mapped to the target's: the same ref, wherever the groups added and
+/// removed in between moved it. Lists compare as integers through it, never as strings.
+struct GroupMap(Vec<Option<u32>>);
 
-    /// [`encode_delta`] from `base` to this target.
-    pub fn delta_from(&self, base: &Snapshot, key: &SigningKey) -> Result<Vec<u8>, EncodeError> {
-        let target = self.target;
-        let from = base
-            .to_sorted()
-            .ok_or(EncodeError::CorruptImage { which: "base" })?;
-        let body = write_changes(&diff(&from, &self.sorted)?)?;
-        let body_len = u32::try_from(body.len()).map_err(|_| EncodeError::TooMany {
-            what: "delta byte",
-            count: body.len(),
-            max: u32::MAX as usize,
-        })?;
-        let kid = key.kid().as_bytes();
-        let mut out =
-            Vec::with_capacity(DELTA_HEADER_BYTES + body.len() + 1 + kid.len() + SIGNATURE_BYTES);
-        out.extend_from_slice(&DELTA_MAGIC);
-        out.extend_from_slice(&DELTA_FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&base.version().to_le_bytes());
-        out.extend_from_slice(base.content_hash());
-        out.extend_from_slice(&target.version().to_le_bytes());
-        out.extend_from_slice(&target.generated_at().to_le_bytes());
-        out.extend_from_slice(&(target.encoded_len() as u64).to_le_bytes());
-        out.extend_from_slice(target.content_hash());
-        out.extend_from_slice(&target.image_content_hash());
-        out.extend_from_slice(&body_len.to_le_bytes());
-        out.extend_from_slice(&body);
-        let signature = key.sign(&out);
-        // `SigningKey` guarantees a key id of 1 to 64 bytes.
-        out.push(u8::try_from(kid.len()).unwrap_or(u8::MAX));
-        out.extend_from_slice(kid);
-        out.extend_from_slice(&signature);
-        Ok(out)
+impl GroupMap {
+    /// Whether base list `before` names the same refs as target list `after`.
+    fn same(&self, before: IndexList<'_>, after: IndexList<'_>) -> bool {
+        // Both lists are sorted and the map keeps order, so equal sets are equal sequences.
+        let mapped = before
+            .iter()
+            .map(|index| self.0.get(index as usize).copied().flatten());
+        mapped.eq(after.iter().map(Some))
     }
 }
 
-/// The changes from `from` to `to`, found by merging their sorted tables.
-fn diff(from: &SortedContent, to: &SortedContent) -> Result<Changes, EncodeError> {
+/// The refs of a target list, in order (indices out of range are skipped).
+fn refs_of(snapshot: &Snapshot, list: IndexList<'_>) -> Vec<String> {
+    list.iter()
+        .filter_map(|index| snapshot.group_ref(index).map(str::to_owned))
+        .collect()
+}
+
+/// The changes from `from` to `to`, found by merging their images' sorted tables.
+fn diff(from: &Snapshot, to: &Snapshot) -> Result<Changes, EncodeError> {
     let mut changes = Changes::default();
+    let mut map = GroupMap(vec![None; from.group_count()]);
+    // Target group index -> its ancestors in the base, for the groups both have.
+    let mut base_ancestors: Vec<Option<IndexList<'_>>> = vec![None; to.group_count()];
     merge(
-        &from.groups,
-        &to.groups,
-        |a, b| a.cmp(b),
+        numbered(from.group_entries()),
+        numbered(to.group_entries()),
+        |a, b| a.1.cmp(b.1),
         |step| match step {
-            Step::Left(g) => changes.groups_removed.push(g.to_string()),
-            Step::Right(g) => changes.groups_added.push(g.to_string()),
-            Step::Both(..) => {}
+            Step::Left((_, group, _)) => changes.groups_removed.push(group.to_owned()),
+            Step::Right((_, group, _)) => changes.groups_added.push(group.to_owned()),
+            Step::Both((old, _, above), (new, _, _)) => {
+                if let Some(slot) = map.0.get_mut(old) {
+                    *slot = u32::try_from(new).ok();
+                }
+                if let Some(slot) = base_ancestors.get_mut(new) {
+                    *slot = Some(above);
+                }
+            }
         },
-    );
-    let refs = |content: &SortedContent, list: &[u32]| -> Vec<String> {
-        content.refs(list).map(str::to_owned).collect()
-    };
-    let no_list: Vec<u32> = Vec::new();
-    for (group, above) in to.groups.iter().zip(&to.ancestors) {
-        let before = from
-            .group_index(group)
-            .and_then(|i| from.ancestors.get(i as usize))
-            .unwrap_or(&no_list);
-        if !from.refs(before).eq(to.refs(above)) {
-            changes.ancestors.push((group.to_string(), refs(to, above)));
+    )?;
+    for (index, entry) in to.group_entries().enumerate() {
+        let (group, above) = entry.ok_or(EncodeError::CorruptImage { which: TARGET })?;
+        let before = base_ancestors
+            .get(index)
+            .copied()
+            .flatten()
+            .unwrap_or_default();
+        if !map.same(before, above) {
+            changes
+                .ancestors
+                .push((group.to_owned(), refs_of(to, above)));
         }
     }
     merge(
-        &from.users,
-        &to.users,
-        |a, b| a.entity_ref.cmp(&b.entity_ref),
+        from.user_entries(),
+        to.user_entries(),
+        |a, b| a.0.cmp(b.0),
         |step| match step {
-            Step::Left(user) => changes.users_removed.push(user.entity_ref.to_string()),
-            Step::Right(user) => changes.users_upserted.push(user_change(to, user)),
-            Step::Both(old, new) => {
-                if old.email != new.email || !from.refs(&old.groups).eq(to.refs(&new.groups)) {
+            Step::Left((user, _, _)) => changes.users_removed.push(user.to_owned()),
+            Step::Right(new) => changes.users_upserted.push(user_change(to, new)),
+            Step::Both((_, old_email, old_groups), new) => {
+                if old_email != new.1 || !map.same(old_groups, new.2) {
                     changes.users_upserted.push(user_change(to, new));
                 }
             }
         },
-    );
-    let key = |entry: &OwnedEntry| (entry.kind.clone(), entry.id.clone());
+    )?;
     merge(
-        &from.owned,
-        &to.owned,
-        |a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)),
+        from.owned_entries(),
+        to.owned_entries(),
+        |a, b| (a.0, a.1).cmp(&(b.0, b.1)),
         |step| match step {
-            Step::Left(entry) => {
-                let (kind, id) = key(entry);
-                changes.owned_removed.push((kind.into(), id.into()));
+            Step::Left((kind, id, _)) => {
+                changes.owned_removed.push((kind.to_owned(), id.to_owned()))
             }
-            Step::Right(entry) => changes.owned_upserted.push(owned_change(to, entry)),
-            Step::Both(old, new) => {
-                if !from.refs(&old.owners).eq(to.refs(&new.owners)) {
+            Step::Right(new) => changes.owned_upserted.push(owned_change(to, new)),
+            Step::Both((_, _, old_owners), new) => {
+                if !map.same(old_owners, new.2) {
                     changes.owned_upserted.push(owned_change(to, new));
                 }
             }
         },
-    );
-    changes.rules = match (&from.rules, &to.rules) {
+    )?;
+    changes.rules = match (from.rules_json(), to.rules_json()) {
         (a, b) if a == b => RulesChange::Unchanged,
         (_, None) => RulesChange::Removed,
-        (_, Some(rules)) => RulesChange::Replaced(rules.to_string()),
+        (_, Some(rules)) => RulesChange::Replaced(rules.to_owned()),
     };
-    if from.grants != to.grants {
-        changes.grants = grants_change(from, to)?;
+    if from.grants_bytes() != to.grants_bytes() {
+        changes.grants = grants_change(from.grants_bytes(), to.grants_bytes())?;
     }
     Ok(changes)
 }
 
-fn grants_change(from: &SortedContent, to: &SortedContent) -> Result<GrantsChange, EncodeError> {
-    let read = |content: &SortedContent, which| match &content.grants {
-        None => Ok(Grants::default()),
-        Some(bytes) => Grants::decode(bytes, 0).map_err(|_| EncodeError::CorruptImage { which }),
-    };
-    let (before, after) = (read(from, "base")?, read(to, "target")?);
+/// Each entry with its position.
+fn numbered<'a, T>(
+    entries: impl Iterator<Item = Option<(&'a str, T)>>,
+) -> impl Iterator<Item = Option<(usize, &'a str, T)>> {
+    entries
+        .enumerate()
+        .map(|(index, entry)| entry.map(|(name, rest)| (index, name, rest)))
+}
+
+/// A grants section's payload (empty: none) read into an index.
+fn read_grants(bytes: &[u8], which: &'static str) -> Result<Grants, EncodeError> {
+    match bytes {
+        [] => Ok(Grants::default()),
+        bytes => Grants::decode(bytes, 0).map_err(|_| EncodeError::CorruptImage { which }),
+    }
+}
+
+fn grants_change(from: &[u8], to: &[u8]) -> Result<GrantsChange, EncodeError> {
+    let (before, after) = (read_grants(from, BASE)?, read_grants(to, TARGET)?);
     let mut change = GrantsChange::default();
     let mut added = Vec::new();
     let key = |g: &Grant| (g.user.clone(), g.id.clone());
     merge(
-        before.as_slice(),
-        after.as_slice(),
+        before.as_slice().iter().map(Some),
+        after.as_slice().iter().map(Some),
         |a, b| (&a.user, &a.id).cmp(&(&b.user, &b.id)),
         |step| match step {
             Step::Left(old) => change.removed.push(key(old)),
@@ -324,44 +348,58 @@ fn grants_change(from: &SortedContent, to: &SortedContent) -> Result<GrantsChang
                 }
             }
         },
-    );
+    )?;
     change.added = Grants::new(added);
     Ok(change)
 }
 
-fn user_change(content: &SortedContent, user: &UserEntry) -> UserChange {
+fn user_change(
+    snapshot: &Snapshot,
+    (entity_ref, email, groups): (&str, Option<&str>, IndexList<'_>),
+) -> UserChange {
     UserChange {
-        entity_ref: user.entity_ref.to_string(),
-        email: user.email.as_deref().map(str::to_owned),
-        groups: content.refs(&user.groups).map(str::to_owned).collect(),
+        entity_ref: entity_ref.to_owned(),
+        email: email.map(str::to_owned),
+        groups: refs_of(snapshot, groups),
     }
 }
 
-fn owned_change(content: &SortedContent, entry: &OwnedEntry) -> (String, String, Vec<String>) {
-    (
-        entry.kind.to_string(),
-        entry.id.to_string(),
-        content.refs(&entry.owners).map(str::to_owned).collect(),
-    )
+fn owned_change(
+    snapshot: &Snapshot,
+    (kind, id, owners): (&str, &str, IndexList<'_>),
+) -> (String, String, Vec<String>) {
+    (kind.to_owned(), id.to_owned(), refs_of(snapshot, owners))
 }
 
-enum Step<'a, T> {
-    Left(&'a T),
-    Right(&'a T),
-    Both(&'a T, &'a T),
+enum Step<T> {
+    Left(T),
+    Right(T),
+    Both(T, T),
 }
 
-/// Walks two sorted tables together.
-fn merge<'a, T>(
-    left: &'a [T],
-    right: &'a [T],
+/// Walks two sorted tables together. An entry that is `None` (a corrupt record) stops the
+/// walk with an error naming the side it was on.
+fn merge<T: Copy>(
+    left: impl Iterator<Item = Option<T>>,
+    right: impl Iterator<Item = Option<T>>,
     compare: impl Fn(&T, &T) -> Ordering,
-    mut visit: impl FnMut(Step<'a, T>),
-) {
-    let (mut left, mut right) = (left.iter().peekable(), right.iter().peekable());
+    mut visit: impl FnMut(Step<T>),
+) -> Result<(), EncodeError> {
+    let corrupt = |which| EncodeError::CorruptImage { which };
+    let (mut left, mut right) = (left.peekable(), right.peekable());
     loop {
-        match (left.peek(), right.peek()) {
-            (Some(&a), Some(&b)) => match compare(a, b) {
+        let a = match left.peek() {
+            Some(Some(entry)) => Some(*entry),
+            Some(None) => return Err(corrupt(BASE)),
+            None => None,
+        };
+        let b = match right.peek() {
+            Some(Some(entry)) => Some(*entry),
+            Some(None) => return Err(corrupt(TARGET)),
+            None => None,
+        };
+        match (a, b) {
+            (Some(a), Some(b)) => match compare(&a, &b) {
                 Ordering::Less => {
                     visit(Step::Left(a));
                     left.next();
@@ -376,15 +414,15 @@ fn merge<'a, T>(
                     right.next();
                 }
             },
-            (Some(&a), None) => {
+            (Some(a), None) => {
                 visit(Step::Left(a));
                 left.next();
             }
-            (None, Some(&b)) => {
+            (None, Some(b)) => {
                 visit(Step::Right(b));
                 right.next();
             }
-            (None, None) => return,
+            (None, None) => return Ok(()),
         }
     }
 }

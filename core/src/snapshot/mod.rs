@@ -38,9 +38,7 @@ mod test_org;
 mod tests;
 
 pub use decode::{DecodeLimits, UnverifiedSnapshot};
-pub use delta::{
-    encode_delta, DeltaHeader, DeltaTarget, DELTA_FORMAT_VERSION, DELTA_HEADER_BYTES, DELTA_MAGIC,
-};
+pub use delta::{encode_delta, DeltaHeader, DELTA_FORMAT_VERSION, DELTA_HEADER_BYTES, DELTA_MAGIC};
 pub use encode::{encode, encode_indexed};
 pub use envelope::{SnapshotHeader, FORMAT_VERSION, HEADER_BYTES, MAGIC, OLDEST_FORMAT_VERSION};
 pub use err::{DeltaError, EncodeError, ImageError, KeyError, SnapshotError, Violation};
