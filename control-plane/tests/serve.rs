@@ -848,3 +848,72 @@ fn org_scale_build_and_unchanged_resync() {
     );
     assert!(unchanged.duration_ms <= 1000, "{unchanged:?}");
 }
+
+/// A snapshot GET with `If-None-Match` and `Prefer: wait=N`: status, ETag,
+/// `Preference-Applied`, and how long it took.
+fn long_poll(
+    url: &str,
+    etag: &str,
+    wait_s: u64,
+) -> (u16, Option<String>, Option<String>, Duration) {
+    let started = Instant::now();
+    let response = ureq::get(url)
+        .timeout(Duration::from_secs(wait_s + 10))
+        .set("If-None-Match", etag)
+        .set("Prefer", &format!("wait={wait_s}"))
+        .call();
+    let response = match response {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("GET {url}: {error}"),
+    };
+    (
+        response.status(),
+        response.header("ETag").map(str::to_owned),
+        response.header("Preference-Applied").map(str::to_owned),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn a_long_poll_is_held_until_a_newer_snapshot_is_published() {
+    let scratch = Scratch::new("long-poll");
+    let mut server = Server::start(scratch.config()).unwrap();
+    assert!(server.wait_ready(READY));
+    let url = server.snapshot_url();
+    let etag = get(&server, "/v1/snapshots/default").etag.unwrap();
+
+    // Nothing changes: held for the wait, then a 304 that says the wait was applied.
+    let (status, same, applied, took) = long_poll(&url, &etag, 1);
+    assert_eq!((status, same.as_deref()), (304, Some(etag.as_str())));
+    assert_eq!(applied.as_deref(), Some("wait=1"));
+    assert!(
+        took >= Duration::from_millis(900),
+        "answered after {took:?}"
+    );
+
+    // A stale tag is answered at once, held or not.
+    let (status, _, _, took) = long_poll(&url, "\"0-stale\"", 30);
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+
+    // A change published while the poll is held ends it with the new snapshot.
+    let held = {
+        let (url, etag) = (url.clone(), etag.clone());
+        std::thread::spawn(move || long_poll(&url, &etag, 30))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!held.is_finished(), "the poll was not held");
+    scratch.edit("org.yaml", "  members: [bob]\n", "  members: []\n");
+    let synced_at = Instant::now();
+    let report = server.trigger_sync().unwrap();
+    assert_eq!(report.status, SyncStatus::Updated, "{report:?}");
+    let (status, new_etag, applied, _) = held.join().unwrap();
+    assert_eq!(status, 200);
+    assert_ne!(new_etag.as_deref(), Some(etag.as_str()));
+    assert_eq!(applied.as_deref(), Some("wait=30"));
+    assert!(
+        synced_at.elapsed() < Duration::from_secs(10),
+        "the held poll was not woken by the publish"
+    );
+    server.stop();
+}

@@ -75,7 +75,7 @@ impl Reply {
         Reply::json(status, &json!({"code": code, "message": message}))
     }
 
-    fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push((name, value.into()));
         self
     }

@@ -11,6 +11,7 @@
 //! - `state`: the served snapshot and counters shared between threads
 //! - `metrics`: Prometheus text
 //! - [`http`]: endpoints as request → reply
+//! - [`long_poll`]: polls held until a newer snapshot is published (`Prefer: wait`)
 //! - [`server`]: threads, the hyper listener, start and stop
 //! - [`log`]: log sinks
 //!
@@ -37,6 +38,7 @@ pub(crate) mod fixture;
 pub mod guard;
 pub mod http;
 pub mod log;
+pub mod long_poll;
 mod metrics;
 pub mod rules;
 pub mod server;

@@ -22,6 +22,7 @@ use super::config::ServeConfig;
 use super::err::{ServeConfigError, ServeError};
 use super::http::{route, Reply, RequestParts, SNAPSHOTS_PREFIX};
 use super::log::{stderr_log, LogSink};
+use super::long_poll::{LongPoll, PREFERENCE_APPLIED};
 use super::state::Shared;
 use super::sync::{Published, SyncReport, Syncer};
 use crate::access::api as access_api;
@@ -482,8 +483,18 @@ impl Answerer {
             authorization: header("authorization"),
             body,
         };
+        let long_poll = LongPoll::of(
+            &received.method,
+            &received.url,
+            received.if_none_match.as_deref(),
+            header("prefer").as_deref(),
+        );
+        if let Some(poll) = &long_poll {
+            // On the connection's task: a held poll costs no thread.
+            self.shared.hold(poll).await;
+        }
         let answerer = Arc::clone(&self);
-        let reply = tokio::task::spawn_blocking(move || answerer.answer(&received))
+        let mut reply = tokio::task::spawn_blocking(move || answerer.answer(&received))
             .await
             .unwrap_or_else(|_| {
                 Reply::json(
@@ -491,6 +502,9 @@ impl Answerer {
                     &serde_json::json!({"code": "internal", "message": "the request could not be answered"}),
                 )
             });
+        if let Some(poll) = long_poll.filter(|_| matches!(reply.status, 200 | 226 | 304)) {
+            reply = reply.header(PREFERENCE_APPLIED, poll.applied());
+        }
         into_response(reply, head.method == Method::HEAD)
     }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::err::SyncError;
 use super::guard::GuardRefusal;
+use super::http::etag_matches;
+use super::long_poll::LongPoll;
 use super::sync::{Published, SyncReport, SyncStatus};
 
 /// The served snapshot and the sync counters, shared by the sync thread and the HTTP workers.
@@ -18,6 +20,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Signalled when a snapshot first becomes available.
     ready: Condvar,
+    /// Counts the snapshots published; held polls wait for it to move.
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 /// Counters and gauges; see `metrics.rs` for their exported names.
@@ -55,6 +59,7 @@ impl Shared {
                 ..State::default()
             }),
             ready: Condvar::new(),
+            published: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -113,10 +118,49 @@ impl Shared {
             }
         }
         let first = state.current.is_none() && current.is_some();
+        let moved = match (&state.current, &current) {
+            (Some(old), Some(new)) => !Arc::ptr_eq(old, new),
+            (old, new) => old.is_some() != new.is_some(),
+        };
         state.current = current;
         drop(state);
         if first {
             self.ready.notify_all();
+        }
+        if moved {
+            // Wakes every held poll; each looks at its own snapshot or view again.
+            self.published
+                .send_modify(|count| *count = count.wrapping_add(1));
+        }
+    }
+
+    /// The entity tag of snapshot or view `name` now.
+    fn etag_of(&self, name: &str) -> Option<String> {
+        let state = self.lock();
+        let whole = state.current.as_ref()?;
+        if name == self.name {
+            Some(whole.etag.clone())
+        } else {
+            whole.views.get(name).map(|view| view.etag.clone())
+        }
+    }
+
+    /// Holds `poll` while the client's entity tag is still the current one of its snapshot,
+    /// at most its wait. Returns at once when there is no snapshot yet or the tag differs.
+    pub(crate) async fn hold(&self, poll: &LongPoll) {
+        // Subscribed before looking, so a publish between the look and the wait still wakes.
+        let mut published = self.published.subscribe();
+        let deadline = tokio::time::Instant::now() + poll.wait;
+        loop {
+            let current = self.etag_of(&poll.name);
+            if !current.is_some_and(|etag| etag_matches(&poll.if_none_match, &etag)) {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, published.changed()).await {
+                Ok(Ok(())) => {}
+                // The wait is over, or the server is going away: answer with what there is.
+                Ok(Err(_)) | Err(_) => return,
+            }
         }
     }
 
