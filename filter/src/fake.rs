@@ -21,6 +21,7 @@ pub struct Dispatched {
     pub authority: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    pub timeout: std::time::Duration,
 }
 
 /// One request's state: what the filter saw and did to it.
@@ -335,6 +336,7 @@ impl Host for FakeHost {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            timeout: callout.timeout,
         });
         Ok(self.next_token)
     }

@@ -174,6 +174,9 @@ pub struct CallResponse<'a> {
     pub status: Option<u16>,
     pub body: Option<&'a [u8]>,
     pub etag: Option<&'a str>,
+    /// The server held the poll as asked (`Preference-Applied: wait=…`), so the next one may
+    /// leave at once.
+    pub held: bool,
 }
 
 pub trait Host {

@@ -280,6 +280,11 @@ impl SnapshotSync {
         }
         if let Some((_, deadline)) = self.in_flight {
             if now < deadline {
+                if !self.serving {
+                    // A held poll is still this VM polling for the others: serving VMs must
+                    // not take over while it waits.
+                    self.mark_idle_poll(host, now);
+                }
                 return;
             }
             self.in_flight = None;
@@ -297,18 +302,25 @@ impl SnapshotSync {
             self.next_due_ms = now.saturating_add(self.poll_ms());
             return;
         }
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3);
+        let wait = format!("wait={}", self.source.long_poll_s);
+        let mut long_poll_ms = 0;
         if let Some(etag) = self.etag.as_deref().filter(|_| self.loaded.is_some()) {
             headers.push(("if-none-match", etag));
             if !self.want_full {
                 headers.push(("a-im", DELTA_ENCODING));
+            }
+            if self.source.long_poll_s > 0 {
+                headers.push(("prefer", &wait));
+                long_poll_ms = self.long_poll_ms();
             }
         }
         let callout = Callout {
             cluster: &self.source.cluster,
             authority: &self.source.authority,
             path: &self.source.path,
-            timeout: Duration::from_millis(self.source.timeout_ms),
+            timeout: Duration::from_millis(self.source.timeout_ms)
+                .saturating_add(Duration::from_millis(long_poll_ms.unsigned_abs())),
             headers: &headers,
         };
         match host.dispatch_get(&callout) {
@@ -316,9 +328,14 @@ impl SnapshotSync {
             Err(e) => self.failed(host, now, &e.to_string()),
         }
         if !self.serving {
-            let _ = host.set_shared(&self.keys.idle_polled, &encode_millis(now), None);
-            self.own_idle_mark = Some(now);
+            self.mark_idle_poll(host, now);
         }
+    }
+
+    /// Tells serving VMs that a VM serving no request is polling for them.
+    fn mark_idle_poll<H: Host>(&mut self, host: &mut H, now: i64) {
+        let _ = host.set_shared(&self.keys.idle_polled, &encode_millis(now), None);
+        self.own_idle_mark = Some(now);
     }
 
     /// Whether a VM that serves no request has polled within the last [`TAKEOVER_POLLS`]
@@ -374,6 +391,11 @@ impl SnapshotSync {
             },
             (Some(status), _) => self.failed(host, now, &format!("HTTP status {status}")),
             (None, _) => self.failed(host, now, "no response (timeout or connection failure)"),
+        }
+        if response.held && self.consecutive_failures == 0 {
+            // The control plane paced this poll itself: the next one leaves at the next tick,
+            // so a held poll is nearly always waiting when the catalog changes.
+            self.next_due_ms = now;
         }
         let _ = host.set_shared(&self.keys.lease, &encode_millis(now), None);
         true
@@ -542,9 +564,16 @@ impl SnapshotSync {
         i64::try_from(self.source.poll_interval_s.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
+    fn long_poll_ms(&self) -> i64 {
+        i64::try_from(self.source.long_poll_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// How long a poll holds the lease: its timeout, the wait it may be held for, and a
+    /// second of slack.
     fn hold_ms(&self) -> i64 {
         i64::try_from(self.source.timeout_ms)
             .unwrap_or(i64::MAX)
+            .saturating_add(self.long_poll_ms())
             .saturating_add(1_000)
     }
 }

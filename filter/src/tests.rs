@@ -898,6 +898,7 @@ fn resp(status: Option<u16>, body: Option<&[u8]>) -> crate::host::CallResponse<'
         status,
         body,
         etag: None,
+        held: false,
     }
 }
 
@@ -980,6 +981,7 @@ mod snapshots {
             status: Some(status),
             body: Some(body),
             etag: Some(etag),
+            held: false,
         };
         f.on_http_call_response(host, token, &response);
     }
@@ -1343,6 +1345,112 @@ mod snapshots {
             "silent for longer: the worker polls"
         );
         assert_eq!(hw.dispatched.last().unwrap().headers, revalidate("\"v1\""));
+    }
+
+    /// [`snapshot_config`] asking the control plane to hold polls up to 20 s.
+    fn long_poll_config(keys: &Keys) -> Value {
+        let mut cfg = snapshot_config(keys, None);
+        cfg["snapshot"]["long_poll_s"] = json!(20);
+        cfg
+    }
+
+    fn held(f: &mut Filter, host: &mut FakeHost, status: u16, body: &[u8], etag: &str) {
+        let token = host.dispatched.last().unwrap().token;
+        let response = crate::host::CallResponse {
+            status: Some(status),
+            body: Some(body),
+            etag: Some(etag),
+            held: true,
+        };
+        f.on_http_call_response(host, token, &response);
+    }
+
+    #[test]
+    fn a_held_poll_asks_to_wait_and_the_next_leaves_at_once() {
+        let keys = keys();
+        let mut f = filter(long_poll_config(&keys));
+        let mut host = FakeHost::at(NOW);
+        f.on_tick(&mut host);
+        let first = host.dispatched.last().unwrap().clone();
+        assert!(first.headers.is_empty(), "nothing loaded: a plain GET");
+        assert_eq!(first.timeout, std::time::Duration::from_millis(5_000));
+        let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
+        answer(&mut f, &mut host, 200, &v1, "\"v1\"");
+
+        // Plain polling until the control plane says it held a poll.
+        host.now_ms += 5_000;
+        f.on_tick(&mut host);
+        let poll = host.dispatched.last().unwrap().clone();
+        let mut expected = revalidate("\"v1\"");
+        expected.push(("prefer".to_owned(), "wait=20".to_owned()));
+        assert_eq!(poll.headers, expected);
+        assert_eq!(
+            poll.timeout,
+            std::time::Duration::from_millis(25_000),
+            "timeout + wait"
+        );
+        held(&mut f, &mut host, 304, b"", "\"v1\"");
+        host.now_ms += 500;
+        f.on_tick(&mut host);
+        assert_eq!(
+            host.dispatched.len(),
+            3,
+            "held: the next poll leaves at the next tick"
+        );
+
+        // A server that does not hold polls is polled at the interval, never in a loop.
+        answer(&mut f, &mut host, 304, b"", "\"v1\"");
+        host.now_ms += 500;
+        f.on_tick(&mut host);
+        assert_eq!(host.dispatched.len(), 3, "not held: wait for the interval");
+        host.now_ms += 5_000;
+        f.on_tick(&mut host);
+        assert_eq!(host.dispatched.len(), 4);
+    }
+
+    #[test]
+    fn workers_do_not_take_over_while_the_main_thread_vm_is_held() {
+        let keys = keys();
+        let shared = SharedData::default();
+        let (mut main_vm, mut hm) = (
+            filter(long_poll_config(&keys)),
+            FakeHost::at(NOW).sharing(&shared),
+        );
+        let (mut worker, mut hw) = (
+            filter(long_poll_config(&keys)),
+            FakeHost::at(NOW).sharing(&shared),
+        );
+        let v1 = snapshot(1, &["group:default/data-eng"], &signing_key());
+        main_vm.on_tick(&mut hm);
+        answer(&mut main_vm, &mut hm, 200, &v1, "\"v1\"");
+        assert_eq!(ask(&mut worker, &mut hw, &keys, 1), None, "adopted");
+        hm.now_ms += 5_000;
+        hw.now_ms += 5_000;
+        main_vm.on_tick(&mut hm);
+        assert_eq!(hm.dispatched.len(), 2, "the held poll is out");
+        // 19 s of a held poll: far more than three intervals, but the main-thread VM ticks.
+        for _ in 0..38 {
+            hm.now_ms += 500;
+            main_vm.on_tick(&mut hm);
+            hw.now_ms += 500;
+            worker.on_tick(&mut hw);
+        }
+        assert!(
+            hw.dispatched.is_empty(),
+            "the worker left the held poll alone"
+        );
+        assert_eq!(hm.dispatched.len(), 2, "one poll held, not a second");
+        // The held poll ends (releasing the lease); the worker happens to tick first.
+        hm.now_ms += 1_000;
+        held(&mut main_vm, &mut hm, 304, b"", "\"v1\"");
+        hw.now_ms += 2_000;
+        worker.on_tick(&mut hw);
+        assert!(
+            hw.dispatched.is_empty(),
+            "the main-thread VM was polling all along"
+        );
+        main_vm.on_tick(&mut hm);
+        assert_eq!(hm.dispatched.len(), 3, "and polls again at once");
     }
 
     #[test]

@@ -191,6 +191,7 @@ impl Host for EnvoyHost {
 struct OwnedResponse {
     status: Option<u16>,
     etag: Option<String>,
+    held: bool,
     body: Option<Vec<u8>>,
 }
 
@@ -204,6 +205,11 @@ impl OwnedResponse {
         OwnedResponse {
             status: header(":status").and_then(|s| s.parse::<u16>().ok()),
             etag: header("etag"),
+            held: header("preference-applied").is_some_and(|applied| {
+                applied
+                    .split(',')
+                    .any(|p| p.trim().to_ascii_lowercase().starts_with("wait"))
+            }),
             body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
                 .ok()
                 .flatten(),
@@ -215,6 +221,7 @@ impl OwnedResponse {
             status: self.status,
             body: self.body.as_deref(),
             etag: self.etag.as_deref(),
+            held: self.held,
         }
     }
 }

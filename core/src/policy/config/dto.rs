@@ -57,6 +57,10 @@ pub struct SnapshotConfig {
     pub poll_interval_s: Option<u64>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Ask the control plane to hold each poll up to this long until a newer snapshot is
+    /// published (`Prefer: wait=N`); 0 or absent: plain polling every `poll_interval_s`.
+    #[serde(default)]
+    pub long_poll_s: Option<u64>,
     /// A snapshot not confirmed by the control plane for this long counts as unavailable
     /// (`failure_mode` decides). Default: never; the last good snapshot stays in force.
     #[serde(default)]

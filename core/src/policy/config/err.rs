@@ -55,6 +55,8 @@ pub enum ConfigReason {
     SnapshotKey(KeyError),
     #[error("must be at least poll_interval_s, or every poll would find the snapshot stale")]
     StalenessBelowPoll,
+    #[error("must be more than long_poll_s, or a held poll would find the snapshot stale")]
+    StalenessBelowLongPoll,
 
     // Providers.
     #[error("provider names use letters, digits, `-` and `_`")]
@@ -170,6 +172,14 @@ mod tests {
                 json!({"id": "r", "action": "allow", "paths": paths, "when": {"owns": {"kind": "airflow.dag", "id": id}}}),
             )
         };
+        let snapshot = |extra: Value| {
+            let mut snapshot = json!({"cluster": "cp", "uri": "http://cp/v1/snapshots/default",
+                "public_keys": [{"kid": "cp-1", "public_key": "ZCE4FFXoyAP8T_C_WuICsDcdOZYJWVgs54xBIefXy_A"}]});
+            if let (Some(fields), Some(extra)) = (snapshot.as_object_mut(), extra.as_object()) {
+                fields.extend(extra.clone());
+            }
+            json!({"snapshot": snapshot})
+        };
         let cases: Vec<(Value, &str)> = vec![
             (
                 json!(1),
@@ -231,6 +241,14 @@ mod tests {
             (
                 json!({"snapshot": {"cluster": "cp", "uri": "http://cp/v1/snapshots/default", "public_keys": [{"kid": "cp-1", "public_key": "nope"}]}}),
                 "`snapshot.public_keys[0]`: public key is 3 bytes; an Ed25519 public key is 32 bytes",
+            ),
+            (
+                snapshot(json!({"long_poll_s": 56})),
+                "`snapshot.long_poll_s`: must be between 0 and 55",
+            ),
+            (
+                snapshot(json!({"long_poll_s": 30, "max_staleness_s": 30})),
+                "`snapshot.max_staleness_s`: must be more than long_poll_s, or a held poll would find the snapshot stale",
             ),
         ];
         for (config, expected) in cases {

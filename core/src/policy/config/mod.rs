@@ -116,11 +116,16 @@ pub struct SnapshotSource {
     pub trusted_keys: Vec<crate::snapshot::TrustedKey>,
     pub poll_interval_s: u64,
     pub timeout_ms: u64,
+    /// Longest the control plane may hold a poll (`Prefer: wait`); 0: not asked.
+    pub long_poll_s: u64,
     pub max_staleness_s: Option<u64>,
     pub limits: crate::snapshot::DecodeLimits,
 }
 
 pub const DEFAULT_SNAPSHOT_POLL_S: u64 = 10;
+/// The longest wait a poll may ask for: meshgate's control plane holds no poll longer (common
+/// proxies cut idle connections at 60 s).
+pub const MAX_LONG_POLL_S: u64 = 55;
 
 impl Policy {
     /// The providers that may have issued a token with this `iss` (if any) found at token
@@ -747,10 +752,26 @@ fn compile_snapshot(cfg: &dto::SnapshotConfig) -> Result<SnapshotSource, ConfigE
             },
         ));
     }
+    let long_poll_s = cfg.long_poll_s.unwrap_or(0);
+    if long_poll_s > MAX_LONG_POLL_S {
+        return Err(ConfigError::new(
+            "snapshot.long_poll_s",
+            ConfigReason::OutOfRange {
+                min: 0,
+                max: MAX_LONG_POLL_S,
+            },
+        ));
+    }
     if cfg.max_staleness_s.is_some_and(|s| s < poll_interval_s) {
         return Err(ConfigError::new(
             "snapshot.max_staleness_s",
             ConfigReason::StalenessBelowPoll,
+        ));
+    }
+    if cfg.max_staleness_s.is_some_and(|s| s <= long_poll_s) {
+        return Err(ConfigError::new(
+            "snapshot.max_staleness_s",
+            ConfigReason::StalenessBelowLongPoll,
         ));
     }
     let mut limits = crate::snapshot::DecodeLimits::default();
@@ -768,6 +789,7 @@ fn compile_snapshot(cfg: &dto::SnapshotConfig) -> Result<SnapshotSource, ConfigE
         trusted_keys,
         poll_interval_s,
         timeout_ms,
+        long_poll_s,
         max_staleness_s: cfg.max_staleness_s,
         limits,
     })
