@@ -22,15 +22,20 @@ setup() {
   bash scripts/setup.sh
 }
 
-# The release filter, optimized further with wasm-opt when it is installed.
+# The release filters, optimized further with wasm-opt when it is installed:
+# dist/meshgate.wasm verifies RS*/ES* through Envoy's `verify_signature` only;
+# dist/meshgate-portable.wasm adds the Rust RSA/ECDSA verifiers (`portable-crypto`) for hosts
+# without it. Two cargo runs: features of one run would be unified across both.
 build_filter() {
-  log "building dist/meshgate.wasm"
+  log "building dist/meshgate.wasm and dist/meshgate-portable.wasm"
   cargo build --quiet --release --target wasm32-wasip1 -p meshgate-filter -p meshgate-ceiling-filter
   mkdir -p dist
   cp target/wasm32-wasip1/release/meshgate_filter.wasm dist/meshgate.wasm
   cp target/wasm32-wasip1/release/meshgate_ceiling_filter.wasm dist/meshgate-ceiling.wasm
+  cargo build --quiet --release --target wasm32-wasip1 -p meshgate-filter --features portable-crypto
+  cp target/wasm32-wasip1/release/meshgate_filter.wasm dist/meshgate-portable.wasm
   if command -v wasm-opt >/dev/null 2>&1; then
-    for wasm in dist/meshgate.wasm dist/meshgate-ceiling.wasm; do
+    for wasm in dist/meshgate.wasm dist/meshgate-portable.wasm dist/meshgate-ceiling.wasm; do
       # Rust's wasm32-wasip1 output uses post-MVP features V8 supports; let binaryen keep them.
       if ! wasm-opt -O3 --strip-debug --enable-bulk-memory --enable-sign-ext \
         --enable-nontrapping-float-to-int --enable-mutable-globals --enable-multivalue \
@@ -43,6 +48,7 @@ build_filter() {
     done
   fi
   log "dist/meshgate.wasm: $(stat -c %s dist/meshgate.wasm) bytes"
+  log "dist/meshgate-portable.wasm: $(stat -c %s dist/meshgate-portable.wasm) bytes"
 }
 
 validate_envoy_configs() {

@@ -14,7 +14,7 @@ use meshgate_test_support::corpus::{
 };
 use serde_json::{json, Value};
 
-use crate::fake::FakeHost;
+use crate::fake::{FakeHost, ForeignFake};
 use crate::filter::Filter;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,6 +48,13 @@ impl Target for FilterTarget {
         let policy = Policy::from_json(config.to_string().as_bytes())?;
         let mut filter = Filter::new(policy);
         let mut host = FakeHost::at(file.now);
+        // Without the portable verifiers RS*/ES* are Envoy's: the fake host verifies them
+        // as Envoy would, after the same self-test.
+        if !crate::signatures::PORTABLE {
+            host.foreign = ForeignFake::Verify;
+            filter.verifier = crate::signatures::detect(&host);
+            host.logs.borrow_mut().clear();
+        }
         let mut observed = Vec::with_capacity(file.requests.len());
         for (sent, id) in file.requests.iter().zip(1u32..) {
             let logged_before = host.logs.borrow().len();

@@ -236,8 +236,13 @@ impl Filter {
                         host.log(
                             LogLevel::Warn,
                             &format!(
-                                "meshgate: {e}; verified in Rust instead (further failures \
-                                 are only counted in meshgate.verify.foreign_failed)"
+                                "meshgate: {e}; {} (further failures are only counted in \
+                                 meshgate.verify.foreign_failed)",
+                                if signatures::PORTABLE {
+                                    "verified in Rust instead"
+                                } else {
+                                    "the token is refused: this build has no Rust RSA/ECDSA"
+                                }
                             ),
                         );
                     }

@@ -3,14 +3,21 @@
 //! faster than Rust compiled to Wasm. It is used only if it passes a known-answer
 //! self-test when the VM starts (`meshgate_core::token::self_test`); otherwise, and
 //! for the other algorithms, Rust verifies. Decided once per VM, logged once.
+//!
+//! Rust verifies RS*/PS*/ES* only in the portable artifact (`dist/meshgate-portable.wasm`,
+//! the `portable-crypto` feature). The default `dist/meshgate.wasm` verifies EdDSA and HS*
+//! in Rust and the rest through Envoy alone: without a working `verify_signature` it
+//! refuses a configuration whose providers may need RS*/ES* ([`ready`]).
 
 use std::cell::RefCell;
 
+use meshgate_core::provider::KeySource;
 use meshgate_core::signature::{
     decode_verify_result, encode_verify_arguments, BackendError, SignatureBackend, SignatureCheck,
     SignatureChecks, VERIFY_SIGNATURE,
 };
 use meshgate_core::token::self_test::self_test;
+use meshgate_core::Policy;
 
 use crate::host::{Host, LogLevel, Metric};
 
@@ -85,7 +92,7 @@ pub fn detect<H: Host>(host: &H) -> Verifier {
             );
             Verifier::Envoy
         }
-        Err(e) => {
+        Err(e) if PORTABLE => {
             host.log(
                 LogLevel::Info,
                 &format!(
@@ -95,7 +102,63 @@ pub fn detect<H: Host>(host: &H) -> Verifier {
             );
             Verifier::Rust
         }
+        Err(e) => {
+            host.log(
+                LogLevel::Warn,
+                &format!(
+                    "meshgate: only EdDSA and HS256/384/512 signatures can be verified: Envoy's \
+                     `verify_signature` is not used because {e}, and this build has no Rust \
+                     RSA/ECDSA ({PORTABLE_ARTIFACT} has)"
+                ),
+            );
+            Verifier::Rust
+        }
     }
+}
+
+/// Whether this artifact verifies RS*/PS*/ES* in Rust (the `portable-crypto` feature).
+pub const PORTABLE: bool = cfg!(feature = "portable-crypto");
+
+/// The artifact with the Rust RSA/ECDSA verifiers, named in the line that refuses a
+/// configuration the default one cannot verify.
+pub const PORTABLE_ARTIFACT: &str = "dist/meshgate-portable.wasm";
+
+/// Providers whose tokens may need RS*/ES* verification: every remote key set (its keys
+/// are not known when the configuration is read: Backstage's are ES256, most IdPs' RSA)
+/// and local key sets holding an RSA or EC key.
+pub fn rsa_or_ec_providers(policy: &Policy) -> Vec<&str> {
+    policy
+        .providers
+        .iter()
+        .filter(|provider| match &provider.keys {
+            KeySource::Remote(_) => true,
+            KeySource::Local(set) => set.keys.iter().any(|key| key.public_key_der.is_some()),
+        })
+        .map(|provider| provider.name.as_str())
+        .collect()
+}
+
+/// Whether this VM can verify every provider of `policy`. Only the default artifact with a
+/// `verify_signature` that failed its self-test cannot, when some provider may use RS*/ES*
+/// keys: then one error line says so and names the portable artifact.
+pub fn ready<H: Host>(host: &H, verifier: Verifier, policy: &Policy) -> bool {
+    if PORTABLE || verifier == Verifier::Envoy {
+        return true;
+    }
+    let providers = rsa_or_ec_providers(policy);
+    if providers.is_empty() {
+        return true;
+    }
+    host.log(
+        LogLevel::Error,
+        &format!(
+            "meshgate: configuration rejected: providers `{}` may use RS*/ES* keys, which this \
+             build verifies only through Envoy's `verify_signature`, and that failed its \
+             self-test at VM start; use {PORTABLE_ARTIFACT}, which verifies them in Rust",
+            providers.join("`, `")
+        ),
+    );
+    false
 }
 
 /// Counts one decision's signature checks.

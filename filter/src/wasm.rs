@@ -280,6 +280,9 @@ impl RootContext for Root {
         };
         match Policy::from_json(&raw) {
             Ok(policy) => {
+                if !signatures::ready(&self.host, self.verifier, &policy) {
+                    return false;
+                }
                 crate::jwks_refresh::report_local_skips(&mut self.host, &policy);
                 let mut filter = Filter::new(policy);
                 filter.verifier = self.verifier;

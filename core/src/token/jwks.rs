@@ -5,16 +5,18 @@
 
 use std::sync::Arc;
 
-use jwt_compact::alg::{Hs256Key, Hs384Key, Hs512Key, RsaPublicKey};
+use jwt_compact::alg::{Hs256Key, Hs384Key, Hs512Key};
 use jwt_compact::jwk::JsonWebKey;
-use rsa::traits::PublicKeyParts;
 use serde::Deserialize;
 
 use crate::token::alg::Algorithm;
+use crate::token::der::{ec_public_key_der, rsa_public_key_der, Curve};
 use crate::token::json::UniqueKeys;
 
 /// RSA keys below this size are refused (RFC 7518 §3.3).
 pub const MIN_RSA_BITS: usize = 2048;
+/// RSA keys above this size are refused (the `rsa` crate's limit, kept in every build).
+pub const MAX_RSA_BITS: usize = 4096;
 /// A JWKS document larger than this is refused before parsing.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// More keys than this in one set is refused.
@@ -94,20 +96,49 @@ pub enum KeySkipped {
 /// Key material, already decoded so verification does no parsing.
 #[derive(Clone)]
 pub enum KeyMaterial {
-    Rsa(Arc<RsaPublicKey>),
-    P256(P256VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-    P521(p521::ecdsa::VerifyingKey),
+    Rsa(Arc<RsaKey>),
+    P256(P256Key),
+    P384(P384Key),
+    P521(P521Key),
     Ed25519(Ed25519PublicKey),
     Hs256(Hs256Key),
     Hs384(Hs384Key),
     Hs512(Hs512Key),
 }
 
+/// An RSA public key: its modulus length (a PKCS#1 signature is exactly that long) and,
+/// with the `portable-crypto` feature, the key Rust verifies with. Its DER form, which
+/// Envoy verifies with, is [`VerificationKey::public_key_der`].
+#[derive(Clone)]
+pub struct RsaKey {
+    /// Bytes of the modulus, without leading zeros.
+    pub modulus_bytes: usize,
+    #[cfg(feature = "portable-crypto")]
+    pub rust: jwt_compact::alg::RsaPublicKey,
+}
+
 // jwt-compact exposes these key types through its algorithms; naming them this way keeps
 // the exact versions jwt-compact was built with.
-type P256VerifyingKey = <jwt_compact::alg::Es256 as jwt_compact::Algorithm>::VerifyingKey;
 type Ed25519PublicKey = <jwt_compact::alg::Ed25519 as jwt_compact::Algorithm>::VerifyingKey;
+#[cfg(feature = "portable-crypto")]
+pub type P256Key = <jwt_compact::alg::Es256 as jwt_compact::Algorithm>::VerifyingKey;
+#[cfg(feature = "portable-crypto")]
+pub type P384Key = p384::ecdsa::VerifyingKey;
+#[cfg(feature = "portable-crypto")]
+pub type P521Key = p521::ecdsa::VerifyingKey;
+
+/// Without the `portable-crypto` feature an EC key is only its DER form
+/// ([`VerificationKey::public_key_der`]), verified by the host. Whether the point is on
+/// its curve is then the host's check too: BoringSSL refuses such a key when it parses it.
+#[cfg(not(feature = "portable-crypto"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostOnly;
+#[cfg(not(feature = "portable-crypto"))]
+pub type P256Key = HostOnly;
+#[cfg(not(feature = "portable-crypto"))]
+pub type P384Key = HostOnly;
+#[cfg(not(feature = "portable-crypto"))]
+pub type P521Key = HostOnly;
 
 impl std::fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -336,34 +367,42 @@ fn parse_key(
         kid: kid_label.clone(),
         detail,
     };
-    let material = match &jwk {
-        JsonWebKey::Rsa { .. } => KeyMaterial::Rsa(Arc::new(
-            RsaPublicKey::try_from(&jwk).map_err(|e| unparseable(e.to_string()))?,
-        )),
-        JsonWebKey::EllipticCurve { curve, x, y, .. } => {
-            ec_material(curve, x, y).map_err(|detail| unparseable(detail.to_owned()))?
-        }
-        JsonWebKey::KeyPair { .. } => KeyMaterial::Ed25519(
-            Ed25519PublicKey::try_from(&jwk).map_err(|e| unparseable(e.to_string()))?,
+    let (material, der) = match &jwk {
+        JsonWebKey::Rsa {
+            modulus,
+            public_exponent,
+            ..
+        } => rsa_material(modulus, public_exponent)
+            .map(|(material, der)| (material, Some(der)))
+            .map_err(|e| unparseable(e.to_string()))?,
+        JsonWebKey::EllipticCurve { curve, x, y, .. } => ec_material(curve, x, y)
+            .map(|(material, der)| (material, Some(der)))
+            .map_err(|detail| unparseable(detail.to_owned()))?,
+        JsonWebKey::KeyPair { .. } => (
+            KeyMaterial::Ed25519(
+                Ed25519PublicKey::try_from(&jwk).map_err(|e| unparseable(e.to_string()))?,
+            ),
+            None,
         ),
         JsonWebKey::Symmetric { secret } => {
             return hmac_keys(meta.kid, kid_label, secret, algorithms);
         }
         _ => return Err(mismatch()),
     };
-    verification_key(meta.kid, kid_label, algorithms, material).map(|key| vec![key])
+    verification_key(meta.kid, kid_label, algorithms, material, der).map(|key| vec![key])
 }
 
-/// A key from its decoded material, with the checks every key form shares: RSA moduli of
-/// at least [`MIN_RSA_BITS`], and the DER form backends verify with.
+/// A key from its decoded material and DER form, with the checks every key form shares:
+/// RSA moduli of at least [`MIN_RSA_BITS`].
 pub(crate) fn verification_key(
     kid: Option<String>,
     kid_label: String,
     algorithms: &'static [Algorithm],
     material: KeyMaterial,
+    public_key_der: Option<Vec<u8>>,
 ) -> Result<VerificationKey, KeySkipped> {
     if let KeyMaterial::Rsa(key) = &material {
-        let bits = key.size().saturating_mul(8);
+        let bits = key.modulus_bytes.saturating_mul(8);
         if bits < MIN_RSA_BITS {
             return Err(KeySkipped::RsaTooSmall {
                 kid: kid_label,
@@ -374,40 +413,87 @@ pub(crate) fn verification_key(
     Ok(VerificationKey {
         kid,
         algorithms,
-        public_key_der: public_key_der(&material),
+        public_key_der,
         material,
     })
 }
 
-/// The DER `SubjectPublicKeyInfo` of the key types a signature backend verifies (RSA,
-/// P-256/384/521), as the `rsa` and curve crates encode it.
-fn public_key_der(material: &KeyMaterial) -> Option<Vec<u8>> {
-    use p256::pkcs8::EncodePublicKey as _;
-    let document = match material {
-        KeyMaterial::Rsa(key) => key.to_public_key_der(),
-        KeyMaterial::P256(key) => p256::PublicKey::from_affine(*key.as_affine())
-            .ok()?
-            .to_public_key_der(),
-        KeyMaterial::P384(key) => p384::PublicKey::from_affine(*key.as_affine())
-            .ok()?
-            .to_public_key_der(),
-        KeyMaterial::P521(key) => p521::PublicKey::from_affine(*key.as_affine())
-            .ok()?
-            .to_public_key_der(),
-        _ => return None,
+/// Why an RSA public key is refused: the checks of the `rsa` crate's `RsaPublicKey::new`
+/// (same order, same words), done on the bytes so that every build refuses the same keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RsaKeyError {
+    #[error("modulus too large")]
+    ModulusTooLarge,
+    #[error("public exponent too large")]
+    ExponentTooLarge,
+    #[error("invalid modulus")]
+    InvalidModulus,
+    #[error("invalid exponent")]
+    InvalidExponent,
+    #[error("public exponent too small")]
+    ExponentTooSmall,
+}
+
+/// Big-endian bytes without their leading zeros.
+fn significant(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes.get(first..).unwrap_or_default()
+}
+
+/// An RSA public key from its modulus and exponent (unsigned big-endian, as in a JWK or
+/// PKCS#1), and its DER `SubjectPublicKeyInfo`.
+pub(crate) fn rsa_material(
+    modulus: &[u8],
+    exponent: &[u8],
+) -> Result<(KeyMaterial, Vec<u8>), RsaKeyError> {
+    let n = significant(modulus);
+    let e = significant(exponent);
+    let top_bits = n.first().map_or(0, |&b| 8 - b.leading_zeros());
+    let bits = n
+        .len()
+        .saturating_sub(1)
+        .saturating_mul(8)
+        .saturating_add(usize::try_from(top_bits).unwrap_or(0));
+    if bits > MAX_RSA_BITS {
+        return Err(RsaKeyError::ModulusTooLarge);
+    }
+    if e.len() > 8 {
+        return Err(RsaKeyError::ExponentTooLarge);
+    }
+    let e_value = e.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+    // Equal-length big-endian numbers compare byte-wise.
+    let e_at_least_n = e.len() > n.len() || (e.len() == n.len() && e >= n);
+    let odd = |x: &[u8]| x.last().is_some_and(|b| b & 1 == 1);
+    if e_at_least_n || !odd(n) {
+        return Err(RsaKeyError::InvalidModulus);
+    }
+    if !odd(e) {
+        return Err(RsaKeyError::InvalidExponent);
+    }
+    if e_value < 2 {
+        return Err(RsaKeyError::ExponentTooSmall);
+    }
+    if e_value > (1 << 33) - 1 {
+        return Err(RsaKeyError::ExponentTooLarge);
+    }
+    let key = RsaKey {
+        modulus_bytes: n.len(),
+        #[cfg(feature = "portable-crypto")]
+        rust: jwt_compact::alg::RsaPublicKey::new(
+            rsa::BigUint::from_bytes_be(n),
+            rsa::BigUint::from_bytes_be(e),
+        )
+        .map_err(|_| RsaKeyError::InvalidModulus)?,
     };
-    document.ok().map(|der| der.into_vec())
+    Ok((KeyMaterial::Rsa(Arc::new(key)), rsa_public_key_der(n, e)))
 }
 
 /// A P-256/384/521 public key from its JWK coordinates (RFC 7518 §6.2.1: each exactly
 /// the field size, big-endian).
-fn ec_material(curve: &str, x: &[u8], y: &[u8]) -> Result<KeyMaterial, &'static str> {
-    let size = match curve {
-        "P-256" => 32,
-        "P-384" => 48,
-        "P-521" => 66,
-        _ => return Err("unsupported curve"),
-    };
+fn ec_material(curve: &str, x: &[u8], y: &[u8]) -> Result<(KeyMaterial, Vec<u8>), &'static str> {
+    let size = Curve::from_jwk_name(curve)
+        .ok_or("unsupported curve")?
+        .size();
     if x.len() != size || y.len() != size {
         return Err("`x` and `y` must each be as long as the curve's field elements");
     }
@@ -418,22 +504,59 @@ fn ec_material(curve: &str, x: &[u8], y: &[u8]) -> Result<KeyMaterial, &'static 
     ec_point_material(curve, &point)
 }
 
-/// A P-256/384/521 public key from a SEC1 point (`0x04 ‖ x ‖ y`), refused when not on
-/// the curve.
-pub(crate) fn ec_point_material(curve: &str, point: &[u8]) -> Result<KeyMaterial, &'static str> {
+/// A P-256/384/521 public key from a SEC1 point, and its DER `SubjectPublicKeyInfo`
+/// (which always carries the uncompressed point). With `portable-crypto` a point not on
+/// the curve is refused here and a compressed one is accepted; without, only the
+/// uncompressed form (`0x04 ‖ x ‖ y`) is accepted and the host checks the point.
+pub(crate) fn ec_point_material(
+    curve: &str,
+    point: &[u8],
+) -> Result<(KeyMaterial, Vec<u8>), &'static str> {
+    let curve = Curve::from_jwk_name(curve).ok_or("unsupported curve")?;
+    ec_key(curve, point)
+}
+
+#[cfg(feature = "portable-crypto")]
+fn ec_key(curve: Curve, point: &[u8]) -> Result<(KeyMaterial, Vec<u8>), &'static str> {
     const NOT_ON_CURVE: &str = "the point is not a valid public key on its curve";
-    match curve {
-        "P-256" => P256VerifyingKey::from_sec1_bytes(point)
-            .map(KeyMaterial::P256)
-            .map_err(|_| NOT_ON_CURVE),
-        "P-384" => p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
-            .map(KeyMaterial::P384)
-            .map_err(|_| NOT_ON_CURVE),
-        "P-521" => p521::ecdsa::VerifyingKey::from_sec1_bytes(point)
-            .map(KeyMaterial::P521)
-            .map_err(|_| NOT_ON_CURVE),
-        _ => Err("unsupported curve"),
+    let (material, uncompressed) = match curve {
+        Curve::P256 => P256Key::from_sec1_bytes(point).map(|k| {
+            (
+                k.to_encoded_point(false).as_bytes().to_vec(),
+                KeyMaterial::P256(k),
+            )
+        }),
+        Curve::P384 => P384Key::from_sec1_bytes(point).map(|k| {
+            (
+                k.to_encoded_point(false).as_bytes().to_vec(),
+                KeyMaterial::P384(k),
+            )
+        }),
+        Curve::P521 => P521Key::from_sec1_bytes(point).map(|k| {
+            (
+                k.to_encoded_point(false).as_bytes().to_vec(),
+                KeyMaterial::P521(k),
+            )
+        }),
     }
+    .map(|(point, material)| (material, point))
+    .map_err(|_| NOT_ON_CURVE)?;
+    Ok((material, ec_public_key_der(curve, &uncompressed)))
+}
+
+#[cfg(not(feature = "portable-crypto"))]
+fn ec_key(curve: Curve, point: &[u8]) -> Result<(KeyMaterial, Vec<u8>), &'static str> {
+    let uncompressed = point.first() == Some(&0x04)
+        && point.len() == curve.size().saturating_mul(2).saturating_add(1);
+    if !uncompressed {
+        return Err("the point is not in uncompressed form (0x04, x, y)");
+    }
+    let material = match curve {
+        Curve::P256 => KeyMaterial::P256(HostOnly),
+        Curve::P384 => KeyMaterial::P384(HostOnly),
+        Curve::P521 => KeyMaterial::P521(HostOnly),
+    };
+    Ok((material, ec_public_key_der(curve, point)))
 }
 
 /// An HMAC secret becomes one key per algorithm it may verify: the one its `alg` names,
@@ -493,6 +616,7 @@ fn key_family(kty: &str, crv: Option<&str>) -> Option<&'static [Algorithm]> {
 }
 
 /// Every algorithm an RSA key may verify when nothing pins it further.
+#[cfg(feature = "portable-crypto")]
 pub(crate) const RSA_FAMILY: &[Algorithm] = &[
     Algorithm::Rs256,
     Algorithm::Rs384,
@@ -501,6 +625,11 @@ pub(crate) const RSA_FAMILY: &[Algorithm] = &[
     Algorithm::Ps384,
     Algorithm::Ps512,
 ];
+/// Without `portable-crypto`, RSA keys verify only what Envoy's `verify_signature` does
+/// (PKCS#1 v1.5): an RSA JWK pinned to PS256/384/512 is skipped as not supported, and a
+/// PS* token finds no key for its algorithm.
+#[cfg(not(feature = "portable-crypto"))]
+pub(crate) const RSA_FAMILY: &[Algorithm] = &[Algorithm::Rs256, Algorithm::Rs384, Algorithm::Rs512];
 
 /// The algorithms a key is pinned to: its `alg` when it has one (which must belong to its
 /// family), else its whole family. `None` for an `alg` that doesn't fit.

@@ -3,9 +3,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs384, Hs512, Rsa};
+use jwt_compact::alg::{Ed25519, Hs256, Hs384, Hs512};
 use jwt_compact::AlgorithmSignature;
-use p384::ecdsa::signature::Verifier as _;
 use serde::Deserialize;
 
 use crate::token::alg::Algorithm;
@@ -274,6 +273,8 @@ fn decode_part(part: &str, which: TokenPart) -> Result<Vec<u8>, TokenError> {
         .map_err(|_| TokenError::BadBase64 { part: which })
 }
 
+/// One signature checked in Rust. RS*, PS* and ES* need the `portable-crypto` feature;
+/// without it they are Envoy's alone and never verify here.
 pub(crate) fn verify_with(
     alg: Algorithm,
     key: &KeyMaterial,
@@ -282,33 +283,56 @@ pub(crate) fn verify_with(
 ) -> bool {
     let message = message.as_bytes();
     match (alg, key) {
-        (Algorithm::Rs256, KeyMaterial::Rsa(k)) => rsa_verify(Rsa::rs256(), k, message, signature),
-        (Algorithm::Rs384, KeyMaterial::Rsa(k)) => rsa_verify(Rsa::rs384(), k, message, signature),
-        (Algorithm::Rs512, KeyMaterial::Rsa(k)) => rsa_verify(Rsa::rs512(), k, message, signature),
-        (Algorithm::Ps256, KeyMaterial::Rsa(k)) => rsa_verify(Rsa::ps256(), k, message, signature),
-        (Algorithm::Ps384, KeyMaterial::Rsa(k)) => rsa_verify(Rsa::ps384(), k, message, signature),
-        (Algorithm::Ps512, KeyMaterial::Rsa(k)) => rsa_verify(Rsa::ps512(), k, message, signature),
-        (Algorithm::Es256, KeyMaterial::P256(k)) => verify_alg(&Es256, k, message, signature),
-        (Algorithm::Es384, KeyMaterial::P384(k)) => p384::ecdsa::Signature::from_slice(signature)
-            .is_ok_and(|sig| k.verify(message, &sig).is_ok()),
-        (Algorithm::Es512, KeyMaterial::P521(k)) => p521::ecdsa::Signature::from_slice(signature)
-            .is_ok_and(|sig| k.verify(message, &sig).is_ok()),
         (Algorithm::EdDsa, KeyMaterial::Ed25519(k)) => verify_alg(&Ed25519, k, message, signature),
         (Algorithm::Hs256, KeyMaterial::Hs256(k)) => verify_alg(&Hs256, k, message, signature),
         (Algorithm::Hs384, KeyMaterial::Hs384(k)) => verify_alg(&Hs384, k, message, signature),
         (Algorithm::Hs512, KeyMaterial::Hs512(k)) => verify_alg(&Hs512, k, message, signature),
-        // Key pinning already excludes these; refusing here too keeps it true by construction.
+        #[cfg(feature = "portable-crypto")]
+        (alg, key) => portable::verify(alg, key, message, signature),
+        // Key pinning already excludes other pairs; refusing here too keeps it true by
+        // construction.
+        #[cfg(not(feature = "portable-crypto"))]
         _ => false,
     }
 }
 
-fn rsa_verify(
-    alg: Rsa,
-    key: &jwt_compact::alg::RsaPublicKey,
-    message: &[u8],
-    signature: &[u8],
-) -> bool {
-    verify_alg(&alg, key, message, signature)
+/// RSA and ECDSA in Rust: the fallback for hosts without `verify_signature`, and PS*.
+#[cfg(feature = "portable-crypto")]
+mod portable {
+    use jwt_compact::alg::{Es256, Rsa};
+    use p384::ecdsa::signature::Verifier as _;
+
+    use super::verify_alg;
+    use crate::token::alg::Algorithm;
+    use crate::token::jwks::KeyMaterial;
+
+    pub(super) fn verify(
+        alg: Algorithm,
+        key: &KeyMaterial,
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        let rsa =
+            |alg: Rsa, k: &jwt_compact::alg::RsaPublicKey| verify_alg(&alg, k, message, signature);
+        match (alg, key) {
+            (Algorithm::Rs256, KeyMaterial::Rsa(k)) => rsa(Rsa::rs256(), &k.rust),
+            (Algorithm::Rs384, KeyMaterial::Rsa(k)) => rsa(Rsa::rs384(), &k.rust),
+            (Algorithm::Rs512, KeyMaterial::Rsa(k)) => rsa(Rsa::rs512(), &k.rust),
+            (Algorithm::Ps256, KeyMaterial::Rsa(k)) => rsa(Rsa::ps256(), &k.rust),
+            (Algorithm::Ps384, KeyMaterial::Rsa(k)) => rsa(Rsa::ps384(), &k.rust),
+            (Algorithm::Ps512, KeyMaterial::Rsa(k)) => rsa(Rsa::ps512(), &k.rust),
+            (Algorithm::Es256, KeyMaterial::P256(k)) => verify_alg(&Es256, k, message, signature),
+            (Algorithm::Es384, KeyMaterial::P384(k)) => {
+                p384::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|sig| k.verify(message, &sig).is_ok())
+            }
+            (Algorithm::Es512, KeyMaterial::P521(k)) => {
+                p521::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|sig| k.verify(message, &sig).is_ok())
+            }
+            _ => false,
+        }
+    }
 }
 
 fn verify_alg<A: jwt_compact::Algorithm>(

@@ -10,8 +10,6 @@
 
 use std::borrow::Cow;
 
-use rsa::traits::PublicKeyParts;
-
 use crate::token::alg::Algorithm;
 use crate::token::der::ecdsa_signature_der;
 use crate::token::jwks::{KeyMaterial, VerificationKey};
@@ -116,7 +114,7 @@ pub(crate) fn host_form<'a>(
     match (alg, &key.material) {
         (Algorithm::Rs256 | Algorithm::Rs384 | Algorithm::Rs512, KeyMaterial::Rsa(rsa)) => {
             // RFC 8017 §8.2.2 step 1, which the Rust path checks too.
-            if signature.len() != rsa.size() {
+            if signature.len() != rsa.modulus_bytes {
                 return HostForm::Malformed;
             }
             HostForm::Check {

@@ -98,6 +98,11 @@ fn only_a_host_that_passes_the_self_test_verifies() {
     }
 }
 
+/// Whether this build verifies `alg` in Rust: EdDSA always; RS*/PS*/ES* only when portable.
+fn rust_verifies(alg: &str) -> bool {
+    PORTABLE || alg == "EdDSA"
+}
+
 #[test]
 fn envoy_verifies_rs_and_es256_and_rust_the_rest() {
     // (alg, checked by Envoy?)
@@ -112,16 +117,20 @@ fn envoy_verifies_rs_and_es256_and_rust_the_rest() {
     ];
     for (alg, by_envoy) in cases {
         for verifier in [Verifier::Envoy, Verifier::Rust] {
+            let foreign = by_envoy && verifier == Verifier::Envoy;
+            let context = format!("{alg} with {verifier:?}, portable {PORTABLE}");
             let mut f = filter(verifier);
             let mut host = request(ForeignFake::Verify, &token(alg));
-            assert_eq!(
-                f.on_request_headers(&mut host, 1),
-                Next::Continue,
-                "{alg} {verifier:?}"
-            );
+            let next = f.on_request_headers(&mut host, 1);
+            if !(foreign || rust_verifies(alg)) {
+                // Nobody here can verify it: denied, never let through.
+                assert_eq!(next, Next::Stop, "{context}");
+                assert_eq!(host.reply.as_ref().unwrap().status, 401, "{context}");
+                assert_eq!(host.foreign_calls.get(), 0, "{context}");
+                continue;
+            }
+            assert_eq!(next, Next::Continue, "{context}");
             assert_eq!(host.header("x-meshgate-subject"), Some("alice"));
-            let foreign = by_envoy && verifier == Verifier::Envoy;
-            let context = format!("{alg} with {verifier:?}");
             assert_eq!(host.foreign_calls.get(), u32::from(foreign), "{context}");
             assert_eq!(
                 host.counter("meshgate.verify.foreign"),
@@ -178,9 +187,10 @@ fn envoys_no_is_a_bad_signature() {
 }
 
 #[test]
-fn a_failed_call_falls_back_to_rust_for_that_request() {
+fn a_failed_call_is_decided_in_rust_for_that_request() {
     let mut f = filter(Verifier::Envoy);
-    // (foreign behaviour, token, allowed?)
+    // (foreign behaviour, token, allowed by Rust?): without the portable verifiers Rust
+    // can't check RS*/ES*, and the request is denied.
     let cases = [
         (ForeignFake::Fail, token("RS256"), true),
         (ForeignFake::Fail, tampered(&token("RS256")), false),
@@ -189,7 +199,13 @@ fn a_failed_call_falls_back_to_rust_for_that_request() {
         // Not registered any more (say, a host that changed under us): same.
         (ForeignFake::Absent, token("RS512"), true),
     ];
-    for (i, (foreign, token, allowed)) in cases.into_iter().enumerate() {
+    let logged = if PORTABLE {
+        "verified in Rust instead"
+    } else {
+        "the token is refused: this build has no Rust RSA/ECDSA"
+    };
+    for (i, (foreign, token, valid)) in cases.into_iter().enumerate() {
+        let allowed = valid && PORTABLE;
         let mut host = request(foreign, &token);
         let next = f.on_request_headers(&mut host, 1);
         let context = format!("case {i}: {foreign:?}, allowed {allowed}");
@@ -209,12 +225,70 @@ fn a_failed_call_falls_back_to_rust_for_that_request() {
         assert_eq!(host.counter("meshgate.verify.rust"), 1, "{context}");
         assert_eq!(host.counter("meshgate.verify.foreign"), 0, "{context}");
         // Logged the first time only.
-        assert_eq!(
-            host.logged("verified in Rust instead"),
-            i == 0,
-            "{context}: {:?}",
-            host.logs
-        );
+        assert_eq!(host.logged(logged), i == 0, "{context}: {:?}", host.logs);
+    }
+}
+
+#[test]
+fn without_rust_rsa_ecdsa_a_configuration_envoy_cannot_verify_is_refused() {
+    let remote = json!({"issuer": "https://remote.test", "remote_jwks": {"cluster": "idp", "uri": "https://remote.test/keys"}});
+    let local = |kids: &[&str]| {
+        let keys: Vec<Value> = kids.iter().map(|kid| public_key(kid)).collect();
+        json!({"issuer": ISSUER, "local_jwks": {"inline": {"keys": keys}}})
+    };
+    // (Envoy's verify_signature, providers, refused by the default build?)
+    let cases = [
+        (ForeignFake::Absent, json!({"a": local(&["rsa"])}), true),
+        (ForeignFake::Absent, json!({"a": local(&["ec"])}), true),
+        (
+            ForeignFake::Absent,
+            json!({"a": local(&["ed", "rsa"])}),
+            true,
+        ),
+        (ForeignFake::Absent, json!({"a": remote.clone()}), true),
+        (
+            ForeignFake::Answer(true),
+            json!({"a": local(&["ec"])}),
+            true,
+        ),
+        (
+            ForeignFake::Fail,
+            json!({"a": local(&["ed"]), "b": remote.clone()}),
+            true,
+        ),
+        // Only EdDSA keys: Rust verifies them in every build.
+        (ForeignFake::Absent, json!({"a": local(&["ed"])}), false),
+        // Envoy passed its self-test: it verifies RS*/ES*.
+        (
+            ForeignFake::Verify,
+            json!({"a": local(&["rsa"]), "b": remote}),
+            false,
+        ),
+    ];
+    for (foreign, providers, refused_by_default) in cases {
+        let config = json!({
+            "providers": providers,
+            "rules": [{"id": "all", "action": "allow", "paths": ["/**"]}]
+        });
+        let policy = Policy::from_json(config.to_string().as_bytes()).unwrap();
+        let host = FakeHost::at(NOW).with_foreign(foreign);
+        let verifier = detect(&host);
+        host.logs.borrow_mut().clear();
+        let refused = refused_by_default && !PORTABLE;
+        let context = format!("{foreign:?} {providers}, portable {PORTABLE}");
+        assert_eq!(ready(&host, verifier, &policy), !refused, "{context}");
+        let logs = host.logs.borrow();
+        if refused {
+            assert_eq!(logs.len(), 1, "{context}: one line, {logs:?}");
+            assert_eq!(logs[0].0, LogLevel::Error, "{context}");
+            assert!(logs[0].1.contains(PORTABLE_ARTIFACT), "{context}: {logs:?}");
+            assert!(
+                logs[0].1.contains("may use RS*/ES* keys"),
+                "{context}: {logs:?}"
+            );
+        } else {
+            assert!(logs.is_empty(), "{context}: {logs:?}");
+        }
     }
 }
 

@@ -7,16 +7,14 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use p256::elliptic_curve::ALGORITHM_OID as EC_PUBLIC_KEY;
-use p256::pkcs8::AssociatedOid as _;
-use rsa::pkcs1::{DecodeRsaPublicKey as _, ALGORITHM_OID as RSA_ENCRYPTION};
-use x509_cert::der::asn1::ObjectIdentifier;
-use x509_cert::der::Decode as _;
+use x509_cert::der::asn1::{ObjectIdentifier, UintRef};
+use x509_cert::der::{Decode as _, Reader as _, SliceReader};
 use x509_cert::Certificate;
 
 use super::VerificationKey;
-use super::{ec_point_material, verification_key, KeyMaterial, KeySkipped, RSA_FAMILY};
+use super::{ec_point_material, rsa_material, verification_key, KeySkipped, RSA_FAMILY};
 use crate::token::alg::Algorithm;
+use crate::token::der::{Curve, EC_PUBLIC_KEY_OID, RSA_ENCRYPTION_OID};
 
 const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const PEM_END: &str = "-----END CERTIFICATE-----";
@@ -36,24 +34,26 @@ pub(super) fn parse_certificate(kid: String, pem: &str) -> Result<VerificationKe
         .subject_public_key
         .as_bytes()
         .ok_or_else(|| unparseable("public key bit string has unused bits"))?;
-    let (algorithms, material) = match spki.algorithm.oid {
-        oid if oid == RSA_ENCRYPTION => {
-            let key = rsa::RsaPublicKey::from_pkcs1_der(key_bits)
+    let (algorithms, (material, der)) = match spki.algorithm.oid.as_bytes() {
+        oid if oid == RSA_ENCRYPTION_OID => {
+            let (modulus, exponent) = rsa_public_key(key_bits)
                 .map_err(|e| unparseable(&format!("RSA public key: {e}")))?;
-            (RSA_FAMILY, KeyMaterial::Rsa(std::sync::Arc::new(key)))
+            let key = rsa_material(modulus.as_bytes(), exponent.as_bytes())
+                .map_err(|e| unparseable(&format!("RSA public key: {e}")))?;
+            (RSA_FAMILY, key)
         }
-        oid if oid == EC_PUBLIC_KEY => {
+        oid if oid == EC_PUBLIC_KEY_OID => {
             let curve = spki
                 .algorithm
                 .parameters
                 .as_ref()
                 .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
                 .ok_or_else(|| unparseable("EC key without a named curve"))?;
-            let (name, alg) = match curve {
-                c if c == p256::NistP256::OID => ("P-256", Algorithm::Es256),
-                c if c == p384::NistP384::OID => ("P-384", Algorithm::Es384),
-                c if c == p521::NistP521::OID => ("P-521", Algorithm::Es512),
-                _ => {
+            let (name, alg) = match Curve::from_oid(curve.as_bytes()) {
+                Some(Curve::P256) => ("P-256", Algorithm::Es256),
+                Some(Curve::P384) => ("P-384", Algorithm::Es384),
+                Some(Curve::P521) => ("P-521", Algorithm::Es512),
+                None => {
                     return Err(KeySkipped::UnsupportedKeyType {
                         kid: label,
                         kty: String::from("EC"),
@@ -61,8 +61,10 @@ pub(super) fn parse_certificate(kid: String, pem: &str) -> Result<VerificationKe
                     })
                 }
             };
-            let material = ec_point_material(name, key_bits).map_err(unparseable)?;
-            (alg.as_slice(), material)
+            (
+                alg.as_slice(),
+                ec_point_material(name, key_bits).map_err(unparseable)?,
+            )
         }
         _ => {
             return Err(KeySkipped::UnsupportedKeyType {
@@ -72,7 +74,15 @@ pub(super) fn parse_certificate(kid: String, pem: &str) -> Result<VerificationKe
             })
         }
     };
-    verification_key(Some(kid), label, algorithms, material)
+    verification_key(Some(kid), label, algorithms, material, Some(der))
+}
+
+/// PKCS#1 `RSAPublicKey` (RFC 8017 §A.1.1): `SEQUENCE { modulus INTEGER, publicExponent
+/// INTEGER }`, both non-negative, nothing after it.
+fn rsa_public_key(der: &[u8]) -> x509_cert::der::Result<(UintRef<'_>, UintRef<'_>)> {
+    let mut reader = SliceReader::new(der)?;
+    let parts = reader.sequence(|seq| Ok((UintRef::decode(seq)?, UintRef::decode(seq)?)))?;
+    reader.finish(parts)
 }
 
 /// One PEM `CERTIFICATE` block (RFC 7468) to DER. Line breaks and surrounding whitespace

@@ -312,7 +312,11 @@ fn rsa_spki_matches_openssl_and_the_rsa_crate() {
         let KeyMaterial::Rsa(rsa) = &key.material else {
             panic!("not RSA")
         };
-        assert_eq!(der, rsa.to_public_key_der().unwrap().as_bytes(), "{key:?}");
+        assert_eq!(
+            der,
+            rsa.rust.to_public_key_der().unwrap().as_bytes(),
+            "{key:?}"
+        );
     }
 }
 
