@@ -135,6 +135,21 @@ impl EntityRef {
     }
 }
 
+impl EntityRef {
+    /// `kind:namespace/name`, as `to_string` writes it, without the formatting machinery: a
+    /// sync spells out a few hundred thousand of them.
+    pub fn text(&self) -> String {
+        let mut text =
+            String::with_capacity(self.kind.len() + self.namespace.len() + self.name.len() + 2);
+        text.push_str(&self.kind);
+        text.push(':');
+        text.push_str(&self.namespace);
+        text.push('/');
+        text.push_str(&self.name);
+        text
+    }
+}
+
 impl fmt::Display for EntityRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}/{}", self.kind, self.namespace, self.name)

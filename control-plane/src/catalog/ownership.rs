@@ -433,23 +433,24 @@ pub fn owners_of(index: &CatalogIndex, entity: &Entity) -> (Vec<String>, Vec<Cat
         if relation.relation != RelationType::OwnedBy {
             continue;
         }
-        let (name, relation_name, target) = (
-            entity.entity_ref.to_string(),
-            relation.relation.to_string(),
-            relation.target.to_string(),
+        // The entity and relation are spelled out only for a warning.
+        let (name, relation_name) = (
+            || entity.entity_ref.text(),
+            || relation.relation.to_string(),
         );
+        let target = relation.target.text();
         if !index.contains(&relation.target) {
             warnings.push(CatalogWarning::DanglingRef {
-                entity: name,
-                relation: relation_name,
+                entity: name(),
+                relation: relation_name(),
                 target,
             });
         } else if relation.target.is_group() || relation.target.is_user() {
             owners.insert(target);
         } else {
             warnings.push(CatalogWarning::UnexpectedTargetKind {
-                entity: name,
-                relation: relation_name,
+                entity: name(),
+                relation: relation_name(),
                 target,
             });
         }
@@ -488,7 +489,7 @@ pub fn owned_resources(
             }
             let (all_owners, entities) = owned.entry((kind, id)).or_default();
             all_owners.extend(owners.iter().cloned());
-            entities.insert(entity.entity_ref.to_string());
+            entities.insert(entity.entity_ref.text());
         }
     }
     let mut resources = Vec::with_capacity(owned.len());

@@ -69,6 +69,30 @@ pub fn build_snapshot_input_cached(
     annotations: &OwnershipAnnotations,
     cache: &mut ClosureCache,
 ) -> CatalogBuild {
+    std::thread::scope(|scope| {
+        // Ownership reads the index only: it runs beside the closure and the user table (a
+        // sixth of a sync at organisation scale). Without a thread, it runs after them.
+        let ownership = std::thread::Builder::new()
+            .name("meshgate-ownership".into())
+            .spawn_scoped(scope, || owned_resources(index, annotations))
+            .ok();
+        build_with_ownership(index, cache, move || match ownership {
+            // A panic there is a panic here, as if it had run on this thread.
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            None => owned_resources(index, annotations),
+        })
+    })
+}
+
+/// [`build_snapshot_input_cached`] with the owned resources from `ownership`, called once
+/// the rest is built.
+fn build_with_ownership(
+    index: &CatalogIndex,
+    cache: &mut ClosureCache,
+    ownership: impl FnOnce() -> (Vec<OwnedInput>, Vec<CatalogWarning>),
+) -> CatalogBuild {
     let mut warnings: Vec<CatalogWarning> = index.warnings().to_vec();
     let (membership, mut found) = close_membership_cached(index, cache);
     warnings.append(&mut found);
@@ -85,7 +109,7 @@ pub fn build_snapshot_input_cached(
         .of_kind("user")
         .zip(0..)
         .map(|(user, position)| IndexedUser {
-            entity_ref: user.entity_ref.to_string(),
+            entity_ref: user.entity_ref.text(),
             email: user.email.as_deref().and_then(normalize_email),
             groups: membership.direct_group_ids(position).to_vec(),
         })
@@ -127,7 +151,7 @@ pub fn build_snapshot_input_cached(
         });
     }
 
-    let (mut resources, mut found) = owned_resources(index, annotations);
+    let (mut resources, mut found) = ownership();
     warnings.append(&mut found);
     resources.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
     // Owners are groups (already in the table) or users, added once each.

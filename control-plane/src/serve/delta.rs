@@ -55,8 +55,35 @@ impl DeltaHistory {
                 etag != target_etag && base.content_hash() != target.content_hash()
             })
             .collect();
-        for (etag, base) in bases {
-            let delta = encode_delta(base, &target, key)?;
+        // One thread per base: each delta is a merge of two images, independent of the others.
+        let signed: Vec<(&String, Result<Vec<u8>, EncodeError>)> = std::thread::scope(|scope| {
+            let running: Vec<_> = bases
+                .iter()
+                .map(|(etag, base)| {
+                    let sign = || encode_delta(base, &target, key);
+                    let thread = std::thread::Builder::new()
+                        .name("meshgate-delta".into())
+                        .spawn_scoped(scope, sign);
+                    (etag, thread)
+                })
+                .collect();
+            running
+                .into_iter()
+                .zip(&bases)
+                .map(|((etag, thread), (_, base))| {
+                    let delta = match thread {
+                        Ok(thread) => thread
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        // No thread to be had: sign it here.
+                        Err(_) => encode_delta(base, &target, key),
+                    };
+                    (etag, delta)
+                })
+                .collect()
+        });
+        for (etag, delta) in signed {
+            let delta = delta?;
             if delta.len() < target_len {
                 deltas.insert(etag.clone(), Arc::from(delta));
             }
