@@ -288,8 +288,10 @@ enum Command {
 }
 
 /// After a watched change, the catalog must stay unchanged this long before a sync starts, so
-/// a burst of writes (a git checkout, an editor's save) is read once.
-const QUIET: Duration = Duration::from_millis(200);
+/// a burst of writes (a git checkout, an editor's save) is read once. Every millisecond here
+/// is a millisecond of a change's way to the edge; a burst that outlasts it costs one more
+/// sync, not a wrong one (the guards still judge each read).
+const QUIET: Duration = Duration::from_millis(100);
 /// A catalog that keeps changing is synced after at most this long anyway.
 const QUIET_CAP: Duration = Duration::from_secs(2);
 
