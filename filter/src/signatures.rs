@@ -116,8 +116,10 @@ pub fn detect<H: Host>(host: &H) -> Verifier {
     }
 }
 
-/// Whether this artifact verifies RS*/PS*/ES* in Rust (the `portable-crypto` feature).
-pub const PORTABLE: bool = cfg!(feature = "portable-crypto");
+/// Whether this artifact verifies RS*/PS*/ES* in Rust: what meshgate-core was built with (the
+/// filter's `portable-crypto` feature turns it on; so does any other crate of a build that
+/// unifies features, such as a workspace test run).
+pub const PORTABLE: bool = meshgate_core::token::RUST_RSA_ECDSA;
 
 /// The artifact with the Rust RSA/ECDSA verifiers, named in the line that refuses a
 /// configuration the default one cannot verify.

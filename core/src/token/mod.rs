@@ -16,3 +16,8 @@ pub mod self_test;
 pub mod signature;
 
 pub use jws::{JoseHeader, TokenError, TokenPart, UnverifiedToken, DEFAULT_MAX_TOKEN_BYTES};
+
+/// Whether this build verifies RS*/PS*/ES* in Rust (the `portable-crypto` feature). Cargo
+/// unifies features: a workspace build that includes the control plane has them even when
+/// the filter did not ask, so callers read this rather than their own feature.
+pub const RUST_RSA_ECDSA: bool = cfg!(feature = "portable-crypto");
