@@ -8,20 +8,20 @@
 )]
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use meshgate_test_harness::envoy::{repo_root, validate_config, Envoy, EnvoyOptions};
+use meshgate_test_harness::ports;
 
 const CEILING_YAML: &str = "envoy/ceiling.yaml";
 const CEILING_WASM: &str = "dist/meshgate-ceiling.wasm";
 
+/// A port no other call in this process was given: two ports picked one after the other by
+/// binding port 0 can be the same one (it was free again), which once made the listener and
+/// the admin port collide.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
+    ports::free_port().expect("bind an ephemeral port on 127.0.0.1")
 }
 
 fn require_ceiling_wasm() {
