@@ -152,7 +152,10 @@ export interface SnapshotSource {
   poll_interval_s?: number;
   /** Default 5000. */
   timeout_ms?: number;
-  /** Default: none (the last good snapshot stays in force). */
+  /** Hold each poll up to this long until a newer snapshot is published (`Prefer: wait`);
+   *  0 to 55, default 0 (plain polling). */
+  long_poll_s?: number;
+  /** Default: none (the last good snapshot stays in force); must exceed `long_poll_s`. */
   max_staleness_s?: number;
   /** Default 64 MiB. */
   max_bytes?: number;
