@@ -9,7 +9,9 @@ use std::cmp::Ordering;
 use super::envelope::hex;
 use super::err::{DeltaError, EncodeError, SnapshotError};
 use super::grants::{Grant, Grants};
-use super::keys::{read_trailer, SigningKey, TrailerError, MAX_KEY_ID_BYTES, SIGNATURE_BYTES};
+use super::keys::{
+    append_trailer, read_trailer, SigningKey, TrailerError, MAX_KEY_ID_BYTES, SIGNATURE_BYTES,
+};
 use super::lookup::IndexList;
 use super::lookup::Snapshot;
 use super::wire::{Reader, Writer};
@@ -187,9 +189,9 @@ pub fn encode_delta(
         count: body.len(),
         max: u32::MAX as usize,
     })?;
-    let kid = key.kid().as_bytes();
+    let kid_len = key.kid().len();
     let mut out =
-        Vec::with_capacity(DELTA_HEADER_BYTES + body.len() + 1 + kid.len() + SIGNATURE_BYTES);
+        Vec::with_capacity(DELTA_HEADER_BYTES + body.len() + 1 + kid_len + SIGNATURE_BYTES);
     out.extend_from_slice(&DELTA_MAGIC);
     out.extend_from_slice(&DELTA_FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&base.version().to_le_bytes());
@@ -201,11 +203,7 @@ pub fn encode_delta(
     out.extend_from_slice(&target.image_content_hash());
     out.extend_from_slice(&body_len.to_le_bytes());
     out.extend_from_slice(&body);
-    let signature = key.sign(&out);
-    // `SigningKey` guarantees a key id of 1 to 64 bytes.
-    out.push(u8::try_from(kid.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(kid);
-    out.extend_from_slice(&signature);
+    append_trailer(&mut out, key);
     Ok(out)
 }
 

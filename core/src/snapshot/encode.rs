@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 use super::envelope::{FORMAT_VERSION, HEADER_BYTES, MAGIC};
 use super::err::{checked, EncodeError};
 use super::indexed::IndexedInput;
-use super::keys::{SigningKey, SIGNATURE_BYTES};
+use super::keys::{append_trailer, SigningKey, SIGNATURE_BYTES};
 use super::model::SnapshotInput;
 use super::wire::Writer;
 use super::{TAG_ANCESTORS, TAG_GRANTS, TAG_GROUPS, TAG_OWNED, TAG_RULES, TAG_USERS};
@@ -43,9 +43,8 @@ pub fn encode_indexed(
         count: content.len(),
         max: u32::MAX as usize,
     })?;
-    let kid = key.kid().as_bytes();
-    let mut out =
-        Vec::with_capacity(HEADER_BYTES + content.len() + 1 + kid.len() + SIGNATURE_BYTES);
+    let kid_len = key.kid().len();
+    let mut out = Vec::with_capacity(HEADER_BYTES + content.len() + 1 + kid_len + SIGNATURE_BYTES);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
@@ -53,11 +52,7 @@ pub fn encode_indexed(
     out.extend_from_slice(&content_len.to_le_bytes());
     out.extend_from_slice(&Sha256::digest(&content));
     out.extend_from_slice(&content);
-    let signature = key.sign(&out);
-    // `SigningKey` guarantees a key id of 1 to 64 bytes.
-    out.push(u8::try_from(kid.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(kid);
-    out.extend_from_slice(&signature);
+    append_trailer(&mut out, key);
     Ok(out)
 }
 

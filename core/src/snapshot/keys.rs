@@ -207,6 +207,16 @@ pub(crate) enum TrailerError {
     InvalidKeyId,
 }
 
+/// Signs everything in `out` with `key` and appends the trailer [`read_trailer`] reads.
+pub(crate) fn append_trailer(out: &mut Vec<u8>, key: &SigningKey) {
+    let signature = key.sign(out);
+    let kid = key.kid().as_bytes();
+    // `SigningKey` guarantees a key id of 1 to 64 bytes.
+    out.push(u8::try_from(kid.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(kid);
+    out.extend_from_slice(&signature);
+}
+
 /// The trailer every signed file ends with, after the signed part: key id length (1 byte),
 /// key id, Ed25519 signature, and nothing after. Returns the key id and the signature.
 pub(crate) fn read_trailer(trailer: &[u8]) -> Result<(&str, &[u8]), TrailerError> {
