@@ -975,15 +975,27 @@ mod snapshots {
         host.request(id).reply.map(|r| r.status)
     }
 
-    fn answer(f: &mut Filter, host: &mut FakeHost, status: u16, body: &[u8], etag: &str) {
+    /// Answers the last poll; `held`: the server says it held it (`Preference-Applied`).
+    fn reply(
+        f: &mut Filter,
+        host: &mut FakeHost,
+        status: u16,
+        body: &[u8],
+        etag: &str,
+        held: bool,
+    ) {
         let token = host.dispatched.last().unwrap().token;
         let response = crate::host::CallResponse {
             status: Some(status),
             body: Some(body),
             etag: Some(etag),
-            held: false,
+            held,
         };
         f.on_http_call_response(host, token, &response);
+    }
+
+    fn answer(f: &mut Filter, host: &mut FakeHost, status: u16, body: &[u8], etag: &str) {
+        reply(f, host, status, body, etag, false);
     }
 
     #[test]
@@ -1355,14 +1367,7 @@ mod snapshots {
     }
 
     fn held(f: &mut Filter, host: &mut FakeHost, status: u16, body: &[u8], etag: &str) {
-        let token = host.dispatched.last().unwrap().token;
-        let response = crate::host::CallResponse {
-            status: Some(status),
-            body: Some(body),
-            etag: Some(etag),
-            held: true,
-        };
-        f.on_http_call_response(host, token, &response);
+        reply(f, host, status, body, etag, true);
     }
 
     #[test]
